@@ -1,0 +1,1 @@
+"""Built-in checks, one module per concern. Each registers with ``@check``."""

@@ -1,0 +1,76 @@
+"""The config file: TOML, the launching user's first, then the system's.
+
+Search order: ``$XDG_CONFIG_HOME/q3cn-doctor/config.toml`` of the launching
+user (``~/.config`` by default), then ``/etc/q3cn-doctor/config.toml``. The
+user's keys win over the system's, and command-line options win over both.
+Keys are the long option names: ``profile``, ``model``, ``server``,
+``ctx-size`` (or ``ctx_size``), ``user``, ``only``, ``skip``.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older Pythons only
+    import tomli as tomllib
+
+KEYS = ("profile", "model", "server", "ctx_size", "user", "only", "skip")
+
+
+class ConfigError(ValueError):
+    """A config file that exists but cannot be used."""
+
+
+def launching_user() -> str | None:
+    """Who will run llama-server: the user behind sudo, else whoever runs this."""
+    name = os.environ.get("SUDO_USER")
+    if name:
+        return name
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return None
+
+
+def user_config_path(user: str | None, root: str = "") -> str | None:
+    try:
+        entry = pwd.getpwnam(user) if user else pwd.getpwuid(os.getuid())
+    except KeyError:
+        return None
+    base = os.environ.get("XDG_CONFIG_HOME") if entry.pw_uid == os.getuid() else None
+    base = base or os.path.join(entry.pw_dir, ".config")
+    return root + os.path.join(base, "q3cn-doctor", "config.toml")
+
+
+def load(explicit: str | None, user: str | None, root: str = "") -> tuple[dict, list[str]]:
+    """Merged settings and the files they came from. ``root`` prefixes every path (--root)."""
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise ConfigError(f"config file {explicit} does not exist")
+        paths = [explicit]
+    else:
+        paths = [root + "/etc/q3cn-doctor/config.toml"]
+        user_path = user_config_path(user, root)
+        if user_path:
+            paths.append(user_path)  # later wins
+    settings: dict = {}
+    used = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            continue
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in KEYS:
+                raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(KEYS)})")
+            settings[name] = value
+        used.append(path)
+    return settings, used

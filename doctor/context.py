@@ -1,0 +1,49 @@
+"""What a check is handed: the host, the run's facts and options, and a finding maker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .facts import Facts
+from .findings import Finding
+from .host import Host
+from .options import Options
+from .registry import CheckSpec
+
+
+@dataclass
+class Context:
+    host: Host
+    facts: Facts
+    options: Options
+    spec: CheckSpec | None = None
+    evidence: list[str] = field(default_factory=list)  # what the running check has read
+
+    def finding(
+        self,
+        status: str,
+        title: str,
+        observed: str = "",
+        recommended: str = "",
+        impact: str = "",
+        *,
+        item: str | None = None,
+        evidence: list[str] | None = None,
+        fixes: list[str] | tuple[str, ...] = (),
+        manual: list[str] | tuple[str, ...] = (),
+    ) -> Finding:
+        """A finding of the running check; evidence defaults to every source it read."""
+        assert self.spec is not None, "finding() is for a running check"
+        return Finding(
+            id=f"{self.spec.id}:{item}" if item is not None else self.spec.id,
+            check=self.spec.id,
+            area=self.spec.area,
+            status=status,
+            title=title,
+            observed=observed,
+            recommended=recommended,
+            impact=impact,
+            evidence=list(evidence if evidence is not None else self.evidence),
+            fixes=list(fixes),
+            manual=list(manual),
+        )

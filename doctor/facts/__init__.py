@@ -1,0 +1,100 @@
+"""Facts: what several checks share, gathered once per run from the host.
+
+Each section is gathered on first use (``check --only cpu`` reads no GPU) and
+remembers the sources it read, so a check that judges a fact cites where the
+fact came from. Each section carries a ``basis`` saying how each value was derived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any, Callable
+
+from ..host import Host
+from ..options import Options
+from . import cpu, gpu, memory, model, system
+
+Gatherer = Callable[[Host, Options, "Facts"], Any]
+
+SECTIONS: dict[str, Gatherer] = {
+    "system": system.gather,
+    "memory": memory.gather,
+    "cpu": cpu.gather,
+    "nvml": gpu.gather_nvml,
+    "gpus": gpu.gather_gpus,
+    "model": model.gather,
+}
+
+
+class FactsError(Exception):
+    """A section could not be gathered; the checks that need it report an error."""
+
+
+class Facts:
+    def __init__(self, host: Host, options: Options) -> None:
+        self.host = host
+        self.options = options
+        self._values: dict[str, Any] = {}
+        self._sources: dict[str, list[str]] = {}
+
+    def section(self, name: str) -> Any:
+        if name in self._values:
+            for source in self._sources[name]:  # the asking check cites them too
+                self.host.note(source)
+        else:
+            with self.host.tracing() as sources:
+                try:
+                    value: Any = SECTIONS[name](self.host, self.options, self)
+                except Exception as exc:  # remembered, so every check that needs it says so
+                    value = FactsError(
+                        f"could not gather {name} facts: {type(exc).__name__}: {exc}")
+            self._values[name] = value
+            self._sources[name] = sources
+        value = self._values[name]
+        if isinstance(value, FactsError):
+            raise value
+        return value
+
+    @property
+    def system(self) -> system.SystemFacts:
+        return self.section("system")
+
+    @property
+    def memory(self) -> memory.MemoryFacts:
+        return self.section("memory")
+
+    @property
+    def cpu(self) -> cpu.CpuFacts:
+        return self.section("cpu")
+
+    @property
+    def nvml(self) -> gpu.NvmlFacts:
+        return self.section("nvml")
+
+    @property
+    def gpus(self) -> list[dict]:
+        return self.section("gpus")
+
+    @property
+    def model(self) -> model.ModelFacts:
+        return self.section("model")
+
+    def to_json(self) -> dict[str, Any]:
+        """Every section, gathered now if no check needed it; a failed one as its error."""
+        document: dict[str, Any] = {}
+        for name in SECTIONS:
+            try:
+                value = self.section(name)
+            except FactsError as exc:
+                document[name] = {"error": str(exc)}
+                continue
+            document[name] = _plain(value)
+        return document
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

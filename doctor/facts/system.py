@@ -1,0 +1,109 @@
+"""The system section: kernel, distribution and virtualization.
+
+Virtualization matters because it hides what the other checks read: a VM has
+no DMI (so no RAM speed), often no cpufreq, and a GPU only if passed through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..host import RAN, Host
+from ..options import Options
+
+if TYPE_CHECKING:
+    from . import Facts
+
+# sys_vendor / product_name strings that name a hypervisor.
+_DMI_HYPERVISORS = {
+    "QEMU": "qemu", "KVM": "kvm", "VMware": "vmware", "VirtualBox": "oracle",
+    "innotek": "oracle", "Xen": "xen", "Microsoft Corporation Virtual Machine": "microsoft",
+    "Parallels": "parallels", "Bochs": "bochs", "Amazon EC2": "amazon", "Google": "google",
+}
+
+
+@dataclass
+class Virtualization:
+    kind: str | None  # "none", "vm", "container", "wsl", or None where nothing could tell
+    name: str | None = None  # kvm, docker, wsl...
+    vm: str | None = None  # the hypervisor under a container, where both apply
+
+
+@dataclass
+class SystemFacts:
+    kernel: str | None
+    os: str | None
+    virtualization: Virtualization
+    basis: dict[str, str] = field(default_factory=dict)
+
+
+def gather(host: Host, options: Options, facts: Facts) -> SystemFacts:
+    basis = {"kernel": "/proc/sys/kernel/osrelease", "os": "/etc/os-release PRETTY_NAME"}
+    kernel = host.cat("/proc/sys/kernel/osrelease")
+    virtualization, basis["virtualization"] = detect_virtualization(host, kernel)
+    return SystemFacts(kernel, _os_name(host), virtualization, basis)
+
+
+def _os_name(host: Host) -> str | None:
+    for line in (host.cat("/etc/os-release") or "").splitlines():
+        key, _, value = line.partition("=")
+        if key == "PRETTY_NAME":
+            return value.strip().strip('"')
+    return None
+
+
+def detect_virtualization(host: Host, kernel: str | None) -> tuple[Virtualization, str]:
+    """What this runs inside, and how that was decided."""
+    if kernel and ("microsoft" in kernel.lower() or "wsl" in kernel.lower()):
+        return Virtualization("wsl", "wsl"), "kernel release names Microsoft (WSL2)"
+    vm = _detect_virt(host, "--vm")
+    container = _detect_virt(host, "--container")
+    if vm is not None or container is not None:
+        if container not in (None, "none"):
+            return Virtualization("container", container, vm if vm != "none" else None), (
+                "systemd-detect-virt --container / --vm"
+            )
+        if vm not in (None, "none"):
+            return Virtualization("vm", vm), "systemd-detect-virt --vm"
+        if vm == "none" and container in (None, "none"):
+            return Virtualization("none"), "systemd-detect-virt --vm / --container"
+    container = _container_by_files(host)
+    vm = _vm_by_files(host)
+    if container:
+        return Virtualization("container", container, vm), "container marker files"
+    if vm:
+        return Virtualization("vm", vm), "hypervisor flag in /proc/cpuinfo or DMI vendor"
+    if host.cat("/proc/cpuinfo") is None:
+        return Virtualization(None), "no systemd-detect-virt answer and no /proc/cpuinfo"
+    return Virtualization("none"), "no hypervisor flag in /proc/cpuinfo, no container markers"
+
+
+def _detect_virt(host: Host, flag: str) -> str | None:
+    """systemd-detect-virt's answer ("none" included), or None where it gave none."""
+    result = host.run(["systemd-detect-virt", flag])
+    if result.state != RAN or result.returncode not in (0, 1):
+        return None
+    answer = result.stdout.strip()
+    return answer or None
+
+
+def _container_by_files(host: Host) -> str | None:
+    if host.exists("/.dockerenv"):
+        return "docker"
+    if host.exists("/run/.containerenv"):
+        return "podman"
+    marker = host.cat("/run/systemd/container")
+    return marker or None
+
+
+def _vm_by_files(host: Host) -> str | None:
+    for path in ("/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/product_name"):
+        value = host.cat(path) or ""
+        for needle, name in _DMI_HYPERVISORS.items():
+            if needle.lower() in value.lower():
+                return name
+    for line in (host.cat("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("flags") and " hypervisor" in line:
+            return "unknown hypervisor"
+    return None

@@ -1,0 +1,354 @@
+"""The one door to the machine.
+
+Checks, facts and fixes never call open() or subprocess themselves: they ask a
+Host. There are three: the live machine, a live-like tree under ``--root``
+(tests, chroots, image builders) and a read-only snapshot directory. That is
+how the same check runs on a user's machine, on a snapshot they sent us, and
+on the real machines in tests/fixtures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+COMMAND_TIMEOUT_S = 10.0
+"""Every command gets a time limit: a hung nvidia-smi must not hang a preflight."""
+
+# Command outcomes other than "it ran": the snapshot's .rc files hold these words.
+RAN = "ran"
+NOT_INSTALLED = "not-installed"
+TIMED_OUT = "timed-out"
+PERMISSION_DENIED = "permission-denied"
+ABSENT = "absent"  # this host has no answer: --root runs nothing, a snapshot lacks it
+COMMAND_STATES = (NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED)
+
+# Where a test injects a failure into a command, the errno says which outcome.
+_ERRNO_TO_STATE = {
+    errno.ENOENT: NOT_INSTALLED,
+    errno.ETIMEDOUT: TIMED_OUT,
+    errno.EACCES: PERMISSION_DENIED,
+    errno.EPERM: PERMISSION_DENIED,
+}
+
+RLIMIT_NAMES = ("MEMLOCK", "RTPRIO", "NOFILE")
+UNLIMITED = -1
+
+# Variables llama.cpp, ggml and the CUDA runtime read: the only environment a
+# snapshot keeps values of unless --no-redact is given.
+ENV_ALLOW = (
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_MODULE_LOADING", "CUDA_LAUNCH_BLOCKING",
+    "GGML_CUDA_ENABLE_UNIFIED_MEMORY", "GGML_CUDA_GRAPH_OPT", "GGML_CUDA_NO_PINNED",
+    "GGML_CUDA_FORCE_MMQ", "GGML_CUDA_FORCE_CUBLAS", "GGML_SCHED_MAX_COPIES",
+    "LLAMA_ARG_HOST", "LLAMA_ARG_PORT", "LLAMA_ARG_MODEL", "LLAMA_ARG_CTX_SIZE",
+    "LLAMA_ARG_N_GPU_LAYERS", "LLAMA_ARG_THREADS", "LLAMA_SET_ROWS", "LLAMA_CACHE",
+    "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY",
+    "LD_LIBRARY_PATH", "PATH", "SUDO_USER", "SUDO_UID", "USER", "LANG", "NO_COLOR",
+    "XDG_CONFIG_HOME", "XDG_STATE_HOME",
+)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command gave: its output and exit status, or why it did not run."""
+
+    argv: tuple[str, ...]
+    state: str  # RAN, NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED or ABSENT
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == RAN and self.returncode == 0
+
+    @property
+    def command_line(self) -> str:
+        return " ".join(self.argv)
+
+    def reason(self) -> str:
+        """One line saying why this command gave nothing useful."""
+        if self.state == RAN:
+            detail = (self.stderr or self.stdout).strip().splitlines()
+            tail = f": {detail[-1]}" if detail else ""
+            return f"`{self.command_line}` exited {self.returncode}{tail}"
+        return {
+            NOT_INSTALLED: f"`{self.argv[0]}` is not installed",
+            TIMED_OUT: f"`{self.command_line}` did not answer in time",
+            PERMISSION_DENIED: f"`{self.command_line}` was refused permission",
+        }.get(self.state, f"`{self.command_line}` has no recorded result on this host")
+
+
+@dataclass(frozen=True)
+class Process:
+    """A running process as the checks need it (llama-server's affinity and threads)."""
+
+    pid: int
+    name: str
+    cmdline: list[str] = field(default_factory=list)
+    affinity: list[int] | None = None
+    threads: int | None = None
+    uid: int | None = None
+
+
+def command_slug(argv: list[str] | tuple[str, ...]) -> str:
+    """The snapshot file name of a command: ``dmidecode -t memory`` -> ``dmidecode_-t_memory``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", " ".join(argv))
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """Expand the kernel's CPU list format (``0-3,8,10-11``) into ids."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            low, high = part.split("-", 1)
+            cpus.extend(range(int(low), int(high) + 1))
+        else:
+            cpus.append(int(part))
+    return cpus
+
+
+class ReadOnlyHost(OSError):
+    """Raised when something tries to change a snapshot."""
+
+
+class Host:
+    """Base of every host: tracing of what was read, failure injection, helpers.
+
+    Subclasses supply the primitive operations (``_read_bytes``, ``_listdir``...);
+    this class adds what every caller gets for free.
+    """
+
+    kind = "abstract"
+
+    def __init__(self) -> None:
+        # path, or command line, -> errno: a test makes any read, write or command fail.
+        self.faults: dict[str, int] = {}
+        self._traces: list[list[str]] = []
+        # Each source is read once per run: several facts and checks share /proc/cpuinfo.
+        self._reads: dict[str, bytes | OSError] = {}
+        self._runs: dict[tuple[str, ...], CommandResult] = {}
+
+    def forget(self) -> None:
+        """Drop remembered reads, so the next read sees the machine as it is now (after a fix)."""
+        self._reads.clear()
+        self._runs.clear()
+
+    # -- bookkeeping -------------------------------------------------------
+    def describe(self) -> str:
+        return self.kind
+
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator[list[str]]:
+        """Collect every source read inside the block (the findings' evidence)."""
+        trace: list[str] = []
+        self._traces.append(trace)
+        try:
+            yield trace
+        finally:
+            self._traces.pop()  # blocks nest, so the innermost is last
+
+    def note(self, source: str) -> None:
+        for trace in self._traces:
+            if source not in trace:
+                trace.append(source)
+
+    def _fault(self, key: str) -> None:
+        code = self.faults.get(key)
+        if code is not None:
+            raise OSError(code, os.strerror(code), key)
+
+    # -- reading -----------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes:
+        self.note(path)
+        self._fault(path)
+        if path not in self._reads:
+            try:
+                self._reads[path] = self._read_bytes(path)
+            except OSError as exc:
+                self._reads[path] = exc
+        remembered = self._reads[path]
+        if isinstance(remembered, OSError):
+            raise remembered
+        return remembered
+
+    def read_text(self, path: str) -> str:
+        # Firmware writes non-UTF-8 bytes into DMI strings; never let that raise.
+        return self.read_bytes(path).decode("utf-8", errors="replace")
+
+    def cat(self, path: str, fallback: str | None = None) -> str | None:
+        """The stripped text of a file, or ``fallback`` when it cannot be read."""
+        try:
+            return self.read_text(path).strip()
+        except OSError:
+            return fallback
+
+    def listdir(self, path: str) -> list[str]:
+        self.note(path)
+        self._fault(path)
+        return sorted(self._listdir(path))
+
+    def readlink(self, path: str) -> str:
+        self.note(path)
+        self._fault(path)
+        return self._readlink(path)
+
+    def exists(self, path: str) -> bool:
+        try:
+            self._fault(path)
+            return self._exists(path)
+        except OSError:
+            return False
+
+    def is_dir(self, path: str) -> bool:
+        try:
+            self._fault(path)
+            return self._is_dir(path)
+        except OSError:
+            return False
+
+    def glob(self, pattern: str) -> list[str]:
+        """Absolute paths matching a pattern whose wildcards sit in path components."""
+        matches = ["/"]
+        for part in [p for p in pattern.split("/") if p]:
+            found = []
+            for base in matches:
+                child_base = base.rstrip("/") + "/"
+                if any(c in part for c in "*?["):
+                    try:
+                        names = self._listdir(base)
+                    except OSError:
+                        continue
+                    found.extend(child_base + n for n in sorted(names) if fnmatch.fnmatch(n, part))
+                elif self._exists(child_base + part):
+                    found.append(child_base + part)
+            matches = found
+        return matches
+
+    def sysctl(self, name: str) -> str | None:
+        """A kernel tunable by its dotted name (``vm.swappiness``), or None."""
+        return self.cat("/proc/sys/" + name.replace(".", "/"))
+
+    def run(self, argv: list[str], timeout: float = COMMAND_TIMEOUT_S) -> CommandResult:
+        """Run a command (argv list, never a shell) with a time limit."""
+        argv_t = tuple(argv)
+        line = " ".join(argv_t)
+        self.note(line)
+        code = self.faults.get(line)
+        if code is not None:
+            return CommandResult(argv_t, _ERRNO_TO_STATE.get(code, PERMISSION_DENIED))
+        if argv_t not in self._runs:
+            self._runs[argv_t] = self._run(argv_t, timeout)
+        return self._runs[argv_t]
+
+    # -- primitives every host supplies ------------------------------------
+    def _read_bytes(self, path: str) -> bytes:
+        raise NotImplementedError
+
+    def _listdir(self, path: str) -> list[str]:
+        raise NotImplementedError
+
+    def _readlink(self, path: str) -> str:
+        raise NotImplementedError
+
+    def _exists(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def _is_dir(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
+        raise NotImplementedError
+
+    # -- process-level facts -------------------------------------------------
+    def nvml(self) -> dict:
+        """NVML readings in the nvml.json layout (see doctor/nvml.py)."""
+        raise NotImplementedError
+
+    def environ(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def euid(self) -> int | None:
+        raise NotImplementedError
+
+    def rlimits(self) -> dict[str, tuple[int, int]]:
+        """Soft and hard limits by name (MEMLOCK, RTPRIO...); -1 is unlimited."""
+        raise NotImplementedError
+
+    def capabilities(self) -> int | None:
+        """The effective capability mask, or None where unknown."""
+        raise NotImplementedError
+
+    def processes(self) -> list[Process]:
+        raise NotImplementedError
+
+    # -- writing (the fix engine) --------------------------------------------
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace a file atomically: write a temporary file beside it, then rename."""
+        self._fault(path)
+        self._reads.pop(path, None)
+        self._write_bytes(path, data, mode)
+
+    def remove(self, path: str) -> None:
+        self._fault(path)
+        self._reads.pop(path, None)
+        self._remove(path)
+
+    def _write_bytes(self, path: str, data: bytes, mode: int) -> None:
+        raise ReadOnlyHost(errno.EROFS, f"{self.describe()} is read-only", path)
+
+    def _remove(self, path: str) -> None:
+        raise ReadOnlyHost(errno.EROFS, f"{self.describe()} is read-only", path)
+
+
+def resolve_under(root: str, path: str, follow_last: bool = True) -> str:
+    """Map an absolute path into ``root`` as if root were ``/``, chroot-style.
+
+    Real sysfs is full of symlinks, some absolute; following them with the OS
+    would leave the tree. Here every link is followed inside ``root``.
+    """
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        if (pending or follow_last) and os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def format_cpu_list(cpus: list[int]) -> str:
+    """The kernel's compact form of a CPU list: [0, 1, 2, 3, 8] -> ``0-3,8``."""
+    ranges: list[str] = []
+    start = previous = None
+    for cpu in sorted(set(cpus)):
+        if previous is not None and cpu == previous + 1:
+            previous = cpu
+            continue
+        if start is not None:
+            ranges.append(f"{start}-{previous}" if previous != start else f"{start}")
+        start = previous = cpu
+    if start is not None:
+        ranges.append(f"{start}-{previous}" if previous != start else f"{start}")
+    return ",".join(ranges)

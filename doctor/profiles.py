@@ -1,0 +1,55 @@
+"""Embedded model profiles: what the checks assume when no --model file is given.
+
+Every number names its source. ``routed_bytes_per_token`` is what generation
+reads from RAM per token when the experts live there: it sets the speed
+ceiling on a bandwidth-bound machine.
+"""
+
+from __future__ import annotations
+
+GIB = 1024**3
+
+PROFILES: dict[str, dict] = {
+    "qwen3-coder-next-mxfp4": {
+        "name": "Qwen3-Coder-Next (80B-A3B) MXFP4",
+        "architecture": "qwen3next",
+        # File size of the MXFP4 GGUF the guide runs (44.73 GiB).
+        "file_bytes": round(44.73 * GIB),
+        # Model card / GGUF metadata: 48 blocks, every 4th full attention (12), the
+        # other 36 Gated DeltaNet (recurrent: no KV cache).
+        "layers": 48,
+        "full_attention_layers": 12,
+        "kv_heads": 2,
+        "head_dim": 256,
+        "sliding_window": None,
+        "experts": 512,
+        "experts_used": 10,
+        "shared_experts": 1,
+        "expert_ffn": 512,
+        "hidden": 2048,
+        # 10 experts x 3 matrices x 2048 x 512 x 48 layers = 1.51 G params at
+        # MXFP4's 4.25 bits: about 0.8 GB read per generated token.
+        "routed_bytes_per_token": 800_000_000,
+        "source": "Qwen3-Coder-Next model card and GGUF metadata; file size of the MXFP4 GGUF",
+    },
+    "gpt-oss-120b-mxfp4": {
+        "name": "gpt-oss-120b MXFP4",
+        "architecture": "gpt-oss",
+        "file_bytes": round(59.02 * GIB),  # the ggml-org MXFP4 GGUF (59.02 GiB)
+        # Model card: 36 layers alternating 128-token sliding window and full
+        # attention; 8 KV heads of 64; 128 experts, 4 active.
+        "layers": 36,
+        "full_attention_layers": 18,
+        "kv_heads": 8,
+        "head_dim": 64,
+        "sliding_window": 128,
+        "experts": 128,
+        "experts_used": 4,
+        "shared_experts": 0,
+        "expert_ffn": 2880,
+        "hidden": 2880,
+        # 4 experts x 3 x 2880 x 2880 x 36 layers = 3.58 G params at 4.25 bits.
+        "routed_bytes_per_token": 1_900_000_000,
+        "source": "gpt-oss-120b model card; file size of the ggml-org MXFP4 GGUF",
+    },
+}

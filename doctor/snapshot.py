@@ -1,0 +1,362 @@
+"""Snapshots: a machine recorded as files, and replayed as a read-only host.
+
+Layout (a contract every issue shares):
+- ``snapshot.json``: format, tool version, time, euid, rlimits, capabilities,
+  allow-listed environment, processes, read errors, and what was not captured.
+- ``fs/<absolute path>``: each file as read; symlinks stored as symlinks.
+- ``cmd/<slug>.out|.err|.rc``: each command; ``.rc`` holds a number or
+  not-installed / timed-out / permission-denied.
+- ``nvml.json``: NVML readings (layout in doctor/nvml.py).
+Whatever a snapshot lacks reads as absent on that host.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import asdict
+
+from . import redact
+from .host import (
+    ABSENT,
+    COMMAND_STATES,
+    ENV_ALLOW,
+    RAN,
+    CommandResult,
+    Host,
+    Process,
+    command_slug,
+    resolve_under,
+)
+from .live import LiveHost
+from .version import __version__
+
+FORMAT_VERSION = 1
+NVML_ABSENT = {"init": "NVML_ERROR_LIBRARY_NOT_FOUND", "reason": "not in this snapshot"}
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be opened: the CLI turns this into a clear message."""
+
+
+class SnapshotHost(Host):
+    """A recorded machine, read-only. It never runs anything live."""
+
+    kind = "snapshot"
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.directory = os.path.abspath(directory)
+        self.fs = os.path.join(self.directory, "fs")
+        meta_path = os.path.join(self.directory, "snapshot.json")
+        self.meta: dict = {}
+        if os.path.exists(meta_path):
+            try:
+                with open(meta_path, encoding="utf-8") as handle:
+                    self.meta = json.load(handle)
+            except (OSError, ValueError) as exc:
+                raise SnapshotError(f"{meta_path} is not a readable snapshot.json: {exc}") from exc
+        self._errors = {path: getattr(errno, name, errno.EIO)
+                        for path, name in self.meta.get("errors", {}).items()}
+        self._listings: dict[str, list[str]] = self.meta.get("listings", {})
+
+    def describe(self) -> str:
+        return f"snapshot {self.directory}"
+
+    def _recorded_error(self, path: str) -> None:
+        code = self._errors.get(path)
+        if code is not None:
+            raise OSError(code, os.strerror(code), path)
+
+    def _read_bytes(self, path: str) -> bytes:
+        self._recorded_error(path)
+        with open(resolve_under(self.fs, path), "rb") as handle:
+            return handle.read()
+
+    def _listdir(self, path: str) -> list[str]:
+        self._recorded_error(path)
+        if path in self._listings:
+            return list(self._listings[path])
+        return os.listdir(resolve_under(self.fs, path))
+
+    def _readlink(self, path: str) -> str:
+        return os.readlink(resolve_under(self.fs, path, follow_last=False))
+
+    def _exists(self, path: str) -> bool:
+        return os.path.lexists(resolve_under(self.fs, path, follow_last=False))
+
+    def _is_dir(self, path: str) -> bool:
+        return os.path.isdir(resolve_under(self.fs, path))
+
+    def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
+        base = os.path.join(self.directory, "cmd", command_slug(argv))
+        rc_text = _read_optional(base + ".rc")
+        if rc_text is None:
+            return CommandResult(argv, ABSENT, stderr="not in this snapshot")
+        rc_text = rc_text.strip()
+        stdout = _read_optional(base + ".out") or ""
+        stderr = _read_optional(base + ".err") or ""
+        if rc_text in COMMAND_STATES:
+            return CommandResult(argv, rc_text, None, stdout, stderr)
+        try:
+            return CommandResult(argv, RAN, int(rc_text), stdout, stderr)
+        except ValueError:
+            return CommandResult(argv, ABSENT, stderr=f"unreadable {base}.rc")
+
+    def nvml(self) -> dict:
+        text = _read_optional(os.path.join(self.directory, "nvml.json"))
+        if text is None:
+            return dict(NVML_ABSENT)
+        try:
+            readings = json.loads(text)
+        except ValueError:
+            return {"init": "NVML_ERROR_UNKNOWN", "reason": "nvml.json is not valid JSON"}
+        return readings if isinstance(readings, dict) else dict(NVML_ABSENT)
+
+    def environ(self) -> dict[str, str]:
+        return dict(self.meta.get("environ", {}))
+
+    def euid(self) -> int | None:
+        return self.meta.get("euid")
+
+    def rlimits(self) -> dict[str, tuple[int, int]]:
+        return {name: tuple(pair) for name, pair in self.meta.get("rlimits", {}).items()}
+
+    def capabilities(self) -> int | None:
+        return self.meta.get("capabilities")
+
+    def processes(self) -> list[Process]:
+        return [Process(**entry) for entry in self.meta.get("processes", [])]
+
+
+def _read_optional(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+class RecordingHost(LiveHost):
+    """The live machine, writing everything read into a snapshot directory as it goes."""
+
+    kind = "live"
+
+    def __init__(self, directory: str, redacted: bool = True) -> None:
+        super().__init__()
+        self.directory = os.path.abspath(directory)
+        self.fs = os.path.join(self.directory, "fs")
+        self.redacted = redacted
+        self.errors: dict[str, str] = {}
+        self.listings: dict[str, list[str]] = {}
+        self.not_captured: list[dict[str, str]] = []
+        self._nvml: dict | None = None
+        os.makedirs(os.path.join(self.directory, "cmd"), exist_ok=True)
+        os.makedirs(self.fs, exist_ok=True)
+
+    # -- recording primitives -------------------------------------------------
+    def _store_path(self, path: str, follow_last: bool = True) -> str:
+        return resolve_under(self.fs, path, follow_last=follow_last)
+
+    def _record_error(self, path: str, exc: OSError) -> None:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR) and exc.errno is not None:
+            self.errors[path] = errno.errorcode.get(exc.errno, "EIO")
+
+    def _mirror_link(self, path: str) -> bool:
+        """Store a symlink as a symlink; True where ``path`` is one."""
+        if not os.path.islink(path):
+            return False
+        target = os.readlink(path)
+        stored = self._store_path(path, follow_last=False)
+        if not os.path.lexists(stored):
+            os.makedirs(os.path.dirname(stored), exist_ok=True)
+            os.symlink(target, stored)
+        return True
+
+    def _mirror_parents(self, path: str) -> None:
+        """Recreate the symlinks along a path so reads through them replay (sysfs)."""
+        parts = [p for p in path.split("/") if p]
+        for depth in range(1, len(parts)):
+            self._mirror_link("/" + "/".join(parts[:depth]))
+
+    def _read_bytes(self, path: str) -> bytes:
+        try:
+            data = super()._read_bytes(path)
+        except OSError as exc:
+            self._record_error(path, exc)
+            raise
+        self._mirror_parents(path)
+        stored = self._store_path(path)
+        os.makedirs(os.path.dirname(stored), exist_ok=True)
+        with open(stored, "wb") as handle:
+            handle.write(redact.redact_file(path, data) if self.redacted else data)
+        return data
+
+    def _listdir(self, path: str) -> list[str]:
+        try:
+            names = super()._listdir(path)
+        except OSError as exc:
+            self._record_error(path, exc)
+            raise
+        self._mirror_parents(path)
+        if not self._mirror_link(path):
+            os.makedirs(self._store_path(path), exist_ok=True)
+        self.listings[path] = sorted(names)
+        for name in names:  # links and folders, so globbing and resolving replay
+            child = path.rstrip("/") + "/" + name
+            if not self._mirror_link(child) and os.path.isdir(child):
+                os.makedirs(self._store_path(child), exist_ok=True)
+        return names
+
+    def _readlink(self, path: str) -> str:
+        try:
+            target = super()._readlink(path)
+        except OSError as exc:
+            self._record_error(path, exc)
+            raise
+        self._mirror_parents(path)
+        self._mirror_link(path)
+        return target
+
+    def _exists(self, path: str) -> bool:
+        found = super()._exists(path)
+        if found:
+            self._mirror_parents(path)
+            if not self._mirror_link(path):
+                if os.path.isdir(path):
+                    os.makedirs(self._store_path(path), exist_ok=True)
+                else:
+                    stored = self._store_path(path)
+                    os.makedirs(os.path.dirname(stored), exist_ok=True)
+                    if not os.path.exists(stored):
+                        open(stored, "wb").close()  # presence is what was asked
+        return found
+
+    def _is_dir(self, path: str) -> bool:
+        found = super()._is_dir(path)
+        if found:
+            self._mirror_parents(path)
+            if not self._mirror_link(path):
+                os.makedirs(self._store_path(path), exist_ok=True)
+        return found
+
+    def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
+        result = super()._run(argv, timeout)
+        base = os.path.join(self.directory, "cmd", command_slug(argv))
+        clean = redact.redact_text if self.redacted else (lambda text: text)
+        _write_text(base + ".out", clean(result.stdout))
+        _write_text(base + ".err", clean(result.stderr))
+        _write_text(base + ".rc", f"{result.returncode}\n" if result.state == RAN else result.state)
+        return result
+
+    def nvml(self) -> dict:
+        if self._nvml is None:
+            self._nvml = super().nvml()
+        return self._nvml
+
+    # -- closing ----------------------------------------------------------------
+    def finish(self) -> str:
+        """Write snapshot.json and nvml.json; return the directory."""
+        readings = self.nvml()
+        if self.redacted:
+            readings = redact.redact_nvml(readings)
+        _write_text(os.path.join(self.directory, "nvml.json"), json.dumps(readings, indent=2))
+        environ = self.environ()
+        if self.redacted:
+            environ = {k: v for k, v in environ.items() if k in ENV_ALLOW}
+        processes = []
+        for process in self.processes():
+            entry = asdict(process)
+            if self.redacted:
+                entry["cmdline"] = redact.redact_cmdline(entry["cmdline"])
+            processes.append(entry)
+        meta = {
+            "format": FORMAT_VERSION,
+            "tool_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "redacted": self.redacted,
+            "euid": self.euid(),
+            "rlimits": {name: list(pair) for name, pair in self.rlimits().items()},
+            "capabilities": self.capabilities(),
+            "environ": environ,
+            "processes": processes,
+            "errors": dict(sorted(self.errors.items())),
+            "listings": dict(sorted(self.listings.items())),
+            "not_captured": self.not_captured,
+        }
+        _write_text(os.path.join(self.directory, "snapshot.json"), json.dumps(meta, indent=2))
+        return self.directory
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(text)
+
+
+def write_tar(directory: str, tar_path: str) -> None:
+    """Pack a snapshot directory into one .tar.gz a user can attach to a report."""
+    with tarfile.open(tar_path, "w:gz") as archive:
+        for name in sorted(os.listdir(directory)):
+            archive.add(os.path.join(directory, name), arcname=name)
+
+
+class ExtractedSnapshot(SnapshotHost):
+    """A snapshot read from a .tar.gz, unpacked into a private temporary folder."""
+
+    def __init__(self, tar_path: str) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="q3cn-doctor-snapshot-")
+        try:
+            _safe_extract(tar_path, self._tmp.name)
+        except (OSError, tarfile.TarError) as exc:
+            self._tmp.cleanup()
+            raise SnapshotError(f"cannot read snapshot archive {tar_path}: {exc}") from exc
+        root = self._tmp.name
+        entries = os.listdir(root)
+        if "snapshot.json" not in entries and len(entries) == 1:
+            root = os.path.join(root, entries[0])  # an archive of the folder itself
+        super().__init__(root)
+        self.archive = os.path.abspath(tar_path)
+
+    def describe(self) -> str:
+        return f"snapshot {self.archive}"
+
+
+def _safe_extract(tar_path: str, destination: str) -> None:
+    """Unpack without letting a member escape: no absolute or ``..`` names, no
+    device files, and no file written through a link the archive itself made."""
+    links: set[str] = set()
+    with tarfile.open(tar_path, "r:*") as archive:
+        for member in archive.getmembers():
+            name = os.path.normpath(member.name)
+            parts = name.split(os.sep)
+            if name.startswith(("/", "..")) or ".." in parts:
+                raise tarfile.TarError(f"unsafe member name {member.name!r}")
+            if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+                raise tarfile.TarError(f"member {member.name!r} lies behind a link")
+            target = os.path.join(destination, name)
+            if member.issym():
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.symlink(member.linkname, target)
+                links.add(name)
+            elif member.isdir():
+                os.makedirs(target, exist_ok=True)
+            elif member.isfile():
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                source = archive.extractfile(member)
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+            # hard links, devices and fifos have no place in a snapshot: skipped
+
+
+def open_snapshot(path: str) -> SnapshotHost:
+    """A snapshot from a directory or a .tar.gz, or SnapshotError saying why not."""
+    if os.path.isdir(path):
+        return SnapshotHost(path)
+    if os.path.isfile(path):
+        return ExtractedSnapshot(path)
+    raise SnapshotError(f"no snapshot at {path}: give a snapshot directory or a .tar.gz")

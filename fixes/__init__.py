@@ -1,0 +1,1 @@
+"""Fixes, one module per fix (the fix engine issue fills this package)."""
