@@ -217,6 +217,7 @@ class Host:
 
     def glob(self, pattern: str) -> list[str]:
         """Absolute paths matching a pattern whose wildcards sit in path components."""
+        self.note(pattern)
         matches = ["/"]
         for part in [p for p in pattern.split("/") if p]:
             found = []

@@ -111,16 +111,17 @@ class LiveHost(Host):
         return read_processes(self._cat_quiet, self._listdir_quiet)
 
     # Process listing reads hundreds of /proc files: they are summarised into one
-    # list (and snapshot.json), not traced one by one as evidence.
+    # list (and snapshot.json), not traced, cached or recorded one by one.
     def _cat_quiet(self, path: str) -> str | None:
         try:
-            return self._read_bytes(path).decode("utf-8", errors="replace")
+            with open(self._path(path), "rb") as handle:
+                return handle.read().decode("utf-8", errors="replace")
         except OSError:
             return None
 
     def _listdir_quiet(self, path: str) -> list[str]:
         try:
-            return self._listdir(path)
+            return os.listdir(self._path(path))
         except OSError:
             return []
 

@@ -25,7 +25,7 @@ class ModelFacts:
     full_attention_layers: int
     kv_heads: int
     head_dim: int
-    sliding_window: int | None
+    sliding_window_tokens: int | None
     experts: int
     experts_used: int
     shared_experts: int
@@ -43,7 +43,7 @@ def kv_cache_bytes(profile: dict, ctx_size: int) -> int:
     layers hold only their window, recurrent layers hold none."""
     per_token = 2 * profile["kv_heads"] * profile["head_dim"] * KV_BYTES_PER_VALUE
     full = profile["full_attention_layers"] * per_token * ctx_size
-    window = profile["sliding_window"]
+    window = profile["sliding_window_tokens"]
     windowed_layers = profile["layers"] - profile["full_attention_layers"] if window else 0
     return full + windowed_layers * per_token * min(window or 0, ctx_size)
 
