@@ -202,6 +202,7 @@ class Host:
         return self._readlink(path)
 
     def exists(self, path: str) -> bool:
+        self.note(path)
         try:
             self._fault(path)
             return self._exists(path)
@@ -209,6 +210,7 @@ class Host:
             return False
 
     def is_dir(self, path: str) -> bool:
+        self.note(path)
         try:
             self._fault(path)
             return self._is_dir(path)

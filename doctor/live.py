@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import tempfile
 
 from .host import (
     ABSENT,
@@ -129,6 +128,8 @@ class LiveHost(Host):
         real = self._path(path)
         directory = os.path.dirname(real)
         os.makedirs(directory, exist_ok=True)
+        import tempfile
+
         handle, temp = tempfile.mkstemp(dir=directory, prefix=".q3cn-doctor.")
         try:
             with os.fdopen(handle, "wb") as out:

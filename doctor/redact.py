@@ -12,12 +12,17 @@ _LABELLED = re.compile(
     r"[ \t]*:[ \t]*)(?P<value>\S.*)$",
     re.MULTILINE,
 )
-# udevadm's dmi_memory_id properties: MEMORY_DEVICE_0_SERIAL_NUMBER=1234.
-_UDEV = re.compile(r"^(?P<key>MEMORY_DEVICE_\d+_(?:SERIAL_NUMBER|ASSET_TAG)=)(?P<value>.*)$", re.M)
+# udevadm's dmi_memory_id properties: MEMORY_DEVICE_0_SERIAL_NUMBER=1234, printed as
+# "E: MEMORY_DEVICE_0_..." by `udevadm info` and stored as "E:MEMORY_..." in /run/udev/data.
+_UDEV = re.compile(
+    r"^(?P<key>(?:E:[ \t]*)?MEMORY_DEVICE_\d+_(?:SERIAL_NUMBER|ASSET_TAG)=)(?P<value>.*)$", re.M
+)
+# A GPU or MIG UUID anywhere in a line: `nvidia-smi -L` prints "(UUID: GPU-...)" mid-line.
+_GPU_UUID = re.compile(r"\b(?:GPU|MIG)-[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
 
 _WHOLE_FILES = re.compile(
     r"^/sys/(?:class|devices/virtual)/dmi/id/(?:product_serial|board_serial|chassis_serial"
-    r"|product_uuid)$|^/etc/machine-id$|^/var/lib/dbus/machine-id$"
+    r"|product_uuid|board_asset_tag|chassis_asset_tag)$|^/etc/machine-id$|^/var/lib/dbus/machine-id$"
 )
 _HOSTNAME_FILES = ("/etc/hostname", "/proc/sys/kernel/hostname")
 REDACTED_HOSTNAME = "redacted-host"
@@ -27,7 +32,8 @@ _SECRET_FLAGS = ("--api-key", "--hf-token", "-hft")
 def redact_text(text: str) -> str:
     """Blank labelled serial numbers and UUIDs in a command's or file's text."""
     text = _LABELLED.sub(lambda m: m.group("key") + MARK, text)
-    return _UDEV.sub(lambda m: m.group("key") + MARK, text)
+    text = _UDEV.sub(lambda m: m.group("key") + MARK, text)
+    return _GPU_UUID.sub(MARK, text)
 
 
 def redact_file(path: str, data: bytes) -> bytes:
@@ -59,6 +65,19 @@ def redact_cmdline(argv: list[str]) -> list[str]:
         else:
             cleaned.append(arg)
     return cleaned
+
+
+def redact_process_cmdline(name: str, argv: list[str]) -> list[str]:
+    """What a snapshot keeps of a process's command line.
+
+    Only llama.cpp's servers matter to the checks (their flags, threads and
+    affinity); every other program keeps just its path, since its arguments may
+    hold anybody's tokens or file names.
+    """
+    program = argv[0].rsplit("/", 1)[-1] if argv else ""
+    if "llama" in name or "llama" in program:
+        return redact_cmdline(argv)
+    return argv[:1]
 
 
 def redact_nvml(readings: dict) -> dict:

@@ -37,6 +37,7 @@ from .live import LiveHost
 from .version import __version__
 
 FORMAT_VERSION = 1
+_SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json")
 NVML_ABSENT = {"init": "NVML_ERROR_LIBRARY_NOT_FOUND", "reason": "not in this snapshot"}
 
 
@@ -52,8 +53,10 @@ class SnapshotHost(Host):
     def __init__(self, directory: str) -> None:
         super().__init__()
         self.directory = os.path.abspath(directory)
-        self.fs = os.path.join(self.directory, "fs")
-        meta_path = os.path.join(self.directory, "snapshot.json")
+        # Every path inside the snapshot is resolved within it: a symlinked fs/, cmd/ or
+        # snapshot.json (a crafted archive) must not turn a replay into a live read.
+        self.fs = resolve_under(self.directory, "/fs")
+        meta_path = resolve_under(self.directory, "/snapshot.json")
         self.meta: dict = {}
         if os.path.exists(meta_path):
             try:
@@ -94,13 +97,13 @@ class SnapshotHost(Host):
         return os.path.isdir(resolve_under(self.fs, path))
 
     def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
-        base = os.path.join(self.directory, "cmd", command_slug(argv))
-        rc_text = _read_optional(base + ".rc")
+        base = "/cmd/" + command_slug(argv)
+        rc_text = _read_optional(resolve_under(self.directory, base + ".rc"))
         if rc_text is None:
             return CommandResult(argv, ABSENT, stderr="not in this snapshot")
         rc_text = rc_text.strip()
-        stdout = _read_optional(base + ".out") or ""
-        stderr = _read_optional(base + ".err") or ""
+        stdout = _read_optional(resolve_under(self.directory, base + ".out")) or ""
+        stderr = _read_optional(resolve_under(self.directory, base + ".err")) or ""
         if rc_text in COMMAND_STATES:
             return CommandResult(argv, rc_text, None, stdout, stderr)
         try:
@@ -109,7 +112,7 @@ class SnapshotHost(Host):
             return CommandResult(argv, ABSENT, stderr=f"unreadable {base}.rc")
 
     def nvml(self) -> dict:
-        text = _read_optional(os.path.join(self.directory, "nvml.json"))
+        text = _read_optional(resolve_under(self.directory, "/nvml.json"))
         if text is None:
             return dict(NVML_ABSENT)
         try:
@@ -191,6 +194,7 @@ class RecordingHost(LiveHost):
             self._record_error(path, exc)
             raise
         self._mirror_parents(path)
+        self._mirror_link(path)  # a file read through a link (/etc/os-release) keeps its link
         stored = self._store_path(path)
         os.makedirs(os.path.dirname(stored), exist_ok=True)
         with open(stored, "wb") as handle:
@@ -273,7 +277,7 @@ class RecordingHost(LiveHost):
         for process in self.processes():
             entry = asdict(process)
             if self.redacted:
-                entry["cmdline"] = redact.redact_cmdline(entry["cmdline"])
+                entry["cmdline"] = redact.redact_process_cmdline(entry["name"], entry["cmdline"])
             processes.append(entry)
         meta = {
             "format": FORMAT_VERSION,
@@ -317,8 +321,10 @@ class ExtractedSnapshot(SnapshotHost):
             raise SnapshotError(f"cannot read snapshot archive {tar_path}: {exc}") from exc
         root = self._tmp.name
         entries = os.listdir(root)
-        if "snapshot.json" not in entries and len(entries) == 1:
-            root = os.path.join(root, entries[0])  # an archive of the folder itself
+        if len(entries) == 1 and entries[0] not in _SNAPSHOT_PARTS:
+            inner = os.path.join(root, entries[0])  # an archive of the folder itself
+            if os.path.isdir(inner) and not os.path.islink(inner):
+                root = inner
         super().__init__(root)
         self.archive = os.path.abspath(tar_path)
 
@@ -336,8 +342,10 @@ def _safe_extract(tar_path: str, destination: str) -> None:
             parts = name.split(os.sep)
             if name.startswith(("/", "..")) or ".." in parts:
                 raise tarfile.TarError(f"unsafe member name {member.name!r}")
-            if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
-                raise tarfile.TarError(f"member {member.name!r} lies behind a link")
+            # parts[:len(parts)] is the member itself: writing a file over a link
+            # member of the same name would write wherever the link points.
+            if any("/".join(parts[:i]) in links for i in range(1, len(parts) + 1)):
+                raise tarfile.TarError(f"member {member.name!r} lies behind or over a link")
             target = os.path.join(destination, name)
             if member.issym():
                 os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -27,7 +27,8 @@ def doctor_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "q3cn_doctor"]
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
     """Run the installed q3cn-doctor in a subprocess, as a user would."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(doctor_command() + list(args), capture_output=True, text=True,

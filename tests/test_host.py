@@ -1,0 +1,380 @@
+"""The host layer: path resolution under a root, the read cache, fault injection,
+tracing, globbing, commands on the live machine, and writes into a --root tree.
+
+Every write here goes into a RootHost on tmp_path; the live machine is only read
+(and runs harmless commands such as ``true``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+import time
+
+import pytest
+from q3cn_doctor.host import (
+    ABSENT,
+    NOT_INSTALLED,
+    PERMISSION_DENIED,
+    RAN,
+    TIMED_OUT,
+    command_slug,
+    format_cpu_list,
+    parse_cpu_list,
+    resolve_under,
+)
+from q3cn_doctor.live import LiveHost, RootHost
+
+
+def write(path, text: str | bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mode = "wb" if isinstance(text, bytes) else "w"
+    with open(path, mode) as handle:
+        handle.write(text)
+
+
+# -- resolve_under -----------------------------------------------------------------
+
+
+@pytest.fixture
+def linked_root(tmp_path):
+    """A tree with a real folder, a relative and an absolute link to it, and a loop."""
+    root = tmp_path / "root"
+    write(root / "a" / "real" / "file", "inside")
+    os.symlink("real", root / "a" / "rel")  # relative, sysfs-style
+    os.symlink("/a/real", root / "abs")  # absolute: must mean <root>/a/real
+    os.symlink("../../../../../../..", root / "a" / "up")  # tries to climb out
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    return str(root)
+
+
+def test_resolve_relative_link_stays_inside(linked_root):
+    assert resolve_under(linked_root, "/a/rel/file") == os.path.join(linked_root, "a/real/file")
+
+
+def test_resolve_absolute_link_is_rerooted(linked_root):
+    resolved = resolve_under(linked_root, "/abs/file")
+    assert resolved == os.path.join(linked_root, "a/real/file")
+    with open(resolved) as handle:
+        assert handle.read() == "inside"
+
+
+def test_resolve_follow_last_false_keeps_the_link(linked_root):
+    assert resolve_under(linked_root, "/a/rel", follow_last=False) == os.path.join(
+        linked_root, "a/rel")
+    assert resolve_under(linked_root, "/a/rel") == os.path.join(linked_root, "a/real")
+
+
+@pytest.mark.parametrize("path", ["/../../etc/passwd", "/a/../../../etc/passwd",
+                                  "/a/real/../../../../etc/passwd", "/a/up/etc/passwd"])
+def test_resolve_dotdot_cannot_escape(linked_root, path):
+    assert resolve_under(linked_root, path) == os.path.join(linked_root, "etc/passwd")
+
+
+def test_resolve_link_loop_is_eloop(linked_root):
+    with pytest.raises(OSError) as caught:
+        resolve_under(linked_root, "/loop1/file")
+    assert caught.value.errno == errno.ELOOP
+
+
+def test_root_host_reads_through_absolute_link_inside_prefix(linked_root):
+    host = RootHost(linked_root)
+    assert host.read_text("/abs/file") == "inside"
+    assert host.readlink("/abs") == "/a/real"
+    assert host.exists("/abs") and host.is_dir("/abs")
+    assert host.cat("/loop1/file", fallback="loop") == "loop"
+
+
+# -- the read cache ----------------------------------------------------------------
+
+
+def test_read_is_cached_until_forget(tmp_path):
+    write(tmp_path / "proc" / "meminfo", "first")
+    host = RootHost(str(tmp_path))
+    assert host.read_text("/proc/meminfo") == "first"
+    write(tmp_path / "proc" / "meminfo", "second")
+    assert host.read_text("/proc/meminfo") == "first"  # read once per run
+    host.forget()
+    assert host.read_text("/proc/meminfo") == "second"
+
+
+def test_read_error_is_cached_too(tmp_path):
+    host = RootHost(str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        host.read_bytes("/late")
+    write(tmp_path / "late", "now here")
+    with pytest.raises(FileNotFoundError):
+        host.read_bytes("/late")
+    host.forget()
+    assert host.read_text("/late") == "now here"
+
+
+def test_write_and_remove_invalidate_the_cache(tmp_path):
+    write(tmp_path / "etc" / "conf", "old")
+    host = RootHost(str(tmp_path))
+    assert host.read_text("/etc/conf") == "old"
+    host.write_bytes("/etc/conf", b"new")
+    assert host.read_text("/etc/conf") == "new"
+    host.remove("/etc/conf")
+    assert not (tmp_path / "etc" / "conf").exists()
+    with pytest.raises(FileNotFoundError):
+        host.read_bytes("/etc/conf")
+
+
+# -- fault injection -----------------------------------------------------------------
+
+
+def test_fault_on_path(tmp_path):
+    write(tmp_path / "proc" / "cpuinfo", "processor : 0\n")
+    host = RootHost(str(tmp_path))
+    assert host.cat("/proc/cpuinfo") == "processor : 0"  # cached before the fault
+    host.faults["/proc/cpuinfo"] = errno.EACCES
+    with pytest.raises(PermissionError):
+        host.read_bytes("/proc/cpuinfo")
+    assert host.cat("/proc/cpuinfo", fallback="denied") == "denied"
+    assert host.exists("/proc/cpuinfo") is False
+    with pytest.raises(PermissionError):
+        host.write_bytes("/proc/cpuinfo", b"x")
+    assert (tmp_path / "proc" / "cpuinfo").read_text() == "processor : 0\n"
+    del host.faults["/proc/cpuinfo"]
+    assert host.cat("/proc/cpuinfo") == "processor : 0"
+
+
+@pytest.mark.parametrize("code, state", [(errno.ENOENT, NOT_INSTALLED),
+                                         (errno.ETIMEDOUT, TIMED_OUT),
+                                         (errno.EACCES, PERMISSION_DENIED)])
+def test_fault_on_command(code, state):
+    host = LiveHost()
+    host.faults["true --version"] = code
+    result = host.run(["true", "--version"])
+    assert result.state == state
+    assert result.returncode is None and not result.ok
+    assert result.reason()  # every state explains itself in one line
+
+
+# -- tracing and glob ----------------------------------------------------------------
+
+
+def test_nested_tracing_blocks_both_collect(tmp_path):
+    write(tmp_path / "a", "1")
+    write(tmp_path / "b", "2")
+    host = RootHost(str(tmp_path))
+    with host.tracing() as outer:
+        host.cat("/a")
+        with host.tracing() as inner:
+            host.cat("/b")
+            host.cat("/missing")
+            host.run(["dmidecode", "-t", "memory"])
+        host.cat("/a")  # noted once
+    assert inner == ["/b", "/missing", "dmidecode -t memory"]
+    assert outer == ["/a", "/b", "/missing", "dmidecode -t memory"]
+    with host.tracing() as later:
+        pass
+    assert later == []
+
+
+def test_glob_matches_and_notes_its_pattern(tmp_path):
+    base = tmp_path / "sys" / "devices" / "system" / "cpu"
+    for name in ("policy0", "policy1", "policy10", "other"):
+        os.makedirs(base / "cpufreq" / name)
+    write(base / "cpufreq" / "policy1" / "scaling_governor", "performance\n")
+    write(base / "cpufreq" / "policy10" / "scaling_governor", "powersave\n")
+    write(base / "cpufreq" / "policyfile", "not a folder")
+    host = RootHost(str(tmp_path))
+    root = "/sys/devices/system/cpu/cpufreq"
+    with host.tracing() as trace:
+        folders = host.glob(root + "/policy[0-9]*")
+        governors = host.glob("/sys/devices/system/cpu/*/policy*/scaling_governor")
+    assert folders == [root + "/policy0", root + "/policy1", root + "/policy10"]
+    assert governors == [root + "/policy1/scaling_governor", root + "/policy10/scaling_governor"]
+    assert trace == [root + "/policy[0-9]*",
+                     "/sys/devices/system/cpu/*/policy*/scaling_governor"]
+    assert host.glob("/nowhere/*") == []
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+
+def test_command_slug():
+    assert command_slug(["dmidecode", "-t", "memory"]) == "dmidecode_-t_memory"
+    assert command_slug(("nvidia-smi", "--query-gpu=name,uuid", "--format=csv")) == (
+        "nvidia-smi_--query-gpu_name_uuid_--format_csv")
+    assert "/" not in command_slug(["/usr/sbin/dmidecode"])
+
+
+@pytest.mark.parametrize("text, cpus", [("0-3,8,10-11", [0, 1, 2, 3, 8, 10, 11]),
+                                        ("0", [0]), ("", []), (" 2-4 \n", [2, 3, 4]),
+                                        ("0,2,4,6", [0, 2, 4, 6])])
+def test_parse_cpu_list(text, cpus):
+    assert parse_cpu_list(text) == cpus
+
+
+@pytest.mark.parametrize("cpus", [[0, 1, 2, 3, 8, 10, 11], [5], [], [0, 2, 4, 6],
+                                  list(range(64)) + [100, 101]])
+def test_cpu_list_round_trip(cpus):
+    text = format_cpu_list(cpus)
+    assert parse_cpu_list(text) == cpus
+    assert format_cpu_list(list(reversed(cpus)) + cpus) == text  # order and repeats ignored
+
+
+def test_format_cpu_list_is_compact():
+    assert format_cpu_list([3, 0, 1, 2, 8]) == "0-3,8"
+    assert format_cpu_list([0, 2]) == "0,2"
+
+
+# -- commands on the live machine --------------------------------------------------------
+
+
+def test_live_run_true_and_false():
+    host = LiveHost()
+    done = host.run(["true"])
+    assert (done.state, done.returncode, done.ok) == (RAN, 0, True)
+    failed = host.run(["false"])
+    assert (failed.state, failed.returncode, failed.ok) == (RAN, 1, False)
+    assert "exited 1" in failed.reason()
+
+
+def test_live_run_captures_output_in_c_locale():
+    result = LiveHost().run([sys.executable, "-c",
+                             "import os, sys; print(os.environ['LC_ALL']); "
+                             "print('oops', file=sys.stderr)"])
+    assert result.ok
+    assert result.stdout.strip() == "C"
+    assert result.stderr.strip() == "oops"
+
+
+def test_live_run_missing_binary():
+    result = LiveHost().run(["q3cn-doctor-no-such-binary-xyz", "--version"])
+    assert result.state == NOT_INSTALLED
+    assert "not installed" in result.reason()
+
+
+def test_live_run_times_out_quickly():
+    started = time.monotonic()
+    result = LiveHost().run(["sleep", "5"], timeout=0.2)
+    assert result.state == TIMED_OUT
+    assert time.monotonic() - started < 3
+
+
+def test_live_run_not_executable(tmp_path):
+    script = tmp_path / "tool"
+    write(script, "#!/bin/sh\necho hi\n")
+    os.chmod(script, 0o644)  # no x bit: refused even for root
+    assert LiveHost().run([str(script)]).state == PERMISSION_DENIED
+
+
+def test_live_run_is_cached_per_argv(tmp_path):
+    counter = tmp_path / "count"
+    argv = [sys.executable, "-c", f"open({str(counter)!r}, 'a').write('x')"]
+    host = LiveHost()
+    host.run(argv)
+    host.run(argv)
+    assert counter.read_text() == "x"
+    host.forget()
+    host.run(argv)
+    assert counter.read_text() == "xx"
+
+
+# -- RootHost ---------------------------------------------------------------------------
+
+
+def test_root_host_reads_under_prefix_and_runs_nothing(tmp_path):
+    write(tmp_path / "proc" / "sys" / "vm" / "swappiness", "60\n")
+    host = RootHost(str(tmp_path))
+    assert host.sysctl("vm.swappiness") == "60"
+    assert host.listdir("/proc/sys") == ["vm"]
+    assert host.cat("/etc/hostname") is None  # the real /etc/hostname is not under prefix
+    result = host.run(["true"])
+    assert result.state == ABSENT and result.returncode is None
+    assert host.nvml()["init"] != "ok"
+    assert str(tmp_path) in host.describe()
+
+
+def test_root_host_write_is_atomic_and_stays_under_prefix(tmp_path):
+    prefix = tmp_path / "root"
+    target = prefix / "etc" / "sysctl.d" / "90-q3cn.conf"
+    write(target, "old content that is longer\n")
+    old_inode = os.stat(target).st_ino
+    host = RootHost(str(prefix))
+    host.write_bytes("/etc/sysctl.d/90-q3cn.conf", b"vm.swappiness = 0\n", mode=0o600)
+    assert target.read_bytes() == b"vm.swappiness = 0\n"
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert os.stat(target).st_ino != old_inode  # a new file renamed over the old one
+    assert sorted(os.listdir(target.parent)) == ["90-q3cn.conf"]  # no temp file left
+    # A new file in a new folder, and one written through an absolute link: all under prefix.
+    host.write_bytes("/etc/q3cn-doctor-test-new/config.toml", b"profile = 'x'\n")
+    assert (prefix / "etc" / "q3cn-doctor-test-new" / "config.toml").read_bytes() == (
+        b"profile = 'x'\n")
+    assert stat.S_IMODE(os.stat(prefix / "etc/q3cn-doctor-test-new/config.toml").st_mode) == 0o644
+    assert not os.path.exists("/etc/q3cn-doctor-test-new")
+    os.symlink("/q3cn-doctor-test-target", prefix / "etc" / "link")
+    host.write_bytes("/etc/link", b"through the link\n")
+    assert (prefix / "q3cn-doctor-test-target").read_bytes() == b"through the link\n"
+    assert not os.path.exists("/q3cn-doctor-test-target")
+    host.write_bytes("/../../q3cn-doctor-test-escape", b"x")
+    assert (prefix / "q3cn-doctor-test-escape").exists()
+    assert not (tmp_path / "q3cn-doctor-test-escape").exists()
+
+
+def test_root_host_failed_write_leaves_no_temp(tmp_path):
+    prefix = tmp_path / "root"
+    os.makedirs(prefix / "etc" / "conf")  # a folder where the file should go
+    host = RootHost(str(prefix))
+    with pytest.raises(OSError):
+        host.write_bytes("/etc/conf", b"x")
+    assert os.listdir(prefix / "etc") == ["conf"]
+    assert os.listdir(prefix / "etc" / "conf") == []
+
+
+def test_root_host_remove(tmp_path):
+    write(tmp_path / "etc" / "modprobe.d" / "q3cn.conf", "options x\n")
+    host = RootHost(str(tmp_path))
+    host.remove("/etc/modprobe.d/q3cn.conf")
+    assert os.listdir(tmp_path / "etc" / "modprobe.d") == []
+    with pytest.raises(FileNotFoundError):
+        host.remove("/etc/modprobe.d/q3cn.conf")
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def fake_proc(root, pid: int, name: str, cmdline: list[str], cpus: str, threads: int,
+              uid: int) -> None:
+    status = (f"Name:\t{name}\nUmask:\t0022\nState:\tS (sleeping)\nPid:\t{pid}\n"
+              f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t{uid}\t{uid}\t{uid}\t{uid}\n"
+              f"Threads:\t{threads}\nCpus_allowed:\tff\nCpus_allowed_list:\t{cpus}\n")
+    write(os.path.join(root, "proc", str(pid), "status"), status)
+    write(os.path.join(root, "proc", str(pid), "cmdline"),
+          ("\0".join(cmdline) + "\0").encode())
+
+
+def test_read_processes_from_a_fake_proc(tmp_path):
+    root = str(tmp_path)
+    fake_proc(root, 123, "llama-server",
+              ["/opt/llama/llama-server", "-m", "model.gguf", "--threads", "8"],
+              "0-3,8", 17, 1000)
+    fake_proc(root, 7, "bash", ["bash"], "0", 1, 0)
+    os.makedirs(tmp_path / "proc" / "999")  # exited between listing and reading: skipped
+    write(tmp_path / "proc" / "meminfo", "MemTotal: 1 kB\n")  # not a pid
+    os.makedirs(tmp_path / "proc" / "self")
+    processes = {p.pid: p for p in RootHost(root).processes()}
+    assert sorted(processes) == [7, 123]
+    llama = processes[123]
+    assert llama.name == "llama-server"
+    assert llama.cmdline == ["/opt/llama/llama-server", "-m", "model.gguf", "--threads", "8"]
+    assert llama.affinity == [0, 1, 2, 3, 8]
+    assert llama.threads == 17
+    assert llama.uid == 1000
+    assert processes[7].affinity == [0] and processes[7].uid == 0
+
+
+def test_live_processes_include_this_one():
+    me = {p.pid: p for p in LiveHost().processes()}[os.getpid()]
+    assert me.affinity == sorted(os.sched_getaffinity(0))
+    assert me.uid == os.geteuid()
+    assert me.threads and me.threads >= 1
+    with open("/proc/self/cmdline", "rb") as handle:
+        assert me.cmdline == [a for a in handle.read().decode().split("\0") if a]
