@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from q3cn_doctor.context import Context
+from q3cn_doctor.facts.cpu import FrequencyPolicy
 from q3cn_doctor.findings import PASS, SKIP, WARN
 from q3cn_doctor.host import format_cpu_list
 from q3cn_doctor.registry import check
 
 FAST = "performance"
+# Drivers whose "powersave" governor hands the choice to the CPU's own controller
+# (HWP / CPPC): there the EPP decides, and EPP performance runs at full clock.
+EPP_DRIVERS = ("intel_pstate", "amd-pstate-epp")
+
+
+def _at_full_speed(policy: FrequencyPolicy) -> bool:
+    if policy.epp not in (None, FAST):
+        return False
+    return policy.governor == FAST or (policy.driver in EPP_DRIVERS and policy.epp == FAST)
 
 
 @check("cpu.governor", "Scaling governor and energy-performance preference at performance")
@@ -20,7 +30,7 @@ def governor(ctx: Context):
                else "no cpufreq driver is loaded")
         return ctx.finding(SKIP, "No CPU frequency control to check",
                            f"/sys/devices/system/cpu/cpufreq is absent: {why}")
-    slow = [p for p in policies if p.governor != FAST or (p.epp not in (None, FAST))]
+    slow = [p for p in policies if not _at_full_speed(p)]
     groups: dict[tuple, list[int]] = {}
     for policy in policies:
         groups.setdefault((policy.governor, policy.driver, policy.epp), []).extend(policy.cpus)

@@ -30,10 +30,14 @@ def hugepages(ctx: Context):
         impact = ("llama.cpp maps the model with normal pages, so hugetlb pages are RAM "
                   "it cannot use.")
         if left < budget.ram_needed_bytes:
+            advice = ("Release the reserved pages (vm.nr_hugepages=0) unless a VM or DPDK "
+                      "needs them.")
+            if memory.total_bytes < budget.ram_needed_bytes:
+                advice += (" Even then the model does not fit in RAM: see memory.fit for a "
+                           "smaller quant, a shorter context or more VRAM.")
             findings.append(ctx.finding(
                 FAIL, f"Hugetlb reservations leave {gib(left)}, too little for the model", observed,
-                "Release the reserved pages (vm.nr_hugepages=0) unless a VM or DPDK needs them.",
-                impact, fixes=["hugepages.release"]))
+                advice, impact, fixes=["hugepages.release"]))
         else:
             findings.append(ctx.finding(
                 INFO, f"{gib(reserved)} reserved as hugetlb pages; the model still fits", observed,

@@ -50,7 +50,7 @@ def swap(ctx: Context):
     observed = (f"RAM {gib(memory.total_bytes)}; the model needs about {gib(needed)} "
                 f"({budget.basis}); disk swap: {_describe(memory.disk_swap)}")
     if not memory.disk_swap:
-        return ctx.finding(PASS, "No disk swap: the model cannot be paged to disk", observed)
+        return ctx.finding(PASS, "No disk swap for the model's memory to be paged to", observed)
     if memory.total_bytes >= needed:
         return ctx.finding(PASS, "RAM holds the model with headroom; disk swap stays idle",
                            observed)

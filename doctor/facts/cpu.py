@@ -67,11 +67,18 @@ def _policies(host: Host) -> list[FrequencyPolicy]:
         folders = [path[: -len("/scaling_governor")]
                    for path in host.glob(CPU_ROOT + "/cpu[0-9]*/cpufreq/scaling_governor")]
     policies = []
+    linked: dict[str, list[int]] | None = None
     for folder in sorted(folders, key=_number_in):
         cpus_text = host.cat(folder + "/affected_cpus") or host.cat(folder + "/related_cpus")
         cpus = [int(c) for c in cpus_text.split()] if cpus_text else []
         if not cpus and (match := re.search(r"/cpu(\d+)/cpufreq$", folder)):
             cpus = [int(match.group(1))]
+        if not cpus and (match := re.search(r"/(policy(\d+))$", folder)):
+            # No CPU list (a partial copy of sysfs): the cpuN/cpufreq links say which
+            # CPUs share the policy; policyN is at least named after CPU N.
+            if linked is None:
+                linked = _cpus_by_policy_link(host)
+            cpus = linked.get(match.group(1)) or [int(match.group(2))]
         policies.append(FrequencyPolicy(
             name=folder.rsplit("/", 1)[-1] if "/policy" in folder else folder.split("/")[-2],
             cpus=cpus,
@@ -81,6 +88,20 @@ def _policies(host: Host) -> list[FrequencyPolicy]:
             epp=host.cat(folder + "/energy_performance_preference"),
         ))
     return policies
+
+
+def _cpus_by_policy_link(host: Host) -> dict[str, list[int]]:
+    """policyN -> the CPUs whose ``cpuM/cpufreq`` symlink points at it."""
+    found: dict[str, list[int]] = {}
+    for link in host.glob(CPU_ROOT + "/cpu[0-9]*/cpufreq"):
+        try:
+            target = host.readlink(link)
+        except OSError:  # a folder (the older layout), not a link
+            continue
+        cpu = re.search(r"/cpu(\d+)/cpufreq$", link)
+        if cpu:
+            found.setdefault(target.rstrip("/").rsplit("/", 1)[-1], []).append(int(cpu.group(1)))
+    return {name: sorted(cpus) for name, cpus in found.items()}
 
 
 def _number_in(path: str) -> int:

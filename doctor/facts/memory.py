@@ -22,7 +22,7 @@ KIB = 1024
 @dataclass
 class SwapDevice:
     path: str
-    kind: str  # "partition", "file" or "zram" (compressed RAM, not disk)
+    kind: str  # "partition", "file", "zram" (compressed RAM, not disk) or "unknown"
     size_bytes: int
     used_bytes: int
     priority: int | None
@@ -116,6 +116,14 @@ def gather(host: Host, options: Options, facts: Facts) -> MemoryFacts:
     swaps_text = host.cat("/proc/swaps")
     swap = parse_swaps(swaps_text) if swaps_text is not None else []
     basis["swap"] = "/proc/swaps" if swaps_text is not None else "unknown: no /proc/swaps"
+    if swaps_text is None and meminfo.get("SwapTotal"):
+        # Swap is on, but which kind is unknown: count it as disk swap rather than as none.
+        total = meminfo["SwapTotal"]
+        swap = [SwapDevice("SwapTotal in /proc/meminfo", "unknown", total,
+                           max(0, total - meminfo.get("SwapFree", total)), None)]
+        basis["swap"] = "/proc/meminfo SwapTotal (no /proc/swaps: device and kind unknown)"
+    elif swaps_text is None and "SwapTotal" in meminfo:
+        basis["swap"] = "/proc/meminfo SwapTotal = 0 (no /proc/swaps)"
 
     swappiness_text = host.sysctl("vm.swappiness")
     swappiness = int(swappiness_text) if swappiness_text and swappiness_text.isdigit() else None

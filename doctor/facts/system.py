@@ -98,8 +98,10 @@ def _container_by_files(host: Host) -> str | None:
 
 
 def _vm_by_files(host: Host) -> str | None:
-    for path in ("/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/product_name"):
-        value = host.cat(path) or ""
+    vendor = host.cat("/sys/class/dmi/id/sys_vendor") or ""
+    product = host.cat("/sys/class/dmi/id/product_name") or ""
+    # Hyper-V is named by the pair (Microsoft Corporation / Virtual Machine), never by one file.
+    for value in (vendor, product, f"{vendor} {product}"):
         for needle, name in _DMI_HYPERVISORS.items():
             if needle.lower() in value.lower():
                 return name

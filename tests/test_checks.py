@@ -1,0 +1,448 @@
+"""The first five checks on real machines (tests/fixtures/hosts; SOURCE.txt in each says what
+is real and what was constructed), plus variations written over a copy under tmp_path.
+
+Numbers in the assertions are the machines' own: e.g. the HP laptop's 32489496 kB of RAM is
+"31.0 GiB"; the Qwen3-Coder-Next profile needs 44.73 GiB of weights + 3 GiB of KV cache at
+ctx 131072 + 4 GiB for the OS = "51.7 GiB" when no GPU takes a share.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import host_fixture, run_cli
+from q3cn_doctor.budget import GIB, gib
+from q3cn_doctor.facts import Facts
+from q3cn_doctor.findings import ERROR, FAIL, INFO, PASS, SKIP, WARN, Finding
+from q3cn_doctor.options import Options
+from q3cn_doctor.runner import available_checks, run_checks, select
+from q3cn_doctor.snapshot import SnapshotHost
+
+KIB = 1024
+MIB = 1024**2
+
+LAPTOP = "001-hp-elitebook-840g10-i7-1370p-disk-swap"
+TIGERLAKE = "002-tigerlake-i7-1165g7-intel-pstate-powersave"
+OPTERON = "003-supermicro-h8qg6-opteron6134-per-cpu-cpufreq"
+KVM = "004-kvm-guest-cloudstack-skylake-2vcpu"
+OVS = "005-ovs-offload-compute-160x1g-hugepages"
+H8QM8 = "006-supermicro-h8qm8-2048x2m-hugepages"
+ZRAM = "007-kunpeng920-arm64-zram-swappiness100"
+HYPERV = "008-hyperv-gen2-guest-rhcos-2vcpu"
+BUILD = "build-machine-kvm"
+ALL_FIXTURES = (LAPTOP, TIGERLAKE, OPTERON, KVM, OVS, H8QM8, ZRAM, HYPERV, BUILD)
+
+QWEN_NEED = round(44.73 * GIB) + 3 * GIB + 4 * GIB  # weights + KV at 131072 + OS headroom
+# RTX 4090 as nvidia-smi showed it in corpus nvidia/003: 24564 MiB total, 1583 MiB used
+RTX4090 = {"name": "NVIDIA GeForce RTX 4090", "memory_total_bytes": 24564 * MIB,
+           "memory_used_bytes": 1583 * MIB, "memory_free_bytes": (24564 - 1583) * MIB}
+RTX4090_USABLE = (24564 - 1583 - 1024) * MIB  # free less llama-server's 1 GiB --fit-target
+
+
+def findings_for(directory: str | Path, *ids: str, **options) -> dict[str, Finding]:
+    specs, _ = available_checks(plugins=False)
+    facts = Facts(SnapshotHost(str(directory)), Options(snapshot=str(directory), **options))
+    found = run_checks(facts, select(specs, list(ids), []))
+    by_id = {finding.id: finding for finding in found}
+    assert len(by_id) == len(found), "finding ids must be unique"
+    return by_id
+
+
+def check(name: str, check_id: str, **options) -> dict[str, Finding]:
+    return findings_for(host_fixture(name), check_id, **options)
+
+
+def one(name_or_dir: str | Path, check_id: str, **options) -> Finding:
+    directory = name_or_dir if isinstance(name_or_dir, Path) else host_fixture(name_or_dir)
+    found = findings_for(directory, check_id, **options)
+    assert list(found) == [check_id], found
+    return found[check_id]
+
+
+def copy_fixture(name: str, tmp_path: Path) -> Path:
+    target = tmp_path / name
+    shutil.copytree(host_fixture(name), target, symlinks=True)
+    return target
+
+
+def write(root: Path, path: str, text: str) -> None:
+    target = root / "fs" / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+
+
+def with_gpus(root: Path, count: int) -> Path:
+    devices = [dict(RTX4090, index=i) for i in range(count)]
+    (root / "nvml.json").write_text(json.dumps(
+        {"init": "ok", "driver_version": "580.126.09", "cuda_driver_version": 13000,
+         "devices": devices}), encoding="utf-8")
+    return root
+
+
+# -- every check on every real machine ------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL_FIXTURES)
+def test_no_check_crashes_on_a_real_machine(name):
+    findings = findings_for(host_fixture(name))
+    errors = [f"{f.id}: {f.observed}" for f in findings.values() if f.status == ERROR]
+    assert errors == []
+    for check_id in ("memory.swappiness", "memory.swap", "memory.hugepages",
+                     "memory.hugepages:thp", "cpu.governor", "system.virtualization"):
+        assert check_id in findings
+
+
+# -- memory.swappiness ---------------------------------------------------------------------------
+def test_swappiness_60_with_a_swap_partition_warns_and_offers_the_fix():
+    finding = one(LAPTOP, "memory.swappiness")
+    assert finding.status == WARN
+    assert finding.title == "Swappiness 60 lets the kernel page the model out to disk"
+    assert finding.observed == "vm.swappiness = 60; swap: /dev/nvme0n1p3 (partition, 1.0 GiB)"
+    assert finding.fixes == ["sysctl.swappiness"]
+    assert "vm.swappiness=0" in finding.recommended
+    assert {"/proc/sys/vm/swappiness", "/proc/swaps"} <= set(finding.evidence)
+
+
+def test_swappiness_100_with_zram_only_is_information():
+    finding = one(ZRAM, "memory.swappiness")
+    assert finding.status == INFO
+    assert finding.observed == "vm.swappiness = 100; swap: /dev/zram0 (zram, 8.0 GiB)"
+    assert finding.fixes == []
+    assert {"/proc/sys/vm/swappiness", "/proc/swaps"} <= set(finding.evidence)
+
+
+def test_swappiness_without_swap_passes():
+    finding = one(BUILD, "memory.swappiness")
+    assert finding.status == PASS
+    assert finding.observed == "vm.swappiness = 60; swap: none"
+    assert finding.fixes == []
+
+
+@pytest.mark.parametrize("name", [TIGERLAKE, KVM, HYPERV, OVS])
+def test_swappiness_unreadable_skips(name):
+    finding = one(name, "memory.swappiness")
+    assert finding.status == SKIP
+    assert "/proc/sys/vm/swappiness" in finding.evidence
+
+
+def test_swappiness_low_passes(tmp_path):
+    root = copy_fixture(LAPTOP, tmp_path)
+    write(root, "/proc/sys/vm/swappiness", "10\n")
+    finding = one(root, "memory.swappiness")
+    assert (finding.status, finding.title) == (PASS, "Swappiness 10 keeps the model in RAM")
+
+
+def test_swappiness_100_warns_when_disk_swap_sits_beside_zram(tmp_path):
+    root = copy_fixture(ZRAM, tmp_path)
+    swaps = (root / "fs/proc/swaps").read_text()
+    swapfile = "/swapfile" + " " * 31 + "file\t\t2097148\t\t0\t\t-2\n"  # kernel format
+    write(root, "/proc/swaps", swaps + swapfile)
+    finding = one(root, "memory.swappiness")
+    assert finding.status == WARN
+    assert "/dev/zram0 (zram, 8.0 GiB), /swapfile (file, 2.0 GiB)" in finding.observed
+    assert finding.fixes == ["sysctl.swappiness"]
+
+
+# -- memory.swap --------------------------------------------------------------------------------
+def test_swap_warns_when_ram_is_short_of_the_model():
+    finding = one(LAPTOP, "memory.swap")
+    ram = 32489496 * KIB
+    assert finding.status == WARN
+    assert finding.title == f"RAM is {gib(QWEN_NEED - ram)} short, so the model will page to disk"
+    assert gib(QWEN_NEED - ram) == "20.7 GiB"
+    assert finding.observed.startswith("RAM 31.0 GiB; the model needs about 51.7 GiB (")
+    assert finding.observed.endswith("disk swap: /dev/nvme0n1p3 (partition, 1.0 GiB)")
+    assert "all in RAM (no usable NVIDIA GPU)" in finding.observed
+    assert finding.fixes == []  # no software fix adds RAM
+    assert finding.manual
+    assert {"/proc/meminfo", "/proc/swaps", "NVML"} <= set(finding.evidence)
+
+
+def test_swap_passes_when_a_gpu_takes_enough_of_the_model(tmp_path):
+    """One RTX 4090 holds 21.4 GiB: 47.7 - 21.4 + 4 = 30.3 GiB needed, under the 31.0 GiB."""
+    root = with_gpus(copy_fixture(LAPTOP, tmp_path), 1)
+    finding = one(root, "memory.swap")
+    assert QWEN_NEED - RTX4090_USABLE < 32489496 * KIB
+    assert finding.status == PASS
+    assert finding.title == "RAM holds the model with headroom; disk swap stays idle"
+    assert f"the model needs about {gib(QWEN_NEED - RTX4090_USABLE)}" in finding.observed
+    assert gib(QWEN_NEED - RTX4090_USABLE) == "30.3 GiB"
+
+
+def test_swap_passes_with_zram_only_even_when_ram_is_short():
+    finding = one(ZRAM, "memory.swap")
+    assert finding.status == PASS
+    assert finding.title == "No disk swap for the model's memory to be paged to"
+    assert finding.observed.startswith("RAM 31.2 GiB; the model needs about 51.7 GiB")
+    assert finding.observed.endswith("disk swap: none")
+
+
+def test_swap_of_unknown_kind_counts_as_disk_swap():
+    """No /proc/swaps, but meminfo has 14278648 kB of swap; 126 GiB of RAM holds the model."""
+    finding = one(OPTERON, "memory.swap")
+    assert finding.status == PASS
+    assert finding.title == "RAM holds the model with headroom; disk swap stays idle"
+    assert "SwapTotal in /proc/meminfo (unknown, 13.6 GiB)" in finding.observed
+
+    finding = one(H8QM8, "memory.swap")  # 31.5 GiB of RAM and 1.9 GiB of swap
+    assert finding.status == WARN
+    assert finding.observed.startswith("RAM 31.5 GiB; the model needs about 51.7 GiB")
+    assert "SwapTotal in /proc/meminfo (unknown, 1.9 GiB)" in finding.observed
+
+
+def test_swap_passes_when_meminfo_says_none():
+    finding = one(OVS, "memory.swap")
+    assert finding.status == PASS
+    assert finding.observed.startswith("RAM 377.4 GiB;")
+
+
+def test_swap_skips_without_meminfo():
+    assert one(TIGERLAKE, "memory.swap").status == SKIP
+
+
+# -- memory.hugepages -----------------------------------------------------------------------------
+def test_hugepages_160_x_1g_leave_enough_for_the_model():
+    """377.4 GiB - 160 GiB = 217.4 GiB left, well over the 51.7 GiB the model needs."""
+    found = check(OVS, "memory.hugepages")
+    finding = found["memory.hugepages"]
+    assert finding.status == INFO
+    assert finding.title == "160.0 GiB reserved as hugetlb pages; the model still fits"
+    assert finding.observed == (
+        "160.0 GiB of 377.4 GiB reserved as hugetlb pages [160 x 1048576 kB (140 free)], "
+        "leaving 217.4 GiB; the model needs about 51.7 GiB")
+    assert finding.fixes == ["hugepages.release"]
+    assert "/proc/meminfo" in finding.evidence
+    assert found["memory.hugepages:thp"].status == SKIP  # no sysfs in this snapshot
+
+
+def test_hugepages_160_x_1g_still_fit_the_larger_profile():
+    """gpt-oss-120b: 59.02 GiB + 4.5 GiB KV + 4 GiB = 67.5 GiB, still under 217.4 GiB."""
+    finding = check(OVS, "memory.hugepages", profile="gpt-oss-120b-mxfp4")["memory.hugepages"]
+    assert finding.status == INFO
+    assert finding.observed.endswith("leaving 217.4 GiB; the model needs about 67.5 GiB")
+
+
+def test_hugepages_2048_x_2m_fail_on_31_gib():
+    """31.5 GiB - 4.0 GiB = 27.5 GiB left, short of 51.7 GiB."""
+    finding = check(H8QM8, "memory.hugepages")["memory.hugepages"]
+    assert finding.status == FAIL
+    assert finding.title == "Hugetlb reservations leave 27.5 GiB, too little for the model"
+    assert finding.observed == (
+        "4.0 GiB of 31.5 GiB reserved as hugetlb pages [2048 x 2048 kB (2048 free)], "
+        "leaving 27.5 GiB; the model needs about 51.7 GiB")
+    assert finding.fixes == ["hugepages.release"]
+    assert "vm.nr_hugepages=0" in finding.recommended
+    assert {"/proc/meminfo", "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"} <= set(
+        finding.evidence)
+
+
+def test_hugepages_are_what_stops_the_model_fitting_beside_one_gpu(tmp_path):
+    """With an RTX 4090 the model needs 30.3 GiB: more than the 27.5 GiB the pages leave,
+    less than the 31.5 GiB there would be without them."""
+    root = with_gpus(copy_fixture(H8QM8, tmp_path), 1)
+    finding = check(root, "memory.hugepages")["memory.hugepages"]
+    total, left = 33018776 * KIB, 33018776 * KIB - 4 * GIB
+    assert left < QWEN_NEED - RTX4090_USABLE <= total
+    assert finding.status == FAIL
+    assert finding.observed.endswith("leaving 27.5 GiB; the model needs about 30.3 GiB")
+
+
+def test_hugepages_fit_beside_two_gpus(tmp_path):
+    root = with_gpus(copy_fixture(H8QM8, tmp_path), 2)
+    finding = check(root, "memory.hugepages")["memory.hugepages"]
+    assert finding.status == INFO
+    assert finding.observed.endswith(f"the model needs about {gib(QWEN_NEED - 2 * RTX4090_USABLE)}")
+
+
+def test_hugepages_odd_count_on_126_gib_is_information():
+    finding = check(OPTERON, "memory.hugepages")["memory.hugepages"]
+    assert finding.status == INFO
+    assert finding.observed.startswith(
+        "1.0 GiB of 126.2 GiB reserved as hugetlb pages [513 x 2048 kB (513 free)], "
+        "leaving 125.2 GiB")
+
+
+@pytest.mark.parametrize("name, total", [(LAPTOP, "31.0 GiB"), (BUILD, "23.5 GiB"),
+                                         (HYPERV, "7.8 GiB"), (ZRAM, "31.2 GiB")])
+def test_hugepages_none_reserved_passes(name, total):
+    finding = check(name, "memory.hugepages")["memory.hugepages"]
+    assert finding.status == PASS
+    assert finding.observed == f"hugetlb: 0 of {total}"
+    assert finding.fixes == []
+
+
+def test_hugepages_unknown_without_meminfo():
+    assert check(TIGERLAKE, "memory.hugepages")["memory.hugepages"].status == SKIP
+
+
+def test_thp_mode_is_reported():
+    finding = check(BUILD, "memory.hugepages")["memory.hugepages:thp"]
+    assert finding.status == INFO
+    assert finding.check == "memory.hugepages"
+    assert finding.title == "Transparent huge pages: madvise"
+    assert finding.observed == "/sys/kernel/mm/transparent_hugepage/enabled = [madvise]"
+    assert finding.fixes == []
+    assert "/sys/kernel/mm/transparent_hugepage/enabled" in finding.evidence
+
+
+def test_thp_never_offers_the_fix(tmp_path):
+    root = copy_fixture(BUILD, tmp_path)
+    write(root, "/sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
+    finding = check(root, "memory.hugepages")["memory.hugepages:thp"]
+    assert (finding.status, finding.title) == (INFO, "Transparent huge pages: never")
+    assert finding.fixes == ["thp.mode"]
+    assert finding.recommended
+
+
+# -- cpu.governor ---------------------------------------------------------------------------------
+def test_governor_powersave_with_epp_on_policy_folders():
+    finding = one(LAPTOP, "cpu.governor")
+    assert finding.status == WARN
+    assert finding.title == "20 of 20 frequency policies are not at performance"
+    assert finding.observed == "powersave on CPUs 0-19 (intel_pstate, EPP balance_performance)"
+    assert finding.fixes == ["cpu.governor"]
+    assert {"/sys/devices/system/cpu/cpufreq/policy0/scaling_governor",
+            "/sys/devices/system/cpu/cpufreq/policy19/energy_performance_preference"} <= set(
+        finding.evidence)
+
+
+def test_governor_tigerlake_balance_power():
+    finding = one(TIGERLAKE, "cpu.governor")
+    assert finding.status == WARN
+    assert finding.title == "8 of 8 frequency policies are not at performance"
+    assert finding.observed == "powersave on CPUs 0-7 (intel_pstate, EPP balance_power)"
+    assert finding.fixes == ["cpu.governor"]
+
+
+def test_governor_per_cpu_folders_ondemand():
+    finding = one(OPTERON, "cpu.governor")
+    assert finding.status == WARN
+    assert finding.title == "32 of 32 frequency policies are not at performance"
+    assert finding.observed == "ondemand on CPUs 0-31 (powernow-k8)"
+    assert finding.fixes == ["cpu.governor"]
+    assert "/sys/devices/system/cpu/cpu31/cpufreq/scaling_governor" in finding.evidence
+
+
+def _set_policies(root: Path, cpus, governor: str, epp: str) -> None:
+    for n in cpus:
+        write(root, f"/sys/devices/system/cpu/cpufreq/policy{n}/scaling_governor", governor + "\n")
+        write(root, f"/sys/devices/system/cpu/cpufreq/policy{n}/energy_performance_preference",
+              epp + "\n")
+
+
+def test_governor_all_performance_passes(tmp_path):
+    root = copy_fixture(LAPTOP, tmp_path)
+    _set_policies(root, range(20), "performance", "performance")
+    finding = one(root, "cpu.governor")
+    assert finding.status == PASS
+    assert finding.observed == "performance on CPUs 0-19 (intel_pstate, EPP performance)"
+    assert finding.fixes == []
+
+
+def test_governor_counts_the_slow_policies_and_the_epp(tmp_path):
+    root = copy_fixture(LAPTOP, tmp_path)
+    _set_policies(root, range(12), "performance", "performance")  # the P-core threads
+    _set_policies(root, range(12, 16), "performance", "balance_performance")  # EPP still saves
+    finding = one(root, "cpu.governor")
+    assert finding.status == WARN
+    assert finding.title == "8 of 20 frequency policies are not at performance"
+    assert finding.observed == (
+        "performance on CPUs 0-11 (intel_pstate, EPP performance); "
+        "performance on CPUs 12-15 (intel_pstate, EPP balance_performance); "
+        "powersave on CPUs 16-19 (intel_pstate, EPP balance_performance)")
+
+
+@pytest.mark.parametrize("name", [KVM, HYPERV, BUILD])
+def test_governor_skips_in_a_vm(name):
+    finding = one(name, "cpu.governor")
+    assert finding.status == SKIP
+    assert finding.observed.endswith("in a VM the hypervisor sets the clock")
+    assert finding.fixes == []
+
+
+@pytest.mark.parametrize("name", [H8QM8, ZRAM])
+def test_governor_skips_without_a_cpufreq_driver(name):
+    finding = one(name, "cpu.governor")
+    assert finding.status == SKIP
+    assert finding.observed.endswith("no cpufreq driver is loaded")
+
+
+# -- system.virtualization ------------------------------------------------------------------------
+def test_virtualization_kvm_guest_by_files():
+    finding = one(KVM, "system.virtualization")
+    assert finding.status == INFO
+    assert finding.title == "Running in a virtual machine"
+    assert finding.observed == "vm (kvm); decided by hypervisor flag in /proc/cpuinfo or DMI vendor"
+    assert finding.fixes == []
+    assert "/sys/class/dmi/id/product_name" in finding.evidence
+
+
+def test_virtualization_hyperv_guest():
+    finding = one(HYPERV, "system.virtualization")
+    assert finding.status == INFO
+    assert finding.observed.startswith("vm (microsoft);")
+
+
+def test_virtualization_build_machine_container_in_kvm():
+    finding = one(BUILD, "system.virtualization")
+    assert finding.status == INFO
+    assert finding.title == "Running in a container"
+    assert finding.observed == ("container (docker) inside a kvm VM; "
+                                "decided by systemd-detect-virt --container / --vm")
+    assert {"systemd-detect-virt --vm", "systemd-detect-virt --container"} <= set(finding.evidence)
+
+
+@pytest.mark.parametrize("name", [LAPTOP, TIGERLAKE, OPTERON, H8QM8, ZRAM])
+def test_virtualization_bare_metal_passes(name):
+    finding = one(name, "system.virtualization")
+    assert finding.status == PASS
+    assert finding.observed.startswith("none; decided by no hypervisor flag")
+    assert "/proc/cpuinfo" in finding.evidence
+
+
+def test_virtualization_unknown_skips():
+    assert one(OVS, "system.virtualization").status == SKIP
+
+
+def test_virtualization_wsl(tmp_path):
+    write(tmp_path, "/proc/sys/kernel/osrelease", "5.15.167.4-microsoft-standard-WSL2\n")
+    finding = one(tmp_path, "system.virtualization")
+    assert (finding.status, finding.title) == (INFO, "Running in WSL2")
+
+
+# -- the CLI on the build machine ------------------------------------------------------------------
+def test_cli_on_the_build_machine_snapshot():
+    result = run_cli("check", "--snapshot", host_fixture(BUILD), "--json", "--no-plugins",
+                     env={"XDG_CONFIG_HOME": "/nonexistent-q3cn-doctor-test-xdg"})
+    assert result.returncode in (0, 1), result.stderr
+    document = json.loads(result.stdout)
+    statuses = {f["id"]: f["status"] for f in document["findings"]}
+    assert [i for i, status in statuses.items() if status == ERROR] == []
+    assert {i: statuses[i] for i in ("memory.swappiness", "memory.swap", "memory.hugepages",
+                                     "memory.hugepages:thp", "cpu.governor",
+                                     "system.virtualization")} == {
+        "memory.swappiness": PASS, "memory.swap": PASS, "memory.hugepages": PASS,
+        "memory.hugepages:thp": INFO, "cpu.governor": SKIP, "system.virtualization": INFO}
+    assert document["host"]["virtualization"] == "container"
+    assert document["facts"]["cpu"]["frequency_policies"] == []
+
+
+def test_governor_powersave_with_epp_performance_on_intel_pstate_is_full_speed(tmp_path):
+    """intel_pstate's powersave hands the clock to HWP: with EPP performance it is fast."""
+    from q3cn_doctor.facts import Facts
+    from q3cn_doctor.live import RootHost
+    from q3cn_doctor.options import Options
+    from q3cn_doctor.registry import builtin_checks
+    from q3cn_doctor.runner import run_checks, select
+
+    for epp, expected in (("performance", "pass"), ("balance_power", "warn")):
+        policy = tmp_path / epp / "sys/devices/system/cpu/cpufreq/policy0"
+        policy.mkdir(parents=True)
+        for name, value in (("scaling_governor", "powersave"), ("scaling_driver", "intel_pstate"),
+                            ("energy_performance_preference", epp), ("affected_cpus", "0 1")):
+            (policy / name).write_text(value + "\n")
+        host = RootHost(str(tmp_path / epp))
+        facts = Facts(host, Options(root=str(tmp_path / epp)))
+        findings = run_checks(facts, select(builtin_checks(), ["cpu.governor"], []))
+        assert [f.status for f in findings] == [expected]
