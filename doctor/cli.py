@@ -27,7 +27,7 @@ _MODEL_OPTIONS = [
 _SOURCE_OPTIONS = [
     click.option("--snapshot", metavar="DIR|FILE.tar.gz",
                  help="Replay a snapshot instead of reading this machine."),
-    click.option("--root", metavar="PREFIX", type=click.Path(file_okay=False),
+    click.option("--root", metavar="PREFIX", type=click.Path(exists=True, file_okay=False),
                  help="Read the machine under PREFIX (as laid out in a snapshot's fs/); "
                       "runs no commands."),
 ]
@@ -133,7 +133,7 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
     """
     from .findings import exit_code
     from .output import print_check_list
-    from .runner import SelectionError, available_checks, run_checks, select
+    from .runner import SelectionError, available_checks, run_checks, select, select_failures
 
     options = build_options(ctx, params)
     options.plugins = not no_plugins
@@ -150,7 +150,8 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
     from .facts import Facts
 
     facts = Facts(make_host(options), options)
-    findings = plugin_failures + run_checks(facts, selected)
+    findings = select_failures(plugin_failures, options.only, options.skip) + run_checks(
+        facts, selected)
     if as_json:
         from .output import json_document, print_json
         from .summary import host_summary

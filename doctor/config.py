@@ -13,12 +13,16 @@ import os
 import pwd
 import sys
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on older Pythons only
-    import tomli as tomllib
-
 KEYS = ("profile", "model", "server", "ctx_size", "user", "only", "skip")
+
+
+def _toml():
+    """The TOML reader, imported only when a config file exists (most runs have none)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on older Pythons only
+        import tomli as tomllib
+    return tomllib
 
 
 class ConfigError(ValueError):
@@ -62,15 +66,37 @@ def load(explicit: str | None, user: str | None, root: str = "") -> tuple[dict, 
     for path in paths:
         try:
             with open(path, "rb") as handle:
-                data = tomllib.load(handle)
+                raw = handle.read()
         except FileNotFoundError:
             continue
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        tomllib = _toml()
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         for key, value in data.items():
             name = key.replace("-", "_")
             if name not in KEYS:
                 raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(KEYS)})")
-            settings[name] = value
+            settings[name] = _checked(path, key, name, value)
         used.append(path)
     return settings, used
+
+
+def _checked(path: str, key: str, name: str, value: object) -> object:
+    """A value of the right type, or a ConfigError naming the file and key."""
+    if name == "ctx_size":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        want = "a whole number of tokens, 1 or more"
+    elif name in ("only", "skip"):
+        ok = isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value))
+        want = "a string or a list of strings"
+    else:
+        ok = isinstance(value, str)
+        want = "a string"
+    if not ok:
+        raise ConfigError(f"{path}: {key} must be {want}, not {value!r}")
+    return value

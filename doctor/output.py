@@ -6,12 +6,11 @@ codes and no box drawing, and the preflight does not pay rich's import.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TextIO
 
-from .findings import AREAS, FAIL, STATUSES, WARN, Finding, count_statuses
+from .findings import AREAS, ERROR, FAIL, STATUSES, WARN, Finding, count_statuses
 from .registry import CheckSpec
 from .version import __version__
 
@@ -60,6 +59,7 @@ def summary_line(findings: list[Finding]) -> str:
     counts = count_statuses(findings)
     parts = [f"{counts[status]} {status}" for status in STATUSES if counts[status]]
     verdict = ("action needed" if counts[FAIL] else
+               "some checks could not finish" if counts[ERROR] else
                "worth a look" if counts[WARN] else "nothing blocks a fast launch")
     return f"Summary: {', '.join(parts) or 'no findings'} ({verdict})"
 
@@ -96,4 +96,6 @@ def json_document(findings: list[Finding], facts_json: dict, host_summary: dict)
 
 
 def print_json(document: dict, stream: TextIO = sys.stdout) -> None:
+    import json
+
     stream.write(json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .context import Context
 
 ENTRY_POINT_GROUP = "q3cn_doctor.checks"
+PLUGINS_CHECK = "system.plugins"  # the id plugin load failures report under
 CheckResult = Union[Finding, Iterable[Finding], None]
 
 
@@ -40,8 +42,9 @@ _registered: dict[str, CheckSpec] = {}
 def check(check_id: str, description: str) -> Callable:
     """Register a function as a check. Ids are ``<area>.<name>``, stable and documented."""
     area, _, name = check_id.partition(".")
-    if area not in AREAS or not name:
-        raise ValueError(f"check id {check_id!r} must be <area>.<name> with area in {AREAS}")
+    if area not in AREAS or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"check id {check_id!r} must be <area>.<name> with area in {AREAS} "
+                         "and a name of letters, digits, '_', '.' and '-'")
 
     def register(func: Callable[[Context], CheckResult]) -> Callable[[Context], CheckResult]:
         spec = CheckSpec(check_id, description, func, getattr(func, "__module__", "?"))
@@ -98,7 +101,7 @@ def plugin_checks() -> tuple[list[CheckSpec], list[Finding]]:
             found = _specs_in(loaded, origin)
             if not found:
                 raise TypeError("it registers no check (use @q3cn_doctor.registry.check)")
-        except Exception as exc:  # a broken plugin is a finding, never a crash
+        except (Exception, SystemExit) as exc:  # a broken plugin is a finding, never a crash
             failures.append(plugin_failure(point.name, point.value, exc))
             continue
         specs.extend(found)
@@ -107,8 +110,8 @@ def plugin_checks() -> tuple[list[CheckSpec], list[Finding]]:
 
 def plugin_failure(name: str, target: str, exc: BaseException) -> Finding:
     return Finding(
-        id=f"system.plugins:{name}",
-        check="system.plugins",
+        id=f"{PLUGINS_CHECK}:{name}",
+        check=PLUGINS_CHECK,
         area="system",
         status=ERROR,
         title=f"Plugin {name} could not be loaded",

@@ -1,0 +1,74 @@
+"""The README's commands are what users and CI run: keep them true."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from conftest import REPO
+
+README = REPO / "README.md"
+CI_RUN = REPO / ".ci" / "run"
+
+
+def readme_commands(text: str) -> list[str]:
+    """Command lines of the README's code blocks (fenced or indented), in order."""
+    commands: list[str] = []
+    fence: str | None = None
+    in_block, previous_blank = False, True
+    for line in text.splitlines():
+        stripped = line.strip()
+        if fence is not None:
+            if stripped.startswith(fence):
+                fence = None
+            elif stripped:
+                commands.append(stripped.removeprefix("$ "))
+            continue
+        match = re.match(r"^ {0,3}(`{3,}|~{3,})", line)
+        if match:
+            fence = match.group(1)
+        elif line.startswith(("    ", "\t")) and stripped and (previous_blank or in_block):
+            commands.append(stripped.removeprefix("$ "))  # an indented code block
+            in_block = True
+        elif stripped:
+            in_block = False  # indented text right under a paragraph continues it
+        previous_blank = not stripped
+    return commands
+
+
+def ci_command_lines() -> list[str]:
+    """What .ci/run does, less its shebang, comments, `set` options and `cd`."""
+    lines = []
+    for line in CI_RUN.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or re.match(r"^(set|cd)\s", stripped):
+            continue
+        lines.append(stripped)
+    return lines
+
+
+def test_first_command_sets_up_and_checks_this_machine():
+    commands = readme_commands(README.read_text())
+    assert commands, "the README has no command block"
+    assert "q3cn-doctor check" in commands[0]
+    assert "pip install" in commands[0]
+
+
+def test_second_command_is_what_ci_runs():
+    commands = readme_commands(README.read_text())
+    assert len(commands) >= 2, commands
+    assert ci_command_lines() == [commands[1]]
+    assert "pytest" in commands[1] and ".[test]" in commands[1]
+
+
+def test_ci_script_is_executable_bash():
+    text = CI_RUN.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+    assert os.access(CI_RUN, os.X_OK)
+
+
+def test_readme_parser_sees_both_block_styles():
+    text = ("Intro\n\n    indented one\n\nText\n\n```sh\n$ fenced two\n```\n\n"
+            "Inline `not a command` here.\n")
+    assert readme_commands(text) == ["indented one", "fenced two"]
