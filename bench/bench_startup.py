@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Whole-process startup times of q3cn-doctor, against a reference Python CLI.
+
+Not a test: a script to run by hand (or in a perf job) and read. It times, in
+one interleaved round-robin loop so that machine noise hits every command
+alike:
+
+- ``q3cn-doctor --help``
+- ``q3cn-doctor check`` (report to /dev/null; its exit status is not judged)
+- shell completion: ``_Q3CN_DOCTOR_COMPLETE=bash_complete COMP_WORDS="q3cn-doctor ch"
+  COMP_CWORD=1 q3cn-doctor``
+- the reference ``python -m pyperf system show`` (a small stdlib-heavy CLI)
+
+and prints the median and minimum of each, and the ratio check / pyperf.
+Targets: ``check`` no slower than the reference; ``--help`` and completion
+under 150 ms.
+
+Bytecode: an editable install runs from the source tree, whose .pyc files are
+only written if Python may write them. Where PYTHONDONTWRITEBYTECODE is set
+(some CI images and containers set it), every run would compile the project
+from source (~15-20 ms) while pip-installed packages such as pyperf ship
+compiled, which is not what a user's install does. So by default the timed
+processes run without PYTHONDONTWRITEBYTECODE and with PYTHONPYCACHEPREFIX
+pointing at a private temporary folder: the warm-up round compiles everything
+once, every timed round reads .pyc, and the source tree is left untouched.
+``--as-is`` runs them in the environment exactly as given instead.
+
+Run it with the interpreter of the environment to measure; the commands are
+taken from that interpreter's folder (the venv's bin/)::
+
+    .venv/bin/pip install -e '.[bench]'      # pyperf, the reference
+    .venv/bin/python bench/bench_startup.py  # --rounds 15 by default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HELP_COMPLETION_TARGET_S = 0.150
+
+
+def commands(bindir: str, python: str) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(name, argv, extra environment) for every timed command."""
+    doctor = os.path.join(bindir, "q3cn-doctor")
+    completion = {"_Q3CN_DOCTOR_COMPLETE": "bash_complete",
+                  "COMP_WORDS": "q3cn-doctor ch", "COMP_CWORD": "1"}
+    return [
+        ("help", [doctor, "--help"], {}),
+        ("check", [doctor, "check"], {}),
+        ("completion", [doctor], completion),
+        ("pyperf", [python, "-m", "pyperf", "system", "show"], {}),
+    ]
+
+
+def run_once(argv: list[str], base_env: dict[str, str],
+             extra_env: dict[str, str]) -> tuple[float, int]:
+    """Wall-clock seconds of one whole process, and its exit status."""
+    env = dict(base_env, **extra_env)
+    start = time.perf_counter()
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=env, check=False)
+    return time.perf_counter() - start, done.returncode
+
+
+def measure(todo, base_env: dict[str, str], warmup: int,
+            rounds: int) -> tuple[dict[str, list[float]], dict[str, set[int]]]:
+    """Every command once per round, round-robin; the warm-up rounds are not kept."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in todo}
+    codes: dict[str, set[int]] = {name: set() for name, _, _ in todo}
+    for round_index in range(warmup + rounds):
+        # Rotate who goes first, so no command always runs right after the same one.
+        shift = round_index % len(todo)
+        for name, argv, extra_env in todo[shift:] + todo[:shift]:
+            elapsed, code = run_once(argv, base_env, extra_env)
+            if round_index >= warmup:
+                times[name].append(elapsed)
+                codes[name].add(code)
+    return times, codes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (default 15)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed rounds first, to warm caches and write .pyc (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--as-is", action="store_true",
+                        help="keep the environment's bytecode settings (PYTHONDONTWRITEBYTECODE, "
+                             "PYTHONPYCACHEPREFIX) instead of caching .pyc in a temporary folder")
+    args = parser.parse_args()
+    if args.rounds < 1 or args.warmup < 0:
+        parser.error("--rounds must be at least 1 and --warmup at least 0")
+
+    # The venv's folder, not the resolved interpreter: bin/python is a symlink
+    # to the base Python, whose folder holds no q3cn-doctor.
+    python = os.path.abspath(sys.executable)
+    bindir = os.path.dirname(python)
+    todo = commands(bindir, python)
+    if not os.path.exists(todo[0][1][0]):
+        sys.exit(f"no q3cn-doctor in {bindir}: run this with the venv's python "
+                 "(.venv/bin/python bench/bench_startup.py)")
+    probe = subprocess.run([python, "-c", "import pyperf"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        sys.exit(f"pyperf is not installed for {python}: pip install -e '.[bench]'")
+
+    base_env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="q3cn-bench-pyc-") as pyc_dir:
+        if not args.as_is:
+            base_env.pop("PYTHONDONTWRITEBYTECODE", None)
+            base_env["PYTHONPYCACHEPREFIX"] = pyc_dir
+        bytecode = ("environment as given" if args.as_is
+                    else ".pyc cached in a temporary PYTHONPYCACHEPREFIX")
+        times, codes = measure(todo, base_env, args.warmup, args.rounds)
+
+    figures = {
+        name: {"median_s": statistics.median(values), "min_s": min(values),
+               "exit_status": sorted(codes[name])}
+        for name, values in times.items()
+    }
+    ratio = figures["check"]["median_s"] / figures["pyperf"]["median_s"]
+    ratio_min = figures["check"]["min_s"] / figures["pyperf"]["min_s"]
+    verdicts = {
+        "check <= pyperf (median)": ratio <= 1.0,
+        "help < 150 ms (median)": figures["help"]["median_s"] < HELP_COMPLETION_TARGET_S,
+        "completion < 150 ms (median)":
+            figures["completion"]["median_s"] < HELP_COMPLETION_TARGET_S,
+    }
+    if args.json:
+        print(json.dumps({"python": python, "rounds": args.rounds, "bytecode": bytecode,
+                          "commands": figures,
+                          "ratio_check_pyperf_median": ratio,
+                          "ratio_check_pyperf_min": ratio_min, "targets": verdicts}, indent=2))
+        return 0
+
+    print(f"{args.rounds} rounds (+{args.warmup} warm-up), interleaved; commands from {bindir}")
+    print(f"bytecode: {bytecode}")
+    print(f"{'command':<12}{'median':>10}{'min':>10}  exit")
+    for name, figure in figures.items():
+        exit_text = ",".join(str(code) for code in figure["exit_status"])
+        print(f"{name:<12}{figure['median_s'] * 1000:>8.1f}ms{figure['min_s'] * 1000:>8.1f}ms"
+              f"  {exit_text}")
+    print(f"check / pyperf: {ratio:.2f} (median), {ratio_min:.2f} (min)")
+    for label, ok in verdicts.items():
+        print(f"  {'met ' if ok else 'MISS'}  {label}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
