@@ -85,6 +85,14 @@ class CommandResult:
 
 
 @dataclass(frozen=True)
+class FileStat:
+    size: int
+    mode: int
+    uid: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
 class Process:
     """A running process as the checks need it (llama-server's affinity and threads)."""
 
@@ -201,6 +209,13 @@ class Host:
         self._fault(path)
         return self._readlink(path)
 
+    def stat(self, path: str) -> FileStat:
+        """Size, mode, owner and modification time (following links, inside the host)."""
+        self.note(path)
+        self._fault(path)
+        found = os.stat(self._real_path(path))
+        return FileStat(found.st_size, found.st_mode, found.st_uid, found.st_mtime_ns)
+
     def exists(self, path: str) -> bool:
         self.note(path)
         try:
@@ -260,6 +275,10 @@ class Host:
         raise NotImplementedError
 
     def _readlink(self, path: str) -> str:
+        raise NotImplementedError
+
+    def _real_path(self, path: str) -> str:
+        """Where ``path`` lies on this machine's filesystem (links followed inside the host)."""
         raise NotImplementedError
 
     def _exists(self, path: str) -> bool:

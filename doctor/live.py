@@ -46,6 +46,9 @@ class LiveHost(Host):
     def _readlink(self, path: str) -> str:
         return os.readlink(self._path(path))
 
+    def _real_path(self, path: str) -> str:
+        return self._path(path)
+
     def _exists(self, path: str) -> bool:
         return os.path.lexists(self._path(path))
 

@@ -87,6 +87,9 @@ class SnapshotHost(Host):
             return list(self._listings[path])
         return os.listdir(resolve_under(self.fs, path))
 
+    def _real_path(self, path: str) -> str:
+        return resolve_under(self.fs, path)
+
     def _readlink(self, path: str) -> str:
         return os.readlink(resolve_under(self.fs, path, follow_last=False))
 

@@ -378,3 +378,21 @@ def test_live_processes_include_this_one():
     assert me.threads and me.threads >= 1
     with open("/proc/self/cmdline", "rb") as handle:
         assert me.cmdline == [a for a in handle.read().decode().split("\0") if a]
+
+
+def test_stat_reads_inside_every_host(tmp_path):
+    """stat() answers for the host's own tree: a RootHost never stats the real path."""
+    import errno as errno_module
+
+    from q3cn_doctor.live import RootHost
+
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/llama-server").write_bytes(b"x" * 123)
+    host = RootHost(str(tmp_path))
+    found = host.stat("/usr/bin/llama-server")
+    assert found.size == 123
+    with pytest.raises(FileNotFoundError):
+        host.stat("/etc/hostname")  # exists on the real machine, not in the tree
+    host.faults["/usr/bin/llama-server"] = errno_module.EACCES
+    with pytest.raises(PermissionError):
+        host.stat("/usr/bin/llama-server")
