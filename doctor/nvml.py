@@ -1,37 +1,64 @@
 """NVML readings, gathered once into the nvml.json layout that snapshots store.
 
-Layout: ``{"init": "ok" | NVML error name, "driver_version", "cuda_driver_version"
-(int, 12080 = 12.8), "devices": [{"index", "name", "uuid", "memory_total_bytes",
-"memory_used_bytes", "memory_free_bytes", "compute_capability", "pcie": {...},
-"persistence_mode", "power_limit_mw", "power_default_limit_mw",
-"clocks_event_reasons", "cpu_affinity", "numa_node", "processes": [...]}]}``.
-A call that failed is stored as ``{"error": "<NVML error name>"}`` in its place,
+This is the live side: the only code that imports ``pynvml`` (the
+``nvidia-ml-py`` package), and only when a GPU check asks. Layout, shared by
+snapshots, fixtures and the device snapshot::
+
+    {"init": "ok" | NVML error name | "timed-out", "reason": str (when not ok),
+     "driver_version": str, "cuda_driver_version": int (12080 = CUDA 12.8),
+     "devices": [{"index", "name", "uuid", "pci_bus_id",
+                  "memory_total_bytes", "memory_used_bytes", "memory_free_bytes",
+                  "memory_reserved_bytes", "memory_api": "v2" | "v1",
+                  "compute_capability": [major, minor],
+                  "pcie": {"gen_current", "gen_max", "gen_gpu_max",
+                           "width_current", "width_max"},
+                  "persistence_mode": bool, "power_limit_mw", "power_default_limit_mw",
+                  "clocks_event_reasons": int (bit mask), "cpu_affinity": [cpu ids],
+                  "numa_node", "processes": [{"pid", "name", "used_bytes"}]}]}
+
+A call that failed is stored as ``{"error": "<NVML error name>"}`` in its
+value's place (a device whose handle could not be had is ``{"index", "error"}``),
 so a replay gives the same finding as the live run.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable
 
 NVML_TIMEOUT_S = 10.0
 """A wedged driver can hang nvmlInit forever; the preflight must still finish."""
 
+WSL_NVML = "/usr/lib/wsl/lib/libnvidia-ml.so.1"
+"""Where WSL2 exposes the Windows driver's NVML; not always on the loader's path."""
+
+_stuck: threading.Thread | None = None  # a reading that never came back
+
 
 def read_nvml(timeout: float = NVML_TIMEOUT_S) -> dict:
-    """Everything NVML says, or ``{"init": <why not>}``; never raises, never hangs."""
+    """Everything NVML says, or ``{"init": <why not>}``; never raises, never hangs.
+
+    The reading runs in a daemon thread with a time limit: a call stuck in the
+    driver is left behind (it cannot be cancelled), and later readings in this
+    process report the same instead of queueing behind it.
+    """
+    global _stuck
+    if _stuck is not None and _stuck.is_alive():
+        return {"init": "timed-out", "reason": "an earlier NVML call has not returned"}
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
             box["result"] = _gather()
         except Exception as exc:  # a binding bug must not become a traceback
-            box["result"] = {"init": _error_name(exc), "reason": str(exc)}
+            box["result"] = {"init": _error_name(exc), "reason": str(exc) or type(exc).__name__}
 
     worker = threading.Thread(target=work, name="nvml", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
+        _stuck = worker
         return {"init": "timed-out", "reason": f"NVML did not answer within {timeout:g} s"}
     return box["result"]
 
@@ -42,8 +69,9 @@ def _error_name(exc: BaseException) -> str:
         import pynvml
 
         if isinstance(exc, pynvml.NVMLError):
+            value = getattr(exc, "value", None)
             for name in dir(pynvml):
-                if name.startswith("NVML_ERROR_") and getattr(pynvml, name) == exc.value:
+                if name.startswith("NVML_ERROR_") and getattr(pynvml, name) == value:
                     return name
     except ImportError:
         pass
@@ -58,8 +86,25 @@ def _guard(call: Callable[[], Any]) -> Any:
         return {"error": _error_name(exc)}
 
 
+def _failed(value: Any) -> bool:
+    return isinstance(value, dict) and "error" in value
+
+
 def _text(value: Any) -> Any:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+def _preload_wsl() -> None:
+    """On WSL2 libnvidia-ml.so.1 lives in /usr/lib/wsl/lib, which the loader may
+    not search; loading it by path first lets pynvml's load by name find it."""
+    if not os.path.exists(WSL_NVML):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(WSL_NVML, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+    except OSError:
+        pass
 
 
 def _gather() -> dict:
@@ -67,10 +112,11 @@ def _gather() -> dict:
         import pynvml
     except ImportError:
         return {"init": "NVML_ERROR_LIBRARY_NOT_FOUND", "reason": "nvidia-ml-py is not installed"}
+    _preload_wsl()
     try:
         pynvml.nvmlInit()
     except Exception as exc:
-        return {"init": _error_name(exc), "reason": str(exc)}
+        return {"init": _error_name(exc), "reason": str(exc) or type(exc).__name__}
     try:
         readings: dict[str, Any] = {
             "init": "ok",
@@ -79,10 +125,10 @@ def _gather() -> dict:
             "cuda_driver_version": _guard(pynvml.nvmlSystemGetCudaDriverVersion_v2),
         }
         count = _guard(pynvml.nvmlDeviceGetCount)
-        if isinstance(count, dict):
+        if _failed(count):
             readings["devices"] = count
             return readings
-        readings["devices"] = [_device(pynvml, index) for index in range(count)]
+        readings["devices"] = [_device(pynvml, index) for index in range(int(count))]
         return readings
     finally:
         _guard(pynvml.nvmlShutdown)
@@ -90,76 +136,93 @@ def _gather() -> dict:
 
 def _device(nv: Any, index: int) -> dict:
     handle = _guard(lambda: nv.nvmlDeviceGetHandleByIndex(index))
-    if isinstance(handle, dict):
+    if _failed(handle):
         return {"index": index, **handle}
     device: dict[str, Any] = {
         "index": index,
         "name": _text(_guard(lambda: nv.nvmlDeviceGetName(handle))),
         "uuid": _text(_guard(lambda: nv.nvmlDeviceGetUUID(handle))),
+        "pci_bus_id": _guard(lambda: _text(nv.nvmlDeviceGetPciInfo(handle).busId)),
     }
-    memory = _memory(nv, handle)
-    if "error" in memory:
-        device.update(memory_total_bytes=memory, memory_used_bytes=memory, memory_free_bytes=memory)
-    else:
-        device.update(memory)
+    device.update(_memory(nv, handle))
     capability = _guard(lambda: nv.nvmlDeviceGetCudaComputeCapability(handle))
-    device["compute_capability"] = capability if isinstance(capability, dict) else list(capability)
+    device["compute_capability"] = capability if _failed(capability) else list(capability)
     device["pcie"] = {
         "gen_current": _guard(lambda: nv.nvmlDeviceGetCurrPcieLinkGeneration(handle)),
+        # The link's maximum: the lower of what the GPU and the slot (or riser) can do.
         "gen_max": _guard(lambda: nv.nvmlDeviceGetMaxPcieLinkGeneration(handle)),
         "gen_gpu_max": _guard(lambda: nv.nvmlDeviceGetGpuMaxPcieLinkGeneration(handle)),
         "width_current": _guard(lambda: nv.nvmlDeviceGetCurrPcieLinkWidth(handle)),
         "width_max": _guard(lambda: nv.nvmlDeviceGetMaxPcieLinkWidth(handle)),
     }
-    device["persistence_mode"] = _guard(lambda: nv.nvmlDeviceGetPersistenceMode(handle))
+    persistence = _guard(lambda: nv.nvmlDeviceGetPersistenceMode(handle))
+    device["persistence_mode"] = persistence if _failed(persistence) else bool(persistence)
     device["power_limit_mw"] = _guard(lambda: nv.nvmlDeviceGetPowerManagementLimit(handle))
     device["power_default_limit_mw"] = _guard(
-        lambda: nv.nvmlDeviceGetPowerManagementDefaultLimit(handle)
-    )
+        lambda: nv.nvmlDeviceGetPowerManagementDefaultLimit(handle))
+    # The clocks-event call: nvmlDeviceGetCurrentClocksThrottleReasons is deprecated.
     device["clocks_event_reasons"] = _guard(
-        lambda: nv.nvmlDeviceGetCurrentClocksEventReasons(handle)
-    )
+        lambda: nv.nvmlDeviceGetCurrentClocksEventReasons(handle))
     device["cpu_affinity"] = _guard(lambda: _cpu_affinity(nv, handle))
     device["numa_node"] = _guard(lambda: nv.nvmlDeviceGetNumaNodeId(handle))
-    device["processes"] = _guard(lambda: _processes(nv, handle))
+    device["processes"] = _processes(nv, handle)
     return device
 
 
 def _memory(nv: Any, handle: Any) -> dict:
     """VRAM through the v2 API where the driver has it: v1 counts reserved memory as used."""
+    api = "v2"
     try:
         info = nv.nvmlDeviceGetMemoryInfo(handle, version=nv.nvmlMemory_v2)
     except Exception:
+        api = "v1"
         info = _guard(lambda: nv.nvmlDeviceGetMemoryInfo(handle))
-        if isinstance(info, dict):
-            return info
+    if _failed(info):
+        return {"memory_total_bytes": info, "memory_used_bytes": info, "memory_free_bytes": info,
+                "memory_api": api}
+    reserved = getattr(info, "reserved", None) if api == "v2" else None
     return {
         "memory_total_bytes": int(info.total),
         "memory_used_bytes": int(info.used),
         "memory_free_bytes": int(info.free),
+        "memory_reserved_bytes": int(reserved) if isinstance(reserved, int) else None,
+        "memory_api": api,
     }
 
 
 def _cpu_affinity(nv: Any, handle: Any) -> list[int]:
+    """The CPUs nearest the GPU (its NUMA node's), from NVML's 64-bit mask words."""
     words = 16  # 16 x 64 bits: room for 1024 CPUs
     mask = nv.nvmlDeviceGetCpuAffinity(handle, words)
     return [word_index * 64 + bit for word_index, word in enumerate(mask)
             for bit in range(64) if int(word) >> bit & 1]
 
 
-def _processes(nv: Any, handle: Any) -> list[dict]:
+def _processes(nv: Any, handle: Any) -> list[dict] | dict:
+    """Compute and graphics processes holding VRAM on this GPU, named through psutil.
+
+    Where both lists fail, the first error stands in for the list; where one
+    fails (graphics processes are often unsupported), the other is kept.
+    """
     seen: dict[int, dict] = {}
+    errors = []
     for getter in (nv.nvmlDeviceGetComputeRunningProcesses,
                    nv.nvmlDeviceGetGraphicsRunningProcesses):
-        for process in _guard(lambda getter=getter: getter(handle)) or []:
-            if isinstance(process, str) or not hasattr(process, "pid"):
+        listed = _guard(lambda getter=getter: getter(handle))
+        if _failed(listed):
+            errors.append(listed)
+            continue
+        for process in listed or []:
+            pid = getattr(process, "pid", None)
+            if not isinstance(pid, int):
                 continue
-            used = getattr(process, "usedGpuMemory", None)
-            seen[process.pid] = {
-                "pid": int(process.pid),
-                "name": _process_name(process.pid),
-                "used_bytes": int(used) if isinstance(used, int) else None,
-            }
+            used = getattr(process, "usedGpuMemory", None)  # None under WDDM (WSL2)
+            entry = seen.setdefault(pid, {"pid": pid, "name": _process_name(pid),
+                                          "used_bytes": None})
+            if isinstance(used, int):
+                entry["used_bytes"] = max(entry["used_bytes"] or 0, used)
+    if len(errors) == 2:
+        return errors[0]
     return sorted(seen.values(), key=lambda entry: entry["pid"])
 
 

@@ -12,13 +12,16 @@ Whatever a snapshot lacks reads as absent on that host.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import json
+import mmap
 import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict
 
 from . import redact
@@ -38,7 +41,7 @@ from .version import __version__
 
 FORMAT_VERSION = 1
 _SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json")
-NVML_ABSENT = {"init": "NVML_ERROR_LIBRARY_NOT_FOUND", "reason": "not in this snapshot"}
+NVML_ABSENT = {"init": "absent", "reason": "not in this snapshot"}
 
 
 class SnapshotError(Exception):
@@ -203,6 +206,25 @@ class RecordingHost(LiveHost):
         with open(stored, "wb") as handle:
             handle.write(redact.redact_file(path, data) if self.redacted else data)
         return data
+
+    @contextlib.contextmanager
+    def mapped(self, path: str) -> Iterator[bytes | mmap.mmap]:
+        """Binaries are recorded as their parsed ELF facts (``<path>.elf.json``) beside an
+        empty placeholder, never copied: a CUDA build of libggml can be 500 MB."""
+        from .elf import RECORDED_SUFFIX, ElfError, parse
+
+        with super().mapped(path) as view:
+            yield view
+            try:
+                record: dict | None = parse(view).to_json()
+            except ElfError:
+                record = None
+        self._mirror_parents(path)
+        stored = self._store_path(path)
+        os.makedirs(os.path.dirname(stored), exist_ok=True)
+        open(stored, "ab").close()
+        if record is not None:
+            _write_text(stored + RECORDED_SUFFIX, json.dumps(record, indent=2))
 
     def _listdir(self, path: str) -> list[str]:
         try:

@@ -250,6 +250,6 @@ def test_plugin_cannot_replace_a_builtin(plugins, root):
 def test_function_entry_point(plugins, root):
     add_plugin(plugins, "q3cn_func_plugin", FUNCTION_TARGET, entry="func",
                target="q3cn_func_plugin:demo_function")
-    result = run(plugins, "check", "--root", str(root), "--only", "gpu", "--json")
+    result = run(plugins, "check", "--root", str(root), "--only", "gpu.demo_function", "--json")
     assert result.returncode == 0
     assert list(findings(result)) == ["gpu.demo_function"]

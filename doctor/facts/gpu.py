@@ -1,51 +1,348 @@
-"""The nvml and gpus sections, from one NVML reading (live, or a snapshot's nvml.json).
+"""The nvml and gpus sections, from one NVML reading (live, or a snapshot's nvml.json),
+and the CUDA side of the llama-server build (which runtime it links, nvcc).
 
-The GPU work (CUDA compatibility, VRAM budget, PCIe) judges these; here they
-are only read and shaped.
+The checks in checks/gpu.py judge these; here they are only read and shaped.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..elf import ElfError, read_elf
 from ..host import Host
 from ..options import Options
 
 if TYPE_CHECKING:
     from . import Facts
 
+NVIDIA, AMD, INTEL = "0x10de", "0x1002", "0x8086"
+VENDORS = {NVIDIA: "NVIDIA", AMD: "AMD", INTEL: "Intel"}
+WSL_MARKERS = ("/dev/dxg", "/usr/lib/wsl/lib/libnvidia-ml.so.1")
+"""WSL2 reaches the Windows GPU driver through /dev/dxg and ships NVML in /usr/lib/wsl/lib."""
+
+GPU_IS_LOST = "NVML_ERROR_GPU_IS_LOST"
+ABSENT = "absent"  # init where the host has no NVML reading (--root, a snapshot without one)
+
+# Clock-event reasons (nvmlClocksEventReason*, NVML API reference "NvmlClocksEventReasons").
+CLOCK_EVENTS = {
+    0x1: "GPU idle",
+    0x2: "applications clocks setting",
+    0x4: "SW power cap",
+    0x8: "HW slowdown",
+    0x10: "sync boost",
+    0x20: "SW thermal slowdown",
+    0x40: "HW thermal slowdown",
+    0x80: "HW power brake slowdown",
+    0x100: "display clock setting",
+}
+IDLE = 0x1
+SW_POWER_CAP = 0x4
+SLOWDOWNS = 0x8 | 0x20 | 0x40 | 0x80  # thermal, HW slowdown and power brake: always a finding
+
+
+@dataclass
+class DrmGpu:
+    """A display adapter the kernel has a DRM driver for (/sys/class/drm/cardN)."""
+
+    card: str
+    vendor: str  # PCI vendor id as sysfs writes it: 0x10de, 0x1002, 0x8086
+    vendor_name: str
+    device: str | None
+    driver: str | None
+
 
 @dataclass
 class NvmlFacts:
-    init: str  # "ok", or the NVML error name (NVML_ERROR_DRIVER_NOT_LOADED...) / "timed-out"
+    init: str  # "ok", the NVML error name (NVML_ERROR_DRIVER_NOT_LOADED...), "timed-out",
+    # or "absent" where this host has no NVML reading (--root, a snapshot without nvml.json)
     reason: str | None
     driver_version: str | None
     cuda_driver_version: int | None  # as NVML gives it: 12080 is CUDA 12.8
+    device_count: int | None  # devices NVML listed (lost ones too); None where unknown
+    devices_error: str | None  # the NVML error where the device count itself failed
+    wsl: bool  # WSL2's GPU paravirtualisation is present
+    wsl_markers: list[str]
+    drm_gpus: list[DrmGpu]
     basis: dict[str, str] = field(default_factory=dict)
 
 
-def _value(reading: object) -> object:
+def error_of(reading: Any) -> str | None:
+    """The NVML error name stored in a value's place, else None."""
+    if isinstance(reading, dict) and "error" in reading:
+        return str(reading["error"])
+    return None
+
+
+def value(reading: Any) -> Any:
     """A stored ``{"error": name}`` reads as unknown."""
-    return None if isinstance(reading, dict) and "error" in reading else reading
+    return None if error_of(reading) is not None else reading
+
+
+def cuda_version_text(version: int | None) -> str:
+    """NVML's integer CUDA version for people: 12080 -> ``12.8``."""
+    if not isinstance(version, int) or version <= 0:
+        return "unknown"
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def clock_events(mask: int) -> list[str]:
+    """The named reasons set in a clocks-event bit mask, lowest bit first."""
+    names = [name for bit, name in CLOCK_EVENTS.items() if mask & bit]
+    unknown = mask & ~sum(CLOCK_EVENTS)
+    if unknown:
+        names.append(f"other ({unknown:#x})")
+    return names
+
+
+def _drm_gpus(host: Host) -> list[DrmGpu]:
+    found = []
+    try:
+        cards = [n for n in host.listdir("/sys/class/drm") if re.fullmatch(r"card\d+", n)]
+    except OSError:
+        return []
+    for card in cards:
+        base = f"/sys/class/drm/{card}/device"
+        vendor = (host.cat(base + "/vendor") or "").lower()
+        if not vendor:
+            continue
+        uevent = host.cat(base + "/uevent") or ""
+        driver = next((line.split("=", 1)[1] for line in uevent.splitlines()
+                       if line.startswith("DRIVER=")), None)
+        found.append(DrmGpu(card, vendor, VENDORS.get(vendor, f"vendor {vendor}"),
+                            host.cat(base + "/device"), driver))
+    return found
+
+
+def _not_read(host: Host, readings: dict) -> bool:
+    """A host that has no NVML reading at all (a --root tree, a snapshot without
+    nvml.json) says nothing about the GPU: that is unknown, not "no driver"."""
+    if readings.get("init") == ABSENT or host.kind == "root":
+        return True
+    return host.kind == "snapshot" and readings.get("reason") == "not in this snapshot"
 
 
 def gather_nvml(host: Host, options: Options, facts: Facts) -> NvmlFacts:
     host.note("NVML")
     readings = host.nvml()
-    return NvmlFacts(
-        init=str(readings.get("init", "unknown")),
+    devices = readings.get("devices")
+    markers = [path for path in WSL_MARKERS if host.exists(path)]
+    init = str(readings.get("init", "unknown"))
+    if _not_read(host, readings):
+        init = ABSENT
+    result = NvmlFacts(
+        init=init,
         reason=readings.get("reason"),
-        driver_version=_value(readings.get("driver_version")),  # type: ignore[arg-type]
-        cuda_driver_version=_value(readings.get("cuda_driver_version")),  # type: ignore[arg-type]
-        basis={"init": "nvmlInit", "cuda_driver_version": "nvmlSystemGetCudaDriverVersion_v2"},
+        driver_version=value(readings.get("driver_version")),
+        cuda_driver_version=value(readings.get("cuda_driver_version")),
+        device_count=len(devices) if isinstance(devices, list) else None,
+        devices_error=error_of(devices),
+        wsl=bool(markers),
+        wsl_markers=markers,
+        drm_gpus=_drm_gpus(host),
+        basis={
+            "init": "nvmlInit",
+            "driver_version": "nvmlSystemGetDriverVersion",
+            "cuda_driver_version": "nvmlSystemGetCudaDriverVersion_v2",
+            "device_count": "nvmlDeviceGetCount",
+            "wsl": "presence of " + " or ".join(WSL_MARKERS),
+            "drm_gpus": "/sys/class/drm/card*/device/{vendor,device,uevent}",
+        },
     )
+    # The device list stays with the facts object (not in --json: the gpus section holds it).
+    result.__dict__["_devices"] = devices if isinstance(devices, list) else []
+    return result
 
 
 def gather_gpus(host: Host, options: Options, facts: Facts) -> list[dict]:
     """One dict per GPU in the nvml.json device layout; empty where NVML is unusable."""
-    if facts.nvml.init != "ok":
+    nvml = facts.nvml
+    if nvml.init != "ok":
         return []
-    devices = host.nvml().get("devices", [])
-    return [device for device in devices if isinstance(device, dict)] if isinstance(
-        devices, list) else []
+    return [device for device in nvml.__dict__.get("_devices", []) if isinstance(device, dict)]
+
+
+def device_lost(device: dict) -> bool:
+    """NVML said "GPU is lost" for this device, for its handle or any reading."""
+    readings = list(device.values())
+    if isinstance(device.get("pcie"), dict):
+        readings += list(device["pcie"].values())
+    return device.get("error") == GPU_IS_LOST or any(
+        error_of(reading) == GPU_IS_LOST for reading in readings)
+
+
+# -- the llama-server build's CUDA side ---------------------------------------------------
+
+SERVER_NAME = "llama-server"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_OWN_LIBRARIES = ("libggml", "libllama", "libmtmd")  # followed; system libraries are not
+_BACKEND_MODULES = {  # ggml backends a GGML_BACKEND_DL build loads at run time
+    "libggml-cuda.so": "cuda", "libggml-vulkan.so": "vulkan",
+    "libggml-hip.so": "hip", "libggml-sycl.so": "sycl",
+}
+_BACKEND_LINKS = (  # what a library links, and the backend that says
+    (re.compile(r"^lib(?:cudart|cublas|cublasLt)\.so\.\d+$|^libcuda\.so\.1$"), "cuda"),
+    (re.compile(r"^libvulkan\.so\.\d+$"), "vulkan"),
+    (re.compile(r"^lib(?:amdhip64|hipblas|rocblas)\.so\.\d+$"), "hip"),
+    (re.compile(r"^libsycl\.so\.\d+$"), "sycl"),
+)
+_RUNTIME = re.compile(r"^libcudart\.so\.(\d+)$")
+_CUBLAS = re.compile(r"^libcublas\.so\.(\d+)$")
+_NVCC_RELEASE = re.compile(r"release (\d+)\.(\d+)")
+_SYSTEM_LIB_DIRS = ("/usr/local/lib", "/usr/local/lib64", "/usr/lib", "/usr/lib64",
+                    "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
+_MAX_FILES = 16
+
+
+@dataclass
+class CudaBuild:
+    """Which CUDA runtime the llama-server build links, and the local nvcc."""
+
+    server: str | None  # path of llama-server, None where not found
+    found_by: str  # "--server", "PATH" or where it was looked for
+    libraries: dict[str, list[str]]  # path -> its DT_NEEDED names
+    unread: dict[str, str]  # path -> why its dependencies could not be read
+    recorded: list[str]  # paths whose dependency list came from a snapshot's record
+    backends: list[str]  # "cuda", "vulkan", "hip", "sycl"; empty: a CPU-only build
+    runtime_library: str | None  # libcudart.so.12, or libcublas.so.12 where cudart is static
+    runtime_major: int | None
+    nvcc: str | None  # path of nvcc where present
+    nvcc_release: str | None  # "12.8", from nvcc --version
+    nvcc_reason: str | None  # why nvcc gave no release
+    basis: dict[str, str] = field(default_factory=dict)
+
+
+def find_server(host: Host, options: Options) -> tuple[str | None, str]:
+    """llama-server from --server (or the config file), else the first on PATH."""
+    if options.server:
+        path = options.server if host.kind == "snapshot" else os.path.abspath(options.server)
+        return (path if host.exists(path) else None), "--server"
+    for directory in _search_path(host):
+        candidate = directory.rstrip("/") + "/" + SERVER_NAME
+        if host.exists(candidate) and not host.is_dir(candidate):
+            return candidate, f"PATH ({directory})"
+    return None, "PATH"
+
+
+def _search_path(host: Host) -> list[str]:
+    try:
+        path = host.environ().get("PATH") or DEFAULT_PATH
+    except NotImplementedError:
+        path = DEFAULT_PATH
+    return [d for d in path.split(":") if d.startswith("/")]
+
+
+def _library_dirs(host: Host, server: str, owner: str,
+                  runpaths: list[str]) -> tuple[list[str], list[str]]:
+    """Where the loader would look for a library of ``owner`` (llama-server or one of its
+    own libraries): its RPATH/RUNPATH ($ORIGIN expanded), beside llama-server and in its
+    ../lib (the near ones, returned first on their own), then LD_LIBRARY_PATH and the
+    system directories."""
+    origin = os.path.dirname(owner)
+    here = os.path.dirname(server)
+    near = _absolute([p.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
+                      for p in runpaths] + [here, here + "/../lib", here + "/../lib64"])
+    try:
+        extra = (host.environ().get("LD_LIBRARY_PATH") or "").split(":")
+    except NotImplementedError:
+        extra = []
+    return near, _absolute(near + extra + list(_SYSTEM_LIB_DIRS))
+
+
+def _absolute(directories: list[str]) -> list[str]:
+    unique: list[str] = []
+    for directory in directories:
+        if directory.startswith("/"):
+            directory = os.path.normpath(directory)
+            if directory not in unique:
+                unique.append(directory)
+    return unique
+
+
+def _locate(host: Host, name: str, directories: list[str]) -> str | None:
+    for directory in directories:
+        candidate = f"{directory}/{name}"
+        if host.exists(candidate):
+            return candidate
+    return None
+
+
+def gather_cuda_build(host: Host, options: Options) -> CudaBuild:
+    """Read llama-server's and its own libraries' dynamic sections (doctor/elf.py), and
+    any ggml backend module beside it, to tell which GPU runtime the build uses."""
+    server, found_by = find_server(host, options)
+    build = CudaBuild(server, found_by, {}, {}, [], [], None, None, None, None, None,
+                      basis={"server": "--server, else the first llama-server on PATH",
+                             "libraries": "DT_NEEDED of llama-server and its libggml*/"
+                                          "libllama* libraries (ELF dynamic section)",
+                             "runtime_major": "the N of libcudart.so.N (else libcublas.so.N)",
+                             "nvcc_release": "nvcc --version"})
+    if server is not None:
+        _walk(host, server, build)
+    _derive(build)
+    _nvcc(host, build)
+    return build
+
+
+def _walk(host: Host, server: str, build: CudaBuild) -> None:
+    pending = [server]
+    seen: set[str] = set()
+    while pending and len(seen) < _MAX_FILES:
+        path = pending.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            info = read_elf(host, path)
+        except (ElfError, OSError) as exc:
+            build.unread[path] = exc.strerror if isinstance(exc, OSError) and exc.strerror \
+                else str(exc)
+            continue
+        build.libraries[path] = list(info.needed)
+        if info.source == "recorded":
+            build.recorded.append(path)
+        near, directories = _library_dirs(host, server, path, info.runpath + info.rpath)
+        for name in info.needed:
+            if name.startswith(_OWN_LIBRARIES):
+                located = _locate(host, name, directories)
+                if located is not None:
+                    pending.append(located)
+        if path == server:  # backend modules loaded at run time sit beside the binary
+            for module in _BACKEND_MODULES:
+                located = _locate(host, module, near)
+                if located is not None:
+                    pending.append(located)
+
+
+def _derive(build: CudaBuild) -> None:
+    names = [name for needed in build.libraries.values() for name in needed]
+    backends = {kind for path in build.libraries for module, kind in _BACKEND_MODULES.items()
+                if os.path.basename(path) == module}
+    for name in names:
+        for pattern, kind in _BACKEND_LINKS:
+            if pattern.match(name):
+                backends.add(kind)
+    build.backends = sorted(backends)
+    for pattern in (_RUNTIME, _CUBLAS):
+        for name in names:
+            match = pattern.match(name)
+            if match:
+                build.runtime_library, build.runtime_major = name, int(match.group(1))
+                return
+
+
+def _nvcc(host: Host, build: CudaBuild) -> None:
+    candidates = [d.rstrip("/") + "/nvcc" for d in _search_path(host)] + [
+        "/usr/local/cuda/bin/nvcc"]
+    path = next((c for c in candidates if host.exists(c)), None)
+    if path is None:
+        return
+    build.nvcc = path
+    result = host.run([path, "--version"])
+    match = _NVCC_RELEASE.search(result.stdout) if result.ok else None
+    if match:
+        build.nvcc_release = f"{match.group(1)}.{match.group(2)}"
+    else:
+        build.nvcc_reason = result.reason() if not result.ok else "no release line in its output"

@@ -1,0 +1,608 @@
+"""The NVIDIA GPU: driver, CUDA compatibility, VRAM budget, PCIe link and power.
+
+The GPU holds attention, the shared expert and as many expert layers as fit;
+the rest stream from RAM. Each check reports one item per GPU
+(``gpu.vram:0``); ``gpu.vram:fit`` judges all GPUs together against the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from q3cn_doctor.budget import FIT_TARGET_BYTES, gib
+from q3cn_doctor.context import Context
+from q3cn_doctor.facts.gpu import (
+    ABSENT,
+    AMD,
+    IDLE,
+    INTEL,
+    NVIDIA,
+    SLOWDOWNS,
+    SW_POWER_CAP,
+    CudaBuild,
+    clock_events,
+    cuda_version_text,
+    device_lost,
+    error_of,
+    gather_cuda_build,
+    value,
+)
+from q3cn_doctor.facts.model import kv_cache_bytes
+from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.registry import check
+
+MIB = 1024**2
+BUSY_PROCESS_BYTES = 300 * MIB
+"""A process holding more VRAM than this is worth naming: --fit leaves its share in RAM."""
+
+CTX_STEP = 1024  # a context that fits is offered in whole multiples of this
+UBATCH_TOKENS = 512  # llama-server's default --ubatch-size (the guide's too)
+# Usable bytes per second per lane after line coding, by PCIe generation.
+PCIE_LANE_BYTES_S = {1: 0.25e9, 2: 0.5e9, 3: 0.985e9, 4: 1.969e9, 5: 3.938e9, 6: 7.563e9}
+REFERENCE_BANDWIDTH = 100e9  # bytes/s: the CPU-only figure is given per 100 GB/s of RAM
+
+
+# -- what the model asks of the GPU -----------------------------------------------------------
+
+def _routed_total_bytes(model) -> int:
+    """All routed experts: what a token reads of them, scaled from used to all experts."""
+    return model.routed_bytes_per_token * model.experts // max(1, model.experts_used)
+
+
+def _resident_bytes(model) -> int:
+    """What stays on the GPU whatever the context: attention, shared expert, recurrent
+    layers, embeddings and output (the file less its routed experts)."""
+    return max(0, model.file_bytes - _routed_total_bytes(model))
+
+
+def _kv_bytes(model, ctx_size: int) -> int:
+    return kv_cache_bytes(asdict(model), ctx_size)
+
+
+def _plan_offloads(ctx: Context) -> bool:
+    """Whether the plan puts part of the model on a GPU. Every embedded profile does
+    (the guide's setup); the launch plan will decide this from the model and options."""
+    return True
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+def _label(device: dict) -> str:
+    name = value(device.get("name"))
+    return f"GPU {device.get('index')}" + (f" ({name})" if name else "")
+
+
+def _mib(size: int | None) -> str:
+    return "unknown" if size is None else f"{size / MIB:,.0f} MiB"
+
+
+def _devices(ctx: Context) -> list[dict]:
+    return ctx.facts.gpus
+
+
+def _no_gpu(ctx: Context):
+    nvml = ctx.facts.nvml
+    why = nvml.init if nvml.init != "ok" else "NVML lists no GPU"
+    return ctx.finding(SKIP, "No NVIDIA GPU to check", f"NVML: {why} (see gpu.present)")
+
+
+def _unreadable(ctx: Context, device: dict, what: str, readings: dict):
+    """SKIP for a lost GPU or one whose readings NVML refused; None when all is there."""
+    index = device.get("index")
+    if device_lost(device) or "error" in device:
+        why = error_of(device) or "NVML_ERROR_GPU_IS_LOST"
+        return ctx.finding(SKIP, f"{_label(device)}: {what} unknown",
+                           f"NVML: {why} (see gpu.present:{index})", item=str(index))
+    failed = {name: error_of(reading) for name, reading in readings.items()
+              if error_of(reading) is not None or reading is None}
+    if len(failed) == len(readings):
+        detail = ", ".join(f"{name}: {err or 'not recorded'}" for name, err in failed.items())
+        return ctx.finding(SKIP, f"{_label(device)}: {what} unknown", f"NVML: {detail}",
+                           item=str(index))
+    return None
+
+
+# -- gpu.present --------------------------------------------------------------------------------
+
+_INIT_TITLE = {
+    "NVML_ERROR_LIBRARY_NOT_FOUND": "No NVIDIA driver is installed",
+    "NVML_ERROR_DRIVER_NOT_LOADED": "The NVIDIA driver is installed but not loaded",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "The NVIDIA driver's library and kernel module differ",
+    "NVML_ERROR_NO_PERMISSION": "This user may not open the NVIDIA GPU",
+    "NVML_ERROR_GPU_IS_LOST": "The NVIDIA GPU is lost",
+    "timed-out": "The NVIDIA driver did not answer in time",
+}
+_INIT_MEANING = {
+    "NVML_ERROR_LIBRARY_NOT_FOUND": "libnvidia-ml.so.1 cannot be loaded",
+    "NVML_ERROR_DRIVER_NOT_LOADED": (
+        "its kernel module is not running: a kernel update without a rebuilt module, "
+        "Secure Boot refusing an unsigned module, or nouveau holding the GPU"),
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "the driver was updated without a reboot",
+    "NVML_ERROR_NO_PERMISSION": "/dev/nvidia* is not open to this user",
+    "NVML_ERROR_GPU_IS_LOST": "a GPU has fallen off the bus",
+    "timed-out": "a hung GPU or driver",
+}
+_INIT_FIX = {
+    "NVML_ERROR_LIBRARY_NOT_FOUND": "Install the NVIDIA proprietary driver (570 or newer for "
+                                    "CUDA 12.8 builds), then reboot.",
+    "NVML_ERROR_DRIVER_NOT_LOADED": "Load the module (`sudo modprobe nvidia`); if that fails, "
+                                    "rebuild it for this kernel (DKMS) or enroll its Secure Boot "
+                                    "key, then reboot.",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "Reboot, so the new kernel module matches the library.",
+    "NVML_ERROR_NO_PERMISSION": "Add the user to the group owning /dev/nvidia* (often video).",
+    "NVML_ERROR_GPU_IS_LOST": "Reboot; if it recurs, check the card's seating, power cables "
+                              "and `dmesg` for Xid 79.",
+    "timed-out": "Run `nvidia-smi`; if it hangs too, check `dmesg` for Xid errors and reboot.",
+}
+
+
+def _cpu_only_cost(ctx: Context) -> str:
+    model = ctx.facts.model
+    per_token = model.routed_bytes_per_token + _resident_bytes(model)
+    rate = REFERENCE_BANDWIDTH / per_token
+    return (f"CPU-only, each token of {model.name} reads about {per_token / 1e9:.1f} GB from "
+            f"RAM, so generation tops out near {rate:.0f} tok/s per 100 GB/s of memory "
+            "bandwidth (dual-channel DDR5-6000 peaks at 96 GB/s), and prompt processing "
+            "runs on the CPU at a small fraction of GPU speed.")
+
+
+@check("gpu.present", "An NVIDIA GPU whose driver answers, or what was found instead")
+def present(ctx: Context):
+    nvml = ctx.facts.nvml
+    devices = _devices(ctx)
+    driver = (f"driver {nvml.driver_version or 'unknown'}, supports CUDA "
+              f"{cuda_version_text(nvml.cuda_driver_version)}")
+    wsl = " through WSL2 (/usr/lib/wsl/lib)" if nvml.wsl else ""
+    if devices:
+        findings = []
+        for device in devices:
+            index = str(device.get("index"))
+            if device_lost(device):
+                findings.append(ctx.finding(
+                    FAIL, f"GPU {index} is lost: it stopped answering the driver",
+                    f"NVML: NVML_ERROR_GPU_IS_LOST for {_label(device)}; {driver}",
+                    _INIT_FIX["NVML_ERROR_GPU_IS_LOST"],
+                    "A lost GPU holds no layers, so the model's share planned for it runs "
+                    "from RAM, or llama-server fails to start.", item=index))
+            elif "error" in device:
+                findings.append(ctx.finding(
+                    WARN, f"GPU {index} could not be opened", f"NVML: {device['error']}; {driver}",
+                    "Run `nvidia-smi -i " + index + "` to see what the driver says.",
+                    "A GPU the driver cannot open holds no layers.", item=index))
+            else:
+                total = value(device.get("memory_total_bytes"))
+                capability = value(device.get("compute_capability"))
+                cc = ".".join(str(part) for part in capability) if capability else "unknown"
+                findings.append(ctx.finding(
+                    PASS, f"{_label(device)} answers{wsl}",
+                    f"{value(device.get('name')) or 'unknown name'}, {gib(total)} VRAM, compute "
+                    f"capability {cc}; {driver}", item=index))
+        return findings
+    if nvml.init == ABSENT:
+        return ctx.finding(SKIP, "GPU unknown: this host has no NVML reading",
+                           f"NVML: {nvml.reason or 'not read'}",
+                           "Run on the machine itself, or replay a snapshot that has nvml.json.")
+    # No usable NVIDIA GPU: say what is there instead.
+    others = [g for g in nvml.drm_gpus if g.vendor != NVIDIA]
+    nvidia_cards = [g for g in nvml.drm_gpus if g.vendor == NVIDIA]
+    seen = "; ".join(f"{g.vendor_name} GPU {g.card} ({g.vendor}:{g.device or '?'}, driver "
+                     f"{g.driver or 'none'})" for g in nvml.drm_gpus) or "no GPU in /sys/class/drm"
+    if nvml.init == "ok":
+        status_line = (f"NVML works ({driver}) but lists no GPU"
+                       + (f": {nvml.devices_error}" if nvml.devices_error else ""))
+        title = "The NVIDIA driver sees no GPU"
+        meaning = "in a container, the GPU must be passed in"
+        fix = ("Check `nvidia-smi -L`; in a container pass the GPU in (--gpus all, or the "
+               "NVIDIA container toolkit).")
+    else:
+        status_line = f"NVML: {nvml.init}" + (f" ({nvml.reason})" if nvml.reason else "")
+        title = _INIT_TITLE.get(nvml.init, f"The NVIDIA driver does not answer ({nvml.init})")
+        meaning = _INIT_MEANING.get(nvml.init, "")
+        fix = _INIT_FIX.get(nvml.init, "Install or repair the NVIDIA driver, then reboot.")
+    observed = f"{status_line}" + (f", likely {meaning}" if meaning else "") + f"; {seen}" + (
+        f"; WSL2 GPU support present ({', '.join(nvml.wsl_markers)})" if nvml.wsl else "")
+    if (nvml.init in ("NVML_ERROR_LIBRARY_NOT_FOUND", "ok") and others and not nvidia_cards
+            and not nvml.wsl):
+        names = ", ".join(f"{g.vendor_name} ({g.card}, {g.driver or 'no driver'})"
+                          for g in others)
+        vendors = {g.vendor for g in others}
+        tools = " and ".join(
+            label for vendor, label in ((AMD, "ROCm/HIP or Vulkan"), (INTEL, "SYCL or Vulkan"))
+            if vendor in vendors) or "Vulkan"
+        return ctx.finding(
+            INFO, f"No NVIDIA GPU; found {names}", observed,
+            f"This tool checks NVIDIA/CUDA setups only: a {tools} build of llama-server can "
+            "use this GPU, but its speed is not judged here.",
+            "What the GPU adds depends on a backend this tool does not check yet.")
+    if nvml.wsl and nvml.init != "ok":
+        title = "WSL2 exposes a GPU, but NVIDIA's library does not answer"
+        fix = ("Install or update the NVIDIA driver on Windows (never a Linux NVIDIA driver "
+               "inside WSL), run `wsl --update`, and make sure /usr/lib/wsl/lib is on the "
+               "loader path (`ldconfig -p | grep libnvidia-ml`).")
+    elif nvidia_cards and nvml.init != "ok":
+        if "nouveau" in {g.driver for g in nvidia_cards}:
+            fix = ("The open-source nouveau driver holds the GPU and has no CUDA: install "
+                   "NVIDIA's driver, which blacklists nouveau, then reboot.")
+    elif nvml.init == "NVML_ERROR_LIBRARY_NOT_FOUND":
+        title = "No NVIDIA GPU or driver found"
+    if not _plan_offloads(ctx):
+        return ctx.finding(INFO, title + "; the plan runs CPU-only anyway", observed, "",
+                           _cpu_only_cost(ctx))
+    return ctx.finding(FAIL, title + ": the model would run CPU-only", observed, fix,
+                       _cpu_only_cost(ctx))
+
+
+# -- gpu.cuda -----------------------------------------------------------------------------------
+
+_GPU_LIBRARIES = ("libcu", "libvulkan", "libamdhip", "libhip", "librocblas", "libggml-cuda",
+                  "libggml-vulkan", "libggml-hip", "libggml-sycl")
+
+
+def _build_observed(build: CudaBuild) -> str:
+    parts = []
+    if build.server:
+        parts.append(f"llama-server at {build.server} (by {build.found_by})")
+    for path, needed in build.libraries.items():
+        relevant = [n for n in needed if n.startswith(_GPU_LIBRARIES)]
+        if relevant or path == build.server:
+            how = " (recorded)" if path in build.recorded else ""
+            parts.append(f"{path}{how} links {', '.join(relevant) or 'no GPU library'}")
+    for path, why in build.unread.items():
+        parts.append(f"{path}: {why}")
+    if build.nvcc:
+        parts.append(f"nvcc {build.nvcc_release or '?'} at {build.nvcc}"
+                     + (f" ({build.nvcc_reason})" if build.nvcc_reason else ""))
+    return "; ".join(parts)
+
+
+def _nvcc_finding(ctx: Context, build: CudaBuild, driver_version: int | None):
+    if not build.nvcc_release or not isinstance(driver_version, int):
+        return None
+    major, minor = (int(part) for part in build.nvcc_release.split("."))
+    driver_major = driver_version // 1000
+    observed = (f"nvcc {build.nvcc_release} at {build.nvcc}; the driver supports CUDA "
+                f"{cuda_version_text(driver_version)}")
+    if major > driver_major:
+        return ctx.finding(
+            WARN, f"nvcc {build.nvcc_release} is newer than the driver's CUDA "
+                  f"{cuda_version_text(driver_version)}", observed,
+            f"Update the driver to one supporting CUDA {major}.x before building llama.cpp "
+            f"here, or build with a CUDA {driver_major}.x toolkit.",
+            "A llama.cpp built with this nvcc stops at start-up with \"CUDA driver version is "
+            "insufficient for CUDA runtime version\" and generates nothing.", item="nvcc")
+    if (major, minor) > (driver_major, driver_version % 1000 // 10):
+        return ctx.finding(
+            INFO, f"nvcc {build.nvcc_release} is a newer minor release than the driver's CUDA "
+                  f"{cuda_version_text(driver_version)}", observed,
+            "Builds run through CUDA minor-version compatibility; build for this GPU's own "
+            "architecture (the default, native) so no PTX needs the driver to compile it.",
+            "PTX from a newer nvcc fails to load on an older driver; native code runs at full "
+            "speed.", item="nvcc")
+    return None
+
+
+@check("gpu.cuda", "The llama-server build's CUDA runtime is one the driver supports")
+def cuda(ctx: Context):
+    nvml = ctx.facts.nvml
+    build = gather_cuda_build(ctx.host, ctx.options)
+    driver_version = nvml.cuda_driver_version if nvml.init == "ok" else None
+    driver = cuda_version_text(driver_version)
+    observed = _build_observed(build)
+    findings = []
+    nvcc = _nvcc_finding(ctx, build, driver_version)
+    if nvcc is not None:
+        findings.append(nvcc)
+    if build.server is None:
+        where = build.found_by if build.found_by != "PATH" else "the PATH"
+        findings.insert(0, ctx.finding(
+            SKIP, "llama-server not found, so its CUDA runtime is unknown",
+            f"no llama-server on {where}" + (f"; {observed}" if observed else ""),
+            "Give its path with --server (or `server` in the config file)."))
+        return findings
+    if build.server in build.unread:
+        findings.insert(0, ctx.finding(
+            SKIP, "Cannot read which libraries llama-server links", observed,
+            "Give the real binary with --server (not a wrapper script)."))
+        return findings
+    gpus = ctx.facts.gpus
+    if not build.backends:
+        status = WARN if gpus else INFO
+        findings.insert(0, ctx.finding(
+            status, "llama-server is a CPU-only build"
+            + (" on a machine with an NVIDIA GPU" if gpus else ""), observed,
+            "Use a CUDA build (cmake -DGGML_CUDA=ON, or a CUDA release/container)."
+            if gpus else "",
+            "A CPU-only build leaves the GPU idle: attention and prompt processing run on the "
+            "CPU, several times slower." if gpus else "Nothing is offloaded either way."))
+        return findings
+    if "cuda" not in build.backends:
+        findings.insert(0, ctx.finding(
+            INFO, f"llama-server is a {'/'.join(build.backends)} build, not CUDA", observed,
+            "This tool judges CUDA builds; on an NVIDIA GPU a CUDA build is usually faster.",
+            "Its GPU speed is not judged here."))
+        return findings
+    if driver_version is None:
+        findings.insert(0, ctx.finding(
+            SKIP, "A CUDA build, but the driver's CUDA version is unknown",
+            f"{observed}; NVML: {nvml.init}", "See gpu.present."))
+        return findings
+    if build.runtime_major is None:
+        findings.insert(0, ctx.finding(
+            INFO, "A CUDA build whose runtime version is built in", observed,
+            "If it fails with \"CUDA driver version is insufficient\", update the driver.",
+            "Nothing to judge: a static CUDA runtime does not show its version."))
+        return findings
+    needs = f"CUDA {build.runtime_major}.x ({build.runtime_library})"
+    if build.runtime_major > driver_version // 1000:
+        findings.insert(0, ctx.finding(
+            FAIL, f"llama-server needs {needs}; the driver supports only CUDA {driver}",
+            f"{observed}; driver {nvml.driver_version or 'unknown'} supports CUDA {driver}",
+            f"Update the NVIDIA driver to one supporting CUDA {build.runtime_major}.x, or use "
+            f"a llama-server built with CUDA {driver_version // 1000}.x.",
+            "It stops at start-up with \"CUDA driver version is insufficient for CUDA runtime "
+            "version\", or falls back to the CPU at a fraction of the speed."))
+        return findings
+    findings.insert(0, ctx.finding(
+        PASS, f"llama-server's {needs} runs on the driver's CUDA {driver}",
+        f"{observed}; driver {nvml.driver_version or 'unknown'} supports CUDA {driver}"))
+    return findings
+
+
+# -- gpu.vram -----------------------------------------------------------------------------------
+
+def _other_processes(device: dict) -> tuple[list[dict], str]:
+    processes = device.get("processes")
+    if error_of(processes) or not isinstance(processes, list):
+        return [], f"processes unknown ({error_of(processes) or 'not recorded'})"
+    big = [p for p in processes
+           if isinstance(p.get("used_bytes"), int) and p["used_bytes"] > BUSY_PROCESS_BYTES]
+    unknown = [p for p in processes if p.get("used_bytes") is None]
+    small = len(processes) - len(big) - len(unknown)
+    parts = [f"{p.get('name') or 'unknown'} (pid {p.get('pid')}) {_mib(p['used_bytes'])}"
+             for p in big]
+    if small:
+        parts.append(f"{small} more under {_mib(BUSY_PROCESS_BYTES)}")
+    if unknown:
+        parts.append(f"{len(unknown)} with no per-process figure")
+    return big, "processes: " + (", ".join(parts) if parts else "none")
+
+
+@check("gpu.vram", "Free VRAM, other programs holding it, and room for attention + KV cache")
+def vram(ctx: Context):
+    devices = _devices(ctx)
+    if not devices:
+        return _no_gpu(ctx)
+    model = ctx.facts.model
+    layer_bytes = _routed_total_bytes(model) / max(1, model.layers)
+    findings = []
+    usable_total, counted = 0, []
+    for device in devices:
+        index = str(device.get("index"))
+        skipped = _unreadable(ctx, device, "VRAM", {
+            "memory_free_bytes": device.get("memory_free_bytes")})
+        if skipped is not None:
+            findings.append(skipped)
+            continue
+        free = value(device.get("memory_free_bytes"))
+        total = value(device.get("memory_total_bytes"))
+        used = value(device.get("memory_used_bytes"))
+        usable_total += max(0, free - FIT_TARGET_BYTES)
+        counted.append(index)
+        big, listing = _other_processes(device)
+        observed = (f"{gib(free)} free of {gib(total)} (used {gib(used)}, "
+                    f"{device.get('memory_api', 'v2')} memory API); {listing}")
+        if not big:
+            findings.append(ctx.finding(PASS, f"{_label(device)}: {gib(free)} VRAM free",
+                                        observed, item=index))
+            continue
+        held = sum(p["used_bytes"] for p in big)
+        names = ", ".join(sorted({str(p.get("name") or f"pid {p.get('pid')}") for p in big}))
+        running_server = any("llama-server" in str(p.get("name")) for p in big)
+        findings.append(ctx.finding(
+            WARN, f"{_label(device)}: other programs hold {_mib(held)} of VRAM ({names})",
+            observed,
+            ("Stop the running llama-server before launching another; close" if running_server
+             else "Close") + f" or move {names} off this GPU before starting llama-server "
+            "(browsers: turn off hardware acceleration; a desktop on the integrated GPU "
+            "frees the NVIDIA one).",
+            f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, and "
+            "each layer left in RAM adds its weights to what every token reads at RAM speed.",
+            item=index))
+    if counted:
+        findings.append(_fit(ctx, usable_total, counted, layer_bytes))
+    return findings
+
+
+def _fit(ctx: Context, usable: int, counted: list[str], layer_bytes: float):
+    model = ctx.facts.model
+    resident = _resident_bytes(model)
+    kv = _kv_bytes(model, model.ctx_size)
+    need = resident + kv
+    gpus = f"GPU {counted[0]}" if len(counted) == 1 else f"GPUs {', '.join(counted)} together"
+    observed = (f"{gpus}: {gib(usable)} usable (free less the {_mib(FIT_TARGET_BYTES)} "
+                f"--fit-target margin each); {model.name} needs {gib(resident)} of attention, "
+                f"shared and embedding weights (the file less its routed experts) + "
+                f"{gib(kv)} KV cache at ctx {model.ctx_size} = {gib(need)}")
+    if need <= usable:
+        layers = min(model.layers, int((usable - need) // layer_bytes)) if layer_bytes else 0
+        return ctx.finding(
+            PASS, f"Attention + KV cache at ctx {model.ctx_size} fit, with room for about "
+                  f"{layers} expert layers", observed + f"; expert layers are "
+                  f"{gib(int(layer_bytes))} each", item="fit")
+    room = usable - resident
+    fits = _largest_ctx(model, room) if room > 0 else 0
+    if fits >= CTX_STEP:
+        return ctx.finding(
+            WARN, f"Attention + KV cache at ctx {model.ctx_size} do not fit; about "
+                  f"ctx {fits} does", observed,
+            f"Run with --ctx-size {fits} (or free VRAM, or a quantized KV cache "
+            "such as -ctk q8_0 -ctv q8_0).",
+            "What does not fit leaves attention layers in RAM, which every token then "
+            "computes on the CPU at a fraction of GPU speed.", item="fit")
+    return ctx.finding(
+        WARN, f"Attention and shared weights alone ({gib(resident)}) do not fit in "
+              f"{gib(usable)} of usable VRAM", observed,
+        "Free VRAM, use a GPU with more memory, or a smaller quant of the model.",
+        "llama-server keeps part of the always-active weights in RAM, so every token "
+        "waits on the CPU for them.", item="fit")
+
+
+def _largest_ctx(model, room: int) -> int:
+    """The largest multiple of CTX_STEP whose KV cache fits in ``room`` bytes."""
+    low, high = 0, max(model.ctx_size, CTX_STEP) // CTX_STEP
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _kv_bytes(model, middle * CTX_STEP) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return low * CTX_STEP
+
+
+# -- gpu.pcie -----------------------------------------------------------------------------------
+
+def _n(number: int | None) -> str:
+    return "?" if number is None else str(number)
+
+
+def _bytes_s(gen: int | None, width: int | None) -> float | None:
+    if not isinstance(gen, int) or not isinstance(width, int) or gen not in PCIE_LANE_BYTES_S:
+        return None
+    return PCIE_LANE_BYTES_S[gen] * width
+
+
+def _slot_width(ctx: Context, device: dict) -> int | None:
+    """The GPU's own lane count from sysfs (its PCIe capability), where the bus id is known."""
+    bus = value(device.get("pci_bus_id"))
+    if not isinstance(bus, str) or ":" not in bus:
+        return None
+    domain, rest = bus.split(":", 1)
+    text = ctx.host.cat(f"/sys/bus/pci/devices/{domain[-4:].lower()}:{rest.lower()}/"
+                        "max_link_width")
+    return int(text) if text and text.isdigit() else None
+
+
+@check("gpu.pcie", "PCIe link as wide and as fast as the GPU and slot allow")
+def pcie(ctx: Context):
+    devices = _devices(ctx)
+    if not devices:
+        return _no_gpu(ctx)
+    routed = _routed_total_bytes(ctx.facts.model)
+    findings = []
+    for device in devices:
+        index = str(device.get("index"))
+        link = device.get("pcie") if isinstance(device.get("pcie"), dict) else {}
+        skipped = _unreadable(ctx, device, "PCIe link", {
+            "width_current": link.get("width_current"), "gen_max": link.get("gen_max")})
+        if skipped is not None:
+            findings.append(skipped)
+            continue
+        gen_now, gen_max, gen_gpu = (value(link.get(k)) for k in
+                                     ("gen_current", "gen_max", "gen_gpu_max"))
+        width_now, width_max = value(link.get("width_current")), value(link.get("width_max"))
+        sysfs_width = _slot_width(ctx, device)
+        lanes = max([w for w in (width_max, sysfs_width) if isinstance(w, int)], default=None)
+        problems = []
+        if isinstance(width_now, int) and isinstance(lanes, int) and width_now < lanes:
+            problems.append(f"runs x{width_now} of its x{lanes} lanes")
+        if isinstance(gen_max, int) and isinstance(gen_gpu, int) and gen_max < gen_gpu:
+            problems.append(f"the slot or riser caps it at Gen{gen_max} (the GPU can do "
+                            f"Gen{gen_gpu})")
+        observed = (f"link Gen{_n(gen_max)} x{_n(width_now)} (slot and GPU together); GPU "
+                    f"capable of Gen{_n(gen_gpu)} x{_n(lanes)}"
+                    + (f" (sysfs max_link_width {sysfs_width})" if sysfs_width else "")
+                    + f"; now Gen{_n(gen_now)} (a lower generation at idle is power saving, "
+                      "not a fault)")
+        if not problems:
+            findings.append(ctx.finding(
+                PASS, f"{_label(device)}: PCIe Gen{_n(gen_max)} x{_n(width_now)}", observed,
+                item=index))
+            continue
+        now = _bytes_s(gen_max, width_now)
+        best = _bytes_s(max(gen_max or 0, gen_gpu or 0) or None, lanes)
+        cost = ""
+        if now and best:
+            cost = (f"Prompt processing copies the experts held in RAM (up to {gib(routed)}) "
+                    f"to the GPU for every {UBATCH_TOKENS}-token batch: about "
+                    f"{routed / now:.1f} s per batch at {now / 1e9:.1f} GB/s instead of "
+                    f"{routed / best:.1f} s at {best / 1e9:.1f} GB/s.")
+        laptop = "laptop" in str(value(device.get("name")) or "").lower()
+        findings.append(ctx.finding(
+            WARN, f"{_label(device)}: PCIe link {' and '.join(problems)}", observed,
+            "A laptop wires its GPU's lanes; nothing to change, but expect slower prompt "
+            "processing." if laptop else
+            "Move the GPU to the CPU's x16 slot, drop bifurcation or risers that force fewer "
+            "lanes or a lower generation, and set the slot to Auto/Gen4+ in the BIOS.",
+            cost or "Prompt processing streams experts over PCIe, so a slower link slows it.",
+            item=index))
+    return findings
+
+
+# -- gpu.power ----------------------------------------------------------------------------------
+
+@check("gpu.power", "Power limit at default, no clock throttling, persistence mode")
+def power(ctx: Context):
+    devices = _devices(ctx)
+    if not devices:
+        return _no_gpu(ctx)
+    findings = []
+    for device in devices:
+        index = str(device.get("index"))
+        skipped = _unreadable(ctx, device, "power and clocks", {
+            "power_limit_mw": device.get("power_limit_mw"),
+            "clocks_event_reasons": device.get("clocks_event_reasons"),
+            "persistence_mode": device.get("persistence_mode")})
+        if skipped is not None:
+            findings.append(skipped)
+            continue
+        limit, default = value(device.get("power_limit_mw")), value(
+            device.get("power_default_limit_mw"))
+        events = value(device.get("clocks_event_reasons"))
+        persistence = value(device.get("persistence_mode"))
+        parts, warns, infos, fixes = [], [], [], []
+        if isinstance(limit, int):
+            parts.append(f"power limit {limit / 1000:.0f} W"
+                         + (f" of default {default / 1000:.0f} W" if isinstance(default, int)
+                            else " (default unknown)"))
+            if isinstance(default, int) and limit < default:
+                warns.append(f"power limit {limit / 1000:.0f} W is below the default "
+                             f"{default / 1000:.0f} W")
+                fixes.append(f"restore it: `sudo nvidia-smi -i {index} -pl {default // 1000}`")
+        if isinstance(events, int):
+            names = clock_events(events)
+            parts.append(f"clock events {events:#x} ({', '.join(names) or 'none'})")
+            slow = clock_events(events & SLOWDOWNS)
+            if slow:
+                warns.append("clocks held down by " + ", ".join(slow))
+                fixes.append("improve cooling and airflow, check the power cables and PSU")
+            if events & SW_POWER_CAP and not (isinstance(default, int) and isinstance(
+                    limit, int) and limit < default):
+                infos.append("running at its power limit (normal under full load)")
+        if persistence is False:
+            parts.append("persistence mode off")
+            infos.append("persistence mode is off")
+        elif persistence is True:
+            parts.append("persistence mode on")
+        observed = "; ".join(parts) + ("; idle" if isinstance(events, int) and events & IDLE
+                                       else "")
+        if warns:
+            findings.append(ctx.finding(
+                WARN, f"{_label(device)}: {'; '.join(warns)}", observed,
+                "; ".join(fixes).capitalize() + ".",
+                "Prompt processing is bound by the GPU's clocks and slows about in proportion; "
+                "generation, bound by RAM, loses less.", item=index))
+        elif infos:
+            findings.append(ctx.finding(
+                INFO, f"{_label(device)}: {'; '.join(infos)}", observed,
+                "Turn persistence on (`sudo nvidia-smi -pm 1`, or the nvidia-persistenced "
+                "service) so the driver stays initialised between runs."
+                if persistence is False else "",
+                "No cost to tokens/s: without persistence each llama-server start waits a "
+                "second or two while the driver initialises the GPU."
+                if persistence is False else
+                "Power capping under full load is expected; at light load it would mean the "
+                "limit is too low.", item=index))
+        else:
+            findings.append(ctx.finding(PASS, f"{_label(device)}: no power limit or throttling",
+                                        observed, item=index))
+    return findings

@@ -1,0 +1,199 @@
+"""The dynamic section of an ELF file: which shared libraries it needs.
+
+Enough of ELF to answer "which CUDA runtime does this llama-server link?"
+(``libcudart.so.12``, ``libcublas.so.13``...) without ldd, binutils or a new
+dependency. 32- and 64-bit, either byte order.
+
+A snapshot never copies a large binary: it stores the parsed facts beside
+where the file was, as ``<path>.elf.json`` in its ``fs/`` tree (see
+``RECORDED_SUFFIX``); :func:`read_elf` prefers that record, so a replay gives
+what the live run read.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+
+from .host import Host
+
+RECORDED_SUFFIX = ".elf.json"
+"""A snapshot's record of an ELF file's dynamic section, beside the file's path."""
+
+_MAGIC = b"\x7fELF"
+_PT_LOAD, _PT_DYNAMIC = 1, 2
+_SHT_DYNAMIC = 6
+_DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
+_DT_SONAME, _DT_RPATH, _DT_RUNPATH = 14, 15, 29
+_MACHINES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv", 21: "ppc64"}
+
+
+class ElfError(ValueError):
+    """Not an ELF file, or one whose dynamic section cannot be read."""
+
+
+@dataclass
+class ElfInfo:
+    needed: list[str] = field(default_factory=list)  # DT_NEEDED, in file order
+    soname: str | None = None
+    rpath: list[str] = field(default_factory=list)
+    runpath: list[str] = field(default_factory=list)
+    bits: int | None = None  # 32 or 64
+    machine: str | None = None
+    dynamic: bool = True  # False: statically linked, nothing is NEEDED
+    source: str = "elf"  # "elf" (parsed here) or "recorded" (a snapshot's record)
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record.pop("source")
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict) -> ElfInfo:
+        if not isinstance(record, dict) or not isinstance(record.get("needed"), list):
+            raise ElfError("the recorded dependency list has no 'needed' list")
+        return cls(
+            needed=[str(name) for name in record["needed"]],
+            soname=record.get("soname"),
+            rpath=[str(p) for p in record.get("rpath") or []],
+            runpath=[str(p) for p in record.get("runpath") or []],
+            bits=record.get("bits"),
+            machine=record.get("machine"),
+            dynamic=bool(record.get("dynamic", True)),
+            source="recorded",
+        )
+
+
+def parse(data: bytes) -> ElfInfo:
+    """The dynamic section of an ELF image; ElfError where it is not one."""
+    if len(data) < 16 or data[:4] != _MAGIC:
+        raise ElfError("not an ELF file")
+    bits = {1: 32, 2: 64}.get(data[4])
+    order = {1: "<", 2: ">"}.get(data[5])
+    if bits is None or order is None:
+        raise ElfError(f"unknown ELF class {data[4]} or byte order {data[5]}")
+    reader = _Reader(data, order, bits)
+    try:
+        return reader.info()
+    except struct.error as exc:
+        raise ElfError(f"truncated ELF file: {exc}") from exc
+
+
+class _Reader:
+    def __init__(self, data: bytes, order: str, bits: int) -> None:
+        self.data, self.order, self.bits = data, order, bits
+        self.word = "Q" if bits == 64 else "I"
+
+    def unpack(self, fmt: str, offset: int) -> tuple:
+        return struct.unpack_from(self.order + fmt, self.data, offset)
+
+    def header(self) -> dict:
+        if self.bits == 64:
+            (machine,) = self.unpack("H", 18)
+            phoff, shoff = self.unpack("QQ", 32)
+            phentsize, phnum, shentsize, shnum = self.unpack("HHHH", 54)
+        else:
+            (machine,) = self.unpack("H", 18)
+            phoff, shoff = self.unpack("II", 28)
+            phentsize, phnum, shentsize, shnum = self.unpack("HHHH", 42)
+        return {"machine": machine, "phoff": phoff, "phentsize": phentsize, "phnum": phnum,
+                "shoff": shoff, "shentsize": shentsize, "shnum": shnum}
+
+    def segments(self, head: dict) -> list[tuple[int, int, int, int]]:
+        """(type, file offset, virtual address, file size) of each program header."""
+        found = []
+        for index in range(head["phnum"]):
+            at = head["phoff"] + index * head["phentsize"]
+            if self.bits == 64:
+                p_type, _flags, offset, vaddr, _paddr, filesz = self.unpack("IIQQQQ", at)
+            else:
+                p_type, offset, vaddr, _paddr, filesz = self.unpack("IIIII", at)
+            found.append((p_type, offset, vaddr, filesz))
+        return found
+
+    def dynamic_from_sections(self, head: dict) -> tuple[int, int] | None:
+        """(offset, size) of the SHT_DYNAMIC section, where there are no program headers."""
+        for index in range(head["shnum"]):
+            at = head["shoff"] + index * head["shentsize"]
+            if self.bits == 64:
+                _name, sh_type, _flags, _addr, offset, size = self.unpack("IIQQQQ", at)
+            else:
+                _name, sh_type, _flags, _addr, offset, size = self.unpack("IIIIII", at)
+            if sh_type == _SHT_DYNAMIC:
+                return offset, size
+        return None
+
+    def info(self) -> ElfInfo:
+        head = self.header()
+        machine = _MACHINES.get(head["machine"], f"e_machine {head['machine']}")
+        segments = self.segments(head)
+        dynamic = next(((off, size) for kind, off, _va, size in segments if kind == _PT_DYNAMIC),
+                       None)
+        if dynamic is None and not segments:
+            dynamic = self.dynamic_from_sections(head)
+        if dynamic is None:
+            return ElfInfo(bits=self.bits, machine=machine, dynamic=False)
+        entries = self.entries(*dynamic)
+        strtab = entries.get(_DT_STRTAB, [None])[0]
+        if strtab is None:
+            raise ElfError("dynamic section has no string table (DT_STRTAB)")
+        base = self.file_offset(strtab, segments)
+        size = entries.get(_DT_STRSZ, [len(self.data) - base])[0]
+
+        def text(value: int) -> str:
+            if value >= size:
+                raise ElfError(f"string offset {value} lies outside the string table")
+            start = base + value
+            end = self.data.find(b"\0", start)
+            if end < 0:
+                raise ElfError("unterminated string in the string table")
+            return self.data[start:end].decode("utf-8", errors="replace")
+
+        def paths(tag: int) -> list[str]:
+            return [p for value in entries.get(tag, []) for p in text(value).split(":") if p]
+
+        sonames = entries.get(_DT_SONAME, [])
+        return ElfInfo(
+            needed=[text(value) for value in entries.get(_DT_NEEDED, [])],
+            soname=text(sonames[0]) if sonames else None,
+            rpath=paths(_DT_RPATH),
+            runpath=paths(_DT_RUNPATH),
+            bits=self.bits,
+            machine=machine,
+        )
+
+    def entries(self, offset: int, size: int) -> dict[int, list[int]]:
+        """The dynamic entries by tag, values in file order, up to DT_NULL."""
+        step = 16 if self.bits == 64 else 8
+        if offset + size > len(self.data):
+            raise ElfError("the dynamic section lies past the end of the file")
+        found: dict[int, list[int]] = {}
+        for at in range(offset, offset + size - step + 1, step):
+            tag, value = self.unpack(self.word * 2, at)
+            if tag == _DT_NULL:
+                break
+            found.setdefault(tag, []).append(value)
+        return found
+
+    def file_offset(self, address: int, segments: list[tuple[int, int, int, int]]) -> int:
+        """Where a virtual address lies in the file (through the PT_LOAD segments)."""
+        for kind, offset, vaddr, filesz in segments:
+            if kind == _PT_LOAD and vaddr <= address < vaddr + filesz:
+                return address - vaddr + offset
+        if not segments and address < len(self.data):
+            return address  # relocatable objects: addresses are file offsets
+        raise ElfError(f"address {address:#x} lies in no loaded segment")
+
+
+def read_elf(host: Host, path: str) -> ElfInfo:
+    """The dynamic section of ``path`` through the host: a snapshot's record where
+    it has one, else the file itself. ElfError or OSError say why not."""
+    record_path = path + RECORDED_SUFFIX
+    if host.exists(record_path):
+        try:
+            return ElfInfo.from_json(json.loads(host.read_text(record_path)))
+        except ValueError as exc:
+            raise ElfError(f"{record_path}: {exc}") from exc
+    with host.mapped(path) as data:  # only the headers' pages are read
+        return parse(data)
