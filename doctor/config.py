@@ -4,7 +4,9 @@ Search order: ``$XDG_CONFIG_HOME/q3cn-doctor/config.toml`` of the launching
 user (``~/.config`` by default), then ``/etc/q3cn-doctor/config.toml``. The
 user's keys win over the system's, and command-line options win over both.
 Keys are the long option names: ``profile``, ``model``, ``server``,
-``ctx-size`` (or ``ctx_size``), ``user``, ``only``, ``skip``.
+``ctx-size`` (or ``ctx_size``), ``user``, ``only``, ``skip``, ``ram-rated`` (MT/s),
+and for ``launch``: ``port``, ``host``, ``alias`` and ``args`` (extra llama-server
+arguments, a list of strings; arguments after ``launch --`` come after them and win).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 import pwd
 import sys
 
-KEYS = ("profile", "model", "server", "ctx_size", "user", "only", "skip")
+KEYS = ("profile", "model", "server", "ctx_size", "user", "only", "skip", "ram_rated",
+        "port", "host", "alias", "args")
 
 
 def _toml():
@@ -90,6 +93,15 @@ def _checked(path: str, key: str, name: str, value: object) -> object:
     if name == "ctx_size":
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
         want = "a whole number of tokens, 1 or more"
+    elif name == "ram_rated":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 20000
+        want = "the kit's rated speed in MT/s, a whole number such as 6000"
+    elif name == "port":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+        want = "a TCP port number, 1 to 65535"
+    elif name == "args":  # extra llama-server arguments, e.g. ["-ctk", "q8_0"]
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        want = "a list of strings (llama-server arguments)"
     elif name in ("only", "skip"):
         ok = isinstance(value, str) or (
             isinstance(value, list) and all(isinstance(item, str) for item in value))

@@ -21,3 +21,9 @@ class Options:
     only: list[str] = field(default_factory=list)
     skip: list[str] = field(default_factory=list)
     plugins: bool = True
+    ram_rated: int | None = None  # MT/s the user says the RAM is sold for (--ram-rated)
+    measure: bool = False  # --measure: time the RAM's read bandwidth (live machine only)
+    port: int | None = None  # llama-server's port (launch --port, or the config file)
+    host: str | None = None  # llama-server's --host, from the config file
+    alias: str | None = None  # llama-server's --alias, from the config file
+    server_args: list[str] = field(default_factory=list)  # config `args`, then launch's extras

@@ -1,0 +1,120 @@
+"""Memory channels: every channel populated, with matching modules."""
+
+from __future__ import annotations
+
+from q3cn_doctor.budget import gib
+from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
+from q3cn_doctor.context import Context
+from q3cn_doctor.facts import FactsError
+from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
+from q3cn_doctor.registry import check
+
+CONSUMER_CHANNELS = 2  # desktop and laptop CPUs: two 64-bit channels
+
+
+def _bandwidth(memory, channels: int) -> float | None:
+    speed = memory.configured_mts or memory.rated_mts
+    return speed * 1e6 * 8 * channels if speed else None
+
+
+def _layout(memory) -> str:
+    placed = ", ".join(f"{m.locator or '?'}"
+                       + (f"/{m.bank_locator}" if m.bank_locator else "")
+                       + f" [{m.channel or '?'}] {gib(m.size_bytes)}"
+                       for m in memory.modules)
+    board = f" of {memory.board_channels}" if memory.board_channels else ""
+    return (f"{len(memory.modules)} module(s) in {memory.slots} slot(s), {memory.channels}"
+            f"{board} channel(s) in use ({memory.basis.get('channels')}): {placed}")
+
+
+@check("memory.channels", "Every memory channel populated, with matching modules")
+def channels(ctx: Context):
+    memory = ctx.facts.memory
+    modules = memory.modules
+    try:
+        virtual = ctx.facts.system.virtualization.kind in ("vm", "wsl", "container")
+    except FactsError:
+        virtual = False
+    if virtual:
+        return ctx.finding(SKIP, "Memory channels are the host's: this is a VM or container",
+                           memory.basis.get("source", ""),
+                           "Run q3cn-doctor on the host to judge its memory channels.")
+    if not modules:
+        return ctx.finding(SKIP, "Memory channels unknown: no module listing",
+                           memory.basis.get("source", ""),
+                           memory.how_to or HOW_TO_LIST)
+    if hollow(memory):
+        return ctx.finding(SKIP, "The firmware describes no real modules (a VM?)",
+                           f"{len(modules)} module(s) with no speed and no part number "
+                           f"({memory.source})",
+                           "On a VM, run q3cn-doctor on the host to judge its memory channels.")
+    if memory.soldered:
+        return ctx.finding(PASS, f"Soldered memory on {memory.channels} x 64-bit channel(s): "
+                                 "nothing to rearrange",
+                           memory.basis.get("channels", ""))
+    if memory.channels is None:
+        return ctx.finding(SKIP, "Which channel each module sits on is unknown",
+                           f"{len(modules)} module(s): {memory.basis.get('channels')}",
+                           "Check the board manual's slot order against the modules' slots.")
+    observed = _layout(memory)
+    problems: list[tuple[str, str, str, str]] = []  # status, title, advice, impact
+    used = memory.channels
+    board = memory.board_channels or (CONSUMER_CHANNELS if (memory.slots or 0) > 1 else None)
+    best = min(len(modules), board) if board else None
+    if len(modules) == 1 and board and board > 1:
+        now, full = _bandwidth(memory, 1), _bandwidth(memory, min(2, board))
+        problems.append((
+            WARN, "One module: the RAM runs single-channel",
+            "Add a second module of the same kit (same size and part number) in the slot the "
+            "board manual names for two modules.",
+            f"Half the bandwidth of two channels: {gbps(now)} instead of {gbps(full)}, and "
+            "tokens/s with it."))
+    elif best and used < best:
+        now, full = _bandwidth(memory, used), _bandwidth(memory, best)
+        problems.append((
+            WARN, f"{len(modules)} modules share {used} channel(s); {best} could be used",
+            "Move the modules to the slots the board manual gives for this many modules "
+            "(usually A2 and B2 for two), so each channel holds one.",
+            f"{gbps(now)} instead of {gbps(full)}: {1 - used / best:.0%} of the bandwidth, "
+            "and of tokens/s, is lost."))
+    sizes = {m.size_bytes for m in modules if m.size_bytes}
+    speeds = {m.speed_mts for m in modules if m.speed_mts}
+    parts = {m.part_number for m in modules if m.part_number}
+    if len(sizes) > 1:
+        unmatched = sum(m.size_bytes or 0 for m in modules) - min(sizes) * len(modules)
+        problems.append((
+            WARN, "Mixed module sizes: " + ", ".join(gib(s) for s in sorted(sizes)),
+            "Use matching modules (one kit) in every channel.",
+            f"Channels interleave only over the matched part: up to {gib(unmatched)} runs "
+            "with fewer channels (Intel flex mode), at a fraction of the bandwidth."))
+    if len(speeds) > 1:
+        problems.append((
+            WARN, "Mixed module speeds: " + ", ".join(f"{s} MT/s" for s in sorted(speeds)),
+            "Use one kit; mixed modules rarely hold an XMP/EXPO profile.",
+            f"Every channel runs at the slowest module's speed: {min(speeds)} of "
+            f"{max(speeds)} MT/s, {1 - min(speeds) / max(speeds):.0%} of the bandwidth lost."))
+    elif len(parts) > 1 and len(sizes) <= 1:
+        problems.append((
+            INFO, "Modules of different part numbers: " + ", ".join(sorted(parts)),
+            "A single kit is validated together; mixed kits may need a lower speed.",
+            "Mixed kits often fail to hold their XMP/EXPO profile."))
+    ddr5 = all((m.type or "").upper() == "DDR5" for m in modules)
+    held = (memory.configured_mts and memory.rated_mts
+            and memory.configured_mts < memory.rated_mts)
+    if ddr5 and len(modules) >= 4 and used <= CONSUMER_CHANNELS and held:
+        problems.append((
+            INFO, f"{len(modules)} DDR5 modules, two per channel, run at "
+                  f"{memory.configured_mts} of {memory.rated_mts} MT/s",
+            "For bandwidth, two larger modules beat four: four DDR5 modules on a desktop "
+            "typically train at 3600-5200 MT/s where two reach 6000 or more.",
+            "Two modules per channel lowers the speed the memory controller can hold."))
+    if not problems:
+        return ctx.finding(PASS, f"{len(modules)} matching module(s) on {used} channel(s)",
+                           observed)
+    order = {WARN: 0, INFO: 1}
+    problems.sort(key=lambda p: order[p[0]])
+    status = problems[0][0]
+    title = problems[0][1] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+    return ctx.finding(
+        status, title, observed + ". " + "; ".join(p[1] for p in problems),
+        " ".join(p[2] for p in problems), " ".join(p[3] for p in problems))

@@ -1,0 +1,50 @@
+"""Model fit: total and available RAM against the model's RAM part, KV cache and headroom."""
+
+from __future__ import annotations
+
+from q3cn_doctor.budget import gib, ram_budget
+from q3cn_doctor.context import Context
+from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.registry import check
+
+NO_MMAP = ("Loaded without mmap (--no-mmap, or --load-mode other than mmap) the whole CPU "
+           "part is anonymous memory: it cannot be dropped and re-read, so the kernel swaps it "
+           "or the OOM killer ends llama-server. With mmap the kernel re-reads evicted weights "
+           "from disk on every token that needs them.")
+
+
+@check("memory.fit", "RAM holds the model's CPU part, its KV cache and OS headroom")
+def fit(ctx: Context):
+    memory = ctx.facts.memory
+    total = memory.total_bytes
+    if total is None:
+        return ctx.finding(SKIP, "RAM size unknown", "/proc/meminfo could not be read")
+    budget = ram_budget(ctx.facts)
+    need = budget.ram_needed_bytes
+    available = memory.available_bytes
+    reserved = memory.hugetlb_bytes or 0
+    # MemAvailable moves from second to second: it is quoted only where it decides.
+    observed = (f"RAM {gib(total)}"
+                + (f", {gib(reserved)} reserved as hugetlb pages" if reserved else "")
+                + f"; the model needs {gib(budget.ram_for_model_bytes)} in RAM ({budget.basis})"
+                f" = {gib(need)} with the OS headroom")
+    if total < need:
+        return ctx.finding(
+            FAIL, f"The model does not fit in RAM: {gib(need - total)} short", observed,
+            "Pick a smaller quant or a shorter --ctx-size, put more of the model on the GPU, "
+            "or add RAM.", NO_MMAP,
+            manual=["Add RAM, or choose a model whose weights plus KV cache fit in RAM and VRAM."])
+    if total - reserved < need:
+        return ctx.finding(
+            INFO, "The model fits only once the hugetlb reservation is released", observed,
+            "See memory.hugepages: release the reserved pages.",
+            "llama.cpp cannot use hugetlb pages, so they count as RAM taken.")
+    if available is not None and available < budget.ram_for_model_bytes:
+        return ctx.finding(
+            WARN, f"Only {gib(available)} of RAM is free now; the model needs "
+                  f"{gib(budget.ram_for_model_bytes)}",
+            f"{observed}; {gib(available)} available now (/proc/meminfo MemAvailable)",
+            "Close what holds the memory (another llama-server, browsers, VMs) before "
+            "launching, or free the page cache it cannot reclaim.", NO_MMAP)
+    return ctx.finding(PASS, f"RAM holds the model with {gib(total - need)} to spare",
+                       observed)

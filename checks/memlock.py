@@ -1,0 +1,140 @@
+"""Memlock: can llama-server lock the model's RAM part, as the launch plan asks?"""
+
+from __future__ import annotations
+
+from q3cn_doctor.budget import gib, ram_budget
+from q3cn_doctor.context import Context
+from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
+from q3cn_doctor.host import UNLIMITED
+from q3cn_doctor.registry import check
+
+CAP_IPC_LOCK = 14  # mlock without limit
+KIB = 1024
+LIMITS_FILES = ("/etc/security/limits.conf", "/etc/security/limits.d/*.conf")
+
+
+def _passwd(ctx: Context) -> dict[str, tuple[int, int]]:
+    """user name -> (uid, primary gid), from the host's /etc/passwd."""
+    users = {}
+    for line in (ctx.host.cat("/etc/passwd") or "").splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+            users[parts[0]] = (int(parts[2]), int(parts[3]))
+    return users
+
+
+def _groups(ctx: Context, user: str, gid: int | None) -> set[str]:
+    groups = set()
+    for line in (ctx.host.cat("/etc/group") or "").splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4 and (user in parts[3].split(",") or
+                                (gid is not None and parts[2] == str(gid))):
+            groups.add(parts[0])
+    return groups
+
+
+def parse_limit(value: str) -> int | None:
+    """A limits.conf memlock value (KiB) in bytes; -1 for unlimited."""
+    value = value.strip().lower()
+    if value in ("unlimited", "infinity", "-1"):
+        return UNLIMITED
+    return int(value) * KIB if value.isdigit() else None
+
+
+def limits_conf_memlock(ctx: Context, user: str, gid: int | None
+                        ) -> tuple[int | None, str | None]:
+    """The soft memlock pam_limits gives ``user``: user lines beat group lines beat ``*``."""
+    groups = _groups(ctx, user, gid)
+    found: dict[int, tuple[int, str]] = {}  # precedence -> (bytes, where)
+    paths = [LIMITS_FILES[0]] + ctx.host.glob(LIMITS_FILES[1])
+    for path in paths:
+        for number, line in enumerate((ctx.host.cat(path) or "").splitlines(), 1):
+            parts = line.split("#", 1)[0].split()
+            if len(parts) != 4 or parts[2].lower() != "memlock" or parts[1] not in ("soft", "-"):
+                continue
+            domain = parts[0]
+            if domain == user:
+                rank = 0
+            elif domain[:1] in "@%" and domain[1:] in groups:
+                rank = 1
+            elif domain == "*" or domain == "%":
+                rank = 2
+            else:
+                continue
+            value = parse_limit(parts[3])
+            if value is not None:
+                found[rank] = (value, f"{path}:{number} `{' '.join(parts)}`")
+    if not found:
+        return None, None
+    return found[min(found)]
+
+
+def memlock_limit(ctx: Context) -> tuple[int | None, bool, str]:
+    """Soft RLIMIT_MEMLOCK of the launching user in bytes (-1 unlimited), whether the user
+    is exempt (root or CAP_IPC_LOCK), and where that came from."""
+    host = ctx.host
+    user = ctx.options.user
+    euid = host.euid()
+    limits = host.rlimits().get("MEMLOCK")
+    users = _passwd(ctx) if user else {}
+    uid, gid = users.get(user, (None, None)) if user else (None, None)
+    own = uid is None or uid == euid
+    if own:
+        capabilities = host.capabilities()
+        exempt = euid == 0 or bool(capabilities and capabilities >> CAP_IPC_LOCK & 1)
+        who = f"user {user}" if user and uid is not None else "the process that ran the doctor"
+        if limits is None:
+            return None, exempt, f"RLIMIT_MEMLOCK of {who}: unknown"
+        return limits[0], exempt, (f"RLIMIT_MEMLOCK of {who} (soft {_show(limits[0])}, hard "
+                                   f"{_show(limits[1])})" + (", root or CAP_IPC_LOCK: exempt"
+                                                             if exempt else ""))
+    if uid == 0:
+        return UNLIMITED, True, f"{user} is root: mlock is not limited"
+    value, where = limits_conf_memlock(ctx, user or "", gid)
+    if value is not None:
+        return value, False, f"pam_limits for {user}: {where}"
+    if limits is None:
+        return None, False, f"no memlock line for {user} in {', '.join(LIMITS_FILES)}"
+    return limits[0], False, (f"no memlock line for {user} in {', '.join(LIMITS_FILES)}: "
+                              f"the default this session has, soft {_show(limits[0])}")
+
+
+def _show(value: int) -> str:
+    return "unlimited" if value == UNLIMITED else (
+        f"{value // KIB} KiB" if value < 2**30 else gib(value))
+
+
+@check("memory.memlock", "The launching user's RLIMIT_MEMLOCK lets llama-server lock the model")
+def memlock(ctx: Context):
+    memory = ctx.facts.memory
+    if memory.total_bytes is None:
+        return ctx.finding(SKIP, "RAM size unknown, so the locking plan is unknown",
+                           "/proc/meminfo could not be read")
+    budget = ram_budget(ctx.facts)
+    part = budget.ram_for_model_bytes
+    limit, exempt, where = memlock_limit(ctx)
+    if limit is None:
+        return ctx.finding(SKIP, "Memlock limit unknown", where)
+    observed = (f"{where}; the model's RAM part is {gib(part)} ({budget.basis}, less the OS "
+                "headroom)")
+    if part == 0:
+        return ctx.finding(PASS, "The model fits in VRAM: nothing to lock in RAM", observed)
+    if exempt or limit == UNLIMITED or limit >= part:
+        return ctx.finding(PASS, f"llama-server may lock the model's {gib(part)} in RAM",
+                           observed)
+    pressure = bool(memory.disk_swap) or (
+        memory.available_bytes is not None and memory.available_bytes < budget.ram_needed_bytes)
+    user = ctx.options.user or "the launching user"
+    return ctx.finding(
+        WARN if pressure else INFO,
+        f"Memlock limit {_show(limit)} is far below the model's {gib(part)}: llama-server "
+        "cannot lock it", observed,
+        f"Raise {user}'s memlock limit to unlimited (fix memlock.limit writes a "
+        "/etc/security/limits.d entry, in force at the next login; a systemd service needs "
+        "LimitMEMLOCK=infinity).",
+        "llama.cpp then only warns \"failed to mlock\" and runs unlocked: under memory "
+        "pressure the kernel can drop or swap out expert weights, and tokens wait for the "
+        "disk to read them back." + ("" if pressure else
+                                     " With no disk swap and RAM to spare that is unlikely."),
+        fixes=["memlock.limit"])
+

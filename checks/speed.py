@@ -1,0 +1,185 @@
+"""RAM speed: configured against what the modules are sold for (XMP/EXPO left off)."""
+
+from __future__ import annotations
+
+from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow, tokens_per_s
+from q3cn_doctor.context import Context
+from q3cn_doctor.facts import FactsError
+from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.registry import check
+
+GIB = 1024**3
+TOLERANCE = 0.01  # 2666 vs 2667, 3200 vs 3197: the same speed
+HALF_MARGIN = 1.1  # measured above 1.1x the half-rate theoretical: it really runs at full rate
+RATING_HOW_TO = ("State the rating the kit is sold at: `q3cn-doctor check --ram-rated 6000`, or "
+                 "`ram_rated = 6000` in ~/.config/q3cn-doctor/config.toml (it is on the kit's "
+                 "label, e.g. DDR5-6000). Or run `sudo q3cn-doctor check` so the SPD EEPROMs "
+                 "can be read (load their driver: `sudo modprobe spd5118` for DDR5, "
+                 "`sudo modprobe ee1004` for DDR4).")
+XMP_STEPS = [
+    "Enter the BIOS/UEFI setup and enable the kit's profile: XMP on Intel boards, EXPO on AMD "
+    "(ASUS calls it DOCP or AI Overclock Tuner, MSI A-XMP, Gigabyte XMP/EXPO); pick profile 1.",
+    "Save, boot, and run `q3cn-doctor check --only memory` (and `q3cn-doctor bench memory`) to "
+    "see the new speed and bandwidth.",
+    "If it is unstable (failed boots, crashes, memory training loops): update the BIOS, try the "
+    "kit's second or lower profile, or set the speed one step lower (e.g. 5600 for a 6000 kit) "
+    "keeping the profile's timings and voltage; test with memtest86+. Four DDR5 modules rarely "
+    "hold their profile: two larger modules do.",
+]
+
+
+def _modules_line(memory) -> str:
+    groups: dict[tuple, int] = {}
+    for module in memory.modules:
+        size = f"{module.size_bytes / GIB:g} GB" if module.size_bytes else "? GB"
+        key = (size, module.type or "RAM", module.part_number or "no part number",
+               module.speed_mts)
+        groups[key] = groups.get(key, 0) + 1
+    return ", ".join(f"{count} x {size} {kind} {part} (Speed: {speed or 'unknown'})"
+                     for (size, kind, part, speed), count in groups.items())
+
+
+def _rating_line(memory) -> str:
+    if memory.rated_mts is None:
+        return "rating unknown"
+    return (f"rated {memory.rated_mts} MT/s ({memory.rated_profile}, from "
+            f"{memory.rated_source}, {memory.rated_confidence} confidence: "
+            f"{memory.basis.get('rated_mts')})")
+
+
+def _cost(ctx: Context, memory, configured: int, rated: int) -> str:
+    """What running below the rating costs in tokens/s."""
+    share = configured / rated
+    if memory.channels:
+        now = configured * 1e6 * 8 * memory.channels
+        full = rated * 1e6 * 8 * memory.channels
+        tokens_now, tokens_full = tokens_per_s(ctx, now), tokens_per_s(ctx, full)
+        if tokens_now and tokens_full:
+            model = ctx.facts.model
+            return (f"Generation is bound by RAM bandwidth: {gbps(now)} now against {gbps(full)} "
+                    f"at {rated} MT/s over {memory.channels} channel(s), so at most "
+                    f"{tokens_now:.0f} tok/s instead of {tokens_full:.0f} tok/s for {model.name} "
+                    f"({model.routed_bytes_per_token / 1e9:.1f} GB read per token): "
+                    f"{share:.0%} of the attainable speed, {1 - share:.0%} lost.")
+    return (f"Generation is bound by RAM bandwidth, which scales with the speed: "
+            f"{configured}/{rated} = {share:.0%} of the tokens/s the kit allows, "
+            f"{1 - share:.0%} lost.")
+
+
+def _half_rate(ctx: Context, memory, configured: int, full: int):
+    """Configured exactly half the module's speed: usually firmware writing the clock."""
+    observed = f"configured {configured} MT/s, module speed {full} MT/s; {_modules_line(memory)}"
+    measured = (memory.measured or {}).get("bytes_per_s")
+    if measured and memory.channels:
+        half_theory = configured * 1e6 * 8 * memory.channels
+        observed += f"; measured {gbps(measured)}, {gbps(half_theory)} possible at {configured}"
+        if measured > half_theory * HALF_MARGIN:
+            return ctx.finding(
+                PASS, f"RAM runs at {full} MT/s; the firmware reports the clock ({configured})",
+                observed, "", "Measured bandwidth is more than half-rate RAM could deliver.")
+        return ctx.finding(
+            WARN, f"RAM really runs at half speed ({configured} of {full} MT/s)", observed,
+            "Check the memory settings in the BIOS (a manual speed, or a failed XMP/EXPO that "
+            "fell back) and update the BIOS.", _cost(ctx, memory, configured, full))
+    return ctx.finding(
+        INFO, f"Configured {configured} MT/s is exactly half of {full}: likely the firmware "
+              "writing the clock, not the data rate", observed,
+        "Let measured bandwidth decide: `q3cn-doctor check --measure` or "
+        "`q3cn-doctor bench memory`.",
+        "DDR transfers twice per clock; some firmware stores the clock in the configured-speed "
+        "field. If the RAM really ran at half speed, tokens/s would halve.")
+
+
+def _held_back_reasons(memory) -> str:
+    reasons = []
+    if memory.channels and len(memory.modules) > memory.channels:
+        reasons.append(f"{len(memory.modules)} modules on {memory.channels} channels (two per "
+                       "channel lowers the supported speed)")
+    if len({m.speed_mts for m in memory.modules}) > 1 or len(
+            {m.part_number for m in memory.modules}) > 1:
+        reasons.append("mixed modules run at the slowest common speed")
+    reasons.append("the CPU's or laptop platform's supported memory speed")
+    reasons.append("a conservative BIOS default")
+    return "; ".join(reasons)
+
+
+@check("memory.speed", "RAM runs at the speed it is sold for (XMP/EXPO enabled)")
+def speed(ctx: Context):
+    memory = ctx.facts.memory
+    try:
+        virtual = ctx.facts.system.virtualization.kind in ("vm", "wsl", "container")
+    except FactsError:
+        virtual = False
+    if not memory.modules:
+        if virtual:
+            return ctx.finding(SKIP, "RAM speed is the host's: this is a VM or container",
+                               memory.basis.get("source", ""),
+                               "Run q3cn-doctor on the host to judge its RAM speed.")
+        return ctx.finding(SKIP, "RAM modules unknown: no source listed them",
+                           memory.basis.get("source", ""),
+                           memory.how_to or HOW_TO_LIST)
+    configured, rated = memory.configured_mts, memory.rated_mts
+    if (virtual and configured is None) or hollow(memory):
+        return ctx.finding(SKIP, "RAM speed is the host's: the firmware describes no real "
+                                 "modules (a VM?)",
+                           f"{memory.source}: {_modules_line(memory)}",
+                           "On a VM, run q3cn-doctor on the host to judge its RAM speed.")
+    observed = f"configured {configured or 'unknown'} MT/s; {_modules_line(memory)}; " \
+               f"{_rating_line(memory)}"
+    if configured is None:
+        how = ("Run `sudo q3cn-doctor check`: the SPD EEPROMs give the rating, dmidecode the "
+               "speed the firmware set." if memory.source == "spd" else
+               "This firmware does not report the configured speed: measure the bandwidth "
+               "instead (`q3cn-doctor bench memory`).")
+        return ctx.finding(INFO, "Configured RAM speed unknown", observed, how)
+    if rated is None:
+        return ctx.finding(INFO, f"RAM runs at {configured} MT/s; what it is rated for is unknown",
+                           observed, RATING_HOW_TO)
+    jedec = memory.jedec_mts or rated
+    for full in sorted({jedec, rated}):
+        if abs(configured * 2 - full) <= full * TOLERANCE and configured < rated:
+            return _half_rate(ctx, memory, configured, full)
+    if configured > rated * (1 + TOLERANCE):
+        if memory.rated_source == "dmidecode" and not memory.soldered:
+            return ctx.finding(
+                INFO, f"RAM runs at {configured} MT/s, above its JEDEC {rated}: XMP/EXPO or a "
+                      "manual setting is on", observed,
+                "Nothing to do. " + RATING_HOW_TO.split(". Or")[0] + " to compare with the "
+                "kit's own rating.")
+        return ctx.finding(
+            INFO, f"RAM runs at {configured} MT/s, above its {rated} MT/s rating (overclocked)",
+            observed,
+            "Fine while it is stable; if llama-server or the machine crashes, return to the "
+            "kit's XMP/EXPO profile and test with memtest86+.")
+    if configured >= rated * (1 - TOLERANCE):
+        if memory.rated_source == "dmidecode" and not memory.soldered:
+            return ctx.finding(
+                INFO, f"RAM runs at its JEDEC speed {configured} MT/s; whether the kit is rated "
+                      "faster (XMP/EXPO) is unknown", observed, RATING_HOW_TO,
+                "Retail kits show their JEDEC speed (often DDR5-4800) until XMP/EXPO is "
+                "enabled; only the SPD, the part number or you can tell the rating.")
+        return ctx.finding(PASS, f"RAM runs at its rated {rated} MT/s", observed)
+    cost = _cost(ctx, memory, configured, rated)
+    if memory.soldered:
+        return ctx.finding(
+            WARN, f"The platform runs its soldered {memory.modules[0].type or 'LPDDR'} at "
+                  f"{configured} MT/s, below the chips' {rated}", observed,
+            "Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. Look for a "
+            "BIOS update or a performance power mode; otherwise this is the machine's limit.",
+            cost)
+    if memory.rated_profile == "JEDEC":
+        return ctx.finding(
+            WARN, f"JEDEC modules held below their own speed: {configured} of {rated} MT/s",
+            observed,
+            f"This is not XMP being off: the modules' own speed is {rated}. Likely causes: "
+            f"{_held_back_reasons(memory)}. Check the CPU's supported speed for this "
+            "population, update the BIOS, and set the speed in the BIOS if the board allows.",
+            cost)
+    above = (f" It runs above JEDEC {memory.jedec_mts} but below the profile: a partial or "
+             "manual setting." if memory.jedec_mts and configured > memory.jedec_mts * 1.01
+             else "")
+    profile = memory.rated_profile if memory.rated_profile in ("XMP", "EXPO") else "XMP/EXPO"
+    return ctx.finding(
+        FAIL, f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is "
+              "rated for", observed + "." + above,
+        f"Enable {profile} in the BIOS, then re-check.", cost, manual=XMP_STEPS)

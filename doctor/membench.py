@@ -1,0 +1,133 @@
+"""``q3cn-doctor bench memory``: this machine's RAM read bandwidth, beside its theory.
+
+The measurement is doctor/bandwidth.py's (threads scanning a large buffer with libc
+memchr); this module adds the theoretical figure from the memory facts, the token
+ceiling it sets for the model, and optionally sysbench run the same way for comparison.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .host import Host
+
+MIB = 2**20
+AGREEMENT = 0.15  # the doctor's figure and sysbench's must agree within this share
+SYSBENCH_TIMEOUT_S = 120.0
+_SYSBENCH_RATE = re.compile(r"([\d.]+)\s*MiB transferred\s*\(\s*([\d.]+)\s*MiB/sec\)")
+
+
+def sysbench_argv(threads: int) -> list[str]:
+    """sysbench reading 512 MiB blocks (RAM, not cache) with one thread per CPU."""
+    return ["sysbench", "memory", "--memory-oper=read", "--memory-block-size=512M",
+            "--memory-total-size=16G", f"--threads={threads}", "run"]
+
+
+def parse_sysbench(text: str) -> float | None:
+    """Bytes/s from sysbench memory's ``16384.00 MiB transferred (8130.53 MiB/sec)``."""
+    match = _SYSBENCH_RATE.search(text or "")
+    return float(match.group(2)) * MIB if match else None
+
+
+@dataclass
+class MemoryBench:
+    measured: dict
+    theoretical_bytes_per_s: float | None
+    theoretical_basis: str
+    configured_mts: int | None
+    channels: int | None
+    tokens_per_s: float | None
+    model: str
+    sysbench_bytes_per_s: float | None = None
+    sysbench_note: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def agreement(self) -> float | None:
+        """Our figure over sysbench's."""
+        if not self.sysbench_bytes_per_s:
+            return None
+        return self.measured["bytes_per_s"] / self.sysbench_bytes_per_s
+
+    def to_json(self) -> dict:
+        return {
+            "measured": self.measured,
+            "theoretical_bytes_per_s": self.theoretical_bytes_per_s,
+            "theoretical_basis": self.theoretical_basis,
+            "configured_mts": self.configured_mts,
+            "channels": self.channels,
+            "model": self.model,
+            "tokens_per_s_ceiling": self.tokens_per_s,
+            "sysbench_bytes_per_s": self.sysbench_bytes_per_s,
+            "sysbench_note": self.sysbench_note,
+            "agreement": self.agreement,
+        }
+
+    def text(self) -> str:
+        measured = self.measured["bytes_per_s"]
+        lines = [f"Measured read bandwidth: {measured / 1e9:.1f} GB/s "
+                 f"({self.measured['method']}; {self.measured['seconds']:.1f} s)"]
+        passes = ", ".join(f"{rate / 1e9:.1f}" for rate in self.measured["pass_bytes_per_s"])
+        lines.append(f"  passes (GB/s): {passes}")
+        if self.theoretical_bytes_per_s:
+            lines.append(f"Theoretical: {self.theoretical_bytes_per_s / 1e9:.1f} GB/s "
+                         f"({self.theoretical_basis}); measured is "
+                         f"{measured / self.theoretical_bytes_per_s:.0%} of it")
+        else:
+            lines.append(f"Theoretical: unknown ({self.theoretical_basis})")
+        if self.tokens_per_s:
+            lines.append(f"Token generation ceiling for {self.model}: about "
+                         f"{self.tokens_per_s:.0f} tok/s")
+        if self.sysbench_bytes_per_s:
+            agreement = self.agreement or 0
+            verdict = "agree" if abs(agreement - 1) <= AGREEMENT else "DISAGREE"
+            lines.append(f"sysbench memory read: {self.sysbench_bytes_per_s / 1e9:.1f} GB/s; "
+                         f"ours/sysbench = {agreement:.2f} ({verdict} within "
+                         f"{AGREEMENT:.0%})")
+        elif self.sysbench_note:
+            lines.append(f"sysbench: {self.sysbench_note}")
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def run_memory_bench(host: Host, facts, threads: int | None = None,
+                     buffer_bytes: int | None = None, sysbench: bool = False) -> MemoryBench:
+    """Measure this machine (a live host), with the facts for the theoretical figure."""
+    from . import bandwidth
+    from .facts import FactsError
+    from .facts.memory import measured_json
+
+    threads = threads or bandwidth.plan_threads(host)
+    buffer_bytes = buffer_bytes or bandwidth.plan_buffer_bytes(host)
+    result = bandwidth.measure_read_bandwidth(buffer_bytes, threads)
+    notes: list[str] = []
+    try:
+        memory = facts.memory
+        theoretical, configured, channels = (memory.theoretical_bytes_per_s,
+                                             memory.configured_mts, memory.channels)
+        basis = memory.basis.get("theoretical_bytes_per_s", "unknown")
+        if memory.source == "none":
+            notes.append("RAM modules unknown: run `sudo q3cn-doctor bench memory` for the "
+                         "theoretical figure.")
+    except FactsError as exc:
+        theoretical, configured, channels, basis = None, None, None, str(exc)
+    try:
+        model = facts.model
+        tokens = result.bytes_per_s / model.routed_bytes_per_token
+        name = model.name
+    except FactsError:
+        tokens, name = None, "the model"
+    bench = MemoryBench(measured_json(result), theoretical, basis, configured, channels,
+                        tokens, name, notes=notes)
+    if sysbench:
+        answer = host.run(sysbench_argv(result.threads), timeout=SYSBENCH_TIMEOUT_S)
+        if answer.ok:
+            bench.sysbench_bytes_per_s = parse_sysbench(answer.stdout)
+            if bench.sysbench_bytes_per_s is None:
+                bench.sysbench_note = "could not read its MiB/sec line"
+        else:
+            bench.sysbench_note = answer.reason() + (
+                " (install it: `sudo apt-get install sysbench`)"
+                if answer.state == "not-installed" else "")
+    return bench

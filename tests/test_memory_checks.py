@@ -1,0 +1,282 @@
+"""memory.speed, memory.channels, memory.bandwidth, memory.memlock and memory.fit.
+
+The machines are the real dmidecode listings and udev sets (tests/fixtures/dmidecode,
+tests/fixtures/udev; SOURCES.tsv there), wrapped in small snapshots by
+test_memory_facts.mem_snapshot; RAM sizes, limits and files around them are constructed
+and named in each test. Token figures use the default profile (Qwen3-Coder-Next MXFP4,
+0.8 GB read from RAM per token): 76.8 GB/s allows 96 tok/s.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import host_fixture
+from q3cn_doctor.facts import Facts
+from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
+from q3cn_doctor.options import Options
+from q3cn_doctor.runner import available_checks, run_checks, select
+from q3cn_doctor.snapshot import SnapshotHost
+from test_memory_facts import listing, mem_snapshot, udev
+
+MEMORY_CHECKS = ("memory.speed", "memory.channels", "memory.bandwidth", "memory.memlock",
+                 "memory.fit")
+
+
+def run(directory, *ids: str, **options) -> dict[str, Finding]:
+    specs, _ = available_checks(plugins=False)
+    facts = Facts(SnapshotHost(str(directory)), Options(snapshot=str(directory), **options))
+    return {f.id: f for f in run_checks(facts, select(specs, list(ids), []))}
+
+
+def one(directory, check_id: str, **options) -> Finding:
+    found = run(directory, check_id, **options)
+    assert list(found) == [check_id]
+    return found[check_id]
+
+
+def dmi(tmp_path, prefix: str, **snapshot) -> str:
+    return str(mem_snapshot(tmp_path / prefix, dmidecode=listing(prefix), **snapshot))
+
+
+# -- memory.speed ------------------------------------------------------------------------------
+
+def test_kit_shown_at_jedec_4800_is_a_fail_with_its_cost():
+    """The commonest case: a DDR5-6400 kit showing Speed 4800, configured 4800."""
+    finding = one(host_fixture("mem-ddr5-6400kit-at-4800-dmidecode-only"), "memory.speed")
+    assert finding.status == FAIL
+    assert "4800 MT/s, below the 6400 MT/s" in finding.title
+    assert "76.8 GB/s now against 102.4 GB/s" in finding.impact
+    assert "at most 96 tok/s instead of 128 tok/s" in finding.impact
+    assert "75% of the attainable speed" in finding.impact
+    assert any("EXPO" in step for step in finding.manual)
+    assert any("unstable" in step for step in finding.manual)
+    assert "dmidecode -t memory" in finding.evidence
+
+
+@pytest.mark.parametrize("prefix, status, words", [
+    ("001", FAIL, "3600 MT/s, below the 5200"),  # four Fury KF552C40 at the BIOS default
+    ("005", FAIL, "4400 MT/s, below the 6000"),  # Corsair 6000 kit at 4400
+    ("012", PASS, "rated 6000"),  # EXPO on
+    ("003", WARN, "JEDEC modules held below their own speed: 4800 of 5600"),
+    ("018", WARN, "JEDEC modules held below their own speed: 4000 of 4800"),
+    ("019", INFO, "exactly half of 2667"),
+    ("016", INFO, "above its 5600 MT/s rating (overclocked)"),
+    ("021", INFO, "above its JEDEC 3200"),  # blank part numbers, 3700 configured
+    ("035", WARN, "soldered LPDDR5 at 5200 MT/s, below the chips' 6400"),
+    ("036", PASS, "rated 7467"),
+    ("039", INFO, "5500 MT/s, above its 4266"),  # Steam Deck
+    ("085", INFO, "JEDEC speed 2666 MT/s; whether the kit is rated faster"),
+    ("053", INFO, "Configured RAM speed unknown"),
+    ("074", SKIP, "describes no real modules"),  # QEMU guest
+])
+def test_speed_verdicts(tmp_path, prefix, status, words):
+    finding = one(dmi(tmp_path, prefix), "memory.speed")
+    assert finding.status == status, finding.title
+    assert words in finding.title
+
+
+def test_jedec_below_is_not_worded_as_xmp_off(tmp_path):
+    finding = one(dmi(tmp_path, "018"), "memory.speed")  # 4 x 16 GB DDR5 4800 at 4000
+    assert "not XMP being off" in finding.recommended
+    assert "4 modules on 2 channels" in finding.recommended
+    assert not finding.manual
+
+
+def test_soldered_memory_is_never_xmp_off(tmp_path):
+    for prefix in ("035", "040", "047", "090"):
+        finding = one(dmi(tmp_path, prefix), "memory.speed")
+        assert finding.status == WARN
+        assert "no XMP/EXPO" in finding.recommended and not finding.manual
+
+
+def test_half_rate_decided_by_measured_bandwidth(tmp_path):
+    root = dmi(tmp_path, "019")  # DDR4-2667 "configured 1333", two channels
+    facts = Facts(SnapshotHost(root), Options(snapshot=root))
+    facts.memory.measured = {"bytes_per_s": 34e9, "method": "test"}  # > 21.3 GB/s at 1333
+    specs, _ = available_checks(plugins=False)
+    (finding,) = run_checks(facts, select(specs, ["memory.speed"], []))
+    assert finding.status == PASS and "firmware reports the clock" in finding.title
+    facts.memory.measured = {"bytes_per_s": 17e9, "method": "test"}
+    (finding,) = run_checks(facts, select(specs, ["memory.speed"], []))
+    assert finding.status == WARN and "really runs at half speed" in finding.title
+
+
+def test_unknown_rating_says_how_to_supply_it(tmp_path):
+    text = listing("021").replace("3200 MT/s", "Unknown")  # no Speed:, no part number
+    root = mem_snapshot(tmp_path / "s", dmidecode=text)
+    finding = one(root, "memory.speed")
+    assert finding.status == INFO and "what it is rated for is unknown" in finding.title
+    assert "--ram-rated 6000" in finding.recommended and "ram_rated = 6000" in \
+        finding.recommended
+    told = one(root, "memory.speed", ram_rated=4000)
+    assert told.status == FAIL and "below the 4000 MT/s" in told.title
+
+
+def test_no_module_data_says_exactly_how_to_get_it(tmp_path):
+    root = mem_snapshot(tmp_path / "s", dmidecode="", dmidecode_rc="1", meta={"euid": 1000})
+    found = run(root, "memory.speed", "memory.channels", "memory.bandwidth")
+    assert {f.status for f in found.values()} == {SKIP}
+    for finding in found.values():
+        assert "sudo q3cn-doctor check" in finding.recommended, finding.id
+
+
+def test_spd_only_reports_the_rating_and_asks_for_root():
+    finding = one(host_fixture("mem-ddr5-gskill-6000-spd-only"), "memory.speed")
+    assert finding.status == INFO and "rated 6000 MT/s (EXPO, from spd" in finding.observed
+    assert "sudo q3cn-doctor check" in finding.recommended
+
+
+# -- memory.channels ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prefix, status, words", [
+    ("012", PASS, "2 matching module(s) on 2 channel(s)"),
+    ("014", WARN, "One module: the RAM runs single-channel"),
+    ("017", WARN, "2 modules share 1 channel(s); 2 could be used"),
+    ("024", WARN, "Mixed module speeds: 2133 MT/s, 2667 MT/s"),
+    ("046", WARN, "Mixed module sizes: 2.0 GiB, 8.0 GiB"),
+    ("001", INFO, "4 DDR5 modules, two per channel, run at 3600 of 5200 MT/s"),
+    ("035", PASS, "Soldered memory on 2 x 64-bit channel(s)"),
+    ("050", SKIP, "Which channel each module sits on is unknown"),
+    ("067", SKIP, "describes no real modules"),
+])
+def test_channel_verdicts(tmp_path, prefix, status, words):
+    finding = one(dmi(tmp_path, prefix), "memory.channels")
+    assert finding.status == status, finding.title
+    assert words in finding.title
+
+
+def test_channel_warnings_spell_the_bandwidth_lost(tmp_path):
+    single = one(dmi(tmp_path, "014"), "memory.channels")  # one DDR5 at 4800
+    assert "38.4 GB/s instead of 76.8 GB/s" in single.impact
+    shared = one(dmi(tmp_path, "017"), "memory.channels")  # two DDR5 on A at 3600
+    assert "28.8 GB/s instead of 57.6 GB/s: 50%" in shared.impact
+
+
+def test_udev_machine_with_mixed_speeds():
+    finding = one(host_fixture("mem-udev-thinkcentre-m720s-no-root"), "memory.channels")
+    assert finding.status == WARN and "2400 of 2667 MT/s" in finding.impact
+
+
+# -- memory.bandwidth --------------------------------------------------------------------------
+
+def test_theoretical_bandwidth_and_its_token_ceiling(tmp_path):
+    finding = one(dmi(tmp_path, "012"), "memory.bandwidth")  # DDR5-6000, two channels
+    assert finding.status == INFO
+    assert "96.0 GB/s" in finding.title and "about 120 tok/s" in finding.title
+    assert "not measured" in finding.observed
+
+
+def test_measured_bandwidth_far_under_theory_warns(tmp_path):
+    root = dmi(tmp_path, "012")
+    facts = Facts(SnapshotHost(root), Options(snapshot=root))
+    specs, _ = available_checks(plugins=False)
+    facts.memory.measured = {"bytes_per_s": 30e9, "method": "test"}
+    (low,) = run_checks(facts, select(specs, ["memory.bandwidth"], []))
+    assert low.status == WARN and "31%" in low.title
+    facts.memory.measured = {"bytes_per_s": 70e9, "method": "test"}
+    (good,) = run_checks(facts, select(specs, ["memory.bandwidth"], []))
+    assert good.status == PASS and "73%" in good.title and "about 88 tok/s" in good.impact
+
+
+def test_measure_under_snapshot_says_it_cannot(tmp_path):
+    finding = one(dmi(tmp_path, "012"), "memory.bandwidth", measure=True)
+    assert "not possible on a snapshot" in finding.observed
+
+
+# -- memory.memlock ----------------------------------------------------------------------------
+
+def limits_root(tmp_path, memlock: list[int], *, swap: bool = False, euid: int = 1000,
+                files: dict | None = None, total_gib: int = 128) -> str:
+    all_files = dict(files or {})
+    if swap:
+        all_files["/proc/swaps"] = ("Filename\tType\tSize\tUsed\tPriority\n"
+                                    "/dev/nvme0n1p3 partition\t16777212\t0\t-2\n")
+    return str(mem_snapshot(tmp_path / "m", meminfo_gib=(total_gib, total_gib // 2),
+                            meta={"euid": euid, "rlimits": {"MEMLOCK": memlock}},
+                            files=all_files))
+
+
+def test_memlock_too_low_with_disk_swap_warns(tmp_path):
+    finding = one(limits_root(tmp_path, [8388608, 8388608], swap=True), "memory.memlock")
+    assert finding.status == WARN
+    assert "8192 KiB" in finding.title and "47.7 GiB" in finding.title
+    assert finding.fixes == ["memlock.limit"]
+    assert "failed to mlock" in finding.impact
+
+
+def test_memlock_too_low_without_pressure_is_info(tmp_path):
+    finding = one(limits_root(tmp_path, [65536, 65536]), "memory.memlock")
+    assert finding.status == INFO and finding.fixes == ["memlock.limit"]
+
+
+def test_unlimited_or_root_passes(tmp_path):
+    assert one(limits_root(tmp_path / "u", [-1, -1]), "memory.memlock").status == PASS
+    assert one(limits_root(tmp_path / "r", [65536, 65536], euid=0),
+               "memory.memlock").status == PASS
+
+
+def test_launching_user_limits_conf_under_sudo(tmp_path):
+    files = {
+        "/etc/passwd": "root:x:0:0::/root:/bin/bash\nana:x:1000:1000::/home/ana:/bin/bash\n",
+        "/etc/group": "ana:x:1000:\nllm:x:1100:ana\n",
+        "/etc/security/limits.conf": "*  soft  memlock  65536\n",
+        "/etc/security/limits.d/90-llm.conf": "@llm  -  memlock  unlimited  # for llama\n",
+    }
+    root = limits_root(tmp_path, [8388608, 8388608], euid=0, swap=True, files=files)
+    finding = one(root, "memory.memlock", user="ana")
+    assert finding.status == PASS
+    assert "90-llm.conf:1" in finding.observed
+    files["/etc/security/limits.d/90-llm.conf"] = "@other - memlock unlimited\n"
+    root = limits_root(tmp_path / "b", [8388608, 8388608], euid=0, swap=True, files=files)
+    finding = one(root, "memory.memlock", user="ana")
+    assert finding.status == WARN and "65536 KiB" in finding.title  # the "*" line
+    assert "limits.conf:1" in finding.observed
+
+
+def test_memlock_skips_without_meminfo(tmp_path):
+    root = mem_snapshot(tmp_path / "s", meta={"euid": 1000, "rlimits": {"MEMLOCK": [1, 1]}})
+    assert one(root, "memory.memlock").status == SKIP
+
+
+# -- memory.fit --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("total, available, status, words", [
+    (128, 100, PASS, "to spare"),
+    (32, 30, FAIL, "does not fit in RAM: 19.7 GiB short"),
+    (64, 20, WARN, "Only 20.0 GiB of RAM is free now"),
+])
+def test_fit(tmp_path, total, available, status, words):
+    root = mem_snapshot(tmp_path / "s", meminfo_gib=(total, available))
+    finding = one(root, "memory.fit")
+    assert finding.status == status and words in finding.title
+    if status != PASS:
+        assert "anonymous memory" in finding.impact
+
+
+def test_fit_defers_to_hugepages(tmp_path):
+    root = mem_snapshot(tmp_path / "s", files={"/proc/meminfo": (
+        "MemTotal:       67108864 kB\nMemAvailable:    2097152 kB\n"
+        "Hugetlb:        62914560 kB\n")})
+    finding = one(root, "memory.fit")
+    assert finding.status == INFO and "hugetlb" in finding.title
+
+
+# -- every memory check on every listing ---------------------------------------------------------
+
+def test_no_memory_check_errors_on_any_listing(tmp_path):
+    from conftest import FIXTURES
+
+    for path in sorted((FIXTURES / "dmidecode").glob("*.txt")):
+        root = mem_snapshot(tmp_path / path.stem[:3], dmidecode=path.read_text("utf-8",
+                                                                                "replace"))
+        found = run(root, *MEMORY_CHECKS)
+        assert set(found) == set(MEMORY_CHECKS), path.name
+        assert all(f.status != "error" for f in found.values()), (path.name, [
+            (f.id, f.observed) for f in found.values() if f.status == "error"])
+    for prefix in ("001", "002", "003"):
+        root = mem_snapshot(tmp_path / f"u{prefix}", udev_text=udev(prefix))
+        found = run(root, *MEMORY_CHECKS)
+        assert all(f.status != "error" for f in found.values())
+        assert json.dumps([f.to_json() for f in found.values()])
