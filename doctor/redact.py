@@ -36,8 +36,25 @@ def redact_text(text: str) -> str:
     return _GPU_UUID.sub(MARK, text)
 
 
+# SPD EEPROMs carry each module's serial number: DDR4 bytes 325-328 (ee1004, 512 B),
+# DDR5 bytes 517-520 (spd5118, 1024 B). Neither lies under the JEDEC CRCs, so
+# zeroing them leaves every speed and profile decodable.
+_SPD_EEPROM = re.compile(r"^/sys/bus/i2c/drivers/(?:ee1004|spd5118|eeprom)/[^/]+/eeprom$")
+_SPD_SERIALS = ((512, slice(325, 329)), (1024, slice(517, 521)))
+
+
+def _redact_spd(data: bytes) -> bytes:
+    blanked = bytearray(data)
+    for size, serial in _SPD_SERIALS:
+        if len(data) == size:
+            blanked[serial] = bytes(serial.stop - serial.start)
+    return bytes(blanked)
+
+
 def redact_file(path: str, data: bytes) -> bytes:
     """The bytes a snapshot stores for ``path``."""
+    if _SPD_EEPROM.match(path):
+        return _redact_spd(data)
     if _WHOLE_FILES.match(path):
         return (MARK + "\n").encode()
     if path in _HOSTNAME_FILES:
