@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import mmap
 import os
 import re
 from collections.abc import Iterator
@@ -128,6 +129,20 @@ class ReadOnlyHost(OSError):
     """Raised when something tries to change a snapshot."""
 
 
+STATE_DIR = "/var/lib/q3cn-doctor"
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    """What lies at a path, the link itself where it is one (``Host.lstat``)."""
+
+    kind: str  # "file", "dir", "link" or "other"
+    mode: int | None = None  # permission bits
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+
+
 class Host:
     """Base of every host: tracing of what was read, failure injection, helpers.
 
@@ -139,6 +154,7 @@ class Host:
 
     def __init__(self) -> None:
         # path, or command line, -> errno: a test makes any read, write or command fail.
+        # "write:" + path fails only the write; "affinity:PID/TID" fails a re-pin.
         self.faults: dict[str, int] = {}
         self._traces: list[list[str]] = []
         # Each source is read once per run: several facts and checks share /proc/cpuinfo.
@@ -208,6 +224,24 @@ class Host:
         self.note(path)
         self._fault(path)
         return self._readlink(path)
+
+    @contextlib.contextmanager
+    def mapped(self, path: str) -> Iterator[bytes | mmap.mmap]:
+        """A file's bytes without reading them all: only the pages touched are read.
+
+        For large binaries (a 500 MB libggml-cuda.so) whose ELF headers are all a
+        check needs; a snapshot keeps their parsed facts instead of the file.
+        """
+        self.note(path)
+        self._fault(path)
+        with open(self._real_path(path), "rb") as handle:
+            try:
+                view = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:  # an empty file cannot be mapped
+                yield b""
+                return
+            with view:
+                yield view
 
     def stat(self, path: str) -> FileStat:
         """Size, mode, owner and modification time (following links, inside the host)."""
@@ -313,22 +347,126 @@ class Host:
         raise NotImplementedError
 
     # -- writing (the fix engine) --------------------------------------------
-    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Replace a file atomically: write a temporary file beside it, then rename."""
+    # Only the fix engine writes. Every write primitive honours ``faults`` under the
+    # path itself (reads fail too) and under ``"write:" + path`` (only the write fails,
+    # e.g. a sysfs value the kernel refuses with EINVAL). None of them follows a
+    # symbolic link at the target: a link planted there is refused (ELOOP), never
+    # written through.
+    state_dir = STATE_DIR
+    """Where the fix engine keeps its journal (mapped under the prefix on a RootHost)."""
+
+    def _write_fault(self, path: str) -> None:
         self._fault(path)
+        self._fault("write:" + path)
+
+    def lstat(self, path: str) -> PathInfo | None:
+        """What is at ``path`` without following a link there; None when nothing is."""
+        self.note(path)
+        self._fault(path)
+        return self._lstat(path)
+
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace a regular file atomically: a temporary file in the same folder,
+        fsynced, renamed over the target, the folder fsynced. Root-owned where this
+        process may chown. A symbolic link at the target is refused (ELOOP)."""
+        self._write_fault(path)
         self._reads.pop(path, None)
         self._write_bytes(path, data, mode)
 
+    def write_kernel_value(self, path: str, text: str) -> None:
+        """Store a value into an existing /proc/sys or sysfs file, as ``echo v > file``.
+
+        Kernel files cannot be renamed over or created: this opens the file for
+        writing only (no create, no truncate, no link followed) and writes the text
+        in one call, so the kernel's refusal (EINVAL, EBUSY...) comes back as OSError.
+        """
+        self._write_fault(path)
+        self._reads.pop(path, None)
+        self._write_kernel_value(path, text.encode())
+
     def remove(self, path: str) -> None:
-        self._fault(path)
+        """Unlink a file (a link itself, never what it points to)."""
+        self._write_fault(path)
         self._reads.pop(path, None)
         self._remove(path)
 
+    def make_dir(self, path: str, mode: int = 0o755) -> None:
+        """Create one folder (its parent must exist), root-owned where possible."""
+        self._write_fault(path)
+        self._make_dir(path, mode)
+
+    def remove_dir(self, path: str) -> None:
+        """Remove an empty folder."""
+        self._write_fault(path)
+        self._remove_dir(path)
+
+    @contextlib.contextmanager
+    def locked(self, path: str) -> Iterator[None]:
+        """Hold an exclusive lock on ``path`` (created 0600 if absent) for the block; a lock
+        another process holds is EBUSY at once, never a wait."""
+        self._write_fault(path)
+        with self._locked(path):
+            yield
+
+    def _locked(self, path: str) -> contextlib.AbstractContextManager:
+        raise self._read_only(path)
+
+    def thread_ids(self, pid: int) -> list[int]:
+        """The thread ids of a process (``/proc/PID/task``)."""
+        try:
+            return sorted(int(name) for name in self.listdir(f"/proc/{pid}/task")
+                          if name.isdigit())
+        except OSError:
+            return []
+
+    def get_affinity(self, pid: int, tid: int) -> list[int]:
+        """The CPUs a thread of a process may run on."""
+        path = f"/proc/{pid}/task/{tid}/status"
+        for line in self.read_text(path).splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                return parse_cpu_list(line.split(":", 1)[1])
+        raise OSError(errno.ENOENT, "no Cpus_allowed_list", path)
+
+    def set_affinity(self, pid: int, tid: int, cpus: list[int]) -> None:
+        """Pin one thread of a process to ``cpus`` (sched_setaffinity)."""
+        self._write_fault(f"affinity:{pid}/{tid}")
+        self._reads.pop(f"/proc/{pid}/task/{tid}/status", None)
+        self._reads.pop(f"/proc/{pid}/status", None)
+        self._set_affinity(pid, tid, sorted(set(cpus)))
+
+    def _lstat(self, path: str) -> PathInfo | None:
+        # Generic answer from the read primitives; live hosts ask the OS.
+        try:
+            self._readlink(path)
+            return PathInfo("link")
+        except OSError:
+            pass
+        if self._is_dir(path):
+            return PathInfo("dir")
+        if self._exists(path):
+            return PathInfo("file")
+        return None
+
+    def _read_only(self, path: str) -> OSError:
+        return ReadOnlyHost(errno.EROFS, f"{self.describe()} is read-only", path)
+
     def _write_bytes(self, path: str, data: bytes, mode: int) -> None:
-        raise ReadOnlyHost(errno.EROFS, f"{self.describe()} is read-only", path)
+        raise self._read_only(path)
+
+    def _write_kernel_value(self, path: str, data: bytes) -> None:
+        raise self._read_only(path)
 
     def _remove(self, path: str) -> None:
-        raise ReadOnlyHost(errno.EROFS, f"{self.describe()} is read-only", path)
+        raise self._read_only(path)
+
+    def _make_dir(self, path: str, mode: int) -> None:
+        raise self._read_only(path)
+
+    def _remove_dir(self, path: str) -> None:
+        raise self._read_only(path)
+
+    def _set_affinity(self, pid: int, tid: int, cpus: list[int]) -> None:
+        raise self._read_only(f"/proc/{pid}/task/{tid}")
 
 
 def resolve_under(root: str, path: str, follow_last: bool = True) -> str:

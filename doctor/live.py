@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import subprocess
 
 from .host import (
@@ -16,7 +18,9 @@ from .host import (
     UNLIMITED,
     CommandResult,
     Host,
+    PathInfo,
     Process,
+    format_cpu_list,
     parse_cpu_list,
     resolve_under,
 )
@@ -127,10 +131,34 @@ class LiveHost(Host):
         except OSError:
             return []
 
+    # -- writing (the fix engine) ------------------------------------------------
+    def _target(self, path: str) -> str:
+        """The real path of ``path`` itself: a link at the last component is not followed."""
+        return path
+
+    def _lstat(self, path: str) -> PathInfo | None:
+        try:
+            info = os.lstat(self._target(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            kind = "link"
+        elif stat.S_ISDIR(info.st_mode):
+            kind = "dir"
+        elif stat.S_ISREG(info.st_mode):
+            kind = "file"
+        else:
+            kind = "other"
+        return PathInfo(kind, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
+                        info.st_size)
+
     def _write_bytes(self, path: str, data: bytes, mode: int) -> None:
-        real = self._path(path)
+        real = self._target(path)
         directory = os.path.dirname(real)
         os.makedirs(directory, exist_ok=True)
+        if os.path.islink(real):
+            raise OSError(errno.ELOOP, "a symbolic link is in the way; q3cn-doctor does not "
+                                       "write through links", path)
         import tempfile
 
         handle, temp = tempfile.mkstemp(dir=directory, prefix=".q3cn-doctor.")
@@ -138,16 +166,137 @@ class LiveHost(Host):
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
                 out.flush()
+                os.fchmod(out.fileno(), mode)
+                if os.geteuid() == 0:
+                    os.fchown(out.fileno(), 0, 0)
                 os.fsync(out.fileno())
-            os.chmod(temp, mode)
+            # rename() replaces whatever is at the name, a link included, never its target.
             os.replace(temp, real)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
+        _fsync_dir(directory)
+
+    def _write_kernel_value(self, path: str, data: bytes) -> None:
+        fd = os.open(self._target(path), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            written = os.write(fd, data)  # one write: the kernel parses the whole value
+            if written != len(data):
+                raise OSError(errno.EIO, f"the kernel took {written} of {len(data)} bytes", path)
+        finally:
+            os.close(fd)
 
     def _remove(self, path: str) -> None:
-        os.unlink(self._path(path))
+        real = self._target(path)
+        os.unlink(real)
+        _fsync_dir(os.path.dirname(real))
+
+    def _make_dir(self, path: str, mode: int) -> None:
+        real = self._target(path)
+        os.mkdir(real, mode)
+        os.chmod(real, mode, follow_symlinks=False)  # the umask narrowed it
+        if os.geteuid() == 0:
+            os.chown(real, 0, 0, follow_symlinks=False)
+        _fsync_dir(os.path.dirname(real))
+
+    def _remove_dir(self, path: str) -> None:
+        real = self._target(path)
+        os.rmdir(real)
+        _fsync_dir(os.path.dirname(real))
+
+    @contextlib.contextmanager
+    def _locked(self, path: str):
+        import fcntl
+
+        fd = os.open(self._target(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OSError(errno.EBUSY, "another q3cn-doctor holds it", path) from None
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _set_affinity(self, pid: int, tid: int, cpus: list[int]) -> None:
+        if not os.path.isdir(f"/proc/{pid}/task/{tid}"):
+            raise ProcessLookupError(errno.ESRCH, f"thread {tid} of process {pid} is gone")
+        os.sched_setaffinity(tid, cpus)
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make a rename, create or unlink in ``directory`` durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder; the rename itself is atomic
+    finally:
+        os.close(fd)
+
+
+def kernel_store(old: bytes, data: bytes, path: str) -> bytes:
+    """What a kernel file reads as after ``data`` is written to it (for --root trees).
+
+    A choice file (``always [madvise] never``) moves its brackets to the chosen word
+    and refuses a word it does not offer (EINVAL); any other file reads back the value.
+    """
+    value = data.decode("utf-8", "replace").strip()
+    text = old.decode("utf-8", "replace")
+    words = text.split()
+    if any(word.startswith("[") and word.endswith("]") for word in words):
+        choices = [word.strip("[]") for word in words]
+        if value not in choices:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
+        rebuilt = " ".join(f"[{c}]" if c == value else c for c in choices)
+        return (rebuilt + "\n").encode()
+    return (value + "\n").encode()
+
+
+def _rewrite_in_place(real: str, path: str, change) -> None:
+    """Rewrite a tree file in place, as a kernel file changes: same inode, no link followed."""
+    fd = os.open(real, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        new = change(b"".join(chunks))
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, new)
+        os.ftruncate(fd, len(new))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _with_affinity(status: bytes, cpus: list[int]) -> bytes:
+    """A /proc status text with Cpus_allowed and Cpus_allowed_list set to ``cpus``."""
+    lines = status.decode("utf-8", "replace").split("\n")
+    for number, line in enumerate(lines):
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        if name == "Cpus_allowed_list":
+            lines[number] = f"{name}:\t{format_cpu_list(cpus)}"
+        elif name == "Cpus_allowed":
+            groups = value.strip().split(",")
+            mask = sum(1 << cpu for cpu in cpus)
+            out = []
+            for group in reversed(groups):  # the last group holds CPUs 0-31
+                out.append(f"{mask & 0xFFFFFFFF:0{len(group)}x}")
+                mask >>= 32
+            lines[number] = f"{name}:\t" + ",".join(reversed(out))
+    return "\n".join(lines).encode()
 
 
 class RootHost(LiveHost):
@@ -155,20 +304,45 @@ class RootHost(LiveHost):
 
     It runs no commands and reads no NVML: what it knows is the tree. The process
     identity (euid, limits) is this process's own, so fixes can be applied into a
-    temporary tree by tests that must never touch the real machine.
+    temporary tree by tests that must never touch the real machine; ``euid`` overrides
+    the identity the fix engine sees (a test of the not-root path, or an image builder).
+
+    Writes stay in the tree. The tree's /proc/sys and /sys files are plain files, so a
+    kernel value written there is stored as the kernel would show it (``kernel_store``),
+    and re-pinning a thread rewrites its ``Cpus_allowed_list`` in the tree's /proc.
     """
 
     kind = "root"
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, euid: int | None = None) -> None:
         super().__init__()
         self.prefix = os.path.abspath(prefix)
+        self._euid = euid
 
     def describe(self) -> str:
         return f"root {self.prefix}"
 
     def _path(self, path: str) -> str:
         return resolve_under(self.prefix, path)
+
+    def _target(self, path: str) -> str:
+        return resolve_under(self.prefix, path, follow_last=False)
+
+    def euid(self) -> int | None:
+        return os.geteuid() if self._euid is None else self._euid
+
+    def _write_kernel_value(self, path: str, data: bytes) -> None:
+        _rewrite_in_place(self._target(path), path, lambda old: kernel_store(old, data, path))
+
+    def _set_affinity(self, pid: int, tid: int, cpus: list[int]) -> None:
+        paths = [f"/proc/{pid}/task/{tid}/status"] + ([f"/proc/{pid}/status"] if tid == pid
+                                                        else [])
+        if not os.path.isfile(self._target(paths[0])):
+            raise ProcessLookupError(errno.ESRCH, f"thread {tid} of process {pid} is gone")
+        for path in paths:
+            if os.path.isfile(self._target(path)):
+                _rewrite_in_place(self._target(path), path,
+                                  lambda old: _with_affinity(old, cpus))
 
     def _readlink(self, path: str) -> str:
         return os.readlink(resolve_under(self.prefix, path, follow_last=False))
@@ -180,7 +354,7 @@ class RootHost(LiveHost):
         return CommandResult(argv, ABSENT, stderr="--root runs no commands")
 
     def nvml(self) -> dict:
-        return {"init": "NVML_ERROR_LIBRARY_NOT_FOUND", "reason": "--root reads no NVML"}
+        return {"init": "absent", "reason": "--root reads no NVML"}
 
     def processes(self) -> list[Process]:
         return read_processes(self._cat_quiet, self._listdir_quiet)

@@ -310,9 +310,13 @@ def test_root_host_write_is_atomic_and_stays_under_prefix(tmp_path):
         b"profile = 'x'\n")
     assert stat.S_IMODE(os.stat(prefix / "etc/q3cn-doctor-test-new/config.toml").st_mode) == 0o644
     assert not os.path.exists("/etc/q3cn-doctor-test-new")
+    # A link at the target is refused, never written through (the fix engine's contract).
     os.symlink("/q3cn-doctor-test-target", prefix / "etc" / "link")
-    host.write_bytes("/etc/link", b"through the link\n")
-    assert (prefix / "q3cn-doctor-test-target").read_bytes() == b"through the link\n"
+    with pytest.raises(OSError) as refused:
+        host.write_bytes("/etc/link", b"through the link\n")
+    assert refused.value.errno == errno.ELOOP
+    assert os.path.islink(prefix / "etc" / "link")
+    assert not (prefix / "q3cn-doctor-test-target").exists()
     assert not os.path.exists("/q3cn-doctor-test-target")
     host.write_bytes("/../../q3cn-doctor-test-escape", b"x")
     assert (prefix / "q3cn-doctor-test-escape").exists()

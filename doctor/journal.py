@@ -1,0 +1,153 @@
+"""The fix engine's write-ahead journal: ``<state_dir>/journal.json`` (``/var/lib/q3cn-doctor``).
+
+Every change the engine makes is recorded here, with the value or file bytes it
+replaces, and the record is on disk (fsynced, renamed into place) before the
+change is made. A change then moves through these states:
+
+    pending   recorded; the change may or may not have happened (a crash here)
+    applied   made and read back; ``after`` is what it read back
+    failed    the write was refused; the target reads as before
+    reverted  the recorded ``before`` is back (or was never changed)
+    left      changed by someone else since q3cn-doctor wrote it: left alone
+
+``--revert`` walks every pending, applied and failed entry newest first and
+restores ``before`` wherever the target still holds ``before`` or ``after``.
+Because a target can only be in one of those two states between any two steps,
+a crash anywhere leaves something revert restores exactly.
+
+The whole journal is rewritten atomically on each step (a few kB at most), so
+it is always one consistent JSON document: the old one or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+from .host import Host
+from .version import __version__
+
+JOURNAL_NAME = "journal.json"
+LOCK_NAME = "lock"
+FORMAT = 1
+
+PENDING, APPLIED, FAILED, REVERTED, LEFT = "pending", "applied", "failed", "reverted", "left"
+OPEN_STATES = (PENDING, APPLIED, FAILED)  # what --revert still has to look at
+
+
+class JournalError(Exception):
+    """The journal cannot be read or written: nothing may be changed without it."""
+
+
+def _no_step(name: str) -> None:
+    return None
+
+
+class Journal:
+    """The journal of one host; ``step`` is called after every durable step (tests crash there)."""
+
+    def __init__(self, host: Host, step: Callable[[str], None] | None = None) -> None:
+        self.host = host
+        self.directory = host.state_dir
+        self.path = f"{self.directory}/{JOURNAL_NAME}"
+        self.step = step or _no_step
+        self.entries: list[dict[str, Any]] = self._load()
+
+    # -- reading -----------------------------------------------------------------
+    def _load(self) -> list[dict[str, Any]]:
+        found = self.host.lstat(self.directory)
+        if found is None:
+            return []
+        if found.kind != "dir":
+            raise JournalError(f"{self.directory} is a {found.kind}, not a folder: q3cn-doctor "
+                               "will not keep its journal there")
+        try:
+            raw = self.host.read_bytes(self.path)
+        except FileNotFoundError:
+            return []
+        except PermissionError as exc:
+            raise JournalError(f"cannot read {self.path}: only root may (run with sudo)"
+                               ) from exc
+        except OSError as exc:
+            raise JournalError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        try:
+            document = json.loads(raw)
+            entries = document["entries"]
+            if document.get("format") != FORMAT or not isinstance(entries, list):
+                raise ValueError("unknown format")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise JournalError(f"{self.path} is not a journal q3cn-doctor can read ({exc}); "
+                               "move it aside to start a new one") from exc
+        return entries
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One run at a time changes the machine: two would each rewrite the journal and
+        one's records could be lost. The entries are re-read once the lock is held."""
+        try:
+            self._ensure_directory()
+            with self.host.locked(f"{self.directory}/{LOCK_NAME}"):
+                self.entries = self._load()
+                yield
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise JournalError("another `q3cn-doctor fix` is changing this machine right "
+                                   "now; try again when it has finished") from exc
+            raise JournalError(f"cannot lock {self.directory}: {exc.strerror or exc}") from exc
+
+    def open_entries(self) -> list[dict[str, Any]]:
+        """Entries --revert still has to look at, newest first."""
+        return [entry for entry in reversed(self.entries) if entry["state"] in OPEN_STATES]
+
+    # -- writing -----------------------------------------------------------------
+    def _ensure_directory(self) -> None:
+        """The state folder: parents 0755, the folder itself 0700 (root's, holding file copies)."""
+        missing = []
+        path = self.directory
+        while path not in ("", "/"):
+            found = self.host.lstat(path)
+            if found is not None:
+                if found.kind != "dir":
+                    raise JournalError(f"{path} is a {found.kind}, not a folder")
+                break
+            missing.append(path)
+            path = os.path.dirname(path)
+        for folder in reversed(missing):
+            self.host.make_dir(folder, 0o700 if folder == self.directory else 0o755)
+        if missing:
+            self.step("state-dir")
+
+    def save(self) -> None:
+        document = {"format": FORMAT, "tool": f"q3cn-doctor {__version__}",
+                    "entries": self.entries}
+        data = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
+        try:
+            self._ensure_directory()
+            self.host.write_bytes(self.path, data, mode=0o600)
+        except OSError as exc:
+            raise JournalError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """Write an entry ahead of its change; the change may be made once this returns."""
+        entry = {"seq": (self.entries[-1]["seq"] + 1) if self.entries else 1,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "state": PENDING}
+        entry.update(fields)
+        self.entries.append(entry)
+        try:
+            self.save()
+        except JournalError:
+            self.entries.pop()
+            raise
+        self.step(f"record {entry['seq']}")
+        return entry
+
+    def mark(self, entry: dict[str, Any], state: str, **fields: Any) -> None:
+        entry["state"] = state
+        entry.update(fields)
+        self.save()
+        self.step(f"{state} {entry['seq']}")

@@ -1,0 +1,61 @@
+"""cpu.boost: turbo boost back on, through ``intel_pstate/no_turbo = 0`` or
+``cpufreq/boost = 1``, kept across reboots by a tmpfiles.d file."""
+
+from __future__ import annotations
+
+from q3cn_doctor.fixplan import PERSISTENT, Fix, FixContext, header
+from q3cn_doctor.sysctl_d import tmpfiles_line, tmpfiles_writes
+
+from .governor import blocking_manager
+from .thp import has_tmpfiles
+
+NO_TURBO = "/sys/devices/system/cpu/intel_pstate/no_turbo"
+BOOST = "/sys/devices/system/cpu/cpufreq/boost"
+OUR_FILE = "/etc/tmpfiles.d/q3cn-doctor-cpu-boost.conf"
+
+
+def _switch(ctx: FixContext) -> tuple[str, str] | None:
+    """The file and the value that turn boost on, where this machine has one."""
+    if ctx.host.cat(NO_TURBO) is not None:
+        return NO_TURBO, "0"
+    if ctx.host.cat(BOOST) is not None:
+        return BOOST, "1"
+    return None
+
+
+class Boost(Fix):
+    id = "cpu.boost"
+    title = "Turbo boost on"
+    checks = ("cpu.governor",)
+
+    def available(self, ctx: FixContext) -> str | None:
+        if _switch(ctx) is None:
+            return f"neither {NO_TURBO} nor {BOOST} is there to write"
+        blocker = blocking_manager(ctx)
+        if blocker:
+            return (f"{blocker} is running and sets boost itself: turn it on in {blocker}'s "
+                    "own configuration")
+        return None
+
+    def plan(self, ctx: FixContext) -> None:
+        switch = _switch(ctx)
+        assert switch is not None
+        path, value = switch
+        ctx.kernel(path, value, "turbo boost (" + path.rsplit("/", 1)[1] + ")")
+        if not ctx.persist:
+            ctx.note("--runtime-only: the boot-time setting comes back at the next reboot.")
+            return
+        others = [w for w in tmpfiles_writes(ctx.host, path, skip=(OUR_FILE,)) if w.value != value]
+        if others:
+            ctx.manual(f"{others[0].where()} writes {others[0].value} into {path} at boot: "
+                       "q3cn-doctor does not edit it; change it to keep boost on.")
+            return
+        if not has_tmpfiles(ctx):
+            ctx.note("No systemd-tmpfiles here: the boot-time setting comes back at the next "
+                     "reboot.")
+            return
+        ctx.file(OUR_FILE, header(self.id) + tmpfiles_line(path, value),
+                 f"{OUR_FILE} (boost on at boot)", effect=PERSISTENT)
+
+
+FIX = Boost()

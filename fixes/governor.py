@@ -1,0 +1,156 @@
+"""cpu.governor: the performance governor and energy-performance preference on the CPUs
+llama-server uses, through sysfs, kept across reboots by a tmpfiles.d file.
+
+Where tuned or power-profiles-daemon runs, writing sysfs behind its back would be
+undone at its next profile switch: the fix switches the daemon's profile instead
+(``tuned-adm profile throughput-performance``, ``powerprofilesctl set performance``),
+and revert switches it back to the recorded one.
+"""
+
+from __future__ import annotations
+
+import os
+
+from q3cn_doctor.fixplan import (
+    PERSISTENT,
+    Change,
+    DaemonProfile,
+    Fix,
+    FixContext,
+    header,
+)
+from q3cn_doctor.host import format_cpu_list
+from q3cn_doctor.sysctl_d import tmpfiles_line, tmpfiles_writes
+
+from .thp import has_tmpfiles
+
+CPU_ROOT = "/sys/devices/system/cpu"
+FAST = "performance"
+OUR_FILE = "/etc/tmpfiles.d/q3cn-doctor-cpu-governor.conf"
+PROFILES = {"tuned": "throughput-performance", "power-profiles-daemon": "performance"}
+
+
+def planned_cpus(ctx: FixContext) -> tuple[list[int], str]:
+    """The CPUs llama-server is planned to use (doctor/cpuplan.py), and where that came from.
+
+    Where the plan cannot be made (its facts failed to gather), every online CPU.
+    """
+    try:
+        from q3cn_doctor.cpuplan import plan_for
+
+        cpus = sorted(set(plan_for(ctx.facts).cpus))
+        if cpus:
+            return cpus, "the CPU plan"
+    except Exception:  # the plan must not break the fix: fall back, and say so
+        pass
+    return list(ctx.facts.cpu.online_cpus), "all online CPUs (no CPU plan could be made)"
+
+
+# Daemons that set governors themselves and offer no profile command to switch through.
+UNSWITCHABLE = ("auto-cpufreq", "system76-power", "tlp")
+
+
+def running_managers(ctx: FixContext) -> list[str]:
+    seen = getattr(ctx.facts.cpu, "power_managers", None)
+    return list(seen) if seen is not None else []
+
+
+def blocking_manager(ctx: FixContext) -> str | None:
+    """A running daemon that would undo a sysfs write, with no profile to switch instead."""
+    return next((m for m in running_managers(ctx) if m in UNSWITCHABLE), None)
+
+
+def running_daemon(ctx: FixContext) -> str | None:
+    """tuned or power-profiles-daemon, where one runs (it owns the governor then)."""
+    seen = getattr(ctx.facts.cpu, "power_managers", None)
+    if seen is None:
+        seen = []
+        for process in ctx.host.processes():
+            names = {process.name}
+            if process.cmdline:
+                names.add(os.path.basename(process.cmdline[0]))
+                if len(process.cmdline) > 1:  # python3 /usr/sbin/tuned
+                    names.add(os.path.basename(process.cmdline[1]))
+            seen.extend(names)
+    for daemon in ("tuned", "power-profiles-daemon"):
+        if daemon in seen:
+            return daemon
+    return None
+
+
+def policy_folder(name: str) -> str:
+    if name.startswith("policy"):
+        return f"{CPU_ROOT}/cpufreq/{name}"
+    return f"{CPU_ROOT}/{name}/cpufreq"  # kernels with per-CPU cpufreq folders only
+
+
+class Governor(Fix):
+    id = "cpu.governor"
+    title = "CPU clocks at full speed: performance governor and EPP"
+    checks = ("cpu.governor",)
+
+    def available(self, ctx: FixContext) -> str | None:
+        policies = ctx.facts.cpu.frequency_policies
+        if not policies:
+            return "no cpufreq policies: the clock is not under the kernel's control here"
+        if running_daemon(ctx):
+            return None
+        blocker = blocking_manager(ctx)
+        if blocker:
+            return (f"{blocker} is running and sets the governor itself: set it to "
+                    f"{FAST} in {blocker}'s own configuration")
+        if all(p.available_governors and FAST not in p.available_governors for p in policies):
+            return f"the cpufreq driver offers no {FAST} governor"
+        return None
+
+    def plan(self, ctx: FixContext) -> None:
+        daemon = running_daemon(ctx)
+        if daemon:
+            target = DaemonProfile(daemon)
+            ctx.add(Change(self.id, target, f"{daemon} profile", target.read(ctx.host),
+                           PROFILES[daemon], effect=PERSISTENT))
+            ctx.note(f"{daemon} is running and would undo governor writes: its profile is "
+                     "switched instead (it keeps the profile across reboots).")
+            return
+        cpus, basis = planned_cpus(ctx)
+        ctx.note(f"CPUs planned for: {format_cpu_list(cpus)} ({basis}).")
+        boot_lines: list[tuple[str, str]] = []
+        for policy in ctx.facts.cpu.frequency_policies:
+            if not set(policy.cpus) & set(cpus):
+                continue
+            folder = policy_folder(policy.name)
+            where = f"CPUs {format_cpu_list(policy.cpus)}" if policy.cpus else policy.name
+            # EPP first, governor second: reverting newest first then restores the governor
+            # before the EPP, the order amd-pstate-epp accepts (it refuses EPP changes
+            # while the governor is performance).
+            if policy.epp is not None and policy.epp != FAST:
+                path = folder + "/energy_performance_preference"
+                ctx.kernel(path, FAST, f"EPP on {where}")
+                boot_lines.append((path, FAST))
+            if policy.governor != FAST and (not policy.available_governors
+                                            or FAST in policy.available_governors):
+                path = folder + "/scaling_governor"
+                ctx.kernel(path, FAST, f"governor on {where}")
+                boot_lines.append((path, FAST))
+        if not ctx.persist:
+            ctx.note("--runtime-only: the boot-time governor comes back at the next reboot.")
+            return
+        if not boot_lines:
+            return
+        for path, value in boot_lines:
+            others = [w for w in tmpfiles_writes(ctx.host, path, skip=(OUR_FILE,))
+                      if w.value != value]
+            if others:
+                ctx.manual(f"{others[0].where()} writes {others[0].value} into {path} at "
+                           "boot: q3cn-doctor does not edit it; change it to keep the "
+                           f"{FAST} governor after a reboot.")
+                return
+        if not has_tmpfiles(ctx):
+            ctx.note("No systemd-tmpfiles here: the boot-time governor comes back at the next "
+                     "reboot.")
+            return
+        text = header(self.id) + "".join(tmpfiles_line(p, v) for p, v in boot_lines)
+        ctx.file(OUR_FILE, text, f"{OUR_FILE} ({FAST} at boot)", effect=PERSISTENT)
+
+
+FIX = Governor()

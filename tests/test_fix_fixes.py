@@ -1,0 +1,336 @@
+"""Each fix on the machines it is for (fixture trees copied into tmp_path) and on the
+ones it must leave alone: zram-only swap, a kernel command line that sets the value
+on purpose, another tuning daemon, a process that is not there."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import HOSTS
+from q3cn_doctor.fixplan import CHANGE, DONE, FAILED_OUTCOME, REFUSED
+from q3cn_doctor.host import RAN, CommandResult
+from q3cn_doctor.journal import Journal
+from q3cn_doctor.live import RootHost
+from test_fix_engine import (
+    THP,
+    add_process,
+    apply_all,
+    full_root,
+    plan_for,
+    revert,
+    tree_state,
+    write,
+)
+
+
+def fixture_root(tmp_path: Path, name: str) -> Path:
+    """A real machine's captured files, copied so a fix can change them."""
+    (source,) = [p for p in HOSTS.iterdir() if p.name.startswith(name)]
+    root = tmp_path / source.name
+    shutil.copytree(source / "fs", root, symlinks=True)
+    (root / "var/lib").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def only_fix(root: Path, fix_id: str, **kwargs):
+    host, plan = plan_for(root, only=(fix_id,), **kwargs)
+    (fix,) = plan.fixes
+    return host, plan, fix
+
+
+def round_trip(root: Path, fix_id: str, **kwargs) -> list:
+    start = tree_state(root)
+    outcomes, _ = apply_all(root, only=(fix_id,), **kwargs)
+    assert outcomes and all(o.result == DONE for o in outcomes), outcomes
+    revert(root)
+    assert tree_state(root) == start
+    return outcomes
+
+
+# -- sysctl.swappiness ---------------------------------------------------------------------------
+def test_swappiness_is_not_offered_where_zram_is_the_only_swap(tmp_path):
+    root = fixture_root(tmp_path, "007")
+    _, plan = plan_for(root)
+    assert "sysctl.swappiness" not in [p.fix_id for p in plan.fixes]
+    _, _, fix = only_fix(root, "sysctl.swappiness")
+    assert fix.status == "unavailable" and "zram is the only swap" in fix.reason
+
+
+def test_swappiness_on_a_real_laptop_with_disk_swap(tmp_path):
+    root = fixture_root(tmp_path, "001")
+    _, plan = plan_for(root)
+    assert "sysctl.swappiness" in [p.fix_id for p in plan.fixes if p.status == CHANGE]
+    round_trip(root, "sysctl.swappiness")
+
+
+# -- hugepages.release ----------------------------------------------------------------------------
+def test_hugepages_release_on_a_real_server(tmp_path):
+    root = fixture_root(tmp_path, "006")  # 2048 x 2 MiB pages reserved
+    _, _, fix = only_fix(root, "hugepages.release")
+    (change,) = fix.changes
+    assert change.target.path == "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+    assert (change.current, change.new) == ("2048", "0")
+    assert any("Nothing in sysctl.d or on the kernel command line" in n for n in fix.notes)
+    round_trip(root, "hugepages.release")
+
+
+def test_hugepages_reserved_at_boot_are_reported_or_persisted(tmp_path):
+    root = fixture_root(tmp_path, "006")
+    write(root, "proc/cmdline", "BOOT_IMAGE=/vmlinuz ro default_hugepagesz=2M hugepages=2048\n")
+    write(root, "etc/sysctl.d/80-dpdk.conf", "vm.nr_hugepages = 2048\n")
+    (root / "sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").write_text("2000\n")
+    _, _, fix = only_fix(root, "hugepages.release")
+    assert any("default_hugepagesz=2M hugepages=2048" in step for step in fix.manual)
+    files = [c for c in fix.changes if c.target.kind == "file"]
+    assert [c.target.path for c in files] == ["/etc/sysctl.d/99-q3cn-doctor-hugepages.conf"]
+    assert any("48 of the 2 MiB pages are in use" in n for n in fix.notes)
+    round_trip(root, "hugepages.release")
+
+
+# -- thp.mode ------------------------------------------------------------------------------------
+def thp_root(tmp_path: Path) -> Path:
+    return full_root(tmp_path / "root")  # THP never, /usr/lib/tmpfiles.d present
+
+
+def test_thp_is_optional_unless_asked_for(tmp_path):
+    root = thp_root(tmp_path)
+    _, plan = plan_for(root)
+    (thp,) = [p for p in plan.fixes if p.fix_id == "thp.mode"]
+    assert thp.status == "optional"  # an informational finding: applied only with --only
+    assert thp.changes and not thp.selected
+    outcomes = round_trip(root, "thp.mode")
+    assert [o.what for o in outcomes][0] == "transparent huge pages"
+
+
+def test_thp_set_on_the_kernel_command_line_is_a_manual_step(tmp_path):
+    root = thp_root(tmp_path)
+    write(root, "proc/cmdline", "BOOT_IMAGE=/vmlinuz ro transparent_hugepage=never\n")
+    _, _, fix = only_fix(root, "thp.mode")
+    assert [c.target.kind for c in fix.changes] == ["sysfs"]
+    assert "transparent_hugepage=never" in fix.manual[0]
+
+
+def test_thp_conflicting_tmpfiles_line_is_reported(tmp_path):
+    root = thp_root(tmp_path)
+    write(root, "usr/lib/tmpfiles.d/db-tuning.conf", f"w {THP} - - - - never\n")
+    _, _, fix = only_fix(root, "thp.mode")
+    assert [c.target.kind for c in fix.changes] == ["sysfs"]
+    assert "/usr/lib/tmpfiles.d/db-tuning.conf:1 writes never" in fix.manual[0]
+
+
+def test_thp_without_madvise_is_unavailable(tmp_path):
+    root = thp_root(tmp_path)
+    (root / THP[1:]).write_text("always [never]\n")
+    _, _, fix = only_fix(root, "thp.mode")
+    assert fix.status == "unavailable" and "no madvise" in fix.reason
+
+
+# -- cpu.governor ----------------------------------------------------------------------------------
+def test_governor_on_intel_pstate_laptop_sets_epp_then_governor(tmp_path):
+    root = fixture_root(tmp_path, "002")
+    (root / "usr/lib/tmpfiles.d").mkdir(parents=True)
+    _, _, fix = only_fix(root, "cpu.governor")
+    kinds = [(c.what.split(" on ")[0], c.target.path.rsplit("/", 1)[1]) for c in fix.changes]
+    assert kinds[:2] == [("EPP", "energy_performance_preference"), ("governor", "scaling_governor")]
+    assert len([c for c in fix.changes if c.target.kind == "sysfs"]) == 16  # 8 policies x 2
+    (file_change,) = [c for c in fix.changes if c.target.kind == "file"]
+    text = file_change.target.data(file_change.new).decode()
+    assert "w /sys/devices/system/cpu/cpufreq/policy7/scaling_governor - - - - performance" in text
+    round_trip(root, "cpu.governor")
+
+
+def test_governor_on_per_cpu_cpufreq_folders(tmp_path):
+    root = fixture_root(tmp_path, "003")  # an old kernel: cpuN/cpufreq, ondemand
+    _, _, fix = only_fix(root, "cpu.governor")
+    paths = [c.target.path for c in fix.changes if c.target.kind == "sysfs"]
+    assert "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor" in paths
+    assert any("No systemd-tmpfiles" in n for n in fix.notes)
+    round_trip(root, "cpu.governor")
+
+
+class DaemonHost(RootHost):
+    """A tree whose tuned answers tuned-adm (RootHost itself runs no command)."""
+
+    def __init__(self, prefix: str, profile: str = "balanced") -> None:
+        super().__init__(prefix, euid=0)
+        self.profile = profile
+        self.commands: list[tuple[str, ...]] = []
+
+    def _run(self, argv, timeout):
+        self.commands.append(argv)
+        if argv == ("tuned-adm", "active"):
+            return CommandResult(argv, RAN, 0, f"Current active profile: {self.profile}\n")
+        if argv[:2] == ("tuned-adm", "profile") and len(argv) == 3:
+            self.profile = argv[2]
+            return CommandResult(argv, RAN, 0)
+        return super()._run(argv, timeout)
+
+
+def test_governor_switches_a_running_tuned_instead_of_fighting_it(tmp_path):
+    root = full_root(tmp_path / "root")
+    add_process(root, pid=900, threads=(900,), name="tuned")
+    start = tree_state(root)
+    host = DaemonHost(str(root))
+    _, _, fix = only_fix(root, "cpu.governor", host=host)
+    (change,) = fix.changes
+    assert (change.target.kind, change.current, change.new) == (
+        "profile", "balanced", "throughput-performance")
+    outcomes, _ = apply_all(root, host=host, only=("cpu.governor",))
+    assert [o.result for o in outcomes] == [DONE]
+    assert host.profile == "throughput-performance"
+    assert tree_state(root) == start  # no sysfs write behind tuned's back
+    revert(root, host=DaemonHost(str(root), profile=host.profile))
+    # The revert's host started at throughput-performance and was switched back:
+    entries = Journal(RootHost(str(root))).entries
+    assert entries[0]["before"] == "balanced" and entries[0]["state"] == "reverted"
+    # Without a way to ask tuned (--root runs no command) the switch is refused, not guessed.
+    _, _, fix = only_fix(root, "cpu.governor")
+    assert fix.status == REFUSED and "cannot be read" in fix.changes[0].reason
+
+
+def test_governor_steps_aside_for_a_daemon_it_cannot_switch(tmp_path):
+    root = full_root(tmp_path / "root")
+    add_process(root, pid=777, threads=(777,), name="auto-cpufreq")
+    _, _, fix = only_fix(root, "cpu.governor")
+    assert fix.status == "unavailable" and "auto-cpufreq is running" in fix.reason
+
+
+# -- cpu.boost, sysctl.numa_balancing ------------------------------------------------------------
+def test_boost_on_through_intel_pstate(tmp_path):
+    root = full_root(tmp_path / "root")
+    write(root, "sys/devices/system/cpu/intel_pstate/no_turbo", "1\n")
+    _, _, fix = only_fix(root, "cpu.boost")
+    assert [(c.target.path, c.current, c.new) for c in fix.changes][0] == (
+        "/sys/devices/system/cpu/intel_pstate/no_turbo", "1", "0")
+    assert fix.changes[1].target.path == "/etc/tmpfiles.d/q3cn-doctor-cpu-boost.conf"
+    round_trip(root, "cpu.boost")
+
+
+def test_boost_on_through_cpufreq_boost(tmp_path):
+    root = full_root(tmp_path / "root")
+    write(root, "sys/devices/system/cpu/cpufreq/boost", "0\n")
+    outcomes = round_trip(root, "cpu.boost", persist=False)
+    assert [o.after for o in outcomes] == ["1"]
+
+
+def test_numa_balancing_off_now_and_at_boot(tmp_path):
+    root = full_root(tmp_path / "root")
+    write(root, "proc/sys/kernel/numa_balancing", "1\n")
+    _, _, fix = only_fix(root, "sysctl.numa_balancing")
+    assert [c.target.path for c in fix.changes] == [
+        "/proc/sys/kernel/numa_balancing", "/etc/sysctl.d/99-q3cn-doctor-numa-balancing.conf"]
+    round_trip(root, "sysctl.numa_balancing")
+
+
+# -- memlock.limit -----------------------------------------------------------------------------
+def test_memlock_writes_limits_and_a_service_drop_in(tmp_path):
+    root = full_root(tmp_path / "root")
+    _, _, fix = only_fix(root, "memlock.limit", service="llama-server.service")
+    assert [(c.target.path, c.effect) for c in fix.changes] == [
+        ("/etc/security/limits.d/95-q3cn-doctor-memlock-alice.conf", "after-relogin"),
+        ("/etc/systemd/system/llama-server.service.d/90-q3cn-doctor-memlock.conf",
+         "after-restart")]
+    assert any("systemctl daemon-reload" in step for step in fix.manual)
+    round_trip(root, "memlock.limit", service="llama-server")
+
+
+def test_memlock_a_later_user_entry_wins_so_we_go_later_or_report(tmp_path):
+    root = full_root(tmp_path / "root")
+    write(root, "etc/security/limits.d/99-site.conf", "alice hard memlock 65536\n")
+    _, _, fix = only_fix(root, "memlock.limit")
+    assert [c.target.path for c in fix.changes] == [
+        "/etc/security/limits.d/zz-q3cn-doctor-memlock-alice.conf"]
+    write(root, "etc/security/limits.d/zzz-site.conf", "alice soft memlock 65536\n")
+    _, _, fix = only_fix(root, "memlock.limit")
+    assert fix.changes == []
+    assert "zzz-site.conf:1 sets alice soft memlock 65536" in fix.manual[0]
+
+
+@pytest.mark.parametrize("user", ["../etc", "a b", ""])
+def test_memlock_refuses_odd_user_names(tmp_path, user):
+    root = full_root(tmp_path / "root")
+    _, _, fix = only_fix(root, "memlock.limit", user=user)
+    assert fix.status == "unavailable"
+
+
+def test_memlock_without_pam_limits_needs_a_service(tmp_path):
+    root = full_root(tmp_path / "root")
+    shutil.rmtree(root / "etc/security")
+    _, _, fix = only_fix(root, "memlock.limit")
+    assert fix.status == "unavailable" and "--service" in fix.reason
+
+
+# -- cpu.affinity ---------------------------------------------------------------------------------
+def test_affinity_repins_every_thread_and_restores_each_list(tmp_path):
+    root = full_root(tmp_path / "root")
+    write(root, "proc/4242/task/4243/status",
+          (root / "proc/4242/task/4243/status").read_text()
+          .replace("Cpus_allowed:\t1", "Cpus_allowed:\t2")
+          .replace("Cpus_allowed_list:\t0", "Cpus_allowed_list:\t1"))
+    _, _, fix = only_fix(root, "cpu.affinity")
+    (change,) = fix.changes
+    assert change.needs_root  # another user's process (uid 1000)
+    assert change.current["threads"] == {"4242": "0", "4243": "1"}
+    assert change.new["threads"] == {"4242": "0-1", "4243": "0-1"}
+    round_trip(root, "cpu.affinity")
+
+
+def test_affinity_with_no_llama_server(tmp_path):
+    root = full_root(tmp_path / "root")
+    shutil.rmtree(root / "proc/4242")
+    _, _, fix = only_fix(root, "cpu.affinity")
+    assert fix.status == "unavailable" and "no llama-server is running" in fix.reason
+    _, _, fix = only_fix(root, "cpu.affinity", pid=31337)
+    assert fix.status == "unavailable" and "31337" in fix.reason
+
+
+def test_affinity_revert_leaves_a_reused_pid_alone(tmp_path):
+    root = full_root(tmp_path / "root")
+    apply_all(root, only=("cpu.affinity",))
+    shutil.rmtree(root / "proc/4242")
+    add_process(root, cpus="0-1", mask="3", start=999999, name="bash")  # same pid, new process
+    after = tree_state(root)
+    (outcome,) = revert(root)
+    assert outcome.result == "unchanged" and "no longer exists" in outcome.detail
+    assert tree_state(root) == after
+
+
+def test_affinity_thread_refused_is_a_failed_fix(tmp_path):
+    root = full_root(tmp_path / "root")
+    start = tree_state(root)
+    host = RootHost(str(root), euid=0)
+    host.faults["write:affinity:4242/4243"] = errno.EINVAL
+    outcomes, _ = apply_all(root, host=host, only=("cpu.affinity",))
+    assert [o.result for o in outcomes] == [FAILED_OUTCOME]
+    revert(root)  # the main thread was re-pinned before the refusal: it is restored
+    assert tree_state(root) == start
+
+
+def test_every_fix_module_registers_one_fix():
+    from q3cn_doctor.fixplan import builtin_fixes
+
+    fixes = builtin_fixes()
+    assert list(fixes) == sorted(["cpu.affinity", "cpu.boost", "cpu.governor",
+                                  "hugepages.release", "memlock.limit", "sysctl.numa_balancing",
+                                  "sysctl.swappiness", "thp.mode"])
+    fixes_dir = Path(__file__).parent.parent / "fixes"
+    modules = {p.stem for p in fixes_dir.glob("*.py") if p.stem != "__init__"}
+    assert len(modules) == len(fixes)
+    assert all(isinstance(f.title, str) and f.title for f in fixes.values())
+
+
+def test_a_root_tree_stores_kernel_values_as_the_kernel_shows_them(tmp_path):
+    root = full_root(tmp_path / "root")
+    host = RootHost(str(root), euid=0)
+    host.write_kernel_value(THP, "madvise\n")
+    assert (root / THP[1:]).read_text() == "always [madvise] never\n"
+    with pytest.raises(OSError) as refused:
+        host.write_kernel_value(THP, "sometimes\n")  # not a choice: the kernel says EINVAL
+    assert refused.value.errno == errno.EINVAL
+    assert (root / THP[1:]).read_text() == "always [madvise] never\n"
+    with pytest.raises(FileNotFoundError):  # kernel files are never created
+        host.write_kernel_value("/proc/sys/vm/no_such_key", "1\n")
+    assert not (root / "proc/sys/vm/no_such_key").exists()
