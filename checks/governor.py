@@ -1,9 +1,14 @@
-"""CPU frequency policy: a clock that idles down between tokens costs speed."""
+"""CPU frequency policy: a clock that idles down between tokens costs speed.
+
+Besides the governor and EPP: turbo/boost switched off, and a power profile in
+power-saver mode. Where a daemon (tuned, power-profiles-daemon, auto-cpufreq...)
+owns these settings, the advice goes through it, so a fix does not fight it.
+"""
 
 from __future__ import annotations
 
 from q3cn_doctor.context import Context
-from q3cn_doctor.facts.cpu import FrequencyPolicy
+from q3cn_doctor.facts.cpu import CPU_ROOT, CpuFacts, FrequencyPolicy
 from q3cn_doctor.findings import PASS, SKIP, WARN
 from q3cn_doctor.host import format_cpu_list
 from q3cn_doctor.registry import check
@@ -20,9 +25,83 @@ def _at_full_speed(policy: FrequencyPolicy) -> bool:
     return policy.governor == FAST or (policy.driver in EPP_DRIVERS and policy.epp == FAST)
 
 
+# Power-saving profile names: power-profiles-daemon, tuned, the ACPI platform profile.
+SAVER_PROFILES = ("power-saver", "low-power", "quiet", "cool")
+
+
+def manager(cpu: CpuFacts) -> tuple[str, str] | None:
+    """The running daemon that owns the governor and EPP, and its way to performance."""
+    running = cpu.power_managers
+    if "tuned" in running or "tuned-ppd" in running:
+        profile = f" (profile {cpu.tuned_profile})" if cpu.tuned_profile else ""
+        return f"tuned{profile}", "tuned-adm profile throughput-performance"
+    if "power-profiles-daemon" in running:
+        profile = f" (profile {cpu.power_profile})" if cpu.power_profile else ""
+        return f"power-profiles-daemon{profile}", "powerprofilesctl set performance"
+    if "auto-cpufreq" in running:
+        return "auto-cpufreq", "auto-cpufreq --force=performance"
+    if "system76-power" in running:
+        return "system76-power", "system76-power profile performance"
+    return None
+
+
+def _saver_profile(cpu: CpuFacts) -> tuple[str, str] | None:
+    """A power-saving profile in force: (what says so, the command that lifts it)."""
+    running = cpu.power_managers
+    tuned = cpu.tuned_profile or ""
+    if ("tuned" in running or "tuned-ppd" in running) and "powersave" in tuned:
+        return f"tuned profile {tuned}", "tuned-adm profile throughput-performance"
+    if "power-profiles-daemon" in running and cpu.power_profile in SAVER_PROFILES:
+        return (f"power-profiles-daemon profile {cpu.power_profile}",
+                "powerprofilesctl set performance")
+    if cpu.platform_profile in SAVER_PROFILES:
+        owner = manager(cpu)
+        command = owner[1] if owner else (
+            "echo performance > /sys/firmware/acpi/platform_profile (or balanced, where "
+            "performance is not in platform_profile_choices)")
+        return f"ACPI platform profile {cpu.platform_profile}", command
+    return None
+
+
+def _extras(ctx: Context, cpu: CpuFacts) -> list:
+    findings = []
+    if cpu.no_turbo or cpu.boost is False:
+        if cpu.no_turbo:
+            observed, command = (f"{CPU_ROOT}/intel_pstate/no_turbo = 1",
+                                 f"echo 0 > {CPU_ROOT}/intel_pstate/no_turbo")
+        else:
+            observed, command = (f"{CPU_ROOT}/cpufreq/boost = 0",
+                                 f"echo 1 > {CPU_ROOT}/cpufreq/boost")
+        owner = manager(cpu)
+        advice = f"Turn boost back on: `{command}`."
+        if owner:
+            observed += f"; {owner[0]} is running"
+            advice += (f" {owner[0].split()[0]} may have turned it off: switch its profile "
+                       f"(`{owner[1]}`) so it does not turn it off again.")
+        findings.append(ctx.finding(
+            WARN, "Turbo boost is off", observed, advice,
+            "Boost is a large share of a modern CPU's clock range: prompt processing runs "
+            "that much slower without it.", item="boost", fixes=["cpu.boost"],
+            manual=[command]))
+    saver = _saver_profile(cpu)
+    if saver:
+        findings.append(ctx.finding(
+            WARN, f"Power profile in power-saving mode ({saver[0]})", saver[0],
+            f"Switch to a performance profile while llama-server runs: `{saver[1]}`.",
+            "Power-saver profiles cap clocks and EPP on every core.",
+            item="profile", fixes=["cpu.power_profile"], manual=[saver[1]]))
+    return findings
+
+
 @check("cpu.governor", "Scaling governor and energy-performance preference at performance")
 def governor(ctx: Context):
     cpu = ctx.facts.cpu
+    extras = _extras(ctx, cpu)
+    main = _governor(ctx, cpu)
+    return [main, *extras]
+
+
+def _governor(ctx: Context, cpu: CpuFacts):
     policies = cpu.frequency_policies
     if not policies:
         virt = ctx.facts.system.virtualization
@@ -39,13 +118,21 @@ def governor(ctx: Context):
         f"{', EPP ' + epp if epp else ''})"
         for (name, driver, epp), cpus in groups.items()
     )
+    owner = manager(cpu)
+    if owner:
+        observed += f"; set by {owner[0]}"
     if not slow:
         return ctx.finding(PASS, "All CPUs run the performance governor", observed)
+    advice = "Set the performance governor (and EPP performance) on the CPUs llama-server uses."
+    manual: list[str] = []
+    if owner:
+        advice += (f" {owner[0]} owns these settings: switch it with `{owner[1]}` rather than "
+                   "writing sysfs, or it puts its own values back.")
+        manual.append(owner[1])
     return ctx.finding(
         WARN, f"{len(slow)} of {len(policies)} frequency policies are not at performance",
-        observed,
-        "Set the performance governor (and EPP performance) on the CPUs llama-server uses.",
+        observed, advice,
         "Power-saving clocks ramp down between bursts; token generation runs in bursts "
         "and loses several percent of its speed to the ramp.",
-        fixes=["cpu.governor"],
+        fixes=["cpu.governor"], manual=manual,
     )

@@ -1,0 +1,98 @@
+"""NUMA: with several memory nodes, llama-server needs a policy (--numa, numactl).
+
+Without one, the model's pages land on whichever node first touched them and
+threads on the other nodes read them across the socket link, at a fraction of
+local bandwidth; automatic NUMA balancing then migrates pages under the run.
+"""
+
+from __future__ import annotations
+
+from q3cn_doctor.budget import gib
+from q3cn_doctor.context import Context
+from q3cn_doctor.cpuplan import RunningServer, plan_for, running_servers
+from q3cn_doctor.facts.cpu import CpuFacts
+from q3cn_doctor.findings import PASS, SKIP, WARN
+from q3cn_doctor.host import format_cpu_list
+from q3cn_doctor.registry import check
+
+BALANCING = "kernel.numa_balancing"
+
+
+def _nodes(cpu: CpuFacts) -> str:
+    parts = []
+    for node in cpu.numa:
+        cpus = f"CPUs {format_cpu_list(node.cpus)}" if node.cpus else "no CPUs"
+        memory = f", {gib(node.memory_bytes)}" if node.memory_bytes else ""
+        parts.append(f"node{node.node}: {cpus}{memory}")
+    return "; ".join(parts)
+
+
+def _policy(cpu: CpuFacts, server: RunningServer) -> str | None:
+    """How a running llama-server handles NUMA, or None where it does not."""
+    if server.numa:
+        return f"--numa {server.numa}"
+    affinity = set(server.process.affinity or cpu.online_cpus)
+    for node in cpu.numa:
+        if node.cpus and affinity <= set(node.cpus):
+            return f"affinity within node{node.node}"
+    return None
+
+
+@check("cpu.numa", "Several NUMA nodes: a NUMA policy for llama-server (--numa, numactl)")
+def numa(ctx: Context):
+    cpu = ctx.facts.cpu
+    if cpu.numa_nodes is None:
+        return ctx.finding(SKIP, "NUMA layout unknown", "/sys/devices/system/node is absent")
+    with_cpus = {frozenset(node.cpus) for node in cpu.numa if node.cpus}
+    if cpu.numa_nodes <= 1:
+        return ctx.finding(PASS, "One NUMA node: all memory is local",
+                           _nodes(cpu) or cpu.basis.get("numa_nodes", ""))
+    cpu_nodes = [node for node in cpu.numa if node.cpus]
+    if len(cpu_nodes) == 1:
+        return ctx.finding(
+            PASS, f"One NUMA node with CPUs; {cpu.numa_nodes - 1} hold memory only",
+            _nodes(cpu) + ". Memory-only nodes (CXL, HBM) get pages only when local memory "
+            "runs out or a policy asks for them.")
+    if len(with_cpus) <= 1:
+        return ctx.finding(
+            PASS, f"{cpu.numa_nodes} NUMA nodes that list the same CPUs: one memory domain",
+            _nodes(cpu) + ". Every node lists the same CPUs, a firmware table error that "
+            "hwloc merges into one node; llama.cpp gains nothing from --numa here.")
+    observed = f"{cpu.numa_nodes} NUMA nodes: {_nodes(cpu)}"
+    balancing = ctx.host.sysctl(BALANCING)
+    if balancing is not None:
+        observed += f"; {BALANCING} = {balancing}"
+    servers = running_servers(ctx.host)
+    policies = {server.pid: _policy(cpu, server) for server in servers}
+    if servers and all(policies.values()):
+        observed += "; " + ", ".join(f"llama-server pid {pid}: {policy}"
+                                     for pid, policy in policies.items())
+        if balancing not in (None, "0"):
+            return ctx.finding(
+                WARN, "llama-server has a NUMA policy, but automatic NUMA balancing is on",
+                observed, f"Set {BALANCING}=0: llama.cpp warns that balancing moves the "
+                "model's pages under it.", _IMPACT, fixes=["sysctl.numa_balancing"])
+        return ctx.finding(PASS, "llama-server runs with a NUMA policy", observed)
+    if servers:
+        observed += "; " + ", ".join(f"llama-server pid {pid}: no --numa and spans nodes"
+                                     for pid, policy in policies.items() if not policy)
+    the_plan = plan_for(ctx.facts)
+    if the_plan.numa == "numactl":
+        advice = (f"Bind llama-server to node{the_plan.numa_node}, where the model fits: "
+                  f"`{the_plan.command()}`.")
+    else:
+        advice = (f"Launch with --numa distribute: `{the_plan.command()}`, after dropping the "
+                  "page cache (`sync; echo 3 > /proc/sys/vm/drop_caches`) so the model's pages "
+                  "spread over the nodes too. Where the model fits one node's memory, "
+                  "`numactl --cpunodebind=0 --membind=0 llama-server --numa numactl ...` keeps "
+                  "every read local instead.")
+    fixes = []
+    if balancing not in (None, "0"):
+        advice += f" Set {BALANCING}=0 as well: llama.cpp warns that it hurts."
+        fixes.append("sysctl.numa_balancing")
+    return ctx.finding(WARN, f"{cpu.numa_nodes} NUMA nodes and no NUMA policy planned",
+                       observed, advice, _IMPACT, fixes=fixes)
+
+
+_IMPACT = ("Threads reading the model from another node's memory get a fraction of local "
+           "bandwidth, and token generation is bound by memory bandwidth.")
