@@ -35,6 +35,28 @@ def run_cli(*args: str, env: dict | None = None,
                           env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def snapshot_facts(name_or_dir: str | Path, **options):
+    """Facts of a fixture host (by name) or of a snapshot folder (a Path or absolute path)."""
+    from q3cn_doctor.facts import Facts
+    from q3cn_doctor.options import Options
+    from q3cn_doctor.snapshot import SnapshotHost
+
+    name = str(name_or_dir)
+    directory = name if os.path.isabs(name) else host_fixture(name)
+    return Facts(SnapshotHost(directory), Options(snapshot=directory, **options))
+
+
+def snapshot_findings(name_or_dir: str | Path, *ids: str, **options) -> dict:
+    """The built-in checks' findings on a fixture host or snapshot folder, by finding id."""
+    from q3cn_doctor.runner import available_checks, run_checks, select
+
+    specs, _ = available_checks(plugins=False)
+    found = run_checks(snapshot_facts(name_or_dir, **options), select(specs, list(ids), []))
+    by_id = {finding.id: finding for finding in found}
+    assert len(by_id) == len(found), "finding ids must be unique"
+    return by_id
+
+
 @pytest.fixture
 def snapshot_host():
     """Open a fixture host by name as a read-only SnapshotHost."""

@@ -14,25 +14,17 @@ from pathlib import Path
 
 import pytest
 from conftest import host_fixture, run_cli
+from conftest import snapshot_findings as findings_for
+from fixture_hosts import BUILD, H8QM8, HYPERV, KVM, LAPTOP, OPTERON, OVS, TIGERLAKE, ZRAM
 from q3cn_doctor.budget import GIB, gib
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.findings import ERROR, FAIL, INFO, PASS, SKIP, WARN, Finding
 from q3cn_doctor.options import Options
-from q3cn_doctor.runner import available_checks, run_checks, select
-from q3cn_doctor.snapshot import SnapshotHost
+from q3cn_doctor.runner import run_checks, select
 
 KIB = 1024
 MIB = 1024**2
 
-LAPTOP = "001-hp-elitebook-840g10-i7-1370p-disk-swap"
-TIGERLAKE = "002-tigerlake-i7-1165g7-intel-pstate-powersave"
-OPTERON = "003-supermicro-h8qg6-opteron6134-per-cpu-cpufreq"
-KVM = "004-kvm-guest-cloudstack-skylake-2vcpu"
-OVS = "005-ovs-offload-compute-160x1g-hugepages"
-H8QM8 = "006-supermicro-h8qm8-2048x2m-hugepages"
-ZRAM = "007-kunpeng920-arm64-zram-swappiness100"
-HYPERV = "008-hyperv-gen2-guest-rhcos-2vcpu"
-BUILD = "build-machine-kvm"
 ALL_FIXTURES = (LAPTOP, TIGERLAKE, OPTERON, KVM, OVS, H8QM8, ZRAM, HYPERV, BUILD)
 
 QWEN_NEED = round(44.73 * GIB) + 3 * GIB + 4 * GIB  # weights + KV at 131072 + OS headroom
@@ -41,14 +33,6 @@ RTX4090 = {"name": "NVIDIA GeForce RTX 4090", "memory_total_bytes": 24564 * MIB,
            "memory_used_bytes": 1583 * MIB, "memory_free_bytes": (24564 - 1583) * MIB}
 RTX4090_USABLE = (24564 - 1583 - 1024) * MIB  # free less llama-server's 1 GiB --fit-target
 
-
-def findings_for(directory: str | Path, *ids: str, **options) -> dict[str, Finding]:
-    specs, _ = available_checks(plugins=False)
-    facts = Facts(SnapshotHost(str(directory)), Options(snapshot=str(directory), **options))
-    found = run_checks(facts, select(specs, list(ids), []))
-    by_id = {finding.id: finding for finding in found}
-    assert len(by_id) == len(found), "finding ids must be unique"
-    return by_id
 
 
 def check(name: str, check_id: str, **options) -> dict[str, Finding]:
@@ -430,11 +414,8 @@ def test_cli_on_the_build_machine_snapshot():
 
 def test_governor_powersave_with_epp_performance_on_intel_pstate_is_full_speed(tmp_path):
     """intel_pstate's powersave hands the clock to HWP: with EPP performance it is fast."""
-    from q3cn_doctor.facts import Facts
     from q3cn_doctor.live import RootHost
-    from q3cn_doctor.options import Options
     from q3cn_doctor.registry import builtin_checks
-    from q3cn_doctor.runner import run_checks, select
 
     for epp, expected in (("performance", "pass"), ("balance_power", "warn")):
         policy = tmp_path / epp / "sys/devices/system/cpu/cpufreq/policy0"

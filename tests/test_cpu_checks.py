@@ -8,32 +8,15 @@ import shutil
 from pathlib import Path
 
 from conftest import host_fixture, run_cli
-from q3cn_doctor.facts import Facts
-from q3cn_doctor.findings import ERROR, INFO, PASS, SKIP, WARN, Finding
-from q3cn_doctor.options import Options
-from q3cn_doctor.runner import available_checks, run_checks, select
-from q3cn_doctor.snapshot import SnapshotHost
+from conftest import snapshot_findings as findings
+from fixture_hosts import CPU_KVM as KVM
+from fixture_hosts import CPU_OPTERON as OPTERON
+from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
+from q3cn_doctor.findings import ERROR, INFO, PASS, SKIP, WARN
 
-GUIDE = "cpu-i5-12600k-guide-constructed"
-RAPTOR = "cpu-i7-1370p-hybrid-laptop"
-GB10 = "cpu-gb10-arm-biglittle"
-RYZEN = "cpu-ryzen9-7950x-2ccd"
-EPYC = "cpu-epyc7451-2s-8numa"
-OPTERON = "cpu-opteron6276-4s-8numa-cmt"
-N100 = "cpu-n100-ecore-only"
-KVM = "cpu-kvm-guest-2vcpu"
 CPU = "/sys/devices/system/cpu"
 GUIDE_PID = 4242
 
-
-def findings(name: str | Path, *ids: str, **options) -> dict[str, Finding]:
-    directory = str(name) if isinstance(name, Path) else host_fixture(name)
-    specs, _ = available_checks(plugins=False)
-    facts = Facts(SnapshotHost(directory), Options(snapshot=directory, **options))
-    found = run_checks(facts, select(specs, list(ids), []))
-    by_id = {finding.id: finding for finding in found}
-    assert len(by_id) == len(found), "finding ids must be unique"
-    return by_id
 
 
 def copy_fixture(name: str, tmp_path: Path) -> Path:

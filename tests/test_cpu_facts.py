@@ -12,20 +12,15 @@ from pathlib import Path
 
 import pytest
 from conftest import host_fixture
+from fixture_hosts import CPU_KVM as KVM
+from fixture_hosts import CPU_OPTERON as OPTERON
+from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.cpu import cpu_mask, parse_cpu_mask, parse_cpuinfo
 from q3cn_doctor.host import format_cpu_list
 from q3cn_doctor.options import Options
 from q3cn_doctor.snapshot import SnapshotHost
 
-GUIDE = "cpu-i5-12600k-guide-constructed"
-RAPTOR = "cpu-i7-1370p-hybrid-laptop"
-GB10 = "cpu-gb10-arm-biglittle"
-RYZEN = "cpu-ryzen9-7950x-2ccd"
-EPYC = "cpu-epyc7451-2s-8numa"
-OPTERON = "cpu-opteron6276-4s-8numa-cmt"
-N100 = "cpu-n100-ecore-only"
-KVM = "cpu-kvm-guest-2vcpu"
 GIB = 1024**3
 CPU = "/sys/devices/system/cpu"
 

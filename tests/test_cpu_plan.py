@@ -13,20 +13,14 @@ import shutil
 from pathlib import Path
 
 from conftest import host_fixture
+from conftest import snapshot_facts as facts
+from fixture_hosts import CPU_KVM as KVM
+from fixture_hosts import CPU_OPTERON as OPTERON
+from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
 from q3cn_doctor.cpuplan import llama_default_threads, plan, plan_for, running_servers
-from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.cpu import CpuFacts
-from q3cn_doctor.options import Options
 from q3cn_doctor.snapshot import SnapshotHost
 
-GUIDE = "cpu-i5-12600k-guide-constructed"
-RAPTOR = "cpu-i7-1370p-hybrid-laptop"
-GB10 = "cpu-gb10-arm-biglittle"
-RYZEN = "cpu-ryzen9-7950x-2ccd"
-EPYC = "cpu-epyc7451-2s-8numa"
-OPTERON = "cpu-opteron6276-4s-8numa-cmt"
-N100 = "cpu-n100-ecore-only"
-KVM = "cpu-kvm-guest-2vcpu"
 GIB = 1024**3
 
 # The thread and placement lines of `llama-server --help`, build 0c1e570 (2026-10; corpus
@@ -48,10 +42,6 @@ HELP_OLD = """\
 --numa TYPE                             attempt optimizations that help on some NUMA systems
 """
 
-
-def facts(name: str | Path) -> Facts:
-    directory = str(name) if isinstance(name, Path) else host_fixture(name)
-    return Facts(SnapshotHost(directory), Options(snapshot=directory))
 
 
 def plan_of(name: str | Path, model_bytes: int | None = None):

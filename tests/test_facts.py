@@ -14,37 +14,25 @@ from pathlib import Path
 
 import pytest
 from conftest import host_fixture
+from conftest import snapshot_facts as facts_for
+from fixture_hosts import BUILD, H8QM8, HYPERV, KVM, LAPTOP, OPTERON, OVS, TIGERLAKE, ZRAM
 from q3cn_doctor.budget import FIT_TARGET_BYTES, OS_HEADROOM_BYTES, ram_budget
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.memory import parse_meminfo, parse_swaps, parse_thp
 from q3cn_doctor.facts.model import kv_cache_bytes
 from q3cn_doctor.facts.system import Virtualization
-from q3cn_doctor.options import Options
 from q3cn_doctor.profiles import PROFILES
-from q3cn_doctor.snapshot import SnapshotHost
 
 KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
 
-LAPTOP = "001-hp-elitebook-840g10-i7-1370p-disk-swap"
-TIGERLAKE = "002-tigerlake-i7-1165g7-intel-pstate-powersave"
-OPTERON = "003-supermicro-h8qg6-opteron6134-per-cpu-cpufreq"
-KVM = "004-kvm-guest-cloudstack-skylake-2vcpu"
-OVS = "005-ovs-offload-compute-160x1g-hugepages"
-H8QM8 = "006-supermicro-h8qm8-2048x2m-hugepages"
-ZRAM = "007-kunpeng920-arm64-zram-swappiness100"
-HYPERV = "008-hyperv-gen2-guest-rhcos-2vcpu"
-BUILD = "build-machine-kvm"
 
 # /proc/swaps as mm/swapfile.c swap_show() prints it: header, then the path padded
 # to 40 columns, "partition" or "file\t", sizes in kB with a second tab below 10^7.
 HYPERVISOR_CPUINFO = "processor\t: 0\nflags\t\t: fpu hypervisor\n"
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
 
-
-def facts_for(directory: str | Path, **options) -> Facts:
-    return Facts(SnapshotHost(str(directory)), Options(snapshot=str(directory), **options))
 
 
 def fixture_facts(name: str, **options) -> Facts:

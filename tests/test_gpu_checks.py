@@ -13,16 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, host_fixture, run_cli
+from conftest import REPO, host_fixture, run_cli, snapshot_findings
 from q3cn_doctor.budget import FIT_TARGET_BYTES
-from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.gpu import clock_events, cuda_version_text
 from q3cn_doctor.facts.model import kv_cache_bytes
 from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
-from q3cn_doctor.options import Options
 from q3cn_doctor.profiles import PROFILES
-from q3cn_doctor.runner import available_checks, run_checks, select
-from q3cn_doctor.snapshot import SnapshotHost
 from test_elf import make_elf
 
 MIB = 1024**2
@@ -44,12 +40,7 @@ def resident(profile: dict) -> int:
 
 
 def findings_for(directory: str | Path, *ids: str, **options) -> dict[str, Finding]:
-    specs, _ = available_checks(plugins=False)
-    facts = Facts(SnapshotHost(str(directory)), Options(snapshot=str(directory), **options))
-    found = run_checks(facts, select(specs, list(ids or ["gpu"]), []))
-    by_id = {finding.id: finding for finding in found}
-    assert len(by_id) == len(found), "finding ids must be unique"
-    return by_id
+    return snapshot_findings(directory, *(ids or ("gpu",)), **options)
 
 
 def fixture_findings(name: str, *ids: str, **options) -> dict[str, Finding]:
