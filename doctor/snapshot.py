@@ -40,7 +40,7 @@ from .live import LiveHost
 from .version import __version__
 
 FORMAT_VERSION = 1
-_SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json")
+_SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json", "model.json", "server.json")
 NVML_ABSENT = {"init": "absent", "reason": "not in this snapshot"}
 
 
@@ -142,6 +142,16 @@ class SnapshotHost(Host):
     def processes(self) -> list[Process]:
         return [Process(**entry) for entry in self.meta.get("processes", [])]
 
+    def recorded(self, name: str) -> dict:
+        """A top-level record of parsed facts kept instead of a large file (``model.json``:
+        model path -> its GGUF facts); empty where the snapshot has none."""
+        text = _read_optional(resolve_under(self.directory, "/" + name))
+        try:
+            record = json.loads(text) if text is not None else {}
+        except ValueError:
+            return {}
+        return record if isinstance(record, dict) else {}
+
 
 def _read_optional(path: str) -> str | None:
     try:
@@ -165,6 +175,7 @@ class RecordingHost(LiveHost):
         self.listings: dict[str, list[str]] = {}
         self.not_captured: list[dict[str, str]] = []
         self._nvml: dict | None = None
+        self.records: dict[str, dict] = {}  # model.json...: parsed facts, never the files
         os.makedirs(os.path.join(self.directory, "cmd"), exist_ok=True)
         os.makedirs(self.fs, exist_ok=True)
 
@@ -225,6 +236,11 @@ class RecordingHost(LiveHost):
         open(stored, "ab").close()
         if record is not None:
             _write_text(stored + RECORDED_SUFFIX, json.dumps(record, indent=2))
+
+    def record(self, name: str, key: str, value: dict) -> None:
+        """Keep parsed facts of a large file (a GGUF model) in the top-level record ``name``
+        under ``key``, for ``SnapshotHost.recorded``; written by ``finish``."""
+        self.records.setdefault(name, {})[key] = value
 
     def _listdir(self, path: str) -> list[str]:
         try:
@@ -295,6 +311,8 @@ class RecordingHost(LiveHost):
         if self.redacted:
             readings = redact.redact_nvml(readings)
         _write_text(os.path.join(self.directory, "nvml.json"), json.dumps(readings, indent=2))
+        for name, record in self.records.items():
+            _write_text(os.path.join(self.directory, name), json.dumps(record, indent=2))
         environ = self.environ()
         if self.redacted:
             environ = {k: v for k, v in environ.items() if k in ENV_ALLOW}

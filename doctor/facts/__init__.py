@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from ..host import Host
 from ..options import Options
-from . import cpu, gpu, memory, model, system
+from . import cpu, gpu, memory, model, server, system
 
 Gatherer = Callable[[Host, Options, "Facts"], Any]
 
@@ -23,6 +23,7 @@ SECTIONS: dict[str, Gatherer] = {
     "nvml": gpu.gather_nvml,
     "gpus": gpu.gather_gpus,
     "model": model.gather,
+    "server": server.gather,
 }
 
 
@@ -78,6 +79,10 @@ class Facts:
     @property
     def model(self) -> model.ModelFacts:
         return self.section("model")
+
+    @property
+    def server(self) -> server.ServerFacts:
+        return self.section("server")
 
     def to_json(self) -> dict[str, Any]:
         """Every section, gathered now if no check needed it; a failed one as its error."""

@@ -1,0 +1,266 @@
+"""The server section: the installed llama-server and what this build can do.
+
+Found by ``--server`` (or the config file's ``server``), else the first on PATH (the
+GPU facts' ``find_server``, shared). What the build accepts is read from its
+``--help``, never guessed from its version line: a build from a source tarball prints
+"build 1" whatever its age. ``--help`` of a CUDA build starts the backends and takes a
+second or two, so on the live machine its text is kept in the user's cache directory,
+keyed by the binary's path, size and modification time: a rebuilt binary is read again.
+
+Which model architectures the build knows comes from the names compiled into its
+``libllama`` (or into llama-server itself where it is linked statically). A snapshot
+records those names in its ``server.json`` (library path -> names), never the library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..flags import Build, parse_help
+from ..host import Host
+from ..options import Options
+from .gpu import find_server, gather_cuda_build
+
+if TYPE_CHECKING:
+    from . import Facts
+
+RECORD = "server.json"
+"""The top-level snapshot file holding the architecture names found per library."""
+CACHE_FILE = "llama-server.json"
+CACHE_ENTRIES = 16
+HELP_TIMEOUT_S = 30.0  # a CUDA build initialises every GPU before printing its help
+_VERSION = re.compile(r"^version:\s*(?P<text>.+?)\s*$", re.MULTILINE)
+_BUILD = re.compile(r"build (\d+)")
+_COMMIT = re.compile(r"(?:commit |\()([0-9a-f]{7,40})\)?")
+_NUMBER_ONLY = re.compile(r"^(\d+) \(")
+_COMPILER = re.compile(r"^built with (.+?)\s*$", re.MULTILINE)
+_SCAN_LIMIT = 4 * 1024**3  # a library larger than this is not scanned for names
+MIN_ARCHITECTURES = 8  # fewer names than this: not libllama (a stub, a stripped file)
+
+
+@dataclass
+class ServerFacts:
+    path: str | None  # llama-server, None where not found
+    found_by: str  # "--server", "PATH (/usr/local/bin)" or where it was looked for
+    size_bytes: int | None
+    mtime_ns: int | None
+    version: str | None  # the --version line after "version: "
+    build_number: int | None
+    commit: str | None
+    compiler: str | None
+    help_source: str | None  # "ran", "cache" (this user's cache) or None
+    help_error: str | None  # why --help gave no options
+    help_state: str | None  # how --help ended: ran, not-installed, timed-out, absent...
+    options: list[dict]  # each option: names, arg, choices, default, env (doctor/flags.py)
+    flags: list[str]  # every name the build accepts
+    default_port: int | None
+    architectures: list[str] | None  # model architectures compiled in; None where unknown
+    architectures_source: str | None  # the library the names were read from
+    backends: list[str]  # "cuda", "vulkan"...; empty: a CPU-only build
+    cuda_runtime_major: int | None
+    basis: dict[str, str] = field(default_factory=dict)
+
+    def build(self) -> Build | None:
+        """The build's options for translating a plan; None where --help was not read."""
+        if not self.options:
+            return None
+        from ..flags import FlagSpec
+
+        return Build([FlagSpec(**option) for option in self.options])
+
+    def knows_architecture(self, name: str) -> bool | None:
+        if self.architectures is None:
+            return None
+        return name in self.architectures
+
+
+def gather(host: Host, options: Options, facts: Facts) -> ServerFacts:
+    path, found_by = find_server(host, options)
+    server = ServerFacts(
+        path=path, found_by=found_by, size_bytes=None, mtime_ns=None, version=None,
+        build_number=None, commit=None, compiler=None, help_source=None, help_error=None,
+        help_state=None,
+        options=[], flags=[], default_port=None, architectures=None,
+        architectures_source=None, backends=[], cuda_runtime_major=None,
+        basis={
+            "path": "--server (or the config file's server), else the first llama-server on "
+                    "PATH",
+            "options": "`llama-server --help`, read once per binary (path, size, mtime)",
+            "version": "`llama-server --version` (a tarball build says build 1 at any age)",
+            "architectures": "architecture names compiled into libllama",
+            "backends": "the ELF dependencies of llama-server and its libraries (gpu.cuda)",
+        })
+    if path is None:
+        return server
+    with contextlib.suppress(OSError):
+        found = host.stat(path)
+        server.size_bytes, server.mtime_ns = found.size, found.mtime_ns
+    texts = _texts(host, path, server)
+    server.help_state = texts.get("help_state", "ran")
+    _apply_help(server, texts.get("help"), texts.get("help_error"))
+    _apply_version(server, texts.get("version"))
+    build = gather_cuda_build(host, options)
+    server.backends = list(build.backends)
+    server.cuda_runtime_major = build.runtime_major
+    library = next((lib for lib in build.libraries
+                    if os.path.basename(lib).startswith("libllama")), None)
+    target = library or path
+    server.architectures, why = _architectures(host, target)
+    server.architectures_source = target if server.architectures is not None else None
+    if why:
+        server.basis["architectures"] = why
+    return server
+
+
+# -- --help and --version, cached on the live machine ------------------------------------------
+
+def _texts(host: Host, path: str, server: ServerFacts) -> dict[str, Any]:
+    key = f"{path}|{server.size_bytes}|{server.mtime_ns}"
+    cache = _cache_path(host) if server.size_bytes is not None else None
+    if cache is not None:
+        entry = _load_cache(cache).get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("help"), str):
+            host.note(f"{cache} ({path} --help, --version)")
+            server.help_source = "cache"
+            return entry
+    helped = host.run([path, "--help"], timeout=HELP_TIMEOUT_S)
+    versioned = host.run([path, "--version"], timeout=HELP_TIMEOUT_S)
+    entry: dict[str, Any] = {"version": (versioned.stdout + versioned.stderr)
+                             if versioned.state == "ran" else None}
+    if helped.state == "ran" and "--help" in helped.stdout + helped.stderr:
+        entry["help"] = helped.stdout if "--help" in helped.stdout else helped.stderr
+        server.help_source = "ran"
+    else:
+        entry["help_error"] = helped.reason()
+        entry["help_state"] = helped.state
+    if cache is not None and "help" in entry:
+        _store_cache(cache, key, entry)
+    return entry
+
+
+def _cache_path(host: Host) -> str | None:
+    """This user's cache file, only for the live machine as it is (never for a snapshot,
+    a --root tree, or a recording, which must record the commands themselves)."""
+    from ..live import LiveHost
+
+    if type(host) is not LiveHost:
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not base.startswith("/"):
+        return None
+    return os.path.join(base, "q3cn-doctor", CACHE_FILE)
+
+
+def _load_cache(path: str) -> dict:
+    # The doctor's own cache, not the machine under test: read directly, never recorded.
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _store_cache(path: str, key: str, entry: dict) -> None:
+    data = _load_cache(path)
+    data.pop(key, None)
+    data[key] = entry
+    while len(data) > CACHE_ENTRIES:
+        data.pop(next(iter(data)))
+    temp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(temp, path)
+    except OSError:  # a read-only home: no cache, the next run asks again
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+
+
+def _apply_help(server: ServerFacts, text: str | None, error: str | None) -> None:
+    if not text:
+        server.help_error = error or "no --help output"
+        return
+    specs = parse_help(text)
+    if not specs:
+        server.help_error = "its --help lists no options"
+        return
+    server.options = [spec.to_json() for spec in specs]
+    server.flags = sorted({name for spec in specs for name in spec.names})
+    port = next((spec for spec in specs if "--port" in spec.names), None)
+    if port is not None and port.default and port.default.isdigit():
+        server.default_port = int(port.default)
+
+
+def _apply_version(server: ServerFacts, text: str | None) -> None:
+    if not text:
+        return
+    match = _VERSION.search(text)
+    if match:
+        server.version = match.group("text")
+        build = _BUILD.search(server.version) or _NUMBER_ONLY.search(server.version)
+        commit = _COMMIT.search(server.version)
+        server.build_number = int(build.group(1)) if build else None
+        server.commit = commit.group(1) if commit else None
+    compiler = _COMPILER.search(text)
+    server.compiler = compiler.group(1) if compiler else None
+
+
+# -- architectures compiled in --------------------------------------------------------------------
+
+def _architectures(host: Host, path: str) -> tuple[list[str] | None, str | None]:
+    recorded = getattr(host, "recorded", None)
+    if callable(recorded):
+        host.note(f"{RECORD}:{path}")
+        entry = recorded(RECORD).get(path)
+        if isinstance(entry, dict) and isinstance(entry.get("architectures"), list):
+            return [str(a) for a in entry["architectures"]], None
+    cache = _cache_path(host)
+    key = None
+    if cache is not None:
+        with contextlib.suppress(OSError):
+            found = host.stat(path)
+            key = f"architectures|{path}|{found.size}|{found.mtime_ns}"
+            entry = _load_cache(cache).get(key)
+            if isinstance(entry, dict) and isinstance(entry.get("architectures"), list):
+                return entry["architectures"], None
+    try:
+        names = scan_architectures(host, path)
+    except OSError as exc:
+        return None, f"{path}: {exc.strerror or exc}"
+    record = getattr(host, "record", None)
+    if callable(record) and names is not None:
+        record(RECORD, path, {"architectures": names})
+    if cache is not None and key is not None and names is not None:
+        _store_cache(cache, key, {"architectures": names})
+    if names is None:
+        return None, f"no architecture names found in {path} (a stripped or placeholder file)"
+    return names, None
+
+
+def scan_architectures(host: Host, path: str) -> list[str] | None:
+    """The model architecture names (llama.cpp's LLM_ARCH_NAMES, as the gguf package lists
+    them) found as strings in a library; None where too few are there to be libllama.
+
+    A name is matched where it ends a NUL-terminated string, not where one starts: the
+    linker stores a string that ends another only once ("bert" inside "nomic-bert").
+    """
+    from ..gguf_model import architecture_names
+
+    known = sorted(architecture_names(), key=len, reverse=True)
+    pattern = re.compile(b"(" + b"|".join(re.escape(n.encode()) for n in known) + b")\\x00")
+    with host.mapped(path) as view:
+        if len(view) > _SCAN_LIMIT:
+            return None
+        found = {match.group(1).decode() for match in pattern.finditer(view)}
+    # a name that ends a longer one may live inside it: count it, rather than miss it
+    found |= {name for name in known for longer in found if longer.endswith(name)}
+    if len(found) < MIN_ARCHITECTURES:
+        return None
+    return sorted(found)

@@ -1,0 +1,395 @@
+"""A GGUF model file as the plan needs it, read through the host with llama.cpp's
+own reader (the ``gguf`` package, imported here and nowhere else).
+
+What is kept is small: the architecture and its shape (layers, experts, which layers
+hold a KV cache), the total size over every split file, and the bytes of each class
+of tensor (routed experts, shared expert, attention, recurrent, embeddings, output),
+which is what decides what the GPU can hold and what each token reads from RAM.
+
+A snapshot never copies a model: ``RecordingHost`` keeps these parsed facts in the
+snapshot's ``model.json`` (path -> facts) and a replay reads them from there.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .host import Host
+
+RECORD = "model.json"
+"""The top-level snapshot file holding parsed GGUF facts by model path."""
+
+MAGIC = b"GGUF"
+SPLIT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<number>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+# Tensor classes, in the order the report lists them.
+ROUTED, SHARED, ATTENTION, RECURRENT, EMBEDDINGS, OUTPUT, OTHER = (
+    "routed_experts", "shared_expert", "attention", "recurrent", "embeddings", "output", "other")
+TENSOR_CLASSES = (ROUTED, SHARED, ATTENTION, RECURRENT, EMBEDDINGS, OUTPUT, OTHER)
+
+# Sliding-window layouts llama.cpp sets in code for architectures whose GGUF does not
+# say (src/llama-model.cpp, hparams.set_swa_pattern): every Nth layer is full attention.
+SWA_PATTERN = {"gpt-oss": 2, "gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4,
+               "llama4": 4, "exaone4": 4}
+
+_BLOCK = re.compile(r"^blk\.(\d+)\.(.+)$")
+
+
+class GgufError(ValueError):
+    """Not a GGUF file, a split set with a part missing, or metadata the plan needs is absent."""
+
+
+@dataclass
+class GgufFile:
+    path: str
+    size_bytes: int
+    tensors: int
+
+
+@dataclass
+class GgufModel:
+    """The parsed facts of one model (all its split files together)."""
+
+    path: str
+    files: list[GgufFile]
+    file_bytes: int  # every split file's size, summed
+    name: str | None
+    architecture: str
+    file_type: str | None  # general.file_type as llama.cpp names it (MOSTLY_MXFP4_MOE)
+    layers: int
+    context_length: int | None  # what the model was trained for
+    hidden: int | None
+    heads: int | None
+    kv_heads: int  # of a full-attention layer
+    head_dim: int  # key length
+    value_dim: int  # value length
+    full_attention_layers: int  # layers holding a KV cache over the whole context
+    sliding_window_layers: int  # layers holding a KV cache over the window only
+    recurrent_layers: int  # layers holding a fixed-size state instead (Gated DeltaNet, Mamba)
+    sliding_window_tokens: int | None
+    experts: int
+    experts_used: int
+    shared_experts: int
+    expert_ffn: int | None
+    expert_layers: int  # layers with routed experts (--n-cpu-moe counts these)
+    vocab_size: int | None
+    tensor_bytes: dict[str, int] = field(default_factory=dict)  # by class, TENSOR_CLASSES
+    tensor_types: dict[str, str] = field(default_factory=dict)  # by class, the largest type
+    basis: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def routed_bytes(self) -> int:
+        return self.tensor_bytes.get(ROUTED, 0)
+
+    @property
+    def routed_bytes_per_token(self) -> int:
+        """What one token reads of the routed experts: the used share of them."""
+        if not self.experts:
+            return 0
+        return self.routed_bytes * self.experts_used // self.experts
+
+    @property
+    def dense_bytes_per_token(self) -> int:
+        """What one token reads of everything else: all of it but the routed experts and
+        the embedding table (a token reads one row of that)."""
+        return sum(size for name, size in self.tensor_bytes.items()
+                   if name not in (ROUTED, EMBEDDINGS))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: Any) -> GgufModel:
+        if not isinstance(record, dict):
+            raise GgufError("the recorded model facts are not an object")
+        try:
+            values = dict(record)
+            values["files"] = [GgufFile(**entry) for entry in values.get("files") or []]
+            return cls(**values)
+        except TypeError as exc:
+            raise GgufError(f"the recorded model facts do not match this version: {exc}") from exc
+
+
+def split_parts(path: str) -> list[str]:
+    """Every file of a split model (``*-00001-of-00003.gguf``), or just ``path``."""
+    match = SPLIT_NAME.match(path)
+    if not match:
+        return [path]
+    count = int(match.group("count"))
+    return [f"{match.group('prefix')}-{number:05d}-of-{count:05d}.gguf"
+            for number in range(1, count + 1)]
+
+
+def read_model(host: Host, path: str) -> GgufModel:
+    """The model at ``path`` through the host: a snapshot's record where it has one,
+    else the file (and every split part) itself. GgufError or OSError say why not."""
+    recorded = getattr(host, "recorded", None)
+    if callable(recorded):
+        host.note(f"{RECORD}:{path}")
+        record = recorded(RECORD).get(path)
+        if record is not None:
+            return GgufModel.from_json(record)
+    model = _read_files(host, path)
+    record_hook = getattr(host, "record", None)
+    if callable(record_hook):
+        record_hook(RECORD, path, model.to_json())
+    return model
+
+
+# -- reading the files -------------------------------------------------------------------------
+
+def _read_files(host: Host, path: str) -> GgufModel:
+    parts = split_parts(path)
+    readers = []
+    files = []
+    for part in parts:
+        if part != path and not host.exists(part):  # the file given says why itself
+            raise GgufError(f"split part {part} is missing (the model has {len(parts)} parts)")
+        reader = _open(host, part)
+        readers.append(reader)
+        files.append(GgufFile(part, host.stat(part).size, len(reader.tensors)))
+    first = next((r for r in readers if _value(r, "general.architecture")), None)
+    if first is None:
+        raise GgufError(f"{parts[0]} has no general.architecture: not a model GGUF")
+    declared = _value(first, "split.count")
+    if declared is not None and int(declared) != len(parts):
+        raise GgufError(f"{parts[0]} says split.count {declared}, the name says {len(parts)}")
+    tensors = [(t.name, int(t.n_bytes), t.tensor_type.name) for r in readers for t in r.tensors]
+    return _facts(path, files, first, tensors)
+
+
+def _open(host: Host, path: str):
+    """A GGUFReader over ``path``. The host maps the file first (that notes the read,
+    honours injected faults and, recording, leaves a placeholder); the reader then maps
+    the same file by the host's own resolution of the path (a --root or snapshot tree)."""
+    with host.mapped(path) as view:
+        if view[:4] != MAGIC:
+            raise GgufError(f"{path} is not a GGUF file (no GGUF magic)")
+    reader_class = _reader_class()
+    try:
+        return reader_class(host._real_path(path))  # the door's own mapping of the path
+    except (ValueError, KeyError, IndexError, struct.error) as exc:
+        raise GgufError(f"{path}: {exc}") from exc
+
+
+_READER: Any = None
+
+
+def _reader_class():
+    """gguf's GGUFReader, made fast on the metadata arrays it would otherwise split into
+    one numpy array per element (a 150k-token vocabulary takes seconds that way)."""
+    global _READER
+    if _READER is not None:
+        return _READER
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType
+
+    class FastArrayReader(GGUFReader):
+        def _get_field_parts(self, orig_offs, raw_type):  # noqa: ANN001 - gguf's signature
+            if GGUFValueType(raw_type) != GGUFValueType.ARRAY:
+                return super()._get_field_parts(orig_offs, raw_type)
+            raw_itype = self._get(orig_offs, np.uint32)
+            alen = self._get(orig_offs + 4, np.uint64)
+            offs = orig_offs + 12
+            sub = GGUFValueType(raw_itype[0])
+            types = [GGUFValueType.ARRAY, sub]
+            scalar = self.gguf_scalar_to_np.get(sub)
+            if scalar is not None:  # one array for all elements
+                values = self._get(offs, scalar, alen[0])
+                return 12 + int(values.nbytes), [raw_itype, alen, values], [2], types
+            if sub == GGUFValueType.STRING:  # skipped, counted: the plan needs no token text
+                order = ">" if self.byte_order == "S" else "<"
+                buffer = memoryview(self.data)
+                for _ in range(int(alen[0])):
+                    (length,) = struct.unpack_from(order + "Q", buffer, offs)
+                    offs += 8 + length
+                return offs - orig_offs, [raw_itype, alen], [], types
+            return super()._get_field_parts(orig_offs, raw_type)
+
+    _READER = FastArrayReader
+    return _READER
+
+
+def _value(reader, key: str) -> Any:
+    """A metadata value: a number, a string, or a list of numbers (string arrays are
+    skipped by the reader and read as None). Read from the field's parts directly, the
+    layout every gguf release shares (``ReaderField.contents`` is recent)."""
+    from gguf import GGUFValueType
+
+    found = reader.fields.get(key)
+    if found is None or not found.types or not found.data:
+        return None
+    try:
+        if found.types[0] == GGUFValueType.ARRAY:
+            if found.types[-1] == GGUFValueType.STRING:
+                return None
+            return [item for index in found.data for item in found.parts[index].tolist()]
+        part = found.parts[found.data[0]]
+        if found.types[0] == GGUFValueType.STRING:
+            return bytes(part).decode("utf-8", errors="replace")
+        return part.tolist()[0]
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
+def _array_length(reader, key: str) -> int | None:
+    found = reader.fields.get(key)
+    if found is None or len(found.types) < 2:
+        return None
+    return int(found.parts[4][0])  # key length, key, value type, item type, then the count
+
+
+def architecture_names() -> list[str]:
+    """Every architecture name the installed gguf package knows (llama.cpp's list)."""
+    from gguf.constants import MODEL_ARCH_NAMES
+
+    return sorted(set(MODEL_ARCH_NAMES.values()))
+
+
+# -- shaping the facts -------------------------------------------------------------------------
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return int(value)
+    return None
+
+
+def _per_layer(value: Any, layers: int) -> list[int] | None:
+    """A per-layer metadata value (an int, or an array of one per layer)."""
+    if isinstance(value, list):
+        return [int(v) for v in value][:layers] or None
+    number = _int(value)
+    return None if number is None else [number] * layers
+
+
+def classify(name: str, recurrent_blocks: set[int]) -> str:
+    """The class of a tensor by its llama.cpp name."""
+    if "_exps" in name:
+        return ROUTED
+    if "_shexp" in name:
+        return SHARED
+    if name.startswith(("token_embd", "per_layer_token_embd")):
+        return EMBEDDINGS
+    if name.startswith(("output.", "output_norm")) or name == "output":
+        return OUTPUT
+    block = _BLOCK.match(name)
+    if block:
+        number, rest = int(block.group(1)), block.group(2)
+        if rest.startswith("ssm_") or (rest.startswith("attn_") and number in recurrent_blocks):
+            return RECURRENT
+        if rest.startswith("attn_"):
+            return ATTENTION
+    return OTHER
+
+
+def _facts(path: str, files: list[GgufFile], reader, tensors: list[tuple[str, int, str]]
+           ) -> GgufModel:
+    arch = str(_value(reader, "general.architecture"))
+    basis: dict[str, str] = {}
+
+    def key(name: str) -> Any:
+        return _value(reader, f"{arch}.{name}")
+
+    blocks = {int(m.group(1)) for name, _, _ in tensors if (m := _BLOCK.match(name))}
+    layers = _int(key("block_count")) or (max(blocks) + 1 if blocks else 0)
+    basis["layers"] = f"{arch}.block_count"
+    heads = _int(key("attention.head_count")) if not isinstance(
+        key("attention.head_count"), list) else max(key("attention.head_count"))
+    hidden = _int(key("embedding_length"))
+    head_dim = _int(key("attention.key_length")) or (hidden // heads if hidden and heads else 0)
+    value_dim = _int(key("attention.value_length")) or head_dim
+    kv_per_layer = _per_layer(key("attention.head_count_kv"), layers) or (
+        [heads] * layers if heads else [0] * layers)
+
+    # Which layers keep what: recurrent layers (ssm_* tensors, or no KV heads) keep a
+    # fixed state; sliding-window layers keep the window; the rest the whole context.
+    recurrent = {n for name, _, _ in tensors
+                 if (m := _BLOCK.match(name)) and m.group(2).startswith("ssm_")
+                 for n in [int(m.group(1))]}
+    recurrent |= {n for n, kv in enumerate(kv_per_layer) if kv == 0}
+    interval = _int(key("full_attention_interval"))
+    if not recurrent and interval and arch.startswith("qwen3next"):
+        recurrent = {n for n in range(layers) if (n + 1) % interval}
+    basis["recurrent_layers"] = ("layers with ssm_* tensors or no KV heads"
+                                 + (f"; {arch}.full_attention_interval" if interval else ""))
+    window = _int(key("attention.sliding_window"))
+    swa: set[int] = set()
+    if window:
+        pattern = key("attention.sliding_window_pattern")
+        if isinstance(pattern, list):
+            swa = {n for n, flag in enumerate(pattern) if flag}
+            basis["sliding_window_layers"] = f"{arch}.attention.sliding_window_pattern"
+        else:
+            every = _int(pattern) or SWA_PATTERN.get(arch)
+            if every:
+                swa = {n for n in range(layers) if (n + 1) % every}
+                basis["sliding_window_layers"] = (
+                    f"{arch}.attention.sliding_window_pattern" if _int(pattern) else
+                    f"every {every}th layer full attention (llama.cpp's pattern for {arch})")
+            else:
+                swa = set(range(layers))
+                basis["sliding_window_layers"] = "every layer (no pattern given)"
+        swa -= recurrent
+    full = [n for n in range(layers) if n not in recurrent and n not in swa]
+    kv_heads = max((kv_per_layer[n] for n in full), default=max(kv_per_layer, default=0))
+
+    by_class: dict[str, int] = dict.fromkeys(TENSOR_CLASSES, 0)
+    types: dict[str, Counter] = {name: Counter() for name in TENSOR_CLASSES}
+    expert_blocks: set[int] = set()
+    for name, size, kind in tensors:
+        group = classify(name, recurrent)
+        by_class[group] += size
+        types[group][kind] += size
+        if group == ROUTED and (m := _BLOCK.match(name)):
+            expert_blocks.add(int(m.group(1)))
+    basis["tensor_bytes"] = ("tensor sizes from the GGUF tensor table of every split file, "
+                             "by name: *_exps routed experts, *_shexp shared expert, "
+                             "ssm_* recurrent, attn_* attention, token_embd, output")
+    file_type = _int(_value(reader, "general.file_type"))
+    experts = _int(key("expert_count")) or 0
+    return GgufModel(
+        path=path,
+        files=files,
+        file_bytes=sum(f.size_bytes for f in files),
+        name=_value(reader, "general.name"),
+        architecture=arch,
+        file_type=_file_type_name(file_type),
+        layers=layers,
+        context_length=_int(key("context_length")),
+        hidden=hidden,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        value_dim=value_dim,
+        full_attention_layers=len(full),
+        sliding_window_layers=len(swa),
+        recurrent_layers=len(recurrent),
+        sliding_window_tokens=window if swa else None,
+        experts=experts,
+        experts_used=_int(key("expert_used_count")) or 0,
+        shared_experts=_int(key("expert_shared_count")) or (1 if by_class[SHARED] else 0),
+        expert_ffn=_int(key("expert_feed_forward_length")),
+        expert_layers=len(expert_blocks),
+        vocab_size=_array_length(reader, "tokenizer.ggml.tokens") or _int(key("vocab_size")),
+        tensor_bytes=by_class,
+        tensor_types={name: counter.most_common(1)[0][0] for name, counter in types.items()
+                      if counter},
+        basis=basis,
+    )
+
+
+def _file_type_name(value: int | None) -> str | None:
+    if value is None:
+        return None
+    from gguf import LlamaFileType
+
+    try:
+        return LlamaFileType(value).name
+    except ValueError:
+        return f"file type {value}"

@@ -1,0 +1,279 @@
+"""`q3cn-doctor launch` really handing off: the installed console script runs the checks,
+then execs a stand-in llama-server (tests/llama_server_standin.py) that answers --help and
+--version with a real build's texts, refuses what that build refuses, and records its argv,
+environment, CPU affinity and limits. So each test sees the command each build gets, that the
+process became llama-server (same pid, its exit status), and what blocks a launch.
+
+Nothing here changes this machine: limits and affinity are only ever set in the child that
+becomes the stand-in, never in pytest's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from conftest import doctor_command, run_cli
+from gguf_files import write_qwen3next
+from launch_fixtures import guide_machine, record_command
+from llama_server_standin import help_text, version_text, write_standin
+from q3cn_doctor.facts import Facts
+from q3cn_doctor.launch import LaunchPlan, build_plan
+from q3cn_doctor.options import Options
+from q3cn_doctor.snapshot import SnapshotHost
+
+REPO_TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return write_qwen3next(tmp_path_factory.mktemp("model") / "qwen3next-tiny.gguf")[0]
+
+
+@pytest.fixture
+def env(tmp_path) -> dict:
+    """A private cache and config, and where the stand-in writes what it saw."""
+    return {"XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "STANDIN_RECORD": str(tmp_path / "record.json"),
+            "Q3CN_TEST_MARKER": "inherited"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return run_cli("launch", *args, env=env, timeout=timeout)
+
+
+def seen(env: dict) -> dict:
+    return json.loads(Path(env["STANDIN_RECORD"]).read_text())
+
+
+def after(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv and argv.index(flag) + 1 < len(argv) \
+        else None
+
+
+# -- each build gets its own spelling ----------------------------------------------------------
+
+@pytest.mark.parametrize("build", ["2025-08", "2026-10"])
+def test_exec_translates_for_the_build(tmp_path, model, env, build):
+    standin = write_standin(tmp_path / "bin", build)
+    port = free_port()
+    result = launch("--model", str(model), "--server", str(standin), "--port", str(port),
+                    "--ctx-size", "8192", "--force", env=env)
+    assert result.returncode == 0, result.stderr
+    record = seen(env)
+    argv = record["argv"]
+    assert record["build"] == build and record["executable"] == str(standin)
+    assert argv[:4] == ["--model", str(model), "--port", str(port)]
+    assert after(argv, "--ctx-size") == "8192"
+    assert argv[argv.index("--jinja"):argv.index("--jinja") + 9] == [
+        "--jinja", "--temp", "1.0", "--top-p", "0.95", "--top-k", "40", "--min-p", "0.01"]
+    assert after(argv, "--batch-size") == "2048" and after(argv, "--ubatch-size") == "512"
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]  # the tiny model is ~1 MB
+    locks = os.geteuid() == 0 or hard == resource.RLIM_INFINITY or hard >= 16 << 20
+    if build == "2025-08":
+        assert "--load-mode" not in argv and "--fit" not in argv
+        assert after(argv, "-fa") != "on"  # bare: this build's -fa takes no value
+        if locks:
+            assert argv.index("--no-mmap") + 1 == argv.index("--mlock")  # in that order
+    else:
+        assert "--mlock" not in argv and "--no-mmap" not in argv
+        assert after(argv, "-fa") == "on"
+        if locks:
+            assert after(argv, "--load-mode") == "mlock"
+    if "--fit" in argv:  # a machine with an NVIDIA GPU
+        assert build == "2026-10" and after(argv, "--fit") == "on" and "--fit-target" in argv
+    if "--n-cpu-moe" in argv:
+        assert build == "2025-08"
+    # the environment is inherited, and the command announced on stderr
+    assert record["environ"]["Q3CN_TEST_MARKER"] == "inherited"
+    assert "LLAMA_SET_ROWS" not in record["environ"] or "LLAMA_SET_ROWS" in os.environ
+    assert f"q3cn-doctor launch: {standin} --model" in result.stderr
+
+
+def test_the_process_becomes_llama_server(tmp_path, model, env):
+    """Same pid (exec, not a child), and llama-server's exit status is the launch's."""
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    process = subprocess.Popen(
+        doctor_command() + ["launch", "--model", str(model), "--server", str(standin),
+                            "--port", str(free_port()), "--force"],
+        env=dict(os.environ, STANDIN_EXIT="7", **env), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 7, stderr.decode()
+    assert seen(env)["pid"] == process.pid
+
+
+def test_extra_arguments_and_config(tmp_path, model, env):
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    config = Path(env["XDG_CONFIG_HOME"]) / "q3cn-doctor" / "config.toml"
+    config.parent.mkdir(parents=True)
+    port = free_port()
+    config.write_text(f'model = "{model}"\nserver = "{standin}"\nport = {port}\n'
+                      'alias = "coder"\nargs = ["-ctk", "q8_0"]\n')
+    result = launch("--force", "--", "--ctx-size", "4096", "-fa", "off", env=env)
+    assert result.returncode == 0, result.stderr
+    argv = seen(env)["argv"]
+    assert after(argv, "--port") == str(port) and after(argv, "--alias") == "coder"
+    assert argv.count("--ctx-size") == 1 and argv.count("-fa") == 1
+    assert argv[-6:] == ["-ctk", "q8_0", "--ctx-size", "4096", "-fa", "off"]
+
+
+# -- what blocks a launch ----------------------------------------------------------------------
+
+def test_a_failing_check_blocks_the_launch(tmp_path, model, env):
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = launch("--model", str(model), "--server", str(standin), "--port", str(port),
+                        env=env)
+        assert result.returncode == 1
+        assert "[fail] server.port: Port" in result.stderr and "--force" in result.stderr
+        assert not Path(env["STANDIN_RECORD"]).exists()  # nothing was started
+        forced = launch("--model", str(model), "--server", str(standin), "--port", str(port),
+                        "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert after(seen(env)["argv"], "--port") == str(port)
+
+
+def test_a_flag_the_build_refuses_blocks_the_launch(tmp_path, model, env):
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    result = launch("--model", str(model), "--server", str(standin), "--port",
+                    str(free_port()), "--skip", "gpu", "--", "--no-mmap", env=env)
+    assert result.returncode == 1
+    assert "does not know --no-mmap" in result.stderr
+    assert "[fail] server.flags:unknown" in result.stderr
+    # forced, the build itself refuses it, and that status is the launch's
+    forced = launch("--model", str(model), "--server", str(standin), "--port",
+                    str(free_port()), "--force", "--", "--no-mmap", env=env)
+    assert forced.returncode == 1 and "error: invalid argument: --no-mmap" in forced.stderr
+
+
+def test_no_plan_without_a_server_or_a_model(tmp_path, model, env):
+    missing = launch("--model", str(model), "--server", str(tmp_path / "nope"), "--force",
+                     env=env)
+    assert missing.returncode == 1 and "llama-server not found" in missing.stderr
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    no_model = launch("--server", str(standin), "--force", env=env)
+    assert no_model.returncode == 1 and "needs a model file" in no_model.stderr
+    broken = launch("--model", str(tmp_path / "gone.gguf"), "--server", str(standin),
+                    "--force", env=env)
+    assert broken.returncode == 1 and "cannot read the model" in broken.stderr
+    assert not Path(env["STANDIN_RECORD"]).exists()
+
+
+def test_a_server_that_cannot_be_executed(tmp_path, model, env):
+    """--help answered once (and cached by path, size and mtime); the file then loses its
+    execute bit (chmod keeps the mtime): the exec fails and the launch says so (126)."""
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    args = ["--model", str(model), "--server", str(standin), "--port", str(free_port()),
+            "--force"]
+    assert launch(*args, env=env).returncode == 0
+    standin.chmod(0o644)
+    if os.geteuid() == 0 and os.access(standin, os.X_OK):  # pragma: no cover - odd setups
+        pytest.skip("root may execute a file without execute bits here")
+    result = launch(*args, env=env)
+    assert result.returncode == 126 and "cannot start" in result.stderr
+
+
+def test_print_is_what_launch_runs(tmp_path, model, env):
+    import shlex
+
+    standin = write_standin(tmp_path / "bin", "2025-08")
+    args = ["--model", str(model), "--server", str(standin), "--port", str(free_port())]
+    printed = launch("--print", *args, env=env)
+    assert printed.returncode == 0, printed.stderr
+    words = shlex.split(printed.stdout)
+    assert launch(*args, "--force", env=env).returncode == 0
+    server = words.index(str(standin))
+    assert words[server + 1:] == seen(env)["argv"]
+    planned = json.loads(launch("--json", *args, env=env).stdout)
+    assert planned["command"] == printed.stdout.strip()
+
+
+# -- affinity, limits and environment, applied in the child that becomes llama-server ----------
+
+CHILD = """
+import json, resource, sys
+sys.path.insert(0, {tests!r})
+from q3cn_doctor.launch import LaunchPlan, execute
+plan = LaunchPlan(**json.loads(sys.argv[1]))
+plan.rlimits = {{name: tuple(pair) for name, pair in plan.rlimits.items()}}
+soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+resource.setrlimit(resource.RLIMIT_MEMLOCK, (min(4096, hard), hard))  # below what the plan asks
+execute(plan)
+"""
+
+
+def run_plan(plan: LaunchPlan, env: dict) -> subprocess.CompletedProcess:
+    """execute(plan) in a fresh child (pytest's own affinity and limits stay as they are)."""
+    return subprocess.run([sys.executable, "-c", CHILD.format(tests=str(REPO_TESTS)),
+                           json.dumps(asdict(plan))], env=dict(os.environ, **env),
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to restrict")
+def test_execute_sets_affinity_limits_and_environment(tmp_path, env):
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    first = sorted(os.sched_getaffinity(0))[0]
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    hard = -1 if hard == resource.RLIM_INFINITY else hard
+    plan = LaunchPlan(server=str(standin), argv=[str(standin), "--port", "8080"],
+                      env={"GGML_CUDA_GRAPH_OPT": "1"}, affinity=[first],
+                      rlimits={"MEMLOCK": (hard, hard)}, args=[], notes=[], dropped=[],
+                      unknown_extra=[])
+    before = sorted(os.sched_getaffinity(0))
+    result = run_plan(plan, env)
+    assert result.returncode == 0, result.stderr
+    record = seen(env)
+    assert record["affinity"] == [first]
+    assert record["rlimits"]["MEMLOCK"] == [hard, hard]  # raised from 4096 to the hard limit
+    assert record["environ"]["GGML_CUDA_GRAPH_OPT"] == "1"
+    assert record["environ"]["Q3CN_TEST_MARKER"] == "inherited"
+    assert record["argv"] == ["--port", "8080"]
+    assert sorted(os.sched_getaffinity(0)) == before  # pytest itself untouched
+
+
+@pytest.mark.parametrize("build", ["2025-08", "2026-10"])
+def test_guide_plan_executes_on_each_build(tmp_path, env, build):
+    """The guide machine's plan (an RTX 4070: --fit or --n-cpu-moe), made from its snapshot
+    with the stand-in installed there, executed for real: the build accepts every flag."""
+    standin = write_standin(tmp_path / "bin", build)
+    root = guide_machine(tmp_path / "guide", build)
+    placeholder = root / "fs" / str(standin).lstrip("/")
+    placeholder.parent.mkdir(parents=True, exist_ok=True)
+    placeholder.write_bytes(b"")
+    record_command(root, [str(standin), "--help"], help_text(build))
+    record_command(root, [str(standin), "--version"], "", version_text(build))
+    options = Options(snapshot=str(root), server=str(standin),
+                      model="/models/Qwen3-Coder-Next-MXFP4_MOE.gguf", port=8123)
+    plan = build_plan(Facts(SnapshotHost(str(root)), options), options)
+    result = run_plan(plan, env)
+    assert result.returncode == 0, result.stderr
+    argv = seen(env)["argv"]
+    if build == "2025-08":
+        assert argv[argv.index("--n-gpu-layers"):argv.index("--n-gpu-layers") + 4] == [
+            "--n-gpu-layers", "999", "--n-cpu-moe", "48"]
+        assert "--no-mmap" in argv and "--mlock" in argv and after(argv, "-fa") != "on"
+        assert "--fit" not in argv
+    else:
+        assert after(argv, "--fit") == "on" and after(argv, "--fit-target") == "1024"
+        assert after(argv, "--load-mode") == "mlock" and after(argv, "-fa") == "on"
+        assert "--n-cpu-moe" not in argv
+    assert after(argv, "--threads") == "6" and after(argv, "--cpu-strict") == "1"
+    assert after(argv, "--port") == "8123"
