@@ -61,10 +61,14 @@ CHANGE, ALREADY, REFUSED = "change", "already", "refused"
 WOULD_CHANGE, DONE, FAILED_OUTCOME, UNCHANGED = "would-change", "applied", "failed", "unchanged"
 
 
-def header(fix_id: str, comment: str = "#") -> str:
-    """The first lines of every file q3cn-doctor writes; without them a file is not ours."""
-    return (f"{HEADER_START.replace('#', comment, 1)} (fix {fix_id}). "
-            "`q3cn-doctor fix --revert` removes it.\n"
+def header(fix_id: str, comment: str = "#", *, made_by: str | None = None,
+           removed_by: str = "q3cn-doctor fix --revert") -> str:
+    """The first lines of every file q3cn-doctor writes; without them a file is not ours.
+
+    ``made_by`` and ``removed_by`` name what wrote the file and the command that removes
+    it, for files written outside the fix engine (the hooks of ``q3cn-doctor hook``)."""
+    return (f"{HEADER_START.replace('#', comment, 1)} ({made_by or 'fix ' + fix_id}). "
+            f"`{removed_by}` removes it.\n"
             f"{comment} q3cn-doctor only ever changes files that begin with this header; "
             "edit it and q3cn-doctor leaves it alone.\n")
 
