@@ -23,6 +23,9 @@ _MODEL_OPTIONS = [
                  help="User who will run llama-server [default: SUDO_USER, else you]."),
     click.option("--config", "config_path", type=click.Path(dir_okay=False),
                  help="Config file instead of ~/.config and /etc/q3cn-doctor/config.toml."),
+    click.option("--ram-rated", "ram_rated", type=click.IntRange(100, 20000), metavar="MTS",
+                 help="The speed your RAM kit is sold at (DDR5-6000: 6000), where neither its "
+                      "SPD nor its part number tells."),
 ]
 _SOURCE_OPTIONS = [
     click.option("--snapshot", metavar="DIR|FILE.tar.gz",
@@ -79,6 +82,12 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
         config=params.get("config_path"),
         only=list(merged.get("only") or []),
         skip=list(merged.get("skip") or []),
+        ram_rated=merged.get("ram_rated"),
+        measure=bool(params.get("measure")),
+        port=merged.get("port"),
+        host=merged.get("host"),
+        alias=merged.get("alias"),
+        server_args=list(merged.get("args") or []) + list(params.get("server_args") or ()),
     )
 
 
@@ -123,14 +132,27 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show where every value came from.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.option("--measure", is_flag=True,
+              help="Also time the RAM's read bandwidth (about a second; this machine only).")
+@click.option("--hook", "hook_mode", is_flag=True,
+              help="For a package manager's hook: print only what got worse since the last "
+                   "run, one line each; at most 5 s; always exit 0.")
 @click.pass_context
 def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, strict: bool,
-          no_plugins: bool, **params: Any) -> None:
+          no_plugins: bool, hook_mode: bool, **params: Any) -> None:
     """Run every check and report what costs tokens/s.
 
     Exit status: 0 nothing failed (warnings alone exit 0), 1 a check failed
     (with --strict, warnings count), 2 usage error, 3 a check or plugin crashed.
+    With --hook: always 0 (see `q3cn-doctor hook`).
     """
+    if hook_mode:
+        from .hookstate import check_hook
+
+        flags = {"--json": as_json, "--list": list_checks, "--verbose": verbose,
+                 "--strict": strict, "--measure": params.get("measure")}
+        check_hook(ctx, params, not no_plugins, [name for name, on in flags.items() if on])
+        return
     from .findings import exit_code
     from .output import print_check_list
     from .runner import SelectionError, available_checks, run_checks, select, select_failures
@@ -165,7 +187,8 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
 
 
 def _header(host, options: Options) -> str:
-    model = PROFILES[options.profile]["name"]
+    model = (options.model.rsplit("/", 1)[-1] if options.model
+             else PROFILES[options.profile]["name"])
     return f"q3cn-doctor {__version__}: {host.describe()}, {model}, ctx {options.ctx_size}"
 
 
@@ -212,3 +235,241 @@ def snapshot(ctx: click.Context, directory: str | None, tar_path: str | None, no
     redaction = "kept private data (--no-redact)" if no_redact else (
         "serial numbers, UUIDs, hostname and non-allow-listed environment removed")
     click.echo(f"Snapshot written to {where}; {redaction}.", err=True)
+
+
+@main.group()
+def bench() -> None:
+    """Measure this machine: `q3cn-doctor bench memory`."""
+
+
+@bench.command("memory")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Reader threads [default: one per online CPU].")
+@click.option("--buffer-mib", type=click.IntRange(min=16),
+              help="Buffer to scan [default: 512 MiB, or 4x the last-level cache, at most a "
+                   "quarter of available RAM].")
+@click.option("--sysbench", "with_sysbench", is_flag=True,
+              help="Also run `sysbench memory --memory-oper=read` the same way and compare.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
+@model_options
+@click.pass_context
+def bench_memory(ctx: click.Context, threads: int | None, buffer_mib: int | None,
+                 with_sysbench: bool, as_json: bool, **params: Any) -> None:
+    """Measure RAM read bandwidth (multi-threaded, about a second) beside its theory.
+
+    Token generation reads the active weights from RAM once per token: this is
+    its ceiling. Only this machine can be measured, not a snapshot.
+    """
+    from .facts import Facts
+    from .live import LiveHost
+    from .membench import run_memory_bench
+
+    options = build_options(ctx, params)
+    host = LiveHost()
+    try:
+        bench = run_memory_bench(host, Facts(host, options), threads,
+                                 buffer_mib * 2**20 if buffer_mib else None, with_sysbench)
+    except (OSError, MemoryError) as exc:
+        raise click.ClickException(f"cannot measure: {exc}") from exc
+    if as_json:
+        import json
+
+        click.echo(json.dumps(bench.to_json(), indent=2))
+    else:
+        click.echo(bench.text())
+
+
+_HOOK_KIND_OPTIONS = [
+    click.option("--pacman", is_flag=True, help="The pacman (ALPM) hook in /etc/pacman.d/hooks."),
+    click.option("--apt", is_flag=True, help="The apt DPkg::Post-Invoke in /etc/apt/apt.conf.d."),
+    click.option("--service", metavar="NAME",
+                 help="A systemd drop-in that checks before the llama-server service NAME "
+                      "starts."),
+    click.option("--root", metavar="PREFIX", type=click.Path(exists=True, file_okay=False),
+                 help="Install into the tree under PREFIX instead of this machine."),
+]
+
+
+@main.group(short_help="Re-check after driver, kernel and llama.cpp updates; guard a service.")
+def hook() -> None:
+    """Re-check this machine after NVIDIA driver, CUDA, kernel and llama.cpp updates
+    (pacman or apt hook), or before a llama-server service starts (--service NAME).
+
+    The hook runs `q3cn-doctor check --hook`: it prints only what got worse since
+    the last run and never fails an upgrade.
+    """
+
+
+def _hook_call(run: Callable[..., int], *args: Any) -> int:
+    from .hook import HookError
+
+    try:
+        return run(*args)
+    except HookError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@hook.command("install")
+@_apply(_HOOK_KIND_OPTIONS)
+@click.option("--warn-only", is_flag=True,
+              help="With --service: log a failed check and start the service anyway.")
+@click.pass_context
+def hook_install(ctx: click.Context, pacman: bool, apt: bool, service: str | None,
+                 root: str | None, warn_only: bool) -> None:
+    """Install a hook; without a flag, the one for this machine's package manager.
+
+    Exit status: 0 installed (or already), 1 refused (not root, or a file there that
+    q3cn-doctor did not write), 2 usage error.
+    """
+    from .hook import run_install
+    from .options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE
+
+    params = {"root": root, "profile": DEFAULT_PROFILE, "ctx_size": DEFAULT_CTX_SIZE}
+    ctx.exit(_hook_call(run_install, root, pacman, apt, service, warn_only,
+                        lambda: build_options(ctx, params)))
+
+
+@hook.command("uninstall")
+@_apply(_HOOK_KIND_OPTIONS)
+@click.pass_context
+def hook_uninstall(ctx: click.Context, pacman: bool, apt: bool, service: str | None,
+                   root: str | None) -> None:
+    """Remove a hook q3cn-doctor installed; without a flag, the pacman and apt ones.
+
+    A file without q3cn-doctor's header, or changed since it was installed, is
+    reported and left alone (exit 1).
+    """
+    from .hook import run_uninstall
+
+    ctx.exit(_hook_call(run_uninstall, root, pacman, apt, service))
+
+
+@hook.command("status")
+@click.option("--root", metavar="PREFIX", type=click.Path(exists=True, file_okay=False),
+              help="Look at the tree under PREFIX instead of this machine.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
+@click.pass_context
+def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
+    """Show which hooks are installed and the last post-update check."""
+    from .hook import run_status
+
+    ctx.exit(_hook_call(run_status, root, as_json))
+
+
+@main.command(short_help="Plan the fixes (a dry run), or apply, revert or list them.")
+@host_options
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Make the planned changes (asks first on a terminal; --yes skips that).")
+@click.option("--revert", is_flag=True,
+              help="Undo every change still in effect, newest first, to the recorded values.")
+@click.option("--status", "show_status", is_flag=True, help="Show the changes now in effect.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--persist/--runtime-only", default=True, show_default=True,
+              help="Also write the files that keep a fix across reboots.")
+@click.option("--only", multiple=True, metavar="FIXIDS",
+              help="Plan or apply only these fixes (comma-separated or repeated), including "
+                   "ones no finding asks for.")
+@click.option("--service", metavar="NAME",
+              help="The llama-server systemd service (memlock.limit writes its drop-in).")
+@click.option("--pid", type=click.IntRange(min=1), help="The llama-server process to re-pin.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
+@click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.pass_context
+def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes: bool,
+        persist: bool, service: str | None, pid: int | None, as_json: bool, no_plugins: bool,
+        **params: Any) -> None:
+    """Show what software can fix (a dry run), or apply, revert or list the changes.
+
+    Without --apply nothing is changed. Every change is journalled under
+    /var/lib/q3cn-doctor before it is made; --revert restores the recorded values and
+    files exactly. Exit status: 0 done or nothing to do, 1 a fix was refused or did not
+    verify, or the command refused to act (not root, no --yes without a terminal),
+    2 usage error.
+    """
+    from .fixcli import run_fix
+    from .fixplan import FixOptions
+
+    if sum((do_apply, revert, show_status)) > 1:
+        raise click.UsageError("--apply, --revert and --status exclude each other")
+    only = list(params.pop("only", ()) or ())
+    options = build_options(ctx, params)
+    options.plugins = not no_plugins
+    fix_options = FixOptions(only=only, persist=persist, service=service, pid=pid)
+    ctx.exit(run_fix(options, fix_options, apply=do_apply, revert=revert, status=show_status,
+                     yes=yes, as_json=as_json, plugins=options.plugins))
+
+
+@main.command(context_settings={"allow_interspersed_args": False})
+@host_options
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Port llama-server listens on [default: the config file's, else 8080].")
+@click.option("--print", "print_only", is_flag=True,
+              help="Print the equivalent shell command instead of launching.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON instead.")
+@click.option("--force", is_flag=True, help="Launch even when a check fails.")
+@click.option("--skip", multiple=True, metavar="IDS",
+              help="Skip these checks or areas before launching.")
+@click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.argument("server_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
+@click.pass_context
+def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_plugins: bool,
+           **params: Any) -> None:
+    """Run the checks, then replace this process with llama-server, tuned for this
+    machine and written in the flags its build accepts.
+
+    Arguments after `--` go to llama-server last and win over the plan's. With
+    --print or --json nothing is launched (and --snapshot shows another machine's
+    plan). Exit status: 1 a check failed (unless --force) or no plan could be made,
+    2 usage error; once launched, llama-server's own.
+    """
+    from .findings import FAIL
+    from .launch import LaunchError, build_plan, execute, shell_command
+    from .runner import SelectionError, available_checks, run_checks, select
+
+    options = build_options(ctx, params)
+    options.plugins = not no_plugins
+    specs, _ = available_checks(options.plugins)
+    try:
+        selected = select(specs, [], options.skip)
+    except SelectionError as exc:
+        raise click.UsageError(str(exc)) from exc
+    from .facts import Facts
+
+    host = make_host(options)
+    if host.kind != "live" and not (print_only or as_json):
+        raise click.UsageError("--snapshot and --root can only show the plan: add --print "
+                               "or --json")
+    facts = Facts(host, options)
+    failed = [f for f in run_checks(facts, selected) if f.status == FAIL]
+    try:
+        plan = build_plan(facts, options)
+    except LaunchError as exc:
+        click.echo(f"q3cn-doctor launch: {exc}", err=True)
+        ctx.exit(1)
+    for flag in plan.unknown_extra:
+        click.echo(f"q3cn-doctor launch: warning: this llama-server does not know {flag}",
+                   err=True)
+    if failed:
+        click.echo("q3cn-doctor launch: failing checks:", err=True)
+        for finding in failed:
+            click.echo(f"  [fail] {finding.id}: {finding.title}", err=True)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(plan.to_json(), indent=2))
+        return
+    if print_only:
+        click.echo(shell_command(plan))
+        return
+    if failed and not force:
+        click.echo("q3cn-doctor launch: not launched: fix the above (`q3cn-doctor check` "
+                   "explains each), skip them with --skip, or use --force.", err=True)
+        ctx.exit(1)
+    click.echo(f"q3cn-doctor launch: {shell_command(plan)}", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        execute(plan)
+    except OSError as exc:
+        click.echo(f"q3cn-doctor launch: cannot start {plan.argv[0]}: {exc}", err=True)
+        ctx.exit(127 if isinstance(exc, FileNotFoundError) else 126)
