@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from q3cn_doctor.budget import gib
 from q3cn_doctor.context import Context
+from q3cn_doctor.cpuplan import running_servers
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.gpu import gather_cuda_build
 from q3cn_doctor.facts.model import (
@@ -19,11 +20,10 @@ from q3cn_doctor.facts.model import (
 )
 from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.host import ABSENT
+from q3cn_doctor.launch import CAP_SYS_NICE, DEFAULT_PORT  # the port the launch will use
 from q3cn_doctor.registry import check
 
-DEFAULT_PORT = 8080
 LISTEN = "0A"  # TCP state in /proc/net/tcp
-CAP_SYS_NICE = 23
 INSTALL = ("Install llama.cpp's llama-server: a release build from "
            "https://github.com/ggml-org/llama.cpp/releases (the CUDA one on an NVIDIA GPU), or "
            "build it: `cmake -B build -DGGML_CUDA=ON && cmake --build build -j --target "
@@ -189,7 +189,7 @@ def flags(ctx: Context):
                 "A browser or compositor that grows into the margin makes llama-server fail "
                 "with CUDA out of memory mid-run.", item="fit-target"))
     prio = server_arg(args, "--prio")
-    if prio and prio.lstrip("-").isdigit() and int(prio) >= 2:
+    if prio and prio.lstrip("-").isdecimal() and int(prio) >= 2:
         caps = ctx.host.capabilities()
         try:
             rtprio = ctx.host.rlimits().get("RTPRIO")
@@ -234,9 +234,18 @@ def _listening(text: str) -> set[int]:
     return ports
 
 
+def planned_port(options) -> int:
+    """The port llama-server will listen on: a --port among its own arguments (config
+    file ``args``, ``launch -- ...``) wins over the plan's, as it does in the launch."""
+    given = server_arg(list(options.server_args), "--port")
+    if given is not None and given.isdecimal():
+        return int(given)
+    return options.port or DEFAULT_PORT
+
+
 @check("server.port", "The port llama-server will listen on is free")
 def port(ctx: Context):
-    wanted = ctx.options.port or DEFAULT_PORT
+    wanted = planned_port(ctx.options)
     texts = [ctx.host.cat(path) for path in ("/proc/net/tcp", "/proc/net/tcp6")]
     if all(text is None for text in texts):
         return ctx.finding(SKIP, f"Port {wanted}: unknown (no /proc/net/tcp on this host)")
@@ -256,7 +265,7 @@ def port(ctx: Context):
 
 def _servers_on(ctx: Context, wanted: int) -> str:
     names = []
-    for process in _llama_servers(_processes(ctx)):
+    for process in _llama_servers(ctx):
         value = server_arg(process.cmdline, "--port")
         if value == str(wanted) or (value is None and wanted == DEFAULT_PORT):
             names.append(f"llama-server pid {process.pid}")
@@ -270,16 +279,16 @@ def _processes(ctx: Context) -> list:
         return []
 
 
-def _llama_servers(processes: list) -> list:
-    return [p for p in processes if p.name == "llama-server" or (
-        p.cmdline and p.cmdline[0].rsplit("/", 1)[-1] == "llama-server")]
+def _llama_servers(ctx: Context) -> list:
+    """The running llama-server processes (the CPU plan's one way of finding them)."""
+    return [server.process for server in running_servers(ctx.host)]
 
 
 def _rss(ctx: Context, pid: int) -> int | None:
     for line in (ctx.host.cat(f"/proc/{pid}/status") or "").splitlines():
         if line.startswith("VmRSS:"):
             parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
+            if len(parts) >= 2 and parts[1].isdecimal():
                 return int(parts[1]) * 1024
     return None
 
@@ -289,7 +298,7 @@ def running(ctx: Context):
     processes = _processes(ctx)
     if not processes:
         return ctx.finding(SKIP, "Running processes unknown: this host lists none")
-    servers = _llama_servers(processes)
+    servers = _llama_servers(ctx)
     if not servers:
         return ctx.finding(PASS, "No llama-server is running")
     try:

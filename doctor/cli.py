@@ -91,6 +91,12 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
     )
 
 
+EUID_ENV = "Q3CN_DOCTOR_EUID"
+"""With --root only: the identity the tree's host reports (``RootHost(euid=...)``), so
+the fix engine's and the hooks' root and not-root paths can be run whoever runs them
+(tests, image builders)."""
+
+
 def make_host(options: Options):
     """The host the options name: a snapshot, a --root tree, or this machine."""
     if options.snapshot and options.root:
@@ -103,9 +109,12 @@ def make_host(options: Options):
         except SnapshotError as exc:
             raise click.BadParameter(str(exc), param_hint="--snapshot") from exc
     if options.root:
+        import os
+
         from .live import RootHost
 
-        return RootHost(options.root)
+        euid = os.environ.get(EUID_ENV, "").strip()
+        return RootHost(options.root, euid=int(euid) if euid.isdecimal() else None)
     from .live import LiveHost
 
     return LiveHost()

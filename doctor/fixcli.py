@@ -36,21 +36,15 @@ from .version import __version__
 
 SCHEMA_VERSION = 1
 EXIT_OK, EXIT_FAILED = 0, 1
-EUID_ENV = "Q3CN_DOCTOR_EUID"  # --root only: the identity the engine assumes (tests, builders)
 
 _MARKS = {DONE: "ok", ALREADY: "already", WOULD_CHANGE: "would change", FAILED_OUTCOME: "FAILED",
           REFUSED: "REFUSED", REVERTED: "restored", UNCHANGED: "unchanged", LEFT: "LEFT ALONE"}
 
 
 def _host(options) -> Any:
-    import os
-
+    """The host to plan for and change (its own function so tests can inject faults)."""
     from .cli import make_host
 
-    if options.root and os.environ.get(EUID_ENV, "").strip().isdigit():
-        from .live import RootHost
-
-        return RootHost(options.root, euid=int(os.environ[EUID_ENV]))
     return make_host(options)
 
 

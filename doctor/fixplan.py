@@ -35,9 +35,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .findings import FAIL, INFO, PASS, SKIP, WARN, Finding
+from .findings import FAIL, PASS, SKIP, WARN, Finding
 from .host import Host, format_cpu_list, parse_cpu_list
-from .journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal
+from .journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal, JournalError
 
 HEADER_START = "# Written by q3cn-doctor"
 
@@ -180,7 +180,8 @@ class ConfigFile(Target):
 
     def write(self, host: Host, state: Any) -> None:
         if state.get("exists"):
-            host.write_bytes(self.path, self.data(state), state.get("mode") or self.mode)
+            mode = state.get("mode")  # 0 is a mode too: restored as recorded, not defaulted
+            host.write_bytes(self.path, self.data(state), self.mode if mode is None else mode)
         else:
             host.remove(self.path)
 
@@ -334,17 +335,22 @@ class DaemonProfile(Target):
 
 
 def target_from_json(spec: dict[str, Any]) -> Target:
-    """Rebuild a journal entry's target (a later run reverts what an earlier one did)."""
-    kind = spec["kind"]
-    if kind in ("sysctl", "sysfs"):
-        return KernelValue(spec["path"], kind, bool(spec.get("choice")), spec.get("key"))
-    if kind == "file":
-        return ConfigFile(spec["path"], int(spec.get("mode") or 0o644))
-    if kind == "affinity":
-        return ThreadAffinity(int(spec["pid"]), spec.get("name", ""))
-    if kind == "profile":
-        return DaemonProfile(spec["daemon"])
-    raise ValueError(f"unknown change kind {kind!r} in the journal")
+    """Rebuild a journal entry's target (a later run reverts what an earlier one did).
+    A target this version cannot rebuild is a JournalError: nothing is reverted blind."""
+    kind = spec.get("kind")
+    try:
+        if kind in ("sysctl", "sysfs"):
+            return KernelValue(spec["path"], kind, bool(spec.get("choice")), spec.get("key"))
+        if kind == "file":
+            return ConfigFile(spec["path"], int(spec.get("mode") or 0o644))
+        if kind == "affinity":
+            return ThreadAffinity(int(spec["pid"]), spec.get("name", ""))
+        if kind == "profile" and spec.get("daemon") in PROFILE_COMMANDS:
+            return DaemonProfile(spec["daemon"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JournalError(f"a journal entry's {kind} target cannot be read ({exc})") from exc
+    raise JournalError(f"a journal entry holds a change this version cannot undo ({kind!r}): "
+                       "was it written by a newer q3cn-doctor?")
 
 
 # -- the plan -------------------------------------------------------------------------------
@@ -593,8 +599,9 @@ def needs_root(changes: list[Change], host: Host) -> list[Change]:
     return [c for c in changes if c.needs_root]
 
 
-def _missing_dirs(host: Host, path: str) -> list[str]:
-    """Folders above ``path`` that do not exist yet, outermost first."""
+def missing_dirs(host: Host, path: str) -> list[str]:
+    """Folders above ``path`` that do not exist yet, outermost first: what a write there
+    creates, recorded so that revert and ``hook uninstall`` remove them again."""
     missing = []
     folder = os.path.dirname(path)
     while folder not in ("", "/") and host.lstat(folder) is None:
@@ -649,7 +656,7 @@ class Engine:
         if simulate:
             return Outcome(change.fix, change.what, WOULD_CHANGE, "", show(current),
                            show(change.new))
-        created = _missing_dirs(host, target.path) if isinstance(target, ConfigFile) else []
+        created = missing_dirs(host, target.path) if isinstance(target, ConfigFile) else []
         entry = self.journal.record(run=self.run_id, fix=change.fix, what=change.what,
                                     target=target.to_json(), before=current, after=change.new,
                                     created_dirs=created)
@@ -712,13 +719,19 @@ class Engine:
     def revert(self, simulate: bool = False) -> list[Outcome]:
         """Undo every open journal entry, newest first, to the exact recorded state."""
         if simulate or not self.journal.open_entries():
-            return [self._revert_one(entry, True) for entry in self.journal.open_entries()]
+            return self._revert_all(simulate=True)
         with self.journal.locked():
-            return [self._revert_one(entry, False) for entry in self.journal.open_entries()]
+            return self._revert_all(simulate=False)
 
-    def _revert_one(self, entry: dict[str, Any], simulate: bool) -> Outcome:
+    def _revert_all(self, simulate: bool) -> list[Outcome]:
+        # Every target is rebuilt before any is restored: an entry this version cannot
+        # read (JournalError) stops the revert before it has changed anything.
+        work = [(entry, target_from_json(entry["target"]))
+                for entry in self.journal.open_entries()]
+        return [self._revert_one(entry, target, simulate) for entry, target in work]
+
+    def _revert_one(self, entry: dict[str, Any], target: Target, simulate: bool) -> Outcome:
         host = self.host
-        target = target_from_json(entry["target"])
         before, after = entry["before"], entry.get("after")
         fix, what, show = entry["fix"], entry.get("what", target.path), target.show
         host.forget()
@@ -810,14 +823,10 @@ class Engine:
         return rows
 
 
-def finding_status_line(findings: list[Finding]) -> str:
-    return ", ".join(f"{f.id} ({f.status})" for f in findings)
-
-
 __all__ = [
-    "ACTIVE", "ALREADY", "CHANGE", "EFFECTS", "INFO", "NOW", "PERSISTENT", "REBOOT",
+    "ACTIVE", "ALREADY", "CHANGE", "EFFECTS", "NOW", "PERSISTENT", "REBOOT",
     "REFUSED", "RELOGIN", "RESTART", "Change", "ConfigFile", "DaemonProfile", "Engine",
     "Fix", "FixContext", "FixOptions", "FixPlan", "KernelValue", "Outcome", "Plan",
     "ThreadAffinity", "UnknownFix", "build_plan", "builtin_fixes", "header", "is_ours",
-    "needs_root",
+    "missing_dirs", "needs_root",
 ]

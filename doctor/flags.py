@@ -280,12 +280,16 @@ def translate(intents: Intents, build: Build, extra: list[str] | None = None) ->
         spec = build.spec("-fa") or build.spec("--flash-attn")
         if spec is None:
             dropped.append("-fa: this build has no flash attention flag")
-        elif spec.takes_value:
-            args.append(Arg("-fa", ["on"], "flash attention: less KV traffic, smaller "
-                                           "compute buffers (this build's -fa takes a value)"))
         else:
-            args.append(Arg("-fa", [], "flash attention (this build's -fa takes no value)"))
-            notes.append("-fa: this build's flag takes no value; -fa on would be rejected.")
+            # The short name where this build lists it (both real builds do), else its own.
+            flash = "-fa" if "-fa" in spec.names else spec.name
+            if spec.takes_value:
+                args.append(Arg(flash, ["on"], "flash attention: less KV traffic, smaller "
+                                               "compute buffers (this build's -fa takes a "
+                                               "value)"))
+            else:
+                args.append(Arg(flash, [], "flash attention (this build's -fa takes no value)"))
+                notes.append("-fa: this build's flag takes no value; -fa on would be rejected.")
     add("--batch-size", [str(intents.batch)], "the guide's logical batch")
     add("--ubatch-size", [str(intents.ubatch)], "the guide's physical batch")
     if intents.prio is not None:

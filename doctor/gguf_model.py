@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ SWA_PATTERN = {"gpt-oss": 2, "gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 
                "llama4": 4, "exaone4": 4}
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.(.+)$")
+MAX_LAYERS = 4096  # far beyond any model; a larger block_count is a damaged header
 
 
 class GgufError(ValueError):
@@ -155,11 +157,19 @@ def _read_files(host: Host, path: str) -> GgufModel:
     first = next((r for r in readers if _value(r, "general.architecture")), None)
     if first is None:
         raise GgufError(f"{parts[0]} has no general.architecture: not a model GGUF")
-    declared = _value(first, "split.count")
-    if declared is not None and int(declared) != len(parts):
-        raise GgufError(f"{parts[0]} says split.count {declared}, the name says {len(parts)}")
     tensors = [(t.name, int(t.n_bytes), t.tensor_type.name) for r in readers for t in r.tensors]
-    return _facts(path, files, first, tensors)
+    try:
+        declared = _value(first, "split.count")
+        if declared is not None and int(declared) != len(parts):
+            raise GgufError(f"{parts[0]} says split.count {declared}, the name says "
+                            f"{len(parts)}")
+        return _facts(path, files, first, tensors)
+    except GgufError:
+        raise
+    except (ValueError, TypeError, ArithmeticError, IndexError) as exc:
+        # Metadata of the wrong shape (a NaN in a per-layer head count): a damaged or
+        # foreign file, reported as such rather than a traceback.
+        raise GgufError(f"{parts[0]}: metadata the plan needs is malformed ({exc})") from exc
 
 
 def _open(host: Host, path: str):
@@ -172,7 +182,8 @@ def _open(host: Host, path: str):
     reader_class = _reader_class()
     try:
         return reader_class(host._real_path(path))  # the door's own mapping of the path
-    except (ValueError, KeyError, IndexError, struct.error) as exc:
+    except (ValueError, KeyError, IndexError, OverflowError, struct.error) as exc:
+        # OverflowError: a damaged length field pointing past any possible offset.
         raise GgufError(f"{path}: {exc}") from exc
 
 
@@ -244,10 +255,26 @@ def _array_length(reader, key: str) -> int | None:
 
 
 def architecture_names() -> list[str]:
-    """Every architecture name the installed gguf package knows (llama.cpp's list)."""
-    from gguf.constants import MODEL_ARCH_NAMES
+    """Every architecture name the installed gguf package knows (llama.cpp's list).
 
-    return sorted(set(MODEL_ARCH_NAMES.values()))
+    Read from gguf's ``constants`` module on its own: importing the package runs its
+    ``__init__``, which loads the reader, the writer and numpy (about 0.15 s), and only
+    ``--model`` needs those. The server facts ask for these names on every run that
+    finds a llama-server."""
+    loaded = sys.modules.get("gguf.constants")
+    if loaded is None:
+        import importlib.util
+
+        package = importlib.util.find_spec("gguf")  # finds, does not import, the package
+        folder = package.submodule_search_locations if package else None
+        spec = importlib.util.spec_from_file_location(
+            "q3cn_doctor._gguf_constants", f"{list(folder)[0]}/constants.py") if folder else None
+        if spec is None or spec.loader is None:  # an unusual install: import it the usual way
+            from gguf import constants as loaded
+        else:
+            loaded = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loaded)
+    return sorted(set(loaded.MODEL_ARCH_NAMES.values()))
 
 
 # -- shaping the facts -------------------------------------------------------------------------
@@ -298,6 +325,8 @@ def _facts(path: str, files: list[GgufFile], reader, tensors: list[tuple[str, in
 
     blocks = {int(m.group(1)) for name, _, _ in tensors if (m := _BLOCK.match(name))}
     layers = _int(key("block_count")) or (max(blocks) + 1 if blocks else 0)
+    if not 0 <= layers <= MAX_LAYERS:  # per-layer lists are built below: refuse, not hang
+        raise GgufError(f"{path}: {arch}.block_count {layers} is not a layer count")
     basis["layers"] = f"{arch}.block_count"
     heads = _int(key("attention.head_count")) if not isinstance(
         key("attention.head_count"), list) else max(key("attention.head_count"))

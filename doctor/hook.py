@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .fixplan import ConfigFile, _missing_dirs, header, is_ours
+from .fixplan import ConfigFile, header, is_ours, missing_dirs
 from .host import Host
 
 PACMAN, APT, SERVICE = "pacman", "apt", "service"
@@ -282,8 +282,10 @@ class Record:
             document = json.loads(self.host.read_bytes(self.path))
         except (OSError, ValueError):
             return {}
-        hooks = document.get("hooks") if isinstance(document, dict) else None
-        if document.get("format") != RECORD_FORMAT or not isinstance(hooks, dict):
+        if not isinstance(document, dict) or document.get("format") != RECORD_FORMAT:
+            return {}
+        hooks = document.get("hooks")
+        if not isinstance(hooks, dict):
             return {}
         return {path: entry for path, entry in hooks.items() if isinstance(entry, dict)}
 
@@ -382,7 +384,7 @@ def _install(host: Host, kind: str, argv: list[str], unit: str | None,
                 "(remove it by hand to install it again)")
             return row
         row.result = REPLACED
-    created = _missing_dirs(host, path)
+    created = missing_dirs(host, path)
     before = dict(record.hooks)
     earlier_dirs = (record.hooks.get(path) or {}).get("created_dirs") or []
     record.hooks[path] = _entry(kind, unit, warn_only, data, list(earlier_dirs) + created)

@@ -35,7 +35,6 @@ the rest of the 5 seconds a hook is allowed."""
 
 MEMORY_NAME = "hook-last.json"
 FORMAT = 1
-EUID_ENV = "Q3CN_DOCTOR_EUID"  # as fixcli.EUID_ENV: the identity a --root host reports
 
 # Checks that judge the moment rather than the installed system (what else is running,
 # a port, a timing) or only say something with --measure: an update does not change
@@ -52,14 +51,9 @@ class HookStateError(Exception):
 
 def hook_host(options: Options) -> Host:
     """The machine the hook re-checks: this one, or the tree under ``--root``."""
-    if options.root:
-        from .live import RootHost
+    from .cli import make_host
 
-        euid = os.environ.get(EUID_ENV, "").strip()
-        return RootHost(options.root, euid=int(euid) if euid.isdigit() else None)
-    from .live import LiveHost
-
-    return LiveHost()
+    return make_host(options)
 
 
 def memory_dir(host: Host) -> str:
@@ -102,13 +96,13 @@ def load_memory(host: Host, path: str) -> dict[str, Any] | None:
 def make_parents(host: Host, path: str, private: str) -> None:
     """The folders above ``path``: made where missing (``private`` 0700, others 0755),
     refused where something else is in the way."""
-    from .fixplan import _missing_dirs
+    from .fixplan import missing_dirs
 
     directory = os.path.dirname(path)
     found = host.lstat(directory)
     if found is not None and found.kind != "dir":
         raise NotADirectoryError(errno.ENOTDIR, f"{directory} is a {found.kind}, not a folder")
-    for folder in _missing_dirs(host, path):
+    for folder in missing_dirs(host, path):
         host.make_dir(folder, 0o700 if folder == private else 0o755)
 
 

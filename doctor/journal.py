@@ -38,6 +38,9 @@ FORMAT = 1
 
 PENDING, APPLIED, FAILED, REVERTED, LEFT = "pending", "applied", "failed", "reverted", "left"
 OPEN_STATES = (PENDING, APPLIED, FAILED)  # what --revert still has to look at
+STATES = OPEN_STATES + (REVERTED, LEFT)
+# The fields every entry has (``record`` writes them), by type: what revert and status read.
+ENTRY_FIELDS = {"seq": int, "time": str, "state": str, "fix": str, "target": dict}
 
 
 class JournalError(Exception):
@@ -46,6 +49,18 @@ class JournalError(Exception):
 
 def _no_step(name: str) -> None:
     return None
+
+
+def _well_formed(entry: Any) -> bool:
+    """An entry revert and status can read: a damaged or hand-edited journal is refused
+    as a whole (JournalError) rather than failing half-way through a revert."""
+    if not isinstance(entry, dict) or "before" not in entry:
+        return False
+    if not all(isinstance(entry.get(name), kind) for name, kind in ENTRY_FIELDS.items()):
+        return False
+    target = entry["target"]
+    return (entry["state"] in STATES and isinstance(target.get("kind"), str)
+            and isinstance(target.get("path"), str))
 
 
 class Journal:
@@ -83,6 +98,10 @@ class Journal:
         except (ValueError, KeyError, TypeError) as exc:
             raise JournalError(f"{self.path} is not a journal q3cn-doctor can read ({exc}); "
                                "move it aside to start a new one") from exc
+        for number, entry in enumerate(entries, 1):
+            if not _well_formed(entry):
+                raise JournalError(f"{self.path}: entry {number} is not one q3cn-doctor wrote; "
+                                   "move the file aside to start a new journal")
         return entries
 
     @contextlib.contextmanager

@@ -84,6 +84,12 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
     prio, why_prio = _prio_decision(facts, limits, rlimits)
     notes.append(why_prio)
     cpu = cpu_plan(facts)
+    cpus_known = cpu is not None and bool(cpu.cpus)
+    if cpu is not None and not cpus_known:
+        # The CPU plan's one-thread fallback would cripple generation: llama.cpp keeps
+        # its own default instead (a thread per core it sees).
+        notes.append("No --threads: this host's CPUs are unknown, so llama.cpp picks its own "
+                     "thread count.")
     targets = plan.fit_target_mib or [1024]
     intents = Intents(
         model=options.model,
@@ -96,15 +102,15 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
         n_cpu_moe=plan.n_cpu_moe if model.experts else None,
         gpu_layers=None if plan.dense_fits_gpu else plan.gpu_layers,
         lock=lock,
-        thread_args=cpu.thread_args() if cpu is not None else [],
-        affinity_args=cpu.affinity_args() if cpu is not None else [],
+        thread_args=cpu.thread_args() if cpus_known else [],
+        affinity_args=cpu.affinity_args() if cpus_known else [],
         prio=prio,
     )
     translation = translate(intents, build, options.server_args)
     notes += translation.notes
     affinity = None
     prefix: list[str] = []
-    if cpu is not None and cpu.cpus:
+    if cpus_known:
         if cpu.numa_node is not None:
             prefix = ["numactl", f"--cpunodebind={cpu.numa_node}", f"--membind={cpu.numa_node}"]
             notes.append(f"numactl binds threads and memory to NUMA node {cpu.numa_node}.")

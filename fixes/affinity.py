@@ -9,23 +9,19 @@ until the process exits: new launches get the plan from ``q3cn-doctor launch``.
 
 from __future__ import annotations
 
-import os
-
+from q3cn_doctor.cpuplan import running_servers
 from q3cn_doctor.fixplan import NOW, Change, Fix, FixContext, ThreadAffinity
 from q3cn_doctor.host import Process, format_cpu_list
 
 from .governor import planned_cpus
 
-NAMES = ("llama-server",)
-
 
 def _targets(ctx: FixContext) -> list[Process]:
-    processes = ctx.host.processes()
+    """The process --pid names, else every running llama-server."""
     pid = ctx.fix_options.pid
     if pid is not None:
-        return [p for p in processes if p.pid == pid]
-    return [p for p in processes
-            if p.name in NAMES or (p.cmdline and os.path.basename(p.cmdline[0]) in NAMES)]
+        return [p for p in ctx.host.processes() if p.pid == pid]
+    return [server.process for server in running_servers(ctx.host)]
 
 
 class Affinity(Fix):

@@ -9,8 +9,6 @@ and revert switches it back to the recorded one.
 
 from __future__ import annotations
 
-import os
-
 from q3cn_doctor.fixplan import (
     PERSISTENT,
     Change,
@@ -50,32 +48,16 @@ def planned_cpus(ctx: FixContext) -> tuple[list[int], str]:
 UNSWITCHABLE = ("auto-cpufreq", "system76-power", "tlp")
 
 
-def running_managers(ctx: FixContext) -> list[str]:
-    seen = getattr(ctx.facts.cpu, "power_managers", None)
-    return list(seen) if seen is not None else []
-
-
 def blocking_manager(ctx: FixContext) -> str | None:
     """A running daemon that would undo a sysfs write, with no profile to switch instead."""
-    return next((m for m in running_managers(ctx) if m in UNSWITCHABLE), None)
+    return next((m for m in ctx.facts.cpu.power_managers if m in UNSWITCHABLE), None)
 
 
 def running_daemon(ctx: FixContext) -> str | None:
-    """tuned or power-profiles-daemon, where one runs (it owns the governor then)."""
-    seen = getattr(ctx.facts.cpu, "power_managers", None)
-    if seen is None:
-        seen = []
-        for process in ctx.host.processes():
-            names = {process.name}
-            if process.cmdline:
-                names.add(os.path.basename(process.cmdline[0]))
-                if len(process.cmdline) > 1:  # python3 /usr/sbin/tuned
-                    names.add(os.path.basename(process.cmdline[1]))
-            seen.extend(names)
-    for daemon in ("tuned", "power-profiles-daemon"):
-        if daemon in seen:
-            return daemon
-    return None
+    """tuned or power-profiles-daemon, where one runs (it owns the governor then). The CPU
+    facts already found the power daemons among the running processes."""
+    running = ctx.facts.cpu.power_managers
+    return next((d for d in ("tuned", "power-profiles-daemon") if d in running), None)
 
 
 def policy_folder(name: str) -> str:

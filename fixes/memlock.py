@@ -75,8 +75,10 @@ class Memlock(Fix):
 
     def _plan_limits(self, ctx: FixContext, user: str) -> None:
         files = dropin_files(ctx.host, (LIMITS_DIR,))
-        for pattern in ("95-q3cn-doctor-memlock-{user}.conf", "zz-q3cn-doctor-memlock-{user}.conf"):
-            path = f"{LIMITS_DIR}/{pattern.format(user=user)}"
+        later: list[tuple[str, tuple[int, str, str]]] = []
+        names = [f"{LIMITS_DIR}/{pattern.format(user=user)}" for pattern in
+                 ("95-q3cn-doctor-memlock-{user}.conf", "zz-q3cn-doctor-memlock-{user}.conf")]
+        for path in names:
             if path in files and not _owned(ctx, path):
                 continue
             later = [(f, line) for f in files if f > path and not _owned(ctx, f)
@@ -88,6 +90,10 @@ class Memlock(Fix):
                 ctx.note(f"{user} gets the new limit at the next login (log out and in, or "
                          "restart the session's services).")
                 return
+        if not later:  # both names taken by files q3cn-doctor did not write
+            ctx.manual(f"{' and '.join(names)} exist and were not written by q3cn-doctor: set "
+                       f"`{user} - memlock unlimited` in one of them by hand.")
+            return
         file, (number, kind, value) = later[0]
         ctx.manual(f"{file}:{number} sets {user} {kind} memlock {value} and is read after any "
                    "file q3cn-doctor could add: change it to unlimited by hand.")
@@ -96,7 +102,9 @@ class Memlock(Fix):
         dirs = tuple(f"{d}/{unit}.d" for d in UNIT_DIRS)
         files = dropin_files(ctx.host, dirs)
         names = {f.rsplit("/", 1)[1]: f for f in files}
-        for name in ("90-q3cn-doctor-memlock.conf", "zz-q3cn-doctor-memlock.conf"):
+        later: list[tuple[str, int, str]] = []
+        ours = ("90-q3cn-doctor-memlock.conf", "zz-q3cn-doctor-memlock.conf")
+        for name in ours:
             path = f"{dirs[0]}/{name}"
             if name in names and not (names[name] == path and _owned(ctx, path)):
                 continue
@@ -116,6 +124,11 @@ class Memlock(Fix):
                 ctx.manual(f"Run `systemctl daemon-reload && systemctl restart {unit}` for "
                            "the new limit to reach the running service.")
                 return
+        if not later:  # both names taken by drop-ins q3cn-doctor did not write
+            ctx.manual(f"{' and '.join(names[name] for name in ours)} exist and were not "
+                       "written by q3cn-doctor: set LimitMEMLOCK=infinity in one of them by "
+                       "hand.")
+            return
         other, number, value = later[0]
         ctx.manual(f"{other}:{number} sets LimitMEMLOCK={value} and is read after any drop-in "
                    "q3cn-doctor could add: change it to infinity by hand.")

@@ -210,6 +210,19 @@ def test_usage_errors_exit_2(root, args):
     assert tree_state(root, skip=()) == start
 
 
+def test_a_damaged_journal_is_a_message_not_a_traceback(root):
+    """`cli` fails the test on any traceback; each command names the journal and exits 1."""
+    journal = root / STATE / "journal.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(json.dumps({"format": 1, "entries": [{"seq": 1, "state": "applied"}]}))
+    start = tree_state(root, skip=())
+    for args in (("--status",), ("--revert", "--yes"), ("--apply", "--yes")):
+        result = fix(root, *args, env=ROOT_ENV)
+        assert result.returncode == 1, (args, result.stdout + result.stderr)
+        assert "journal.json: entry 1 is not one q3cn-doctor wrote" in result.stderr
+    assert tree_state(root, skip=()) == start
+
+
 def test_a_snapshot_gives_a_plan_but_cannot_be_changed(tmp_path):
     snapshot = HOSTS / "001-hp-elitebook-840g10-i7-1370p-disk-swap"
     plan = cli("fix", "--snapshot", str(snapshot))

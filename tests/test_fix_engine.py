@@ -414,6 +414,19 @@ def test_revert_restores_recorded_values_not_defaults(tmp_path):
     assert (root / "proc/sys/vm/swappiness").read_text() == "37\n"
 
 
+def test_a_file_is_restored_with_its_recorded_mode_even_zero(tmp_path):
+    """Revert restores the recorded mode, never the default: 0o000 included (falsy)."""
+    root = full_root(tmp_path / "root")
+    host = RootHost(str(root), euid=0)
+    target = ConfigFile("/etc/sysctl.d/99-q3cn-doctor-swappiness.conf")
+    recorded = ConfigFile.wanted(header("sysctl.swappiness").encode() + b"vm.swappiness = 5\n",
+                                 0o000)
+    target.write(host, recorded)
+    assert stat.S_IMODE(os.stat(root / OUR_SWAPPINESS).st_mode) == 0o000
+    target.write(host, ConfigFile.wanted(b"x\n", 0o640))
+    assert stat.S_IMODE(os.stat(root / OUR_SWAPPINESS).st_mode) == 0o640
+
+
 def test_the_journal_is_written_before_the_change(tmp_path):
     root = full_root(tmp_path / "root")
     seen: list[tuple[str, str]] = []
@@ -450,6 +463,46 @@ def test_a_corrupt_journal_is_refused_not_overwritten(tmp_path):
         apply_all(root)
     assert (root / STATE / "journal.json").read_text() == "{not json"
     assert (root / "proc/sys/vm/swappiness").read_text() == "60\n"
+
+
+@pytest.mark.parametrize("entries", [
+    [1],  # not an object
+    [{"state": "applied"}],  # fields missing
+    [{"seq": 1, "time": "t", "state": "applied", "fix": "x", "before": "1",
+      "target": {"kind": "sysctl"}}],  # a target without its path
+    [{"seq": 1, "time": "t", "state": "gone", "fix": "x", "before": "1",
+      "target": {"kind": "sysctl", "path": "/proc/sys/vm/swappiness"}}],  # unknown state
+], ids=["number", "no-fields", "no-path", "unknown-state"])
+def test_a_damaged_journal_entry_is_refused_as_a_whole(tmp_path, entries):
+    """A journal that parses but holds entries q3cn-doctor did not write is refused before
+    anything is read from it: no traceback half-way through a revert."""
+    from q3cn_doctor.journal import JournalError
+
+    root = full_root(tmp_path / "root")
+    write(root, f"{STATE}/journal.json", json.dumps({"format": 1, "entries": entries}))
+    with pytest.raises(JournalError, match="entry 1 is not one q3cn-doctor wrote"):
+        revert(root)
+    with pytest.raises(JournalError):
+        Engine(RootHost(str(root))).status()
+    assert (root / "proc/sys/vm/swappiness").read_text() == "60\n"
+
+
+def test_a_change_of_a_kind_this_version_cannot_undo_is_refused(tmp_path):
+    """An entry from a newer q3cn-doctor (a target kind this version lacks): revert
+    refuses, before restoring anything, rather than guessing."""
+    from q3cn_doctor.journal import JournalError
+
+    root = full_root(tmp_path / "root")
+    apply_all(root, only=("sysctl.swappiness",), persist=False)
+    path = root / STATE / "journal.json"
+    document = json.loads(path.read_text())
+    document["entries"].insert(0, {"seq": 0, "time": "t", "state": "applied", "fix": "new",
+                                   "what": "a future change", "before": None,
+                                   "target": {"kind": "future", "path": "/x"}})
+    path.write_text(json.dumps(document))
+    with pytest.raises(JournalError, match="cannot undo"):
+        revert(root)
+    assert (root / "proc/sys/vm/swappiness").read_text() == "0\n"  # nothing half-done
 
 
 def test_a_crash_during_revert_is_finished_by_the_next_revert(tmp_path):

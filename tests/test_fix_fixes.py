@@ -249,6 +249,23 @@ def test_memlock_a_later_user_entry_wins_so_we_go_later_or_report(tmp_path):
     assert "zzz-site.conf:1 sets alice soft memlock 65536" in fix.manual[0]
 
 
+def test_memlock_both_of_our_names_taken_is_a_manual_step(tmp_path):
+    """Files q3cn-doctor did not write under both names it would use: planned as a step
+    by hand (never "could not plan"), for the limits file and the service drop-in."""
+    root = full_root(tmp_path / "root")
+    for name in ("95-q3cn-doctor-memlock-alice.conf", "zz-q3cn-doctor-memlock-alice.conf"):
+        write(root, f"etc/security/limits.d/{name}", "# the admin's own\n")
+    for name in ("90-q3cn-doctor-memlock.conf", "zz-q3cn-doctor-memlock.conf"):
+        write(root, f"etc/systemd/system/llama-server.service.d/{name}", "# the admin's\n")
+    _, _, fix = only_fix(root, "memlock.limit", service="llama-server")
+    assert fix.status != "unavailable", fix.reason
+    assert fix.changes == []
+    assert any("zz-q3cn-doctor-memlock-alice.conf exist and were not written by q3cn-doctor"
+               in step for step in fix.manual), fix.manual
+    assert any("zz-q3cn-doctor-memlock.conf exist and were not written by q3cn-doctor"
+               in step and "LimitMEMLOCK=infinity" in step for step in fix.manual), fix.manual
+
+
 @pytest.mark.parametrize("user", ["../etc", "a b", ""])
 def test_memlock_refuses_odd_user_names(tmp_path, user):
     root = full_root(tmp_path / "root")

@@ -115,6 +115,50 @@ def test_truncated_gguf(tmp_path, qwen):
         read_model(LiveHost(), str(cut))
 
 
+def test_damaged_length_field_is_a_gguf_error(tmp_path, qwen):
+    """A string length in the vocabulary overwritten with garbage points past any offset
+    the reader can take (OverflowError inside gguf): reported, never a traceback."""
+    data = qwen.read_bytes()
+    first_token = (2).to_bytes(8, "little") + b"t0"
+    at = data.index(first_token)
+    damaged = tmp_path / "damaged.gguf"
+    damaged.write_bytes(data[:at] + (2**64 - 16).to_bytes(8, "little") + data[at + 8:])
+    with pytest.raises(GgufError, match="damaged.gguf"):
+        read_model(LiveHost(), str(damaged))
+
+
+def _llama_with(path: Path, **metadata) -> Path:
+    """A one-tensor llama GGUF with extra metadata keys (arrays as given)."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for key, value in metadata.items():
+        if isinstance(value, np.ndarray):
+            writer.add_array(f"llama.{key}", value.tolist())
+        else:
+            writer.add_uint64(f"llama.{key}", value)
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_malformed_metadata_is_a_gguf_error(tmp_path):
+    """Metadata of the wrong shape (a per-layer head count that is not a number, a layer
+    count no model has) is a GgufError: never a traceback, never a hang building
+    per-layer lists."""
+    nan_heads = _llama_with(tmp_path / "nan.gguf", block_count=2,
+                            **{"attention.head_count_kv": np.array([np.nan, 1.0],
+                                                                   np.float32)})
+    with pytest.raises(GgufError, match="malformed"):
+        read_model(LiveHost(), str(nan_heads))
+    huge = _llama_with(tmp_path / "huge.gguf", block_count=2**40)
+    started = time.monotonic()
+    with pytest.raises(GgufError, match="block_count"):
+        read_model(LiveHost(), str(huge))
+    assert time.monotonic() - started < 5
+
+
 def test_injected_fault_goes_through_the_host(qwen):
     host = LiveHost()
     host.faults[str(qwen)] = errno.EACCES

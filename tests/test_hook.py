@@ -430,6 +430,18 @@ def test_a_link_at_the_hook_path_is_refused(root, tmp_path):
     assert (root / PACMAN_HOOK).is_symlink()
 
 
+@pytest.mark.parametrize("record", ["[]", "7", '"hooks"', '{"format": 1, "hooks": []}'])
+def test_a_foreign_record_is_ignored_not_a_traceback(root, record):
+    """hooks.json that parses but is not the record (`cli` fails on any traceback)."""
+    (root / RECORD).parent.mkdir(parents=True)
+    (root / RECORD).write_text(record)
+    assert hook(root, "status").returncode == 0
+    assert hook(root, "install", "--pacman").returncode == 0
+    assert json.loads((root / RECORD).read_text())["hooks"]["/" + PACMAN_HOOK]
+    assert hook(root, "uninstall", "--pacman").returncode == 0
+    assert not (root / PACMAN_HOOK).exists()
+
+
 def test_uninstall_without_a_record_removes_only_an_exact_copy(root):
     """The state folder lost: a file this version would write is still recognised."""
     assert hook(root, "install", "--apt").returncode == 0

@@ -145,6 +145,34 @@ def test_build_without_cpu_flags_takes_the_affinity_itself(tmp_path):
     assert "--cpu-" not in command and "--threads 6 --threads-batch 12" in command
 
 
+def test_unknown_cpus_leave_the_thread_count_to_llama_cpp(tmp_path):
+    """A host whose online CPUs cannot be read (here: the guide machine without its sysfs
+    CPU files and /proc/cpuinfo): the plan passes no --threads rather than one thread."""
+    import shutil
+
+    root = guide_machine(tmp_path / "g")
+    shutil.rmtree(root / "fs/sys/devices/system/cpu")
+    (root / "fs/proc/cpuinfo").unlink()
+    code, out, err = launch("--json", "--snapshot", str(root), "--model", QWEN_PATH)
+    assert code == 0, err
+    plan = json.loads(out)
+    args = shlex.split(plan["command"])
+    assert "--threads" not in args and "--threads-batch" not in args
+    assert not [a for a in args if a.startswith("--cpu-")] and plan["affinity"] is None
+    assert any("this host's CPUs are unknown" in note for note in plan["notes"])
+
+
+def test_a_build_listing_only_the_long_flash_attn_gets_that_name():
+    """Every flag emitted is one the build lists: -fa only where the build knows -fa."""
+    long_only = Build.from_help(
+        "--port PORT                             port to listen\n"
+        "-m,    --model FNAME                    model path\n"
+        "--flash-attn [on|off|auto]              set Flash Attention use\n")
+    result = translate(Intents(model="/m.gguf", port=8080), long_only)
+    assert result.argv()[-2:] == ["--flash-attn", "on"]
+    assert long_only.unknown(result.argv()) == []
+
+
 def test_snapshot_launch_needs_print(tmp_path):
     code, _, err = launch("--snapshot", str(guide_machine(tmp_path / "g")), "--model",
                           QWEN_PATH)

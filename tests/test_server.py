@@ -172,6 +172,26 @@ def test_help_is_cached_by_path_size_and_mtime(tmp_path, cache_env):
     assert cache_env.read_text().splitlines().count("--help") == 2
 
 
+def test_finding_a_server_does_not_import_gguf_or_numpy(tmp_path):
+    """gguf and numpy are for --model only: the architecture names the server facts scan
+    libllama for come from gguf's constants module alone (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    code = ("import sys\n"
+            "from q3cn_doctor.facts import Facts\n"
+            "from q3cn_doctor.live import LiveHost\n"
+            "from q3cn_doctor.options import Options\n"
+            f"server = Facts(LiveHost(), Options(server={str(standin)!r})).server\n"
+            "assert server.flags, server.help_error\n"
+            "print(sorted(m for m in ('gguf', 'numpy') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "c")))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_recording_runs_help_and_replays_it(tmp_path, cache_env):
     """A recording asks the binary itself (never the cache), so the snapshot replays."""
     standin = write_standin(tmp_path / "bin", "2025-08")
@@ -330,6 +350,19 @@ def test_port_check(tmp_path):
     assert findings(root, ["server.port"], port=8081)["server.port"].status == PASS
     (root / "fs/proc/net/tcp").write_text(_tcp(8080, "01"))  # established, not listening
     assert findings(root, ["server.port"])["server.port"].status == PASS
+
+
+def test_port_check_follows_a_port_in_the_servers_own_arguments(tmp_path):
+    """`launch -- --port 9000` (or the config file's args) is where llama-server listens:
+    the check judges that port, not the plan's default."""
+    root = guide_machine(tmp_path / "g")
+    (root / "fs/proc/net").mkdir(parents=True)
+    (root / "fs/proc/net/tcp").write_text(_tcp(9000, "0A"))
+    assert findings(root, ["server.port"])["server.port"].status == PASS  # 8080 is free
+    taken = findings(root, ["server.port"], server_args=["--port", "9000"])["server.port"]
+    assert taken.status == FAIL and taken.title == "Port 9000 is already taken"
+    moved = findings(root, ["server.port"], port=9000, server_args=["--port", "9001"])
+    assert moved["server.port"].status == PASS
 
 
 def test_running_server_without_processes(tmp_path):
