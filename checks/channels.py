@@ -6,6 +6,7 @@ from q3cn_doctor.budget import gib
 from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
 from q3cn_doctor.context import Context
 from q3cn_doctor.facts import FactsError
+from q3cn_doctor.facts.memory import theoretical_bandwidth
 from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.registry import check
 
@@ -14,7 +15,7 @@ CONSUMER_CHANNELS = 2  # desktop and laptop CPUs: two 64-bit channels
 
 def _bandwidth(memory, channels: int) -> float | None:
     speed = memory.configured_mts or memory.rated_mts
-    return speed * 1e6 * 8 * channels if speed else None
+    return theoretical_bandwidth(speed, channels) if speed else None
 
 
 def _layout(memory) -> str:

@@ -27,7 +27,7 @@ def fit(ctx: Context):
     observed = (f"RAM {gib(total)}"
                 + (f", {gib(reserved)} reserved as hugetlb pages" if reserved else "")
                 + f"; the model needs {gib(budget.ram_for_model_bytes)} in RAM ({budget.basis})"
-                f" = {gib(need)} with the OS headroom")
+                f" + {gib(budget.headroom_bytes)} for the OS = {gib(need)}")
     if total < need:
         return ctx.finding(
             FAIL, f"The model does not fit in RAM: {gib(need - total)} short", observed,
@@ -46,5 +46,5 @@ def fit(ctx: Context):
             f"{observed}; {gib(available)} available now (/proc/meminfo MemAvailable)",
             "Close what holds the memory (another llama-server, browsers, VMs) before "
             "launching, or free the page cache it cannot reclaim.", NO_MMAP)
-    return ctx.finding(PASS, f"RAM holds the model with {gib(total - need)} to spare",
+    return ctx.finding(PASS, f"RAM holds the model with {gib(total - reserved - need)} to spare",
                        observed)

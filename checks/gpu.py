@@ -27,7 +27,7 @@ from q3cn_doctor.facts.gpu import (
     gather_cuda_build,
     value,
 )
-from q3cn_doctor.facts.model import kv_cache_bytes
+from q3cn_doctor.facts.model import cache_bytes_per_value, kv_cache_bytes
 from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.registry import check
 
@@ -44,19 +44,20 @@ REFERENCE_BANDWIDTH = 100e9  # bytes/s: the CPU-only figure is given per 100 GB/
 
 # -- what the model asks of the GPU -----------------------------------------------------------
 
-def _routed_total_bytes(model) -> int:
-    """All routed experts: what a token reads of them, scaled from used to all experts."""
-    return model.routed_bytes_per_token * model.experts // max(1, model.experts_used)
-
-
 def _resident_bytes(model) -> int:
     """What stays on the GPU whatever the context: attention, shared expert, recurrent
     layers, embeddings and output (the file less its routed experts)."""
-    return max(0, model.file_bytes - _routed_total_bytes(model))
+    return max(0, model.file_bytes - model.routed_bytes)
+
+
+def _expert_layer_bytes(model) -> float:
+    """One layer's routed experts: what --fit moves between VRAM and RAM."""
+    return model.routed_bytes / max(1, model.expert_layers or model.layers)
 
 
 def _kv_bytes(model, ctx_size: int) -> int:
-    return kv_cache_bytes(asdict(model), ctx_size)
+    """The KV cache at ``ctx_size``, in the cache type the server arguments ask for."""
+    return kv_cache_bytes(asdict(model), ctx_size, cache_bytes_per_value(model.cache_type))
 
 
 def _plan_offloads(ctx: Context) -> bool:
@@ -138,7 +139,7 @@ _INIT_FIX = {
 
 def _cpu_only_cost(ctx: Context) -> str:
     model = ctx.facts.model
-    per_token = model.routed_bytes_per_token + _resident_bytes(model)
+    per_token = model.routed_bytes_per_token + model.dense_bytes_per_token
     rate = REFERENCE_BANDWIDTH / per_token
     return (f"CPU-only, each token of {model.name} reads about {per_token / 1e9:.1f} GB from "
             f"RAM, so generation tops out near {rate:.0f} tok/s per 100 GB/s of memory "
@@ -373,7 +374,7 @@ def vram(ctx: Context):
     if not devices:
         return _no_gpu(ctx)
     model = ctx.facts.model
-    layer_bytes = _routed_total_bytes(model) / max(1, model.layers)
+    layer_bytes = _expert_layer_bytes(model)
     findings = []
     usable_total, counted = 0, []
     for device in devices:
@@ -425,10 +426,11 @@ def _fit(ctx: Context, usable: int, counted: list[str], layer_bytes: float):
                 f"{gib(kv)} KV cache at ctx {model.ctx_size} = {gib(need)}")
     if need <= usable:
         layers = min(model.layers, int((usable - need) // layer_bytes)) if layer_bytes else 0
+        room = (f"with room for about {layers} expert layer{'' if layers == 1 else 's'}"
+                if layers else "but with no room for expert layers: every expert stays in RAM")
         return ctx.finding(
-            PASS, f"Attention + KV cache at ctx {model.ctx_size} fit, with room for about "
-                  f"{layers} expert layers", observed + f"; expert layers are "
-                  f"{gib(int(layer_bytes))} each", item="fit")
+            PASS, f"Attention + KV cache at ctx {model.ctx_size} fit, {room}",
+            observed + f"; expert layers are {gib(int(layer_bytes))} each", item="fit")
     room = usable - resident
     fits = _largest_ctx(model, room) if room > 0 else 0
     if fits >= CTX_STEP:
@@ -479,7 +481,7 @@ def _slot_width(ctx: Context, device: dict) -> int | None:
     domain, rest = bus.split(":", 1)
     text = ctx.host.cat(f"/sys/bus/pci/devices/{domain[-4:].lower()}:{rest.lower()}/"
                         "max_link_width")
-    return int(text) if text and text.isdigit() else None
+    return int(text) if text and text.isdecimal() else None
 
 
 @check("gpu.pcie", "PCIe link as wide and as fast as the GPU and slot allow")
@@ -487,7 +489,7 @@ def pcie(ctx: Context):
     devices = _devices(ctx)
     if not devices:
         return _no_gpu(ctx)
-    routed = _routed_total_bytes(ctx.facts.model)
+    routed = ctx.facts.model.routed_bytes
     findings = []
     for device in devices:
         index = str(device.get("index"))

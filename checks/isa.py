@@ -13,9 +13,9 @@ import re
 from q3cn_doctor.context import Context
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.cpu import CpuFacts
+from q3cn_doctor.facts.gpu import find_server
 from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.host import Host
-from q3cn_doctor.options import Options
 from q3cn_doctor.registry import check
 
 X86_LABELS = (("avx", "AVX"), ("avx2", "AVX2"), ("fma", "FMA"), ("f16c", "F16C"),
@@ -46,8 +46,6 @@ VARIANTS = {
     "zen4": _SKYLAKEX + ("AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16"),
     "sapphirerapids": _SKYLAKEX + ("AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16", "AMX_INT8"),
 }
-SERVER = "llama-server"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _has(cpu: CpuFacts, feature: str) -> bool:
@@ -66,21 +64,6 @@ def best_variant(cpu: CpuFacts, variants: list[str]) -> str | None:
     scored = [(score(cpu, v), v) for v in variants if v in VARIANTS]
     scored = [pair for pair in scored if pair[0] > 0]
     return max(scored)[1] if scored else None
-
-
-def find_server(host: Host, options: Options) -> str | None:
-    """llama-server from --server (or the config file), else the first on PATH."""
-    if options.server:
-        return options.server if host.exists(options.server) else None
-    try:
-        path = host.environ().get("PATH") or DEFAULT_PATH
-    except NotImplementedError:
-        path = DEFAULT_PATH
-    for directory in path.split(":"):
-        candidate = directory.rstrip("/") + "/" + SERVER
-        if directory.startswith("/") and host.exists(candidate) and not host.is_dir(candidate):
-            return candidate
-    return None
 
 
 def build_variants(host: Host, server: str) -> list[str]:
@@ -112,8 +95,8 @@ def isa(ctx: Context):
     findings = []
     if not cpu.isa.get("avx2"):
         advice = ("Keep as many layers as possible on the GPU; on the CPU side, a CPU with "
-                  "AVX2 (Intel Haswell or AMD Zen on, 2013-2017) runs llama.cpp several times "
-                  "faster.")
+                  "AVX2 (Intel Haswell, 2013, and later; AMD Excavator, 2015, and Zen) runs "
+                  "llama.cpp several times faster.")
         try:
             virt = ctx.facts.system.virtualization
             if virt.kind == "vm" or virt.vm:
@@ -150,7 +133,7 @@ def _arm(ctx: Context, cpu: CpuFacts):
 
 
 def _build(ctx: Context, cpu: CpuFacts):
-    server = find_server(ctx.host, ctx.options)
+    server, _ = find_server(ctx.host, ctx.options)
     if server is None:
         return None
     variants = build_variants(ctx.host, server)

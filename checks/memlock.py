@@ -18,7 +18,7 @@ def _passwd(ctx: Context) -> dict[str, tuple[int, int]]:
     users = {}
     for line in (ctx.host.cat("/etc/passwd") or "").splitlines():
         parts = line.split(":")
-        if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+        if len(parts) >= 4 and parts[2].isdecimal() and parts[3].isdecimal():
             users[parts[0]] = (int(parts[2]), int(parts[3]))
     return users
 
@@ -38,7 +38,7 @@ def parse_limit(value: str) -> int | None:
     value = value.strip().lower()
     if value in ("unlimited", "infinity", "-1"):
         return UNLIMITED
-    return int(value) * KIB if value.isdigit() else None
+    return int(value) * KIB if value.isdecimal() else None
 
 
 def limits_conf_memlock(ctx: Context, user: str, gid: int | None
@@ -115,8 +115,7 @@ def memlock(ctx: Context):
     limit, exempt, where = memlock_limit(ctx)
     if limit is None:
         return ctx.finding(SKIP, "Memlock limit unknown", where)
-    observed = (f"{where}; the model's RAM part is {gib(part)} ({budget.basis}, less the OS "
-                "headroom)")
+    observed = f"{where}; the model's RAM part is {gib(part)} ({budget.basis})"
     if part == 0:
         return ctx.finding(PASS, "The model fits in VRAM: nothing to lock in RAM", observed)
     if exempt or limit == UNLIMITED or limit >= part:

@@ -11,6 +11,7 @@ from q3cn_doctor.budget import gib
 from q3cn_doctor.context import Context
 from q3cn_doctor.cpuplan import RunningServer, plan_for, running_servers
 from q3cn_doctor.facts.cpu import CpuFacts
+from q3cn_doctor.facts.model import server_arg
 from q3cn_doctor.findings import PASS, SKIP, WARN
 from q3cn_doctor.host import format_cpu_list
 from q3cn_doctor.registry import check
@@ -64,15 +65,21 @@ def numa(ctx: Context):
         observed += f"; {BALANCING} = {balancing}"
     servers = running_servers(ctx.host)
     policies = {server.pid: _policy(cpu, server) for server in servers}
-    if servers and all(policies.values()):
-        observed += "; " + ", ".join(f"llama-server pid {pid}: {policy}"
-                                     for pid, policy in policies.items())
+    configured = server_arg(list(ctx.options.server_args), "--numa")
+    if (servers and all(policies.values())) or (configured and not servers):
+        if servers:
+            observed += "; " + ", ".join(f"llama-server pid {pid}: {policy}"
+                                         for pid, policy in policies.items())
+            title = "llama-server runs with a NUMA policy"
+        else:  # the config file's args (or launch -- ...) give llama-server one
+            observed += f"; your llama-server arguments: --numa {configured}"
+            title = f"llama-server's arguments set a NUMA policy (--numa {configured})"
         if balancing not in (None, "0"):
             return ctx.finding(
                 WARN, "llama-server has a NUMA policy, but automatic NUMA balancing is on",
                 observed, f"Set {BALANCING}=0: llama.cpp warns that balancing moves the "
                 "model's pages under it.", _IMPACT, fixes=["sysctl.numa_balancing"])
-        return ctx.finding(PASS, "llama-server runs with a NUMA policy", observed)
+        return ctx.finding(PASS, title, observed)
     if servers:
         observed += "; " + ", ".join(f"llama-server pid {pid}: no --numa and spans nodes"
                                      for pid, policy in policies.items() if not policy)

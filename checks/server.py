@@ -11,7 +11,7 @@ from q3cn_doctor.budget import gib
 from q3cn_doctor.context import Context
 from q3cn_doctor.cpuplan import running_servers
 from q3cn_doctor.facts import FactsError
-from q3cn_doctor.facts.gpu import gather_cuda_build
+from q3cn_doctor.facts.gpu import device_lost, gather_cuda_build
 from q3cn_doctor.facts.model import (
     DESKTOP_MIN_FIT_TARGET_MIB,
     desktop_gpu,
@@ -91,10 +91,12 @@ def build(ctx: Context):
     runtime = (f"; CUDA runtime {server.cuda_runtime_major}.x (gpu.cuda judges it against "
                "the driver)" if server.cuda_runtime_major else "")
     if gpus and linked and not server.backends:
+        answering = sum(1 for gpu in gpus if "error" not in gpu and not device_lost(gpu))
         findings.append(ctx.finding(
             FAIL, "This llama-server is a CPU-only build on a machine with an NVIDIA GPU",
             f"{server.path} links no GPU backend (ggml-cuda, vulkan...); "
-            f"{len(gpus)} NVIDIA GPU(s) answer",
+            + (f"{len(gpus)} NVIDIA GPU(s) answer" if answering == len(gpus) else
+               f"NVML lists {len(gpus)} NVIDIA GPU(s), {answering} of them answering"),
             "Install the CUDA build of llama.cpp, or build with -DGGML_CUDA=ON.",
             "The GPU holds nothing: attention and every expert run on the CPU, at a fraction "
             "of the speed.", item="backend"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow, tokens_per_s
 from q3cn_doctor.context import Context
 from q3cn_doctor.facts import FactsError
+from q3cn_doctor.facts.memory import theoretical_bandwidth
 from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.registry import check
 
@@ -51,8 +52,8 @@ def _cost(ctx: Context, memory, configured: int, rated: int) -> str:
     """What running below the rating costs in tokens/s."""
     share = configured / rated
     if memory.channels:
-        now = configured * 1e6 * 8 * memory.channels
-        full = rated * 1e6 * 8 * memory.channels
+        now = theoretical_bandwidth(configured, memory.channels)
+        full = theoretical_bandwidth(rated, memory.channels)
         tokens_now, tokens_full = tokens_per_s(ctx, now), tokens_per_s(ctx, full)
         if tokens_now and tokens_full:
             model = ctx.facts.model
@@ -71,7 +72,7 @@ def _half_rate(ctx: Context, memory, configured: int, full: int):
     observed = f"configured {configured} MT/s, module speed {full} MT/s; {_modules_line(memory)}"
     measured = (memory.measured or {}).get("bytes_per_s")
     if measured and memory.channels:
-        half_theory = configured * 1e6 * 8 * memory.channels
+        half_theory = theoretical_bandwidth(configured, memory.channels)
         observed += f"; measured {gbps(measured)}, {gbps(half_theory)} possible at {configured}"
         if measured > half_theory * HALF_MARGIN:
             return ctx.finding(
@@ -124,8 +125,8 @@ def speed(ctx: Context):
                                  "modules (a VM?)",
                            f"{memory.source}: {_modules_line(memory)}",
                            "On a VM, run q3cn-doctor on the host to judge its RAM speed.")
-    observed = f"configured {configured or 'unknown'} MT/s; {_modules_line(memory)}; " \
-               f"{_rating_line(memory)}"
+    observed = (f"configured {f'{configured} MT/s' if configured else 'speed unknown'}; "
+                f"{_modules_line(memory)}; {_rating_line(memory)}")
     if configured is None:
         how = ("Run `sudo q3cn-doctor check`: the SPD EEPROMs give the rating, dmidecode the "
                "speed the firmware set." if memory.source == "spd" else

@@ -48,7 +48,7 @@ def swap(ctx: Context):
     budget = ram_budget(ctx.facts)
     needed = budget.ram_needed_bytes
     observed = (f"RAM {gib(memory.total_bytes)}; the model needs about {gib(needed)} "
-                f"({budget.basis}); disk swap: {_describe(memory.disk_swap)}")
+                f"({budget.needed_basis}); disk swap: {_describe(memory.disk_swap)}")
     if not memory.disk_swap:
         return ctx.finding(PASS, "No disk swap for the model's memory to be paged to", observed)
     if memory.total_bytes >= needed:

@@ -27,14 +27,19 @@ IMPACT = ("llama.cpp splits each matrix product evenly over its threads and wait
           "last one, so a thread on a slow core holds back every token.")
 
 
+def _plural(number: int, word: str) -> str:
+    """``1 core``, ``2 cores``."""
+    return f"{number} {word}" + ("" if number == 1 else "s")
+
+
 def class_label(klass: CoreClass, count: int | None = None) -> str:
     """``6 P-cores``, ``10 Cortex-X925 cores``, ``2 cores of capacity 820``."""
     number = klass.cores if count is None else count
     if klass.name.endswith("core"):
-        return f"{number} {klass.name}s"
+        return _plural(number, klass.name)
     if klass.name.startswith("capacity"):
-        return f"{number} cores of {klass.name}"
-    return f"{number} {klass.name} cores"
+        return f"{_plural(number, 'core')} of {klass.name}"
+    return _plural(number, f"{klass.name} core")
 
 
 def _ghz(khz: int | None) -> str:
@@ -46,7 +51,7 @@ def describe(cpu: CpuFacts) -> str:
     parts = []
     for klass in cpu.core_classes:
         threads = len(klass.cpus) // klass.cores if klass.cores else 1
-        shape = f"{klass.cores} cores" + (f" x {threads} threads" if threads > 1 else "")
+        shape = _plural(klass.cores, "core") + (f" x {threads} threads" if threads > 1 else "")
         parts.append(f"{klass.name}: CPUs {format_cpu_list(klass.cpus)} ({shape}"
                      f"{_ghz(klass.max_freq_khz)})")
     text = "; ".join(parts)
@@ -121,7 +126,8 @@ def topology(ctx: Context):
     else:
         cores = cpu.physical_cores or len(cpu.online_cpus)
         threads = f", {cpu.logical} threads" if cpu.logical and cpu.logical != cores else ""
-        main = ctx.finding(PASS, f"{cores} cores of one class{threads}", observed, recommended)
+        main = ctx.finding(PASS, f"{_plural(cores, 'core')} of one class{threads}", observed,
+                           recommended)
     findings = [main]
     for server in running_servers(ctx.host):
         finding = _judge_server(ctx, cpu, the_plan, server)

@@ -20,7 +20,8 @@ _HIDDEN = {
 def virtualization(ctx: Context):
     system = ctx.facts.system
     virt = system.virtualization
-    observed = f"{virt.kind or 'unknown'}" + (f" ({virt.name})" if virt.name else "")
+    observed = f"{virt.kind or 'unknown'}" + (
+        f" ({virt.name})" if virt.name and virt.name != virt.kind else "")
     if virt.vm:
         observed += f" inside a {virt.vm} VM"
     observed += f"; decided by {system.basis.get('virtualization')}"

@@ -1,7 +1,8 @@
 """Measured memory read bandwidth, and the theoretical peak to hold it against.
 
 Token generation streams every weight from RAM once per token, so its ceiling is
-the machine's multi-threaded *read* bandwidth. This measures it in about a second
+the machine's multi-threaded *read* bandwidth (the theoretical peak it is held
+against is ``facts.memory.theoretical_bandwidth``). This measures it in about a second
 without numpy or a compiler:
 
 - one buffer, several times the size of the last-level cache (512 MiB by default),
@@ -28,11 +29,11 @@ import ctypes
 import math
 import mmap
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
 
+from .facts.cpu import cache_size_bytes
 from .facts.memory import parse_meminfo
 from .host import Host, parse_cpu_list
 
@@ -61,15 +62,6 @@ class BandwidthResult:
         return self.bytes_per_s / 1e9
 
 
-def theoretical_bandwidth(mts: float, channels: int, bus_bytes: int = 8) -> float:
-    """Peak transfer rate in bytes/s: transfers per second x channels x bytes per transfer.
-
-    A channel is 64 bits (8 bytes) wide: one DDR4 DIMM slot's channel, or the two
-    32-bit subchannels of a DDR5 DIMM together. DDR5-6000 in two channels: 96 GB/s.
-    """
-    return mts * 1e6 * channels * bus_bytes
-
-
 def plan_buffer_bytes(host: Host) -> int:
     """512 MiB, or 4x the total last-level cache if more, but at most 1/4 of MemAvailable."""
     size = max(DEFAULT_BUFFER_BYTES, CACHE_MULTIPLE * last_level_cache_bytes(host))
@@ -81,7 +73,10 @@ def plan_buffer_bytes(host: Host) -> int:
 
 def plan_threads(host: Host) -> int:
     """One thread per online CPU."""
-    online = parse_cpu_list(host.cat("/sys/devices/system/cpu/online") or "")
+    try:
+        online = parse_cpu_list(host.cat("/sys/devices/system/cpu/online") or "")
+    except ValueError:  # not a CPU list: fall back to what the OS reports
+        online = []
     return len(online) or os.cpu_count() or 1
 
 
@@ -91,7 +86,7 @@ def last_level_cache_bytes(host: Host) -> int:
     for directory in host.glob("/sys/devices/system/cpu/cpu*/cache/index3"):
         if host.cat(directory + "/level") != "3":
             continue
-        size = _cache_size(host.cat(directory + "/size") or "")
+        size = cache_size_bytes(host.cat(directory + "/size"))
         shared = host.cat(directory + "/shared_cpu_list") or directory
         if size:
             instances[shared] = size
@@ -193,10 +188,3 @@ def _libc() -> ctypes.CDLL:
     libc.memset.restype = ctypes.c_void_p
     return libc
 
-
-def _cache_size(text: str) -> int:
-    """sysfs cache sizes: ``32768K`` (the kernel's form), ``32M`` or plain bytes."""
-    match = re.fullmatch(r"(\d+)\s*([KMG]?)", text.strip())
-    if not match:
-        return 0
-    return int(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)]

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .facts import Facts, FactsError
+from .facts.model import FIT_TARGET_MIB, GIB, MIB, OS_HEADROOM_BYTES
 
-GIB = 1024**3
-FIT_TARGET_BYTES = 1024 * 1024**2  # llama-server --fit-target default: 1024 MiB per device
-OS_HEADROOM_BYTES = 4 * GIB  # kernel, desktop and page cache for everything else
+FIT_TARGET_BYTES = FIT_TARGET_MIB * MIB  # llama-server --fit-target default, per device
 
 
 @dataclass
@@ -21,11 +20,16 @@ class RamBudget:
     vram_usable_bytes: int
     ram_for_model_bytes: int
     headroom_bytes: int
-    basis: str
+    basis: str  # how ram_for_model_bytes was reached (the OS headroom is not in it)
 
     @property
     def ram_needed_bytes(self) -> int:
         return self.ram_for_model_bytes + self.headroom_bytes
+
+    @property
+    def needed_basis(self) -> str:
+        """How ram_needed_bytes was reached: the basis plus the OS headroom."""
+        return f"{self.basis}, plus {self.headroom_bytes // GIB} GiB for the OS"
 
 
 def ram_budget(facts: Facts) -> RamBudget:
@@ -44,7 +48,6 @@ def ram_budget(facts: Facts) -> RamBudget:
         f"{model.name} weights + KV cache at ctx {model.ctx_size}"
         + (f", minus {len(gpus)} GPU(s) free VRAM less the 1 GiB --fit-target margin" if gpus
            else ", all in RAM (no usable NVIDIA GPU)")
-        + ", plus 4 GiB for the OS"
     )
     return RamBudget(total, usable, max(0, total - usable), OS_HEADROOM_BYTES, basis)
 

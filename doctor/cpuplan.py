@@ -331,7 +331,7 @@ def running_servers(host: Host) -> list[RunningServer]:
             cpus |= set(parse_cpu_mask(mask))
         if values.get("cpu_range"):
             low, _, high = values["cpu_range"].partition("-")
-            if low.isdigit() and high.isdigit():
+            if low.isdecimal() and high.isdecimal():
                 cpus |= set(range(int(low), int(high) + 1))
         server.cpu_flags = sorted(cpus) or None
         found.append(server)

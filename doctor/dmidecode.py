@@ -389,7 +389,7 @@ def parse_udev_properties(text: str | bytes) -> MemoryInventory:
 
 def _udev_int(value: str | None) -> int | None:
     text = (value or "").strip()
-    if not text.isdigit():
+    if not text.isdecimal():
         return None
     number = int(text)
     return None if number in SENTINELS else number

@@ -12,7 +12,6 @@ what the live run read.
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import asdict, dataclass, field
 
@@ -191,6 +190,8 @@ def read_elf(host: Host, path: str) -> ElfInfo:
     it has one, else the file itself. ElfError or OSError say why not."""
     record_path = path + RECORDED_SUFFIX
     if host.exists(record_path):
+        import json  # only a snapshot's record needs it
+
         try:
             return ElfInfo.from_json(json.loads(host.read_text(record_path)))
         except ValueError as exc:

@@ -110,18 +110,26 @@ def command_slug(argv: list[str] | tuple[str, ...]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", " ".join(argv))
 
 
+MAX_CPU_ID = 65535
+"""The kernel's NR_CPUS tops out at 8192: a larger id is garbage, not a CPU."""
+
+
 def parse_cpu_list(text: str) -> list[int]:
-    """Expand the kernel's CPU list format (``0-3,8,10-11``) into ids."""
+    """Expand the kernel's CPU list format (``0-3,8,10-11``) into ids.
+
+    Trailing NUL bytes (some sysfs files end in one) are ignored; anything else that is
+    not a CPU list, ids beyond MAX_CPU_ID included, raises ValueError.
+    """
     cpus: list[int] = []
-    for part in text.strip().split(","):
+    for part in text.replace("\x00", "").strip().split(","):
         part = part.strip()
         if not part:
             continue
-        if "-" in part:
-            low, high = part.split("-", 1)
-            cpus.extend(range(int(low), int(high) + 1))
-        else:
-            cpus.append(int(part))
+        low, dash, high = part.partition("-")
+        first, last = int(low), int(high) if dash else int(low)
+        if last > MAX_CPU_ID:
+            raise ValueError(f"CPU id {last} is beyond {MAX_CPU_ID}")
+        cpus.extend(range(first, last + 1))
     return cpus
 
 
@@ -415,7 +423,7 @@ class Host:
         """The thread ids of a process (``/proc/PID/task``)."""
         try:
             return sorted(int(name) for name in self.listdir(f"/proc/{pid}/task")
-                          if name.isdigit())
+                          if name.isdecimal())
         except OSError:
             return []
 

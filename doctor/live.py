@@ -364,24 +364,31 @@ def read_processes(cat, listdir) -> list[Process]:
     """Processes from a /proc tree, read through the given file functions."""
     processes = []
     for entry in listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdecimal():
             continue
         status = cat(f"/proc/{entry}/status")
         if status is None:
             continue  # it exited while we looked
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         cmdline = (cat(f"/proc/{entry}/cmdline") or "").split("\0")
-        affinity = fields.get("Cpus_allowed_list")
-        threads = fields.get("Threads")
-        uid = fields.get("Uid")
+        threads = fields.get("Threads", "").strip()
+        uid = fields.get("Uid", "").split()
         processes.append(
             Process(
                 pid=int(entry),
                 name=fields.get("Name", "").strip(),
                 cmdline=[arg for arg in cmdline if arg],
-                affinity=parse_cpu_list(affinity) if affinity else None,
-                threads=int(threads) if threads and threads.strip().isdigit() else None,
-                uid=int(uid.split()[1]) if uid and len(uid.split()) > 1 else None,
+                affinity=_cpu_list_or_none(fields.get("Cpus_allowed_list")),
+                threads=int(threads) if threads.isdecimal() else None,
+                uid=int(uid[1]) if len(uid) > 1 and uid[1].isdecimal() else None,
             )
         )
     return processes
+
+
+def _cpu_list_or_none(text: str | None) -> list[int] | None:
+    """A status file's CPU list; None where it is missing or not a CPU list."""
+    try:
+        return parse_cpu_list(text) if text else None
+    except ValueError:
+        return None

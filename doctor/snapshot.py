@@ -127,20 +127,31 @@ class SnapshotHost(Host):
             return {"init": "NVML_ERROR_UNKNOWN", "reason": "nvml.json is not valid JSON"}
         return readings if isinstance(readings, dict) else dict(NVML_ABSENT)
 
+    # A value of the wrong shape (a hand-edited or damaged snapshot.json) reads as absent.
     def environ(self) -> dict[str, str]:
-        return dict(self.meta.get("environ", {}))
+        environ = self.meta.get("environ")
+        if not isinstance(environ, dict):
+            return {}
+        return {str(name): str(text) for name, text in environ.items()}
 
     def euid(self) -> int | None:
-        return self.meta.get("euid")
+        return _whole(self.meta.get("euid"))
 
     def rlimits(self) -> dict[str, tuple[int, int]]:
-        return {name: tuple(pair) for name, pair in self.meta.get("rlimits", {}).items()}
+        limits = self.meta.get("rlimits")
+        if not isinstance(limits, dict):
+            return {}
+        return {name: (pair[0], pair[1]) for name, pair in limits.items()
+                if isinstance(pair, list) and len(pair) == 2 and all(
+                    _whole(limit) is not None for limit in pair)}
 
     def capabilities(self) -> int | None:
-        return self.meta.get("capabilities")
+        return _whole(self.meta.get("capabilities"))
 
     def processes(self) -> list[Process]:
-        return [Process(**entry) for entry in self.meta.get("processes", [])]
+        entries = self.meta.get("processes")
+        return [process for process in map(_process, entries if isinstance(entries, list)
+                                           else []) if process is not None]
 
     def recorded(self, name: str) -> dict:
         """A top-level record of parsed facts kept instead of a large file (``model.json``:
@@ -151,6 +162,27 @@ class SnapshotHost(Host):
         except ValueError:
             return {}
         return record if isinstance(record, dict) else {}
+
+
+def _whole(value: object) -> int | None:
+    """An integer from snapshot.json, or None (a bool is not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _process(entry: object) -> Process | None:
+    """A recorded process, or None where the entry is not one."""
+    if not isinstance(entry, dict) or _whole(entry.get("pid")) is None:
+        return None
+    cmdline, affinity = entry.get("cmdline"), entry.get("affinity")
+    return Process(
+        pid=entry["pid"],
+        name=str(entry.get("name") or ""),
+        cmdline=[str(arg) for arg in cmdline] if isinstance(cmdline, list) else [],
+        affinity=[cpu for cpu in affinity if _whole(cpu) is not None]
+        if isinstance(affinity, list) else None,
+        threads=_whole(entry.get("threads")),
+        uid=_whole(entry.get("uid")),
+    )
 
 
 def _read_optional(path: str) -> str | None:

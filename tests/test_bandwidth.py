@@ -12,8 +12,8 @@ from q3cn_doctor.bandwidth import (
     measure_read_bandwidth,
     plan_buffer_bytes,
     plan_threads,
-    theoretical_bandwidth,
 )
+from q3cn_doctor.facts.memory import theoretical_bandwidth
 from q3cn_doctor.live import RootHost
 
 MIB, GIB = 2**20, 2**30

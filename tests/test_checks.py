@@ -136,7 +136,8 @@ def test_swap_warns_when_ram_is_short_of_the_model():
     assert finding.title == f"RAM is {gib(QWEN_NEED - ram)} short, so the model will page to disk"
     assert gib(QWEN_NEED - ram) == "20.7 GiB"
     assert finding.observed.startswith("RAM 31.0 GiB; the model needs about 51.7 GiB (")
-    assert finding.observed.endswith("disk swap: /dev/nvme0n1p3 (partition, 1.0 GiB)")
+    assert finding.observed.endswith("all in RAM (no usable NVIDIA GPU), plus 4 GiB for the OS); "
+                                     "disk swap: /dev/nvme0n1p3 (partition, 1.0 GiB)")
     assert "all in RAM (no usable NVIDIA GPU)" in finding.observed
     assert finding.fixes == []  # no software fix adds RAM
     assert finding.manual
@@ -393,6 +394,7 @@ def test_virtualization_wsl(tmp_path):
     write(tmp_path, "/proc/sys/kernel/osrelease", "5.15.167.4-microsoft-standard-WSL2\n")
     finding = one(tmp_path, "system.virtualization")
     assert (finding.status, finding.title) == (INFO, "Running in WSL2")
+    assert finding.observed == "wsl; decided by kernel release names Microsoft (WSL2)"
 
 
 # -- the CLI on the build machine ------------------------------------------------------------------

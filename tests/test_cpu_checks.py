@@ -158,6 +158,13 @@ def test_topology_uniform_pass_and_vm_note():
                                  "are hidden")
 
 
+def test_topology_counts_one_core_in_the_singular():
+    """The Hyper-V guest: one core with two threads, never "1 cores"."""
+    hyperv = findings("008-hyperv-gen2-guest-rhcos-2vcpu", "cpu.topology")["cpu.topology"]
+    assert hyperv.title == "1 core of one class, 2 threads"
+    assert hyperv.observed.startswith("all cores: CPUs 0-1 (1 core x 2 threads).")
+
+
 def test_topology_skips_without_cpus(tmp_path):
     (tmp_path / "fs").mkdir()
     found = findings(tmp_path, "cpu.topology")["cpu.topology"]
@@ -174,6 +181,20 @@ def test_numa_epyc_eight_nodes_without_a_policy():
         "--threads-batch 96 --numa distribute`")
     assert "numactl --cpunodebind=0 --membind=0" in found.recommended
     assert found.fixes == []
+
+
+def test_numa_policy_in_the_configured_server_arguments_passes(tmp_path):
+    """config ``args = ["--numa", "distribute"]``: the policy is planned, no warning; with
+    balancing on, the warning is about balancing only."""
+    found = findings(EPYC, "cpu.numa", server_args=["--numa", "distribute"])["cpu.numa"]
+    assert (found.status, found.title) == (
+        PASS, "llama-server's arguments set a NUMA policy (--numa distribute)")
+    assert found.observed.endswith("; your llama-server arguments: --numa distribute")
+    root = copy_fixture(OPTERON, tmp_path)
+    write(root, "/proc/sys/kernel/numa_balancing", "1\n")
+    found = findings(root, "cpu.numa", server_args=["--numa=isolate"])["cpu.numa"]
+    assert (found.status, found.fixes) == (WARN, ["sysctl.numa_balancing"])
+    assert found.title == "llama-server has a NUMA policy, but automatic NUMA balancing is on"
 
 
 def test_numa_balancing_on_adds_the_sysctl_fix(tmp_path):

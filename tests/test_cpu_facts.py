@@ -209,6 +209,22 @@ def test_nul_bytes_after_topology_lists(tmp_path):
         4, 4, 1, False, 1)
 
 
+def test_nul_or_garbage_in_cpufreq_and_online_lists_loses_only_that_value(tmp_path):
+    """A NUL after a cpufreq policy's affected_cpus, or an online list that is not a CPU
+    list, once made the whole cpu section a FactsError (every CPU check an error)."""
+    files: dict[str, str | bytes] = {f"{CPU}/online": b"0-3,garbage\n", f"{CPU}/present": b"0-3\n"}
+    for n in range(4):
+        files[f"{CPU}/cpu{n}/topology/core_cpus_list"] = f"{n}\n".encode()
+    for policy, cpus in (("policy0", b"0 1\n\x00"), ("policy2", b"junk\n")):
+        files[f"{CPU}/cpufreq/{policy}/affected_cpus"] = cpus
+        files[f"{CPU}/cpufreq/{policy}/scaling_governor"] = b"powersave\n"
+    cpu = cpu_of(write_tree(tmp_path, files))
+    assert cpu.online_cpus == [0, 1, 2, 3]
+    assert cpu.basis["logical"].startswith(f"{CPU}/present")
+    assert [(p.name, p.cpus) for p in cpu.frequency_policies] == [("policy0", [0, 1]),
+                                                                  ("policy2", [2])]
+
+
 def test_core_ids_repeat_across_clusters_sibling_lists_count(tmp_path):
     """Like the SG2042 and Magny-Cours dumps: core_id 0-1 in each of two clusters."""
     files = {f"{CPU}/online": "0-3\n"}

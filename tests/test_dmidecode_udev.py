@@ -94,3 +94,20 @@ def test_mangled_properties_never_raise(lines):
     inventory = parse_udev_properties("\n".join(lines))
     for device in inventory.devices:
         assert device.speed_mts is None or 100 <= device.speed_mts <= 10000
+
+
+def test_digits_int_cannot_read_are_no_number():
+    """'²' is a digit to str.isdigit() but not to int(): the size is unknown, no ValueError."""
+    inventory = parse_udev_properties("MEMORY_DEVICE_0_SIZE=\u00b2\nMEMORY_DEVICE_0_PRESENT=1\n"
+                                      "MEMORY_DEVICE_0_SPEED_MTS=4\u00b2\n")
+    (device,) = inventory.devices
+    assert (device.size_bytes, device.speed_mts, device.installed) == (None, None, False)
+
+
+KEYS = sorted({line.split("=", 1)[0] for line in LINES if "=" in line})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(KEYS), st.text(max_size=12)), max_size=40))
+def test_real_keys_with_any_values_never_raise(pairs):
+    parse_udev_properties("\n".join(f"{key}={value}" for key, value in pairs)).modules()

@@ -201,6 +201,7 @@ def test_present_driver_not_loaded_fails_and_names_the_intel_igpu():
     per_token = QWEN["routed_bytes_per_token"] + resident(QWEN)
     assert f"about {per_token / 1e9:.1f} GB from RAM" in finding.impact
     assert f"near {100e9 / per_token:.0f} tok/s per 100 GB/s" in finding.impact
+    assert "about 7.9 GB from RAM, so generation tops out near 13 tok/s" in finding.impact
 
 
 def test_present_on_the_build_machine_fixture_says_no_driver():
@@ -409,6 +410,32 @@ def test_vram_too_small_for_the_context_warns_with_the_context_that_fits(name, p
     assert kv_cache_bytes(PROFILES[profile], fits) <= room < kv_cache_bytes(
         PROFILES[profile], fits + 1024)
     assert f"--ctx-size {fits}" in finding.recommended
+
+
+def test_vram_fit_without_room_for_experts_says_so():
+    """10.4 GiB usable, 9.6 GiB of attention and KV: no expert layer fits ("about 0" once)."""
+    finding = fixture_findings(RTX4070, "gpu.vram")["gpu.vram:fit"]
+    assert (finding.status, finding.title) == (
+        PASS, "Attention + KV cache at ctx 131072 fit, but with no room for expert layers: "
+              "every expert stays in RAM")
+
+
+def test_vram_fit_counts_the_kv_cache_in_the_type_the_server_is_given():
+    """At ctx 262144 an f16 cache (6.0 GiB) does not fit the RTX 4070; a q8_0 one (3.2 GiB)
+    does. The check once sized it as f16 whatever -ctk/-ctv said, and advised q8_0."""
+    args = ["-ctk", "q8_0", "-ctv", "q8_0"]
+    finding = fixture_findings(RTX4070, "gpu.vram", ctx_size=262144,
+                               server_args=args)["gpu.vram:fit"]
+    assert finding.status == PASS
+    assert "+ 3.2 GiB KV cache at ctx 262144 = 9.8 GiB" in finding.observed
+    f16 = fixture_findings(RTX4070, "gpu.vram", ctx_size=262144)["gpu.vram:fit"]
+    assert f16.status == WARN and "+ 6.0 GiB KV cache at ctx 262144" in f16.observed
+
+
+def test_cpu_only_build_counts_only_the_gpus_that_answer():
+    finding = fixture_findings(LOST, "server.build")["server.build:backend"]
+    assert finding.status == FAIL
+    assert finding.observed.endswith("NVML lists 2 NVIDIA GPU(s), 1 of them answering")
 
 
 def test_vram_resident_weights_alone_too_big_warns():

@@ -211,6 +211,15 @@ def test_command_slug():
 def test_parse_cpu_list(text, cpus):
     assert parse_cpu_list(text) == cpus
 
+    assert parse_cpu_list(text + "\x00") == cpus  # some sysfs lists end in a NUL
+
+
+@pytest.mark.parametrize("text", ["x", "1-", "-1", "0-3,a", "0-99999999999"])
+def test_parse_cpu_list_refuses_what_is_no_cpu_list(text):
+    """ValueError, never a billion-entry list: callers fall back to another source."""
+    with pytest.raises(ValueError):
+        parse_cpu_list(text)
+
 
 @pytest.mark.parametrize("cpus", [[0, 1, 2, 3, 8, 10, 11], [5], [], [0, 2, 4, 6],
                                   list(range(64)) + [100, 101]])

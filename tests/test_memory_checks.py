@@ -125,6 +125,7 @@ def test_no_module_data_says_exactly_how_to_get_it(tmp_path):
 def test_spd_only_reports_the_rating_and_asks_for_root():
     finding = one(host_fixture("mem-ddr5-gskill-6000-spd-only"), "memory.speed")
     assert finding.status == INFO and "rated 6000 MT/s (EXPO, from spd" in finding.observed
+    assert finding.observed.startswith("configured speed unknown; 2 x 16 GB DDR5 ")
     assert "sudo q3cn-doctor check" in finding.recommended
 
 
@@ -205,6 +206,11 @@ def test_memlock_too_low_with_disk_swap_warns(tmp_path):
     assert finding.fixes == ["memlock.limit"]
     assert "failed to mlock" in finding.impact
 
+    # The RAM part is weights + KV cache: the OS headroom is neither added nor taken off.
+    assert finding.observed.endswith(
+        "the model's RAM part is 47.7 GiB (Qwen3-Coder-Next (80B-A3B) MXFP4 weights + KV cache "
+        "at ctx 131072, all in RAM (no usable NVIDIA GPU))")
+
 
 def test_memlock_too_low_without_pressure_is_info(tmp_path):
     finding = one(limits_root(tmp_path, [65536, 65536]), "memory.memlock")
@@ -253,6 +259,18 @@ def test_fit(tmp_path, total, available, status, words):
     assert finding.status == status and words in finding.title
     if status != PASS:
         assert "anonymous memory" in finding.impact
+
+    assert (f"RAM {total}.0 GiB; the model needs 47.7 GiB in RAM (Qwen3-Coder-Next (80B-A3B) "
+            "MXFP4 weights + KV cache at ctx 131072, all in RAM (no usable NVIDIA GPU)) + 4.0 GiB "
+            "for the OS = 51.7 GiB") in finding.observed
+
+
+def test_fit_spare_ram_leaves_out_the_hugetlb_reservation():
+    """377.4 GiB less 160 GiB of 1 GiB pages less the 51.7 GiB needed: 165.7 GiB spare
+    (325.7 GiB was once claimed, counting the reserved pages as free)."""
+    finding = one(host_fixture("005-ovs-offload-compute-160x1g-hugepages"), "memory.fit")
+    assert (finding.status, finding.title) == (PASS, "RAM holds the model with 165.7 GiB to spare")
+    assert finding.observed.startswith("RAM 377.4 GiB, 160.0 GiB reserved as hugetlb pages; ")
 
 
 def test_fit_defers_to_hugepages(tmp_path):

@@ -319,6 +319,25 @@ def test_bad_snapshot_json_is_a_snapshot_error(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
+def test_damaged_values_in_snapshot_json_read_as_absent(tmp_path):
+    """Hand-edited metadata once made every CPU, memlock and server check an error."""
+    write(tmp_path / "snapshot.json", json.dumps({
+        "euid": "root", "capabilities": True, "environ": ["PATH"],
+        "rlimits": {"MEMLOCK": 5, "NOFILE": [1024, 4096]},
+        "processes": ["junk", {"pid": 7, "name": "llama-server", "bogus": 1,
+                               "cmdline": "llama-server -t 8", "affinity": [0, "x"]}]}))
+    write(tmp_path / "fs/proc/meminfo", "MemTotal:       67108864 kB\n")
+    host = SnapshotHost(str(tmp_path))
+    assert (host.euid(), host.capabilities(), host.environ()) == (None, None, {})
+    assert host.rlimits() == {"NOFILE": (1024, 4096)}
+    (process,) = host.processes()
+    assert (process.pid, process.name, process.cmdline, process.affinity) == (
+        7, "llama-server", [], [0])
+    done = run_cli("check", "--snapshot", str(tmp_path), "--json", "--no-plugins")
+    errors = [f["id"] for f in json.loads(done.stdout)["findings"] if f["status"] == "error"]
+    assert errors == [] and "Traceback" not in done.stderr
+
+
 def test_symlinked_parts_of_a_snapshot_stay_inside(tmp_path):
     """A crafted snapshot whose fs/ or cmd/ files are links to / must not read the machine."""
     directory = tmp_path / "crafted"

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..host import Host, parse_cpu_list
+from ..host import MAX_CPU_ID, Host, parse_cpu_list
 from ..options import Options
 
 if TYPE_CHECKING:
@@ -201,8 +201,9 @@ def cpu_mask(cpus: list[int]) -> str:
     return f"0x{value:x}"
 
 
-def _size_bytes(text: str | None) -> int | None:
-    match = re.fullmatch(r"(\d+)\s*([KMG]?)B?", text or "")
+def cache_size_bytes(text: str | None) -> int | None:
+    """sysfs cache sizes: ``32768K`` (the kernel's form), ``32M``, ``32MB`` or plain bytes."""
+    match = re.fullmatch(r"(\d+)\s*([KMG]?)B?", (text or "").replace("\x00", "").strip())
     if not match:
         return None
     return int(match.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[match.group(2)]
@@ -284,8 +285,9 @@ def _policies(host: Host) -> list[FrequencyPolicy]:
     policies = []
     linked: dict[str, list[int]] | None = None
     for folder in sorted(folders, key=_number_in):
-        cpus_text = host.cat(folder + "/affected_cpus") or host.cat(folder + "/related_cpus")
-        cpus = [int(c) for c in cpus_text.split()] if cpus_text else []
+        cpus_text = _text(host, folder + "/affected_cpus") or _text(host, folder + "/related_cpus")
+        cpus = [int(c) for c in (cpus_text or "").split()
+                if c.isdecimal() and int(c) <= MAX_CPU_ID]
         if not cpus and (match := re.search(r"/cpu(\d+)/cpufreq$", folder)):
             cpus = [int(match.group(1))]
         if not cpus and (match := re.search(r"/(policy(\d+))$", folder)):
@@ -355,7 +357,7 @@ def _read_cpu(host: Host, cpu: int, sibling_file: str | None) -> _Cpu:
             data.l2 = _cpus(host, index + "/shared_cpu_list")
         elif level == "3":
             data.l3 = _cpus(host, index + "/shared_cpu_list")
-            data.l3_bytes = _size_bytes(_text(host, index + "/size"))
+            data.l3_bytes = cache_size_bytes(_text(host, index + "/size"))
     return data
 
 
@@ -568,7 +570,7 @@ def _numa(host: Host) -> tuple[list[NumaNode], str]:
     if not ids:
         try:
             ids = sorted(int(name[4:]) for name in host.listdir(NODE_ROOT)
-                         if name.startswith("node") and name[4:].isdigit())
+                         if name.startswith("node") and name[4:].isdecimal())
         except OSError:
             return [], f"no {NODE_ROOT}"
         how = f"the node folders in {NODE_ROOT}"
@@ -644,12 +646,12 @@ def gather(host: Host, options: Options, facts: Facts) -> CpuFacts:
     blocks = parse_cpuinfo(cpuinfo)
     shared = _shared_keys(cpuinfo)
     first = dict(shared, **blocks[0]) if blocks else shared
-    by_id = {int(b["processor"]): dict(shared, **b) for b in blocks if b["processor"].isdigit()}
+    by_id = {int(b["processor"]): dict(shared, **b) for b in blocks if b["processor"].isdecimal()}
 
-    online_text = _text(host, CPU_ROOT + "/online")
+    listed = _cpus(host, CPU_ROOT + "/online")
     present = _cpus(host, CPU_ROOT + "/present")
-    if online_text:
-        online = parse_cpu_list(online_text)
+    if listed:
+        online = listed
         basis["logical"] = CPU_ROOT + "/online"
     elif by_id:
         online = sorted(by_id)
@@ -758,7 +760,7 @@ def gather(host: Host, options: Options, facts: Facts) -> CpuFacts:
         frequency_policies=policies,
         basis=basis,
         arch=arch,
-        family=int(first["cpu family"]) if first.get("cpu family", "").isdigit() else None,
+        family=int(first["cpu family"]) if first.get("cpu family", "").isdecimal() else None,
         physical_cores=len(cores) or None,
         sockets=sockets,
         smt=smt,

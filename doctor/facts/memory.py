@@ -121,6 +121,15 @@ class MemoryFacts:
         return [device for device in self.swap if device.kind != "zram"]
 
 
+def theoretical_bandwidth(mts: float, channels: int, bus_bytes: int = 8) -> float:
+    """Peak transfer rate in bytes/s: transfers per second x channels x bytes per transfer.
+
+    A channel is 64 bits (8 bytes) wide: one DDR4 DIMM slot's channel, or the two
+    32-bit subchannels of a DDR5 DIMM together. DDR5-6000 in two channels: 96 GB/s.
+    """
+    return mts * 1e6 * channels * bus_bytes
+
+
 def parse_meminfo(text: str) -> dict[str, int]:
     """/proc/meminfo as numbers; kB values become bytes, counts stay counts.
 
@@ -139,7 +148,7 @@ def parse_swaps(text: str) -> list[SwapDevice]:
     devices = []
     for line in text.splitlines()[1:]:
         parts = line.split()
-        if len(parts) < 4 or not parts[2].isdigit():
+        if len(parts) < 4 or not (parts[2].isdecimal() and parts[3].isdecimal()):
             continue
         path = parts[0].replace("\\040", " ")
         kind = "zram" if re.match(r"^/dev/zram\d+$", path) else parts[1]
@@ -159,13 +168,13 @@ def _hugepage_pools(host: Host) -> list[HugePagePool]:
     for directory in host.glob("/sys/kernel/mm/hugepages/hugepages-*kB"):
         size = re.search(r"hugepages-(\d+)kB$", directory)
         total = host.cat(directory + "/nr_hugepages")
-        if not size or total is None or not total.isdigit():
+        if not size or total is None or not total.isdecimal():
             continue
         free = host.cat(directory + "/free_hugepages") or "0"
         reserved = host.cat(directory + "/resv_hugepages") or "0"
         pools.append(HugePagePool(
             int(size.group(1)) * KIB, int(total),
-            int(free) if free.isdigit() else 0, int(reserved) if reserved.isdigit() else 0,
+            int(free) if free.isdecimal() else 0, int(reserved) if reserved.isdecimal() else 0,
         ))
     return pools
 
@@ -191,7 +200,7 @@ def gather(host: Host, options: Options, facts: Facts) -> MemoryFacts:
         basis["swap"] = "/proc/meminfo SwapTotal = 0 (no /proc/swaps)"
 
     swappiness_text = host.sysctl("vm.swappiness")
-    swappiness = int(swappiness_text) if swappiness_text and swappiness_text.isdigit() else None
+    swappiness = int(swappiness_text) if swappiness_text and swappiness_text.isdecimal() else None
     basis["swappiness"] = "/proc/sys/vm/swappiness"
 
     pools = _hugepage_pools(host)
@@ -294,7 +303,8 @@ def gather_modules(host: Host, options: Options, memory: MemoryFacts) -> None:
         basis["jedec_mts"] = f"minimum Speed: over the modules ({memory.source})"
     _rate(memory, options.ram_rated)
     if memory.configured_mts and memory.channels:
-        memory.theoretical_bytes_per_s = memory.configured_mts * 1e6 * 8 * memory.channels
+        memory.theoretical_bytes_per_s = theoretical_bandwidth(memory.configured_mts,
+                                                               memory.channels)
         basis["theoretical_bytes_per_s"] = (f"{memory.configured_mts} MT/s x 8 bytes x "
                                             f"{memory.channels} channel(s)")
     else:

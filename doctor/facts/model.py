@@ -149,6 +149,13 @@ def kv_cache_bytes(profile: dict, ctx_size: int, bytes_per_value: float = KV_BYT
     return int(full + windowed * per_token * min(window or 0, ctx_size))
 
 
+def cache_bytes_per_value(cache_type: str) -> float:
+    """Mean bytes per cached value of ``model.cache_type`` (``q8_0``, or ``q8_0/f16`` where
+    K and V differ); a type llama-server does not list counts as f16."""
+    types = cache_type.split("/")
+    return sum(CACHE_TYPE_BYTES.get(kind, 2.0) for kind in types) / len(types)
+
+
 def server_arg(args: list[str], *names: str) -> str | None:
     """The value the last of ``names`` takes in a llama-server argument list (``-c 8192``
     or ``--ctx-size=8192``), or None."""
@@ -186,11 +193,11 @@ def gather(host: Host, options: Options, facts: Facts) -> ModelFacts:
     ctx_size = _int_arg(args, "-c", "--ctx-size") or options.ctx_size
     cache_type = (server_arg(args, "-ctk", "--cache-type-k") or "f16").lower()
     value_type = (server_arg(args, "-ctv", "--cache-type-v") or cache_type).lower()
-    per_value = (CACHE_TYPE_BYTES.get(cache_type, 2.0) + CACHE_TYPE_BYTES.get(value_type, 2.0)) / 2
     model = _from_profile(options, ctx_size)
     if options.model:
         _from_file(host, options.model, model)
     model.cache_type = cache_type if value_type == cache_type else f"{cache_type}/{value_type}"
+    per_value = cache_bytes_per_value(model.cache_type)
     model.kv_cache_bytes = kv_cache_bytes(asdict(model), ctx_size, per_value)
     model.basis["kv_cache_bytes"] = (
         f"2 x {model.full_attention_layers} full-attention layers x {model.kv_heads} KV heads x "

@@ -15,7 +15,6 @@ records those names in its ``server.json`` (library path -> names), never the li
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -158,6 +157,8 @@ def _cache_path(host: Host) -> str | None:
 
 def _load_cache(path: str) -> dict:
     # The doctor's own cache, not the machine under test: read directly, never recorded.
+    import json  # only the live machine keeps a cache
+
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -167,6 +168,8 @@ def _load_cache(path: str) -> dict:
 
 
 def _store_cache(path: str, key: str, entry: dict) -> None:
+    import json
+
     data = _load_cache(path)
     data.pop(key, None)
     data[key] = entry
@@ -194,7 +197,7 @@ def _apply_help(server: ServerFacts, text: str | None, error: str | None) -> Non
     server.options = [spec.to_json() for spec in specs]
     server.flags = sorted({name for spec in specs for name in spec.names})
     port = next((spec for spec in specs if "--port" in spec.names), None)
-    if port is not None and port.default and port.default.isdigit():
+    if port is not None and port.default and port.default.isdecimal():
         server.default_port = int(port.default)
 
 
