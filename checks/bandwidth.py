@@ -24,15 +24,23 @@ def gbps(bytes_per_s: float | None) -> str:
     return "unknown" if bytes_per_s is None else f"{bytes_per_s / 1e9:.1f} GB/s"
 
 
-def tokens_per_s(ctx: Context, bytes_per_s: float | None) -> float | None:
-    """The generation ceiling a bandwidth allows: bytes/s over bytes read per token."""
-    if not bytes_per_s:
-        return None
+def ram_bytes_per_token(ctx: Context) -> int | None:
+    """What one generated token reads from RAM on this machine: the memory plan's
+    figure (everything the GPU cannot hold), else the routed experts alone."""
     try:
-        per_token = ctx.facts.model.routed_bytes_per_token
+        model = ctx.facts.model
     except FactsError:
         return None
-    return bytes_per_s / per_token if per_token else None
+    plan = model.memory_plan
+    if plan is not None and plan.ram_bytes_per_token:
+        return plan.ram_bytes_per_token
+    return model.routed_bytes_per_token or None
+
+
+def tokens_per_s(ctx: Context, bytes_per_s: float | None) -> float | None:
+    """The generation ceiling a bandwidth allows: bytes/s over bytes read per token."""
+    per_token = ram_bytes_per_token(ctx)
+    return bytes_per_s / per_token if bytes_per_s and per_token else None
 
 
 def ceiling(ctx: Context, bytes_per_s: float | None) -> str:
@@ -40,9 +48,9 @@ def ceiling(ctx: Context, bytes_per_s: float | None) -> str:
     tokens = tokens_per_s(ctx, bytes_per_s)
     if tokens is None:
         return "an unknown number of tok/s"
-    model = ctx.facts.model
-    return (f"about {tokens:.0f} tok/s at most for {model.name} "
-            f"({model.routed_bytes_per_token / 1e9:.1f} GB read from RAM per token)")
+    per_token = ram_bytes_per_token(ctx) or 0
+    return (f"about {tokens:.0f} tok/s at most for {ctx.facts.model.name} "
+            f"({per_token / 1e9:.1f} GB read from RAM per token)")
 
 
 @check("memory.bandwidth", "RAM read bandwidth, theoretical and (with --measure) measured")

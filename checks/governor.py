@@ -8,6 +8,7 @@ owns these settings, the advice goes through it, so a fix does not fight it.
 from __future__ import annotations
 
 from q3cn_doctor.context import Context
+from q3cn_doctor.cpuplan import planned_cpus
 from q3cn_doctor.facts.cpu import CPU_ROOT, CpuFacts, FrequencyPolicy
 from q3cn_doctor.findings import PASS, SKIP, WARN
 from q3cn_doctor.host import format_cpu_list
@@ -63,6 +64,11 @@ def _saver_profile(cpu: CpuFacts) -> tuple[str, str] | None:
     return None
 
 
+def _switchable(cpu: CpuFacts) -> bool:
+    """The cpu.governor fix switches tuned's or power-profiles-daemon's profile."""
+    return bool({"tuned", "tuned-ppd", "power-profiles-daemon"} & set(cpu.power_managers))
+
+
 def _extras(ctx: Context, cpu: CpuFacts) -> list:
     findings = []
     if cpu.no_turbo or cpu.boost is False:
@@ -89,7 +95,8 @@ def _extras(ctx: Context, cpu: CpuFacts) -> list:
             WARN, f"Power profile in power-saving mode ({saver[0]})", saver[0],
             f"Switch to a performance profile while llama-server runs: `{saver[1]}`.",
             "Power-saver profiles cap clocks and EPP on every core.",
-            item="profile", fixes=["cpu.power_profile"], manual=[saver[1]]))
+            item="profile", fixes=["cpu.governor"] if _switchable(cpu) else [],
+            manual=[saver[1]]))
     return findings
 
 
@@ -109,7 +116,11 @@ def _governor(ctx: Context, cpu: CpuFacts):
                else "no cpufreq driver is loaded")
         return ctx.finding(SKIP, "No CPU frequency control to check",
                            f"/sys/devices/system/cpu/cpufreq is absent: {why}")
-    slow = [p for p in policies if not _at_full_speed(p)]
+    # Only the CPUs llama-server runs on matter (the fix sets just those): E-cores
+    # left to the desktop may keep saving power.
+    planned, basis = planned_cpus(ctx.facts)
+    judged = [p for p in policies if set(p.cpus) & set(planned)] or policies
+    slow = [p for p in judged if not _at_full_speed(p)]
     groups: dict[tuple, list[int]] = {}
     for policy in policies:
         groups.setdefault((policy.governor, policy.driver, policy.epp), []).extend(policy.cpus)
@@ -118,11 +129,15 @@ def _governor(ctx: Context, cpu: CpuFacts):
         f"{', EPP ' + epp if epp else ''})"
         for (name, driver, epp), cpus in groups.items()
     )
+    if len(judged) < len(policies):
+        observed += f"; llama-server is planned on CPUs {format_cpu_list(planned)} ({basis})"
     owner = manager(cpu)
     if owner:
         observed += f"; set by {owner[0]}"
     if not slow:
-        return ctx.finding(PASS, "All CPUs run the performance governor", observed)
+        title = ("All CPUs run the performance governor" if len(judged) == len(policies)
+                 else "The CPUs llama-server uses run at full speed")
+        return ctx.finding(PASS, title, observed)
     advice = "Set the performance governor (and EPP performance) on the CPUs llama-server uses."
     manual: list[str] = []
     if owner:
@@ -130,7 +145,9 @@ def _governor(ctx: Context, cpu: CpuFacts):
                    "writing sysfs, or it puts its own values back.")
         manual.append(owner[1])
     return ctx.finding(
-        WARN, f"{len(slow)} of {len(policies)} frequency policies are not at performance",
+        WARN, f"{len(slow)} of {len(judged)} frequency policies"
+              + (" llama-server uses" if len(judged) < len(policies) else "")
+              + " are not at performance",
         observed, advice,
         "Power-saving clocks ramp down between bursts; token generation runs in bursts "
         "and loses several percent of its speed to the ramp.",

@@ -60,10 +60,18 @@ def _kv_bytes(model, ctx_size: int) -> int:
     return kv_cache_bytes(asdict(model), ctx_size, cache_bytes_per_value(model.cache_type))
 
 
+_CPU_ONLY_ARGS = {("-ngl", "0"), ("--n-gpu-layers", "0"), ("--gpu-layers", "0"),
+                  ("-dev", "none"), ("--device", "none")}
+
+
 def _plan_offloads(ctx: Context) -> bool:
-    """Whether the plan puts part of the model on a GPU. Every embedded profile does
-    (the guide's setup); the launch plan will decide this from the model and options."""
-    return True
+    """Whether the plan puts part of the model on a GPU: the guide's setup always does,
+    unless the user's llama-server arguments (config `args`, launch's extras) ask for
+    CPU only with ``-ngl 0`` or ``--device none``."""
+    args = ctx.options.server_args
+    pairs = set(zip(args, args[1:]))
+    pairs |= {tuple(arg.split("=", 1)) for arg in args if "=" in arg}
+    return not pairs & _CPU_ONLY_ARGS
 
 
 # -- small helpers ------------------------------------------------------------------------------

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow, tokens_per_s
+from q3cn_doctor.checks.bandwidth import (
+    HOW_TO_LIST,
+    gbps,
+    hollow,
+    ram_bytes_per_token,
+    tokens_per_s,
+)
 from q3cn_doctor.context import Context
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
@@ -60,7 +66,7 @@ def _cost(ctx: Context, memory, configured: int, rated: int) -> str:
             return (f"Generation is bound by RAM bandwidth: {gbps(now)} now against {gbps(full)} "
                     f"at {rated} MT/s over {memory.channels} channel(s), so at most "
                     f"{tokens_now:.0f} tok/s instead of {tokens_full:.0f} tok/s for {model.name} "
-                    f"({model.routed_bytes_per_token / 1e9:.1f} GB read per token): "
+                    f"({(ram_bytes_per_token(ctx) or 0) / 1e9:.1f} GB read from RAM per token): "
                     f"{share:.0%} of the attainable speed, {1 - share:.0%} lost.")
     return (f"Generation is bound by RAM bandwidth, which scales with the speed: "
             f"{configured}/{rated} = {share:.0%} of the tokens/s the kit allows, "

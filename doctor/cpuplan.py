@@ -143,6 +143,21 @@ def plan_for(facts: Facts) -> CpuPlan:
     return plan(cpu, model_bytes)
 
 
+def planned_cpus(facts: Facts) -> tuple[list[int], str]:
+    """The CPUs llama-server is planned to use, and where that came from.
+
+    Where the plan cannot be made (its facts failed to gather), every online CPU:
+    the governor check and fix must still judge and set something.
+    """
+    try:
+        cpus = sorted(set(plan_for(facts).cpus))
+        if cpus:
+            return cpus, "the CPU plan"
+    except Exception:  # the plan must not break its callers: fall back, and say so
+        pass
+    return list(facts.cpu.online_cpus), "all online CPUs (no CPU plan could be made)"
+
+
 def plan(cpu: CpuFacts, model_bytes: int | None = None) -> CpuPlan:
     """The plan for this CPU. ``model_bytes`` (what must sit in RAM) decides whether the
     model fits one NUMA node."""

@@ -9,11 +9,9 @@ until the process exits: new launches get the plan from ``q3cn-doctor launch``.
 
 from __future__ import annotations
 
-from q3cn_doctor.cpuplan import running_servers
+from q3cn_doctor.cpuplan import planned_cpus, running_servers
 from q3cn_doctor.fixplan import NOW, Change, Fix, FixContext, ThreadAffinity
 from q3cn_doctor.host import Process, format_cpu_list
-
-from .governor import planned_cpus
 
 
 def _targets(ctx: FixContext) -> list[Process]:
@@ -37,7 +35,7 @@ class Affinity(Fix):
         return None
 
     def plan(self, ctx: FixContext) -> None:
-        cpus, basis = planned_cpus(ctx)
+        cpus, basis = planned_cpus(ctx.facts)
         cpu_text = format_cpu_list(cpus)
         ctx.note(f"CPUs planned for: {cpu_text} ({basis}). It lasts until the process exits; "
                  "`q3cn-doctor launch` applies the plan to new launches.")

@@ -9,6 +9,7 @@ and revert switches it back to the recorded one.
 
 from __future__ import annotations
 
+from q3cn_doctor.cpuplan import planned_cpus
 from q3cn_doctor.fixplan import (
     PERSISTENT,
     Change,
@@ -26,22 +27,6 @@ CPU_ROOT = "/sys/devices/system/cpu"
 FAST = "performance"
 OUR_FILE = "/etc/tmpfiles.d/q3cn-doctor-cpu-governor.conf"
 PROFILES = {"tuned": "throughput-performance", "power-profiles-daemon": "performance"}
-
-
-def planned_cpus(ctx: FixContext) -> tuple[list[int], str]:
-    """The CPUs llama-server is planned to use (doctor/cpuplan.py), and where that came from.
-
-    Where the plan cannot be made (its facts failed to gather), every online CPU.
-    """
-    try:
-        from q3cn_doctor.cpuplan import plan_for
-
-        cpus = sorted(set(plan_for(ctx.facts).cpus))
-        if cpus:
-            return cpus, "the CPU plan"
-    except Exception:  # the plan must not break the fix: fall back, and say so
-        pass
-    return list(ctx.facts.cpu.online_cpus), "all online CPUs (no CPU plan could be made)"
 
 
 # Daemons that set governors themselves and offer no profile command to switch through.
@@ -94,7 +79,7 @@ class Governor(Fix):
             ctx.note(f"{daemon} is running and would undo governor writes: its profile is "
                      "switched instead (it keeps the profile across reboots).")
             return
-        cpus, basis = planned_cpus(ctx)
+        cpus, basis = planned_cpus(ctx.facts)
         ctx.note(f"CPUs planned for: {format_cpu_list(cpus)} ({basis}).")
         boot_lines: list[tuple[str, str]] = []
         for policy in ctx.facts.cpu.frequency_policies:

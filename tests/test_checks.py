@@ -284,8 +284,12 @@ def test_thp_never_offers_the_fix(tmp_path):
 def test_governor_powersave_with_epp_on_policy_folders():
     finding = one(LAPTOP, "cpu.governor")
     assert finding.status == WARN
-    assert finding.title == "20 of 20 frequency policies are not at performance"
-    assert finding.observed == "powersave on CPUs 0-19 (intel_pstate, EPP balance_performance)"
+    # The i7-1370P's 6 P-cores (CPUs 0-11) are what llama-server is planned on: the
+    # 8 E-cores' policies are left to the desktop and not judged.
+    assert finding.title == ("12 of 12 frequency policies llama-server uses are not at "
+                             "performance")
+    assert finding.observed == ("powersave on CPUs 0-19 (intel_pstate, EPP balance_performance);"
+                                " llama-server is planned on CPUs 0-11 (the CPU plan)")
     assert finding.fixes == ["cpu.governor"]
     assert {"/sys/devices/system/cpu/cpufreq/policy0/scaling_governor",
             "/sys/devices/system/cpu/cpufreq/policy19/energy_performance_preference"} <= set(
@@ -321,21 +325,36 @@ def test_governor_all_performance_passes(tmp_path):
     _set_policies(root, range(20), "performance", "performance")
     finding = one(root, "cpu.governor")
     assert finding.status == PASS
-    assert finding.observed == "performance on CPUs 0-19 (intel_pstate, EPP performance)"
+    assert finding.observed == ("performance on CPUs 0-19 (intel_pstate, EPP performance); "
+                                "llama-server is planned on CPUs 0-11 (the CPU plan)")
     assert finding.fixes == []
+
+
+def test_governor_leaves_the_cores_llama_server_does_not_use_alone(tmp_path):
+    """What the cpu.governor fix sets (the planned P-cores) is what the check judges,
+    so after the fix the check passes while the E-cores keep saving power."""
+    root = copy_fixture(LAPTOP, tmp_path)
+    _set_policies(root, range(12), "performance", "performance")
+    finding = one(root, "cpu.governor")
+    assert (finding.status, finding.title) == (PASS, "The CPUs llama-server uses run at full speed")
+    _set_policies(root, [3], "powersave", "balance_power")
+    finding = one(root, "cpu.governor")
+    assert finding.status == WARN
+    assert finding.title == "1 of 12 frequency policies llama-server uses are not at performance"
 
 
 def test_governor_counts_the_slow_policies_and_the_epp(tmp_path):
     root = copy_fixture(LAPTOP, tmp_path)
-    _set_policies(root, range(12), "performance", "performance")  # the P-core threads
-    _set_policies(root, range(12, 16), "performance", "balance_performance")  # EPP still saves
+    _set_policies(root, range(6), "performance", "performance")
+    _set_policies(root, range(6, 12), "performance", "balance_performance")  # EPP still saves
     finding = one(root, "cpu.governor")
     assert finding.status == WARN
-    assert finding.title == "8 of 20 frequency policies are not at performance"
+    assert finding.title == "6 of 12 frequency policies llama-server uses are not at performance"
     assert finding.observed == (
-        "performance on CPUs 0-11 (intel_pstate, EPP performance); "
-        "performance on CPUs 12-15 (intel_pstate, EPP balance_performance); "
-        "powersave on CPUs 16-19 (intel_pstate, EPP balance_performance)")
+        "performance on CPUs 0-5 (intel_pstate, EPP performance); "
+        "performance on CPUs 6-11 (intel_pstate, EPP balance_performance); "
+        "powersave on CPUs 12-19 (intel_pstate, EPP balance_performance); "
+        "llama-server is planned on CPUs 0-11 (the CPU plan)")
 
 
 @pytest.mark.parametrize("name", [KVM, HYPERV, BUILD])

@@ -326,6 +326,7 @@ def test_governor_names_power_profiles_daemon_as_owner():
     main = found["cpu.governor"]
     assert main.status == WARN
     assert main.observed == ("powersave on CPUs 0-15 (intel_pstate, EPP balance_performance); "
+                             "llama-server is planned on CPUs 0-11 (the CPU plan); "
                              "set by power-profiles-daemon (profile balanced)")
     assert "switch it with `powerprofilesctl set performance` rather than writing sysfs" in (
         main.recommended)
@@ -347,7 +348,7 @@ def test_governor_boost_off_and_power_saver(tmp_path):
     assert boost.manual == [f"echo 0 > {CPU}/intel_pstate/no_turbo"]
     profile = found["cpu.governor:profile"]
     assert (profile.status, profile.fixes, profile.manual) == (
-        WARN, ["cpu.power_profile"], ["powerprofilesctl set performance"])
+        WARN, ["cpu.governor"], ["powerprofilesctl set performance"])  # the fix switches it
     assert profile.title == ("Power profile in power-saving mode (power-profiles-daemon profile "
                              "power-saver)")
 
@@ -359,7 +360,8 @@ def test_governor_profile_of_a_stopped_daemon_is_ignored(tmp_path):
     found = findings(root, "cpu.governor")
     assert list(found) == ["cpu.governor"]
     assert found["cpu.governor"].observed == (
-        "powersave on CPUs 0-15 (intel_pstate, EPP balance_performance)")
+        "powersave on CPUs 0-15 (intel_pstate, EPP balance_performance); "
+        "llama-server is planned on CPUs 0-11 (the CPU plan)")
     assert found["cpu.governor"].manual == []
 
 

@@ -570,12 +570,15 @@ def test_this_machine_says_clearly_what_it_found():
         assert present[0]["title"].endswith("the model would run CPU-only")
 
 
-def test_present_without_a_gpu_plan_only_explains_cpu_only(monkeypatch):
-    """Where the plan puts nothing on a GPU, a missing driver is information, not a failure."""
-    import q3cn_doctor.checks.gpu as gpu_checks
-
-    monkeypatch.setattr(gpu_checks, "_plan_offloads", lambda ctx: False)
-    finding = fixture_findings("build-machine-kvm", "gpu.present")["gpu.present"]
+@pytest.mark.parametrize("args", [["-ngl", "0"], ["--n-gpu-layers=0"], ["--device", "none"]])
+def test_present_without_a_gpu_plan_only_explains_cpu_only(args):
+    """Where the user's llama-server arguments ask for CPU only, a missing driver is
+    information, not a failure."""
+    finding = fixture_findings("build-machine-kvm", "gpu.present",
+                               server_args=args)["gpu.present"]
     assert finding.status == INFO
     assert finding.title == "No NVIDIA GPU or driver found; the plan runs CPU-only anyway"
     assert finding.impact.startswith("CPU-only, each token")
+    offloading = fixture_findings("build-machine-kvm", "gpu.present",
+                                  server_args=["-ngl", "99"])["gpu.present"]
+    assert offloading.status == FAIL

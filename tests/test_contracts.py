@@ -1,0 +1,46 @@
+"""Contracts between the parts: every fix a finding offers exists in the fix engine."""
+
+from __future__ import annotations
+
+import ast
+
+from conftest import HOSTS, REPO, snapshot_findings
+from q3cn_doctor.fixplan import builtin_fixes
+
+
+def _fix_ids_written_in_checks() -> dict[str, str]:
+    """Every string literal passed as ``fixes=`` in checks/*.py, with where it stands."""
+    found: dict[str, str] = {}
+    for path in sorted((REPO / "checks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "fixes":
+                for literal in ast.walk(node.value):  # the lists and tuples, not conditions
+                    if not isinstance(literal, (ast.List, ast.Tuple)):
+                        continue
+                    for item in literal.elts:
+                        if isinstance(item, ast.Constant) and isinstance(item.value, str):
+                            found.setdefault(item.value, f"{path.name}:{item.lineno}")
+    return found
+
+
+def test_every_fix_id_a_check_can_offer_is_one_the_engine_has():
+    """An orphan fix id is a dead end: the finding says `q3cn-doctor fix --only X` and
+    the engine knows no X. Read from the source, so rare branches count too."""
+    written = _fix_ids_written_in_checks()
+    assert {"sysctl.swappiness", "hugepages.release", "thp.mode", "cpu.governor",
+            "memlock.limit", "cpu.affinity"} <= set(written)  # the foundation's contract
+    orphans = {fix_id: where for fix_id, where in written.items()
+               if fix_id not in builtin_fixes()}
+    assert not orphans, orphans
+
+
+def test_fixes_offered_on_real_machines_are_known():
+    """The same, end to end: run every check on every fixture host."""
+    known = set(builtin_fixes())
+    offered: dict[str, str] = {}
+    for host in sorted(path.name for path in HOSTS.iterdir() if path.is_dir()):
+        for finding in snapshot_findings(host).values():
+            for fix_id in finding.fixes:
+                offered.setdefault(fix_id, f"{host}: {finding.id}")
+    assert {"cpu.governor", "sysctl.swappiness", "cpu.affinity"} <= set(offered), offered
+    assert set(offered) <= known, offered
