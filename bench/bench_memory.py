@@ -6,8 +6,9 @@ Not a test: a script to run by hand and read. Each round runs, back to back:
 - ``q3cn_doctor.bandwidth.measure_read_bandwidth`` sized as the doctor sizes it
   (``plan_buffer_bytes``, ``plan_threads``);
 - ``sysbench memory --memory-oper=read --memory-block-size=512M
-  --memory-total-size=16G --threads=$(nproc)`` (512 MiB blocks: the default 1 KiB
-  blocks measure cache, not RAM);
+  --memory-total-size=16G --memory-scope=local --threads=$(nproc)`` (512 MiB blocks:
+  the default 1 KiB blocks measure cache, not RAM; local scope: each thread reads its
+  own block, as the doctor's threads do);
 
 and prints every figure, the median of each, and whether the medians agree within
 15%. The doctor reports its best pass, sysbench an average over its run, so on a
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,6 +33,7 @@ import sys
 
 from q3cn_doctor.bandwidth import measure_read_bandwidth, plan_buffer_bytes, plan_threads
 from q3cn_doctor.live import LiveHost
+from q3cn_doctor.membench import parse_sysbench, sysbench_argv
 
 AGREEMENT = 0.15
 MIB = 2**20
@@ -53,16 +54,13 @@ def ensure_sysbench() -> str:
 
 
 def sysbench_read(sysbench: str, threads: int) -> float:
-    """sysbench's 512 MiB-block read bandwidth in bytes/s."""
-    done = subprocess.run(
-        [sysbench, "memory", "--memory-oper=read", "--memory-block-size=512M",
-         "--memory-total-size=16G", f"--threads={threads}", "run"],
-        capture_output=True, text=True, check=True,
-    )
-    match = re.search(r"\(([\d.]+) MiB/sec\)", done.stdout)
-    if not match:
+    """sysbench's 512 MiB-block read bandwidth in bytes/s (the doctor's own command line)."""
+    done = subprocess.run(sysbench_argv(threads, sysbench), capture_output=True, text=True,
+                          check=True)
+    rate = parse_sysbench(done.stdout)
+    if rate is None:
         sys.exit("no MiB/sec figure in sysbench's output:\n" + done.stdout)
-    return float(match.group(1)) * MIB
+    return rate
 
 
 def main() -> None:

@@ -25,16 +25,11 @@ def gbps(bytes_per_s: float | None) -> str:
 
 
 def ram_bytes_per_token(ctx: Context) -> int | None:
-    """What one generated token reads from RAM on this machine: the memory plan's
-    figure (everything the GPU cannot hold), else the routed experts alone."""
+    """What one generated token reads from RAM on this machine (facts.model)."""
     try:
-        model = ctx.facts.model
+        return ctx.facts.model.ram_read_per_token or None
     except FactsError:
         return None
-    plan = model.memory_plan
-    if plan is not None and plan.ram_bytes_per_token:
-        return plan.ram_bytes_per_token
-    return model.routed_bytes_per_token or None
 
 
 def tokens_per_s(ctx: Context, bytes_per_s: float | None) -> float | None:

@@ -18,10 +18,16 @@ SYSBENCH_TIMEOUT_S = 120.0
 _SYSBENCH_RATE = re.compile(r"([\d.]+)\s*MiB transferred\s*\(\s*([\d.]+)\s*MiB/sec\)")
 
 
-def sysbench_argv(threads: int) -> list[str]:
-    """sysbench reading 512 MiB blocks (RAM, not cache) with one thread per CPU."""
-    return ["sysbench", "memory", "--memory-oper=read", "--memory-block-size=512M",
-            "--memory-total-size=16G", f"--threads={threads}", "run"]
+def sysbench_argv(threads: int, sysbench: str = "sysbench") -> list[str]:
+    """sysbench reading 512 MiB blocks (RAM, not cache) with one thread per CPU.
+
+    ``--memory-scope=local`` gives each thread its own block, as our measurement gives
+    each thread its own slice (and llama.cpp's threads read their own rows); sysbench's
+    default global scope has every thread read one shared block, which swung from 47 to
+    63 GB/s between runs on the build machine while local held at 43-45.
+    """
+    return [sysbench, "memory", "--memory-oper=read", "--memory-block-size=512M",
+            "--memory-total-size=16G", "--memory-scope=local", f"--threads={threads}", "run"]
 
 
 def parse_sysbench(text: str) -> float | None:
@@ -114,7 +120,7 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
         theoretical, configured, channels, basis = None, None, None, str(exc)
     try:
         model = facts.model
-        tokens = result.bytes_per_s / model.routed_bytes_per_token
+        tokens = result.bytes_per_s / model.ram_read_per_token
         name = model.name
     except FactsError:
         tokens, name = None, "the model"

@@ -135,6 +135,15 @@ class ModelFacts:
     gpu_bytes_per_s: float | None = None
     speed_basis: str | None = None
 
+    @property
+    def ram_read_per_token(self) -> int:
+        """What one generated token reads from RAM on this machine: the memory plan's
+        figure (all the GPU cannot hold), else the routed experts alone (the guide's)."""
+        plan = self.memory_plan
+        if plan is not None and plan.ram_bytes_per_token:
+            return plan.ram_bytes_per_token
+        return self.routed_bytes_per_token
+
 
 def kv_cache_bytes(profile: dict, ctx_size: int, bytes_per_value: float = KV_BYTES_PER_VALUE
                    ) -> int:
