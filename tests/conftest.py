@@ -35,6 +35,60 @@ def run_cli(*args: str, env: dict | None = None,
                           env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def run_on_terminal(args: list[str], env: dict, answer: bytes | None = None,
+                    stdin_terminal: bool = False) -> tuple[int, bytes]:
+    """Run the doctor with a pseudo-terminal as stdout and stderr (and stdin where asked
+    or where ``answer`` is given: it answers the first ``[y/N]`` question)."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    stdin = slave if stdin_terminal or answer is not None else subprocess.DEVNULL
+    process = subprocess.Popen(doctor_command() + args, stdin=stdin, stdout=slave, stderr=slave,
+                               env=env, close_fds=True)
+    os.close(slave)
+    output, answered = b"", False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if answer is not None and not answered and b"[y/N]" in output:
+                os.write(master, answer + b"\n")
+                answered = True
+    finally:
+        os.close(master)
+        code = process.wait(timeout=30)
+    return code, output
+
+
+def copy_fixture(name: str, tmp_path: Path) -> Path:
+    """A writable copy of a fixture host (symlinks kept, as sysfs has them)."""
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(host_fixture(name), target, symlinks=True)
+    return target
+
+
+def write_fs(root: Path, path: str, text: str) -> None:
+    """Write ``path`` (absolute, as on the machine) into a snapshot folder's fs/."""
+    target = root / "fs" / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+
+
 def snapshot_facts(name_or_dir: str | Path, **options):
     """Facts of a fixture host (by name) or of a snapshot folder (a Path or absolute path)."""
     from q3cn_doctor.facts import Facts

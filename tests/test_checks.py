@@ -9,12 +9,12 @@ ctx 131072 + 4 GiB for the OS = "51.7 GiB" when no GPU takes a share.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import host_fixture, run_cli
+from conftest import copy_fixture, host_fixture, run_cli
 from conftest import snapshot_findings as findings_for
+from conftest import write_fs as write
 from fixture_hosts import BUILD, H8QM8, HYPERV, KVM, LAPTOP, OPTERON, OVS, TIGERLAKE, ZRAM
 from q3cn_doctor.budget import GIB, gib
 from q3cn_doctor.facts import Facts
@@ -46,16 +46,6 @@ def one(name_or_dir: str | Path, check_id: str, **options) -> Finding:
     return found[check_id]
 
 
-def copy_fixture(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / name
-    shutil.copytree(host_fixture(name), target, symlinks=True)
-    return target
-
-
-def write(root: Path, path: str, text: str) -> None:
-    target = root / "fs" / path.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
 
 
 def with_gpus(root: Path, count: int) -> Path:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import doctor_command, run_cli
+from conftest import run_cli, run_on_terminal
 from q3cn_doctor.profiles import PROFILES
 from q3cn_doctor.version import __version__
 
@@ -224,33 +221,6 @@ def test_text_report_names_the_root_and_areas(fail_root):
     assert result.stdout.rstrip().splitlines()[-1].startswith("Summary: 1 fail")
 
 
-def _pty_run(args: list[str], env: dict) -> bytes:
-    """Run the doctor with a pseudo-terminal as stdout and stderr; return all it wrote."""
-    master, slave = pty.openpty()
-    process = subprocess.Popen(doctor_command() + args, stdin=subprocess.DEVNULL, stdout=slave,
-                               stderr=slave, env=env, close_fds=True)
-    os.close(slave)
-    output = b""
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(master)
-        process.wait(timeout=30)
-    return output
-
 
 def _terminal_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
@@ -259,13 +229,14 @@ def _terminal_env(**extra: str) -> dict:
 
 
 def test_colour_on_a_terminal(fail_root):
-    output = _pty_run(["check", "--root", str(fail_root)], _terminal_env())
+    _, output = run_on_terminal(["check", "--root", str(fail_root)], _terminal_env())
     assert b"Summary: 1 fail" in output
     assert b"\x1b[" in output
 
 
 def test_no_color_on_a_terminal_means_no_escape_codes(fail_root):
-    output = _pty_run(["check", "--root", str(fail_root)], _terminal_env(NO_COLOR="1"))
+    _, output = run_on_terminal(["check", "--root", str(fail_root)],
+                                _terminal_env(NO_COLOR="1"))
     assert b"Summary: 1 fail" in output
     assert b"\x1b" not in output  # not even bold
 

@@ -4,11 +4,11 @@ machines, and the constructed i5-12600K of the guide), with variations written o
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-from conftest import host_fixture, run_cli
+from conftest import copy_fixture, host_fixture, run_cli
 from conftest import snapshot_findings as findings
+from conftest import write_fs as write
 from fixture_hosts import CPU_KVM as KVM
 from fixture_hosts import CPU_OPTERON as OPTERON
 from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
@@ -19,16 +19,6 @@ GUIDE_PID = 4242
 
 
 
-def copy_fixture(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / name
-    shutil.copytree(host_fixture(name), target, symlinks=True)
-    return target
-
-
-def write(root: Path, path: str, text: str) -> None:
-    target = root / "fs" / path.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
 
 
 def set_processes(root: Path, *processes: dict) -> None:

@@ -7,11 +7,10 @@ repeated core ids, arbitrary package ids, offline and isolated CPUs, bare /proc/
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import host_fixture
+from conftest import copy_fixture, host_fixture
 from fixture_hosts import CPU_KVM as KVM
 from fixture_hosts import CPU_OPTERON as OPTERON
 from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
@@ -43,11 +42,6 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
             target.write_text(content)
     return root
 
-
-def copy_fixture(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / name
-    shutil.copytree(host_fixture(name), target, symlinks=True)
-    return target
 
 
 def lists(cpus: list[int] | None) -> str | None:

@@ -9,10 +9,9 @@ threads, and picks one generation thread per P-core (6); its rationale says why.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-from conftest import host_fixture
+from conftest import copy_fixture
 from conftest import snapshot_facts as facts
 from fixture_hosts import CPU_KVM as KVM
 from fixture_hosts import CPU_OPTERON as OPTERON
@@ -47,11 +46,6 @@ HELP_OLD = """\
 def plan_of(name: str | Path, model_bytes: int | None = None):
     return plan(facts(name).cpu, model_bytes)
 
-
-def copy_fixture(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / name
-    shutil.copytree(host_fixture(name), target, symlinks=True)
-    return target
 
 
 def test_guide_machine_keeps_the_guides_cpus_and_batch_threads():

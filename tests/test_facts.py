@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import host_fixture
+from conftest import copy_fixture, host_fixture
 from conftest import snapshot_facts as facts_for
 from fixture_hosts import BUILD, H8QM8, HYPERV, KVM, LAPTOP, OPTERON, OVS, TIGERLAKE, ZRAM
 from q3cn_doctor.budget import FIT_TARGET_BYTES, OS_HEADROOM_BYTES, ram_budget
@@ -61,11 +60,6 @@ def write_snapshot(root: Path, files: dict[str, str] | None = None,
         (root / "nvml.json").write_text(json.dumps(nvml), encoding="utf-8")
     return root
 
-
-def copy_fixture(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / name
-    shutil.copytree(host_fixture(name), target, symlinks=True)
-    return target
 
 
 # -- /proc/meminfo ---------------------------------------------------------------------------

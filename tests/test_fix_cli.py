@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import HOSTS, doctor_command
+from conftest import HOSTS, run_on_terminal
 from test_cli import NO_XDG, cli, make_root
 from test_fix_engine import STATE, full_root, tree_state
 
@@ -232,43 +228,13 @@ def test_a_snapshot_gives_a_plan_but_cannot_be_changed(tmp_path):
     assert "read-only" in result.stderr
 
 
-def _pty_answer(args: list[str], answer: bytes, env: dict) -> tuple[int, bytes]:
-    """Run with a terminal on stdin and stdout; answer the first question asked."""
-    master, slave = pty.openpty()
-    process = subprocess.Popen(doctor_command() + args, stdin=slave, stdout=slave, stderr=slave,
-                               env=env, close_fds=True)
-    os.close(slave)
-    output, answered = b"", False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-            if not answered and b"[y/N]" in output:
-                os.write(master, answer + b"\n")
-                answered = True
-    finally:
-        os.close(master)
-        code = process.wait(timeout=30)
-    return code, output
-
 
 @pytest.mark.parametrize("answer", [b"n", b"y"])
 def test_apply_asks_on_a_terminal(root, answer):
     start = tree_state(root, skip=())
     env = dict(os.environ, XDG_CONFIG_HOME=NO_XDG, NO_COLOR="1", **ROOT_ENV)
-    code, output = _pty_answer(["fix", "--root", str(root), "--apply", "--only",
-                                "sysctl.swappiness", "--runtime-only"], answer, env)
+    code, output = run_on_terminal(["fix", "--root", str(root), "--apply", "--only",
+                                    "sysctl.swappiness", "--runtime-only"], env, answer)
     assert b"Apply 1 change(s) to root " in output
     if answer == b"n":
         assert code == 1 and b"not confirmed. Nothing was changed." in output
