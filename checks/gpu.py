@@ -24,7 +24,6 @@ from q3cn_doctor.facts.gpu import (
     cuda_version_text,
     device_lost,
     error_of,
-    gather_cuda_build,
     value,
 )
 from q3cn_doctor.facts.model import cache_bytes_per_value, kv_cache_bytes
@@ -293,7 +292,7 @@ def _nvcc_finding(ctx: Context, build: CudaBuild, driver_version: int | None):
 @check("gpu.cuda", "The llama-server build's CUDA runtime is one the driver supports")
 def cuda(ctx: Context):
     nvml = ctx.facts.nvml
-    build = gather_cuda_build(ctx.host, ctx.options)
+    build = ctx.facts.cuda_build
     driver_version = nvml.cuda_driver_version if nvml.init == "ok" else None
     driver = cuda_version_text(driver_version)
     observed = _build_observed(build)

@@ -11,7 +11,7 @@ from q3cn_doctor.budget import gib
 from q3cn_doctor.context import Context
 from q3cn_doctor.cpuplan import running_servers
 from q3cn_doctor.facts import FactsError
-from q3cn_doctor.facts.gpu import device_lost, gather_cuda_build
+from q3cn_doctor.facts.gpu import device_lost
 from q3cn_doctor.facts.model import (
     DESKTOP_MIN_FIT_TARGET_MIB,
     desktop_gpu,
@@ -85,7 +85,7 @@ def build(ctx: Context):
         gpus = ctx.facts.gpus
     except FactsError:
         gpus = []
-    cuda = gather_cuda_build(ctx.host, ctx.options)
+    cuda = ctx.facts.cuda_build
     linked = cuda.server in cuda.libraries
     backends = ", ".join(server.backends) or "none (CPU only)"
     runtime = (f"; CUDA runtime {server.cuda_runtime_major}.x (gpu.cuda judges it against "

@@ -582,3 +582,39 @@ def test_present_without_a_gpu_plan_only_explains_cpu_only(args):
     offloading = fixture_findings("build-machine-kvm", "gpu.present",
                                   server_args=["-ngl", "99"])["gpu.present"]
     assert offloading.status == FAIL
+
+
+def test_the_server_build_is_read_once_a_run(tmp_path):
+    """gpu.cuda, server.build and the server facts share one read of llama-server's
+    libraries: each ELF is mapped once, however many checks judge it."""
+    import os
+    import shutil as shell_utils
+
+    from q3cn_doctor.facts import Facts
+    from q3cn_doctor.live import RootHost
+    from q3cn_doctor.options import Options
+    from q3cn_doctor.runner import available_checks, run_checks, select
+
+    server = tmp_path / "usr/local/bin/llama-server"
+    server.parent.mkdir(parents=True)
+    shell_utils.copy(os.path.realpath("/bin/true"), server)  # a real ELF stands in
+
+    class CountingHost(RootHost):
+        mapped_paths: list[str] = []
+
+        def mapped(self, path):
+            self.mapped_paths.append(path)
+            return super().mapped(path)
+
+    def maps(check_ids: list[str]) -> int:
+        host = CountingHost(str(tmp_path))
+        host.mapped_paths = []
+        options = Options(root=str(tmp_path), server="/usr/local/bin/llama-server")
+        specs, _ = available_checks(plugins=False)
+        found = run_checks(Facts(host, options), select(specs, check_ids, []))
+        assert {f.check for f in found} == set(check_ids)
+        return host.mapped_paths.count("/usr/local/bin/llama-server")
+
+    alone = maps(["server.found"])  # the server facts: its ELF headers, its strings
+    assert alone >= 1
+    assert maps(["server.found", "gpu.cuda", "server.build"]) == alone

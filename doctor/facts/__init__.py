@@ -22,6 +22,7 @@ SECTIONS: dict[str, Gatherer] = {
     "cpu": cpu.gather,
     "nvml": gpu.gather_nvml,
     "gpus": gpu.gather_gpus,
+    "cuda_build": gpu.gather_cuda_section,
     "model": model.gather,
     "server": server.gather,
 }
@@ -79,6 +80,10 @@ class Facts:
     @property
     def model(self) -> model.ModelFacts:
         return self.section("model")
+
+    @property
+    def cuda_build(self) -> gpu.CudaBuild:
+        return self.section("cuda_build")
 
     @property
     def server(self) -> server.ServerFacts:

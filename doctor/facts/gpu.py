@@ -269,6 +269,12 @@ def _locate(host: Host, name: str, directories: list[str]) -> str | None:
     return None
 
 
+def gather_cuda_section(host: Host, options: Options, facts: Facts) -> CudaBuild:
+    """The ``cuda_build`` facts section: read once a run, shared by gpu.cuda,
+    server.build and the server facts (it walks every library's ELF headers)."""
+    return gather_cuda_build(host, options)
+
+
 def gather_cuda_build(host: Host, options: Options) -> CudaBuild:
     """Read llama-server's and its own libraries' dynamic sections (doctor/elf.py), and
     any ggml backend module beside it, to tell which GPU runtime the build uses."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..flags import Build, parse_help
 from ..host import Host
 from ..options import Options
-from .gpu import find_server, gather_cuda_build
+from .gpu import find_server
 
 if TYPE_CHECKING:
     from . import Facts
@@ -103,7 +103,7 @@ def gather(host: Host, options: Options, facts: Facts) -> ServerFacts:
     server.help_state = texts.get("help_state", "ran")
     _apply_help(server, texts.get("help"), texts.get("help_error"))
     _apply_version(server, texts.get("version"))
-    build = gather_cuda_build(host, options)
+    build = facts.cuda_build
     server.backends = list(build.backends)
     server.cuda_runtime_major = build.runtime_major
     library = next((lib for lib in build.libraries
