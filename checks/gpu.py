@@ -237,7 +237,7 @@ def present(ctx: Context):
         return ctx.finding(INFO, title + "; the plan runs CPU-only anyway", observed, "",
                            _cpu_only_cost(ctx))
     return ctx.finding(FAIL, title + ": the model would run CPU-only", observed, fix,
-                       _cpu_only_cost(ctx))
+                       _cpu_only_cost(ctx), manual=[fix])  # no software fix: `fix` lists it
 
 
 # -- gpu.cuda -----------------------------------------------------------------------------------

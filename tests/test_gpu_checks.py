@@ -209,6 +209,8 @@ def test_present_on_the_build_machine_fixture_says_no_driver():
     assert finding.status == FAIL
     assert finding.title == "No NVIDIA GPU or driver found: the model would run CPU-only"
     assert "NVML_ERROR_LIBRARY_NOT_FOUND" in finding.observed
+    # No software fix installs a driver: `q3cn-doctor fix` lists it as a step for a person.
+    assert finding.manual == [finding.recommended] and finding.fixes == []
 
 
 @pytest.mark.parametrize("vendor, driver, label, backend", [
