@@ -325,10 +325,7 @@ class RunningServer:
 
 def running_servers(host: Host) -> list[RunningServer]:
     """The llama-server processes on this host (none where it lists no processes)."""
-    try:
-        processes = host.processes()
-    except NotImplementedError:
-        return []
+    processes = host.processes()
     found = []
     for process in processes:
         program = process.cmdline[0].rsplit("/", 1)[-1] if process.cmdline else ""

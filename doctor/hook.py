@@ -536,23 +536,36 @@ def _describe(row: Row) -> list[str]:
     return lines
 
 
+def _prepare(root: str | None, pacman: bool, apt: bool, service: str | None,
+             installing: bool) -> tuple[Host, list, list[str], Record] | None:
+    """The host, the hooks to act on, our command line and the install record; None
+    (having said why) where this user may not change them."""
+    host = _root_host(root)
+    kinds = chosen(host, pacman, apt, service, installing=installing)
+    denied = _not_root(host, "hook install" if installing else "hook uninstall")
+    if denied:
+        _echo(f"q3cn-doctor: {denied}", err=True)
+        return None
+    return host, kinds, doctor_argv(), Record(host)
+
+
+def _hook_name(kind: str, unit: str | None) -> str:
+    return f"the {unit} guard" if kind == SERVICE else f"the {kind} hook"
+
+
 def run_install(root: str | None, pacman: bool, apt: bool, service: str | None,
                 warn_only: bool, make_options: Callable[[], Any] | None = None) -> int:
     """``hook install``: exit 0 installed (or already), 1 refused or failed."""
-    host = _root_host(root)
     if warn_only and service is None:
         raise HookError("--warn-only is for --service NAME")
-    kinds = chosen(host, pacman, apt, service, installing=True)
-    denied = _not_root(host, "hook install")
-    if denied:
-        _echo(f"q3cn-doctor: {denied}", err=True)
+    prepared = _prepare(root, pacman, apt, service, installing=True)
+    if prepared is None:
         return 1
-    argv = doctor_argv()
-    record = Record(host)
+    host, kinds, argv, record = prepared
     code = 0
     for kind, unit in kinds:
         row = install(host, kind, argv, unit, warn_only, record)
-        name = f"the {unit} guard" if kind == SERVICE else f"the {kind} hook"
+        name = _hook_name(kind, unit)
         if row.result in _BAD:
             _echo(f"q3cn-doctor: {name} was not installed: {row.detail}", err=True)
             code = 1
@@ -604,18 +617,14 @@ def _baseline(make_options: Callable[[], Any]) -> None:
 
 def run_uninstall(root: str | None, pacman: bool, apt: bool, service: str | None) -> int:
     """``hook uninstall``: exit 0 removed (or nothing there), 1 something was left alone."""
-    host = _root_host(root)
-    kinds = chosen(host, pacman, apt, service, installing=False)
-    denied = _not_root(host, "hook uninstall")
-    if denied:
-        _echo(f"q3cn-doctor: {denied}", err=True)
+    prepared = _prepare(root, pacman, apt, service, installing=False)
+    if prepared is None:
         return 1
-    argv = doctor_argv()
-    record = Record(host)
+    host, kinds, argv, record = prepared
     code = 0
     for kind, unit in kinds:
         row = uninstall(host, kind, argv, unit, record)
-        name = f"the {unit} guard" if kind == SERVICE else f"the {kind} hook"
+        name = _hook_name(kind, unit)
         if row.result == ABSENT:
             _echo(f"q3cn-doctor: {name} is not installed ({row.path}).")
         elif row.result == REMOVED:

@@ -160,17 +160,11 @@ def _restricts(facts: Facts, cpus: list[int]) -> bool:
 
 
 def _rlimits(facts: Facts) -> dict[str, tuple[int, int]]:
-    try:
-        return dict(facts.host.rlimits())
-    except NotImplementedError:
-        return {}
+    return dict(facts.host.rlimits())
 
 
 def _capable(facts: Facts, bit: int) -> bool | None:
-    try:
-        mask = facts.host.capabilities()
-    except NotImplementedError:
-        mask = None
+    mask = facts.host.capabilities()
     if mask is None:
         euid = facts.host.euid()
         return None if euid is None else euid == 0
@@ -237,10 +231,7 @@ def _environment(facts: Facts, plan) -> tuple[dict[str, str], list[str]]:
     """What to set in llama-server's environment, and why (each variable's story)."""
     env: dict[str, str] = {}
     notes = []
-    try:
-        inherited = facts.host.environ()
-    except NotImplementedError:
-        inherited = {}
+    inherited = facts.host.environ()
     if "LLAMA_SET_ROWS" in inherited:
         notes.append("LLAMA_SET_ROWS in your environment is a no-op since llama.cpp PR #15505 "
                      "(2025-08).")

@@ -227,10 +227,7 @@ def find_server(host: Host, options: Options) -> tuple[str | None, str]:
 
 
 def _search_path(host: Host) -> list[str]:
-    try:
-        path = host.environ().get("PATH") or DEFAULT_PATH
-    except NotImplementedError:
-        path = DEFAULT_PATH
+    path = host.environ().get("PATH") or DEFAULT_PATH
     return [d for d in path.split(":") if d.startswith("/")]
 
 
@@ -244,10 +241,7 @@ def _library_dirs(host: Host, server: str, owner: str,
     here = os.path.dirname(server)
     near = _absolute([p.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
                       for p in runpaths] + [here, here + "/../lib", here + "/../lib64"])
-    try:
-        extra = (host.environ().get("LD_LIBRARY_PATH") or "").split(":")
-    except NotImplementedError:
-        extra = []
+    extra = (host.environ().get("LD_LIBRARY_PATH") or "").split(":")
     return near, _absolute(near + extra + list(_SYSTEM_LIB_DIRS))
 
 
