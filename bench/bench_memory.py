@@ -3,7 +3,7 @@
 
 Not a test: a script to run by hand and read. Each round runs, back to back:
 
-- ``q3cn_doctor.bandwidth.measure_read_bandwidth`` sized as the doctor sizes it
+- ``q3cn_doctor.host.bandwidth.measure_read_bandwidth`` sized as the doctor sizes it
   (``plan_buffer_bytes``, ``plan_threads``);
 - ``sysbench memory --memory-oper=read --memory-block-size=512M
   --memory-total-size=16G --memory-scope=local --threads=$(nproc)`` (512 MiB blocks:
@@ -31,9 +31,9 @@ import statistics
 import subprocess
 import sys
 
-from q3cn_doctor.bandwidth import measure_read_bandwidth, plan_buffer_bytes, plan_threads
-from q3cn_doctor.live import LiveHost
-from q3cn_doctor.membench import parse_sysbench, sysbench_argv
+from q3cn_doctor.host.bandwidth import measure_read_bandwidth, plan_buffer_bytes, plan_threads
+from q3cn_doctor.host.live import LiveHost
+from q3cn_doctor.measure.memory import parse_sysbench, sysbench_argv
 
 AGREEMENT = 0.15
 MIB = 2**20

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.context import Context
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts import FactsError
-from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
-from q3cn_doctor.registry import check
 
 FAR_UNDER = 0.5  # measured read bandwidth below this share of theoretical is a warning
 HOW_TO_LIST = ("Run `sudo q3cn-doctor check`: dmidecode needs root. Without root the doctor "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.budget import gib
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
 from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
-from q3cn_doctor.context import Context
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
-from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
-from q3cn_doctor.registry import check
+from q3cn_doctor.plan.budget import gib
 
 CONSUMER_CHANNELS = 2  # desktop and laptop CPUs: two 64-bit channels
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.budget import gib, ram_budget
-from q3cn_doctor.context import Context
-from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
+from q3cn_doctor.plan.budget import gib, ram_budget
 
 NO_MMAP = ("Loaded without mmap (--no-mmap, or --load-mode other than mmap) the whole CPU "
            "part is anonymous memory: it cannot be dropped and re-read, so the kernel swaps it "

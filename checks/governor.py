@@ -7,12 +7,12 @@ owns these settings, the advice goes through it, so a fix does not fight it.
 
 from __future__ import annotations
 
-from q3cn_doctor.context import Context
-from q3cn_doctor.cpuplan import planned_cpus
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts.cpu import CPU_ROOT, CpuFacts, FrequencyPolicy
-from q3cn_doctor.findings import PASS, SKIP, WARN
-from q3cn_doctor.host import format_cpu_list
-from q3cn_doctor.registry import check
+from q3cn_doctor.host.base import format_cpu_list
+from q3cn_doctor.plan.cpu import planned_cpus
 
 FAST = "performance"
 # Drivers whose "powersave" governor hands the choice to the CPU's own controller

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from q3cn_doctor.budget import FIT_TARGET_BYTES, gib
-from q3cn_doctor.context import Context
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts.gpu import (
     ABSENT,
     AMD,
@@ -27,8 +28,7 @@ from q3cn_doctor.facts.gpu import (
     value,
 )
 from q3cn_doctor.facts.model import cache_bytes_per_value, kv_cache_bytes
-from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
-from q3cn_doctor.registry import check
+from q3cn_doctor.plan.budget import FIT_TARGET_BYTES, gib
 
 MIB = 1024**2
 BUSY_PROCESS_BYTES = 300 * MIB

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 
-from q3cn_doctor.context import Context
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.cpu import CpuFacts
 from q3cn_doctor.facts.gpu import find_server
-from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
-from q3cn_doctor.host import Host
-from q3cn_doctor.registry import check
+from q3cn_doctor.host.base import Host
 
 X86_LABELS = (("avx", "AVX"), ("avx2", "AVX2"), ("fma", "FMA"), ("f16c", "F16C"),
               ("avx_vnni", "AVX-VNNI"), ("avx512f", "AVX-512F"), ("avx512_vnni", "AVX512-VNNI"),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.budget import gib, ram_budget
-from q3cn_doctor.context import Context
-from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
-from q3cn_doctor.host import UNLIMITED
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
+from q3cn_doctor.host.base import UNLIMITED
+from q3cn_doctor.plan.budget import gib, ram_budget
 
 CAP_IPC_LOCK = 14  # mlock without limit
 KIB = 1024

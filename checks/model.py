@@ -8,10 +8,10 @@ i5-12600K, RTX 4070 12 GB and dual-channel DDR5-6000).
 
 from __future__ import annotations
 
-from q3cn_doctor.budget import gib
-from q3cn_doctor.context import Context
-from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
+from q3cn_doctor.plan.budget import gib
 
 RATED_GAIN = 1.05  # the rated-speed figure is quoted when it is at least 5% faster
 

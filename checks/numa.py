@@ -7,14 +7,14 @@ local bandwidth; automatic NUMA balancing then migrates pages under the run.
 
 from __future__ import annotations
 
-from q3cn_doctor.budget import gib
-from q3cn_doctor.context import Context
-from q3cn_doctor.cpuplan import RunningServer, plan_for, running_servers
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts.cpu import CpuFacts
 from q3cn_doctor.facts.model import server_arg
-from q3cn_doctor.findings import PASS, SKIP, WARN
-from q3cn_doctor.host import format_cpu_list
-from q3cn_doctor.registry import check
+from q3cn_doctor.host.base import format_cpu_list
+from q3cn_doctor.plan.budget import gib
+from q3cn_doctor.plan.cpu import RunningServer, plan_for, running_servers
 
 BALANCING = "kernel.numa_balancing"
 

@@ -7,9 +7,9 @@ line: a build from a source tarball prints "build 1" at any age.
 
 from __future__ import annotations
 
-from q3cn_doctor.budget import gib
-from q3cn_doctor.context import Context
-from q3cn_doctor.cpuplan import running_servers
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.gpu import device_lost
 from q3cn_doctor.facts.model import (
@@ -18,10 +18,13 @@ from q3cn_doctor.facts.model import (
     fit_targets_arg,
     server_arg,
 )
-from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
-from q3cn_doctor.host import ABSENT
-from q3cn_doctor.launch import CAP_SYS_NICE, DEFAULT_PORT  # the port the launch will use
-from q3cn_doctor.registry import check
+from q3cn_doctor.host.base import ABSENT
+from q3cn_doctor.launch.launcher import (  # the port the launch will use
+    CAP_SYS_NICE,
+    DEFAULT_PORT,
+)
+from q3cn_doctor.plan.budget import gib
+from q3cn_doctor.plan.cpu import running_servers
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 INSTALL = ("Install llama.cpp's llama-server: a release build from "

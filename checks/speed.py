@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
 from q3cn_doctor.checks.bandwidth import (
     HOW_TO_LIST,
     gbps,
@@ -9,11 +12,8 @@ from q3cn_doctor.checks.bandwidth import (
     ram_bytes_per_token,
     tokens_per_s,
 )
-from q3cn_doctor.context import Context
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
-from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
-from q3cn_doctor.registry import check
 
 GIB = 1024**3
 TOLERANCE = 0.01  # 2666 vs 2667, 3200 vs 3197: the same speed

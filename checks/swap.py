@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.budget import gib, ram_budget
-from q3cn_doctor.context import Context
-from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
+from q3cn_doctor.plan.budget import gib, ram_budget
 
 SWAPPINESS_LIMIT = 10
 

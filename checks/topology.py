@@ -8,8 +8,13 @@ whose affinity or thread count reaches the slow class is a warning.
 
 from __future__ import annotations
 
-from q3cn_doctor.context import Context
-from q3cn_doctor.cpuplan import (
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.registry import check
+from q3cn_doctor.facts import FactsError
+from q3cn_doctor.facts.cpu import CoreClass, CpuFacts
+from q3cn_doctor.host.base import format_cpu_list
+from q3cn_doctor.plan.cpu import (
     CpuPlan,
     RunningServer,
     l3_kind,
@@ -17,11 +22,6 @@ from q3cn_doctor.cpuplan import (
     plan_for,
     running_servers,
 )
-from q3cn_doctor.facts import FactsError
-from q3cn_doctor.facts.cpu import CoreClass, CpuFacts
-from q3cn_doctor.findings import INFO, PASS, SKIP, WARN
-from q3cn_doctor.host import format_cpu_list
-from q3cn_doctor.registry import check
 
 IMPACT = ("llama.cpp splits each matrix product evenly over its threads and waits for the "
           "last one, so a thread on a slow core holds back every token.")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.context import Context
-from q3cn_doctor.findings import INFO, PASS, SKIP
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import INFO, PASS, SKIP
+from q3cn_doctor.checking.registry import check
 
 _HIDDEN = {
     "vm": ("A VM shows no DMI (so no RAM speed), usually no cpufreq, and a GPU only when "

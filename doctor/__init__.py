@@ -1,5 +1,5 @@
 """q3cn-doctor: find what slows llama-server on this machine, fix it, launch it tuned."""
 
-from .version import __version__
+from q3cn_doctor.version import __version__
 
 __all__ = ["__version__"]

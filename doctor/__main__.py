@@ -1,5 +1,5 @@
 """``python -m q3cn_doctor``: the same as the console script."""
 
-from .cli import main
+from q3cn_doctor.app.cli import main
 
 main()

@@ -9,9 +9,9 @@ until the process exits: new launches get the plan from ``q3cn-doctor launch``.
 
 from __future__ import annotations
 
-from q3cn_doctor.cpuplan import planned_cpus, running_servers
-from q3cn_doctor.fixplan import NOW, Change, Fix, FixContext, ThreadAffinity
-from q3cn_doctor.host import Process, format_cpu_list
+from q3cn_doctor.fixing.engine import NOW, Change, Fix, FixContext, ThreadAffinity
+from q3cn_doctor.host.base import Process, format_cpu_list
+from q3cn_doctor.plan.cpu import planned_cpus, running_servers
 
 
 def _targets(ctx: FixContext) -> list[Process]:

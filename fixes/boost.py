@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.fixplan import PERSISTENT, Fix, FixContext, header
-from q3cn_doctor.sysctl_d import tmpfiles_line, tmpfiles_writes
+from q3cn_doctor.fixing.dropins import tmpfiles_line, tmpfiles_writes
+from q3cn_doctor.fixing.engine import PERSISTENT, Fix, FixContext, header
 
 from .governor import blocking_manager
 from .thp import has_tmpfiles

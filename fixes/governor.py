@@ -9,8 +9,8 @@ and revert switches it back to the recorded one.
 
 from __future__ import annotations
 
-from q3cn_doctor.cpuplan import planned_cpus
-from q3cn_doctor.fixplan import (
+from q3cn_doctor.fixing.dropins import tmpfiles_line, tmpfiles_writes
+from q3cn_doctor.fixing.engine import (
     PERSISTENT,
     Change,
     DaemonProfile,
@@ -18,8 +18,8 @@ from q3cn_doctor.fixplan import (
     FixContext,
     header,
 )
-from q3cn_doctor.host import format_cpu_list
-from q3cn_doctor.sysctl_d import tmpfiles_line, tmpfiles_writes
+from q3cn_doctor.host.base import format_cpu_list
+from q3cn_doctor.plan.cpu import planned_cpus
 
 from .thp import has_tmpfiles
 

@@ -92,8 +92,8 @@ def write_fs(root: Path, path: str, text: str) -> None:
 def snapshot_facts(name_or_dir: str | Path, **options):
     """Facts of a fixture host (by name) or of a snapshot folder (a Path or absolute path)."""
     from q3cn_doctor.facts import Facts
+    from q3cn_doctor.host.snapshot import SnapshotHost
     from q3cn_doctor.options import Options
-    from q3cn_doctor.snapshot import SnapshotHost
 
     name = str(name_or_dir)
     directory = name if os.path.isabs(name) else host_fixture(name)
@@ -102,7 +102,7 @@ def snapshot_facts(name_or_dir: str | Path, **options):
 
 def snapshot_findings(name_or_dir: str | Path, *ids: str, **options) -> dict:
     """The built-in checks' findings on a fixture host or snapshot folder, by finding id."""
-    from q3cn_doctor.runner import available_checks, run_checks, select
+    from q3cn_doctor.checking.runner import available_checks, run_checks, select
 
     specs, _ = available_checks(plugins=False)
     found = run_checks(snapshot_facts(name_or_dir, **options), select(specs, list(ids), []))
@@ -114,6 +114,6 @@ def snapshot_findings(name_or_dir: str | Path, *ids: str, **options) -> dict:
 @pytest.fixture
 def snapshot_host():
     """Open a fixture host by name as a read-only SnapshotHost."""
-    from q3cn_doctor.snapshot import SnapshotHost
+    from q3cn_doctor.host.snapshot import SnapshotHost
 
     return lambda name: SnapshotHost(host_fixture(name))

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from conftest import FIXTURES, host_fixture
-from q3cn_doctor.host import command_slug
+from q3cn_doctor.host.base import command_slug
 from q3cn_doctor.profiles import PROFILES
 
 GIB = 1024**3

@@ -6,15 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
-from q3cn_doctor.bandwidth import (
+from q3cn_doctor.facts.memory import theoretical_bandwidth
+from q3cn_doctor.host.bandwidth import (
     DEFAULT_BUFFER_BYTES,
     last_level_cache_bytes,
     measure_read_bandwidth,
     plan_buffer_bytes,
     plan_threads,
 )
-from q3cn_doctor.facts.memory import theoretical_bandwidth
-from q3cn_doctor.live import RootHost
+from q3cn_doctor.host.live import RootHost
 
 MIB, GIB = 2**20, 2**30
 

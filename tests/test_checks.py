@@ -16,11 +16,11 @@ from conftest import copy_fixture, host_fixture, run_cli
 from conftest import snapshot_findings as findings_for
 from conftest import write_fs as write
 from fixture_hosts import BUILD, H8QM8, HYPERV, KVM, LAPTOP, OPTERON, OVS, TIGERLAKE, ZRAM
-from q3cn_doctor.budget import GIB, gib
+from q3cn_doctor.checking.findings import ERROR, FAIL, INFO, PASS, SKIP, WARN, Finding
+from q3cn_doctor.checking.runner import run_checks, select
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.findings import ERROR, FAIL, INFO, PASS, SKIP, WARN, Finding
 from q3cn_doctor.options import Options
-from q3cn_doctor.runner import run_checks, select
+from q3cn_doctor.plan.budget import GIB, gib
 
 KIB = 1024
 MIB = 1024**2
@@ -425,8 +425,8 @@ def test_cli_on_the_build_machine_snapshot():
 
 def test_governor_powersave_with_epp_performance_on_intel_pstate_is_full_speed(tmp_path):
     """intel_pstate's powersave hands the clock to HWP: with EPP performance it is fast."""
-    from q3cn_doctor.live import RootHost
-    from q3cn_doctor.registry import builtin_checks
+    from q3cn_doctor.checking.registry import builtin_checks
+    from q3cn_doctor.host.live import RootHost
 
     for epp, expected in (("performance", "pass"), ("balance_power", "warn")):
         policy = tmp_path / epp / "sys/devices/system/cpu/cpufreq/policy0"

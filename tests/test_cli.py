@@ -85,7 +85,7 @@ def cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedPr
 
 def builtin_ids(area: str | None = None) -> set[str]:
     """Ids of the built-in checks (of one area): the selection tests follow the registry."""
-    from q3cn_doctor.registry import builtin_checks
+    from q3cn_doctor.checking.registry import builtin_checks
 
     return {spec.id for spec in builtin_checks() if area in (None, spec.area)}
 
@@ -162,7 +162,7 @@ def test_json_on_this_machine_is_only_json():
 
 
 def test_list():
-    from q3cn_doctor.registry import builtin_checks
+    from q3cn_doctor.checking.registry import builtin_checks
 
     result = cli("check", "--list")
     assert result.returncode == 0

@@ -12,7 +12,7 @@ from conftest import write_fs as write
 from fixture_hosts import CPU_KVM as KVM
 from fixture_hosts import CPU_OPTERON as OPTERON
 from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
-from q3cn_doctor.findings import ERROR, INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.findings import ERROR, INFO, PASS, SKIP, WARN
 
 CPU = "/sys/devices/system/cpu"
 GUIDE_PID = 4242

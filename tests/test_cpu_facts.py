@@ -16,9 +16,9 @@ from fixture_hosts import CPU_OPTERON as OPTERON
 from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.cpu import cpu_mask, parse_cpu_mask, parse_cpuinfo
-from q3cn_doctor.host import format_cpu_list
+from q3cn_doctor.host.base import format_cpu_list
+from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.snapshot import SnapshotHost
 
 GIB = 1024**3
 CPU = "/sys/devices/system/cpu"

@@ -16,9 +16,9 @@ from conftest import snapshot_facts as facts
 from fixture_hosts import CPU_KVM as KVM
 from fixture_hosts import CPU_OPTERON as OPTERON
 from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
-from q3cn_doctor.cpuplan import llama_default_threads, plan, plan_for, running_servers
 from q3cn_doctor.facts.cpu import CpuFacts
-from q3cn_doctor.snapshot import SnapshotHost
+from q3cn_doctor.host.snapshot import SnapshotHost
+from q3cn_doctor.plan.cpu import llama_default_threads, plan, plan_for, running_servers
 
 GIB = 1024**3
 

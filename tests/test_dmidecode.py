@@ -14,7 +14,7 @@ import pytest
 from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from q3cn_doctor.dmidecode import (
+from q3cn_doctor.parsers.dmidecode import (
     SPEED_RANGE_MTS,
     MemoryInventory,
     clean_text,

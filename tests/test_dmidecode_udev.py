@@ -10,7 +10,7 @@ from __future__ import annotations
 from conftest import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from q3cn_doctor.dmidecode import parse_udev_properties
+from q3cn_doctor.parsers.dmidecode import parse_udev_properties
 
 UDEV = FIXTURES / "udev"
 GIB = 1024**3

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 from conftest import host_fixture
-from q3cn_doctor.elf import RECORDED_SUFFIX, ElfError, ElfInfo, parse, read_elf
-from q3cn_doctor.live import RootHost
-from q3cn_doctor.snapshot import SnapshotHost
+from q3cn_doctor.host.live import RootHost
+from q3cn_doctor.host.snapshot import SnapshotHost
+from q3cn_doctor.parsers.elf import RECORDED_SUFFIX, ElfError, ElfInfo, parse, read_elf
 
 BASE = 0x400000
 
@@ -189,8 +189,8 @@ def test_snapshot_records_a_binary_as_its_elf_facts_not_its_bytes(tmp_path):
     """A snapshot must not carry a 500 MB libggml-cuda.so: it keeps the parsed record."""
     import os
 
-    from q3cn_doctor.elf import RECORDED_SUFFIX, read_elf
-    from q3cn_doctor.snapshot import RecordingHost, SnapshotHost
+    from q3cn_doctor.host.snapshot import RecordingHost, SnapshotHost
+    from q3cn_doctor.parsers.elf import RECORDED_SUFFIX, read_elf
 
     binary = os.path.realpath("/bin/true")  # a real dynamically linked ELF on this machine
     recorder = RecordingHost(str(tmp_path / "snap"))

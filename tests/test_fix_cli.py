@@ -16,7 +16,7 @@ from conftest import HOSTS, run_on_terminal
 from test_cli import NO_XDG, cli, make_root
 from test_fix_engine import STATE, full_root, tree_state
 
-SCHEMA = Path(__file__).parent.parent / "doctor" / "fixplan.schema.json"
+SCHEMA = Path(__file__).parent.parent / "doctor" / "fixing" / "fixplan.schema.json"
 ROOT_ENV = {"Q3CN_DOCTOR_EUID": "0"}
 USER_ENV = {"Q3CN_DOCTOR_EUID": "1000"}
 
@@ -175,9 +175,9 @@ def test_a_write_the_kernel_refuses_exits_1(root, monkeypatch):
     import errno
 
     from click.testing import CliRunner
-    from q3cn_doctor import fixcli
-    from q3cn_doctor.cli import main
-    from q3cn_doctor.live import RootHost
+    from q3cn_doctor.app import fix_command as fixcli
+    from q3cn_doctor.app.cli import main
+    from q3cn_doctor.host.live import RootHost
 
     governor = "/sys/devices/system/cpu/cpufreq/policy0/scaling_governor"
 

@@ -18,8 +18,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from q3cn_doctor.checking.runner import available_checks, run_checks
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.fixplan import (
+from q3cn_doctor.fixing.engine import (
     ALREADY,
     CHANGE,
     DONE,
@@ -31,10 +32,9 @@ from q3cn_doctor.fixplan import (
     build_plan,
     header,
 )
-from q3cn_doctor.journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal
-from q3cn_doctor.live import RootHost
+from q3cn_doctor.fixing.journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal
+from q3cn_doctor.host.live import RootHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.runner import available_checks, run_checks
 from test_cli import make_root
 
 STATE = "var/lib/q3cn-doctor"
@@ -329,7 +329,7 @@ def test_a_symlink_at_our_sysctl_file_name_is_left_alone(tmp_path):
 
 
 def test_not_root_changes_nothing(tmp_path):
-    from q3cn_doctor.fixplan import needs_root
+    from q3cn_doctor.fixing.engine import needs_root
 
     root = full_root(tmp_path / "root")
     start = tree_state(root, skip=())
@@ -440,7 +440,7 @@ def test_the_journal_is_written_before_the_change(tmp_path):
 
 
 def test_an_unwritable_journal_stops_everything(tmp_path):
-    from q3cn_doctor.journal import JournalError
+    from q3cn_doctor.fixing.journal import JournalError
 
     root = full_root(tmp_path / "root")
     start = tree_state(root)
@@ -453,7 +453,7 @@ def test_an_unwritable_journal_stops_everything(tmp_path):
 
 
 def test_a_corrupt_journal_is_refused_not_overwritten(tmp_path):
-    from q3cn_doctor.journal import JournalError
+    from q3cn_doctor.fixing.journal import JournalError
 
     root = full_root(tmp_path / "root")
     write(root, f"{STATE}/journal.json", "{not json")
@@ -476,7 +476,7 @@ def test_a_corrupt_journal_is_refused_not_overwritten(tmp_path):
 def test_a_damaged_journal_entry_is_refused_as_a_whole(tmp_path, entries):
     """A journal that parses but holds entries q3cn-doctor did not write is refused before
     anything is read from it: no traceback half-way through a revert."""
-    from q3cn_doctor.journal import JournalError
+    from q3cn_doctor.fixing.journal import JournalError
 
     root = full_root(tmp_path / "root")
     write(root, f"{STATE}/journal.json", json.dumps({"format": 1, "entries": entries}))
@@ -490,7 +490,7 @@ def test_a_damaged_journal_entry_is_refused_as_a_whole(tmp_path, entries):
 def test_a_change_of_a_kind_this_version_cannot_undo_is_refused(tmp_path):
     """An entry from a newer q3cn-doctor (a target kind this version lacks): revert
     refuses, before restoring anything, rather than guessing."""
-    from q3cn_doctor.journal import JournalError
+    from q3cn_doctor.fixing.journal import JournalError
 
     root = full_root(tmp_path / "root")
     apply_all(root, only=("sysctl.swappiness",), persist=False)
@@ -527,7 +527,7 @@ def test_a_crash_during_revert_is_finished_by_the_next_revert(tmp_path):
 
 
 def test_one_run_at_a_time(tmp_path):
-    from q3cn_doctor.journal import JournalError
+    from q3cn_doctor.fixing.journal import JournalError
 
     root = full_root(tmp_path / "root")
     start = tree_state(root)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-from q3cn_doctor import sysctl_d
-from q3cn_doctor.fixplan import CHANGE, DONE, header
-from q3cn_doctor.live import RootHost
+from q3cn_doctor.fixing import dropins as sysctl_d
+from q3cn_doctor.fixing.engine import CHANGE, DONE, header
+from q3cn_doctor.host.live import RootHost
 from test_fix_engine import (
     OUR_SWAPPINESS,
     apply_all,

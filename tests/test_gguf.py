@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from gguf_files import QWEN_SHAPE, expected_bytes, qwen3next_tensors, write_qwen3next
+from q3cn_doctor.checking.findings import FAIL, PASS, SKIP
+from q3cn_doctor.checking.runner import available_checks, run_checks, select
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.model import CACHE_TYPE_BYTES
-from q3cn_doctor.findings import FAIL, PASS, SKIP
-from q3cn_doctor.gguf_model import GgufError, read_model, split_parts
-from q3cn_doctor.live import LiveHost
+from q3cn_doctor.host.live import LiveHost
+from q3cn_doctor.host.snapshot import RecordingHost, SnapshotHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.runner import available_checks, run_checks, select
-from q3cn_doctor.snapshot import RecordingHost, SnapshotHost
+from q3cn_doctor.parsers.gguf_file import GgufError, read_model, split_parts
 from test_no_back_door import only_inside
 
 
@@ -217,7 +217,7 @@ def test_fast_reader_agrees_with_gguf(tmp_path):
     model = read_model(LiveHost(), str(path))
     assert time.monotonic() - started < 2.0
     assert model.vocab_size == 151_936
-    from q3cn_doctor.gguf_model import _reader_class, _value
+    from q3cn_doctor.parsers.gguf_file import _reader_class, _value
 
     fast = _reader_class()(str(path))
     plain = gguf.GGUFReader(str(path))

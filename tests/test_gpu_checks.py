@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, host_fixture, run_cli, snapshot_findings
-from q3cn_doctor.budget import FIT_TARGET_BYTES
+from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
 from q3cn_doctor.facts.gpu import clock_events, cuda_version_text
 from q3cn_doctor.facts.model import kv_cache_bytes
-from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
+from q3cn_doctor.plan.budget import FIT_TARGET_BYTES
 from q3cn_doctor.profiles import PROFILES
 from test_elf import make_elf
 
@@ -142,7 +142,7 @@ def test_cli_json_matches_the_runner_and_exit_codes(cli_reports):
 def test_cli_json_validates_against_the_schema(cli_reports):
     from jsonschema import Draft202012Validator
 
-    schema = json.loads((REPO / "doctor" / "report.schema.json").read_text())
+    schema = json.loads((REPO / "doctor" / "report" / "report.schema.json").read_text())
     validator = Draft202012Validator(schema)
     for name, (_, report) in cli_reports.items():
         errors = sorted(validator.iter_errors(report), key=lambda e: list(e.path))
@@ -592,10 +592,10 @@ def test_the_server_build_is_read_once_a_run(tmp_path):
     import os
     import shutil as shell_utils
 
+    from q3cn_doctor.checking.runner import available_checks, run_checks, select
     from q3cn_doctor.facts import Facts
-    from q3cn_doctor.live import RootHost
+    from q3cn_doctor.host.live import RootHost
     from q3cn_doctor.options import Options
-    from q3cn_doctor.runner import available_checks, run_checks, select
 
     server = tmp_path / "usr/local/bin/llama-server"
     server.parent.mkdir(parents=True)

@@ -210,7 +210,7 @@ def test_apt_snippet_is_valid_apt_configuration(root):
 
 def test_apt_command_never_fails_an_upgrade(tmp_path):
     """What apt runs through sh: silent and 0 when q3cn-doctor is gone or fails."""
-    from q3cn_doctor.hook import apt_command
+    from q3cn_doctor.hooks.install import apt_command
 
     gone = subprocess.run(["sh", "-c", apt_command([str(tmp_path / "nothing")])],
                           capture_output=True, text=True)
@@ -585,7 +585,7 @@ def test_check_hook_is_quick_on_a_normal_tree(root):
 # -- in-process: a crashing check, a crashing hook, the time guard ----------------------------
 def _invoke(args: list[str], monkeypatch):
     from click.testing import CliRunner
-    from q3cn_doctor.cli import main
+    from q3cn_doctor.app.cli import main
 
     monkeypatch.setenv("XDG_CONFIG_HOME", NO_XDG)
     monkeypatch.setenv("Q3CN_DOCTOR_EUID", "0")
@@ -593,8 +593,8 @@ def _invoke(args: list[str], monkeypatch):
 
 
 def test_check_hook_exits_0_when_a_check_crashes(root, monkeypatch):
-    from q3cn_doctor import runner
-    from q3cn_doctor.registry import CheckSpec
+    from q3cn_doctor.checking import runner
+    from q3cn_doctor.checking.registry import CheckSpec
 
     assert _invoke(["check", "--hook", "--root", str(root)], monkeypatch).output == ""
     real = runner.available_checks
@@ -616,7 +616,7 @@ def test_check_hook_exits_0_when_a_check_crashes(root, monkeypatch):
 
 
 def test_check_hook_exits_0_when_the_hook_itself_crashes(root, monkeypatch):
-    from q3cn_doctor import hookstate
+    from q3cn_doctor.hooks import state as hookstate
 
     def broken(previous, findings):
         raise KeyError("oops")
@@ -631,10 +631,10 @@ def test_check_hook_exits_0_when_the_hook_itself_crashes(root, monkeypatch):
 def test_the_time_guard_reports_what_did_not_finish(root, monkeypatch):
     import threading
 
-    from q3cn_doctor import runner
-    from q3cn_doctor.hookstate import hook_check
+    from q3cn_doctor.checking import runner
+    from q3cn_doctor.checking.registry import CheckSpec
+    from q3cn_doctor.hooks.state import hook_check
     from q3cn_doctor.options import Options
-    from q3cn_doctor.registry import CheckSpec
 
     release = threading.Event()
     real = runner.available_checks

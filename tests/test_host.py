@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from q3cn_doctor.host import (
+from q3cn_doctor.host.base import (
     ABSENT,
     NOT_INSTALLED,
     PERMISSION_DENIED,
@@ -25,7 +25,7 @@ from q3cn_doctor.host import (
     parse_cpu_list,
     resolve_under,
 )
-from q3cn_doctor.live import LiveHost, RootHost
+from q3cn_doctor.host.live import LiveHost, RootHost
 
 
 def write(path, text: str | bytes) -> None:
@@ -397,7 +397,7 @@ def test_stat_reads_inside_every_host(tmp_path):
     """stat() answers for the host's own tree: a RootHost never stats the real path."""
     import errno as errno_module
 
-    from q3cn_doctor.live import RootHost
+    from q3cn_doctor.host.live import RootHost
 
     (tmp_path / "usr/bin").mkdir(parents=True)
     (tmp_path / "usr/bin/llama-server").write_bytes(b"x" * 123)

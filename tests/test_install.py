@@ -68,7 +68,7 @@ def test_wheel_holds_one_import_name(wheel):
     for package in ("q3cn_doctor", "q3cn_doctor/checks", "q3cn_doctor/fixes",
                     "q3cn_doctor/facts"):
         assert f"{package}/__init__.py" in names, package
-    assert "q3cn_doctor/report.schema.json" in names
+    assert "q3cn_doctor/report/report.schema.json" in names
     assert not any(name.endswith((".pyc", "/")) for name in names)
 
 
@@ -90,7 +90,7 @@ def test_wheel_metadata(wheel):
     archive = zipfile.ZipFile(wheel)
     info = f"q3cn_doctor-{__version__}.dist-info"
     entry_points = archive.read(f"{info}/entry_points.txt").decode()
-    assert "q3cn-doctor = q3cn_doctor.cli:main" in entry_points
+    assert "q3cn-doctor = q3cn_doctor.app.cli:main" in entry_points
     metadata = archive.read(f"{info}/METADATA").decode()
     assert f"Version: {__version__}" in metadata
     for dependency in ("click", "rich", "psutil", "py-cpuinfo", "nvidia-ml-py"):
@@ -121,7 +121,7 @@ def test_fresh_venv_has_no_generic_packages(fresh_venv, tmp_path):
              "from importlib.resources import files\n"
              "print(json.dumps({'generic': [n for n in ('checks', 'fixes', 'doctor') "
              "if importlib.util.find_spec(n)], 'home': q3cn_doctor.__file__, "
-             "'schema': json.loads(files('q3cn_doctor').joinpath('report.schema.json')"
+             "'schema': json.loads(files('q3cn_doctor.report').joinpath('report.schema.json')"
              ".read_text())['$schema']}))\n")
     result = _run([python, "-c", probe], cwd=tmp_path)
     assert result.returncode == 0, result.stderr

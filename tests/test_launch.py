@@ -25,9 +25,9 @@ from gguf_files import write_qwen3next
 from launch_fixtures import guide_machine, record_command
 from llama_server_standin import help_text, version_text, write_standin
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.launch import LaunchPlan, build_plan
+from q3cn_doctor.host.snapshot import SnapshotHost
+from q3cn_doctor.launch.launcher import LaunchPlan, build_plan
 from q3cn_doctor.options import Options
-from q3cn_doctor.snapshot import SnapshotHost
 
 REPO_TESTS = Path(__file__).parent
 
@@ -211,7 +211,7 @@ def test_print_is_what_launch_runs(tmp_path, model, env):
 CHILD = """
 import json, resource, sys
 sys.path.insert(0, {tests!r})
-from q3cn_doctor.launch import LaunchPlan, execute
+from q3cn_doctor.launch.launcher import LaunchPlan, execute
 plan = LaunchPlan(**json.loads(sys.argv[1]))
 plan.rlimits = {{name: tuple(pair) for name, pair in plan.rlimits.items()}}
 soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)

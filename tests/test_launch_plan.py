@@ -16,9 +16,9 @@ from jsonschema import Draft202012Validator
 from launch_fixtures import GPT_OSS_PATH, QWEN_PATH, SERVER, guide_machine, record_command
 from llama_server_standin import help_text
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.flags import Build, Intents, translate
+from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.snapshot import SnapshotHost
+from q3cn_doctor.parsers.server_help import Build, Intents, translate
 
 NO_CONFIG = {"XDG_CONFIG_HOME": "/nonexistent-q3cn-doctor-test-xdg"}
 SAMPLING = "--jinja --temp 1.0 --top-p 0.95 --top-k 40 --min-p 0.01"
@@ -218,7 +218,7 @@ def test_speed_at_the_rated_ram_speed(tmp_path):
 
 
 def test_guide_report_validates(tmp_path):
-    schema = json.loads((REPO / "doctor" / "report.schema.json").read_text())
+    schema = json.loads((REPO / "doctor" / "report" / "report.schema.json").read_text())
     result = run_cli("check", "--snapshot", str(guide_machine(tmp_path / "g")), "--model",
                      QWEN_PATH, "--json", env=NO_CONFIG)
     document = json.loads(result.stdout)
@@ -239,7 +239,7 @@ def test_translation_drops_what_a_build_lacks():
 
 
 def test_shell_command_quotes_and_prefixes():
-    from q3cn_doctor.launch import LaunchPlan, shell_command
+    from q3cn_doctor.launch.launcher import LaunchPlan, shell_command
 
     plan = LaunchPlan(server="/opt/llama server/llama-server",
                       argv=["/opt/llama server/llama-server", "--alias", "my model"],

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from conftest import host_fixture, snapshot_facts
+from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
+from q3cn_doctor.checking.runner import available_checks, run_checks, select
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
+from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.runner import available_checks, run_checks, select
-from q3cn_doctor.snapshot import SnapshotHost
 from test_memory_facts import listing, mem_snapshot, udev
 
 MEMORY_CHECKS = ("memory.speed", "memory.channels", "memory.bandwidth", "memory.memlock",

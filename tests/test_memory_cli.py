@@ -14,7 +14,8 @@ from test_memory_facts import listing, mem_snapshot
 
 @pytest.fixture(scope="module")
 def validator() -> Draft202012Validator:
-    return Draft202012Validator(json.loads((REPO / "doctor" / "report.schema.json").read_text()))
+    schema = REPO / "doctor" / "report" / "report.schema.json"
+    return Draft202012Validator(json.loads(schema.read_text()))
 
 
 def findings(document: dict) -> dict[str, dict]:
@@ -116,7 +117,7 @@ def test_help_names_the_new_options():
 
 
 def test_sysbench_output_is_read():
-    from q3cn_doctor.membench import parse_sysbench, sysbench_argv
+    from q3cn_doctor.measure.memory import parse_sysbench, sysbench_argv
 
     # sysbench 1.0.20 `memory run` summary lines.
     text = ("Total operations: 32 (   15.88 per second)\n\n"

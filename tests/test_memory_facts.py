@@ -14,8 +14,8 @@ import pytest
 from conftest import FIXTURES, host_fixture
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.memory import channel_layout
+from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.snapshot import SnapshotHost
 
 GIB = 1024**3
 UDEV_SLUG = "udevadm_info_--query_property_--path__sys_devices_virtual_dmi_id"
@@ -274,8 +274,8 @@ def test_measure_on_a_snapshot_is_not_possible():
 
 
 def test_measure_on_the_live_machine(monkeypatch):
-    from q3cn_doctor import bandwidth
-    from q3cn_doctor.live import LiveHost
+    from q3cn_doctor.host import bandwidth
+    from q3cn_doctor.host.live import LiveHost
 
     calls = []
 

@@ -17,14 +17,14 @@ import os
 import subprocess
 
 import pytest
-from q3cn_doctor import nvml
+from q3cn_doctor.checking.findings import ERROR, SKIP
+from q3cn_doctor.checking.runner import available_checks, run_checks
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.findings import ERROR, SKIP
-from q3cn_doctor.host import RAN
-from q3cn_doctor.live import LiveHost
+from q3cn_doctor.host import nvml
+from q3cn_doctor.host.base import RAN
+from q3cn_doctor.host.live import LiveHost
+from q3cn_doctor.host.snapshot import RecordingHost, SnapshotHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.runner import available_checks, run_checks
-from q3cn_doctor.snapshot import RecordingHost, SnapshotHost
 
 _PATH_FUNCTIONS = [(builtins, "open"), (io, "open"), (os, "open"), (os, "listdir"),
                    (os, "scandir"), (os, "readlink"), (os, "stat"), (os, "lstat")]

@@ -15,10 +15,10 @@ import types
 
 import psutil
 import pytest
-from q3cn_doctor import nvml
+from q3cn_doctor.checking.runner import available_checks, run_checks, select
 from q3cn_doctor.facts import Facts
+from q3cn_doctor.host import nvml
 from q3cn_doctor.options import Options
-from q3cn_doctor.runner import available_checks, run_checks, select
 
 MIB = 1024**2
 CODES = {"NVML_ERROR_NOT_SUPPORTED": 3, "NVML_ERROR_DRIVER_NOT_LOADED": 9,
@@ -233,7 +233,7 @@ def test_a_hang_in_a_device_call_times_out_too(install):
 def test_live_reading_and_its_replay_give_the_same_findings(install, tmp_path):
     """What the live host reads through pynvml, recorded as a snapshot (nvml.json and the
     sysfs files the checks read), replays to the same findings: the snapshot contract."""
-    from q3cn_doctor.snapshot import RecordingHost, SnapshotHost
+    from q3cn_doctor.host.snapshot import RecordingHost, SnapshotHost
 
     install()
     specs, _ = available_checks(plugins=False)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from q3cn_doctor.partnumbers import HIGH, JEDEC, KIT, LOW, MEDIUM, PartRating, rated_speed
-from q3cn_doctor.spd import decode_spd
+from q3cn_doctor.parsers.partnumbers import HIGH, JEDEC, KIT, LOW, MEDIUM, PartRating, rated_speed
+from q3cn_doctor.parsers.spd import decode_spd
 
 SPD = Path(__file__).parent / "fixtures" / "spd"
 

@@ -15,8 +15,8 @@ import pytest
 from test_cli import BUILTIN_IDS, cli, make_root
 
 DEMO = '''
-from q3cn_doctor.findings import INFO
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.findings import INFO
+from q3cn_doctor.checking.registry import check
 
 
 @check("system.demo", "A demo third-party check")
@@ -29,7 +29,7 @@ raise RuntimeError("plugin is broken on purpose")
 '''
 
 CRASHING_CHECK = '''
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.registry import check
 
 
 @check("system.crashes", "A check that raises")
@@ -38,8 +38,8 @@ def crashes(ctx):
 '''
 
 FAILING_CHECK = '''
-from q3cn_doctor.findings import FAIL
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.findings import FAIL
+from q3cn_doctor.checking.registry import check
 
 
 @check("system.fails", "A check that finds a real problem")
@@ -49,8 +49,8 @@ def fails(ctx):
 '''
 
 MALFORMED_RESULTS = '''
-from q3cn_doctor.findings import INFO
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.findings import INFO
+from q3cn_doctor.checking.registry import check
 
 
 @check("system.stringy", "Returns a string instead of findings")
@@ -66,7 +66,7 @@ def badstatus(ctx):
 '''
 
 BAD_ID = '''
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.registry import check
 
 
 @check("network.latency", "An area the doctor does not have")
@@ -75,8 +75,8 @@ def latency(ctx):
 '''
 
 CLASHING_ID = '''
-from q3cn_doctor.findings import PASS
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.findings import PASS
+from q3cn_doctor.checking.registry import check
 
 
 @check("memory.swap", "Tries to replace a built-in check")
@@ -85,8 +85,8 @@ def swap(ctx):
 '''
 
 FUNCTION_TARGET = '''
-from q3cn_doctor.findings import INFO
-from q3cn_doctor.registry import check
+from q3cn_doctor.checking.findings import INFO
+from q3cn_doctor.checking.registry import check
 
 
 @check("gpu.demo_function", "Registered through a module:function entry point")

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from test_cli import cli, make_root
 
-SCHEMA_PATH = REPO / "doctor" / "report.schema.json"
+SCHEMA_PATH = REPO / "doctor" / "report" / "report.schema.json"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_schema_is_valid_draft_2020_12(schema):
 def test_installed_schema_is_the_repository_file(schema):
     from importlib.resources import files
 
-    installed = json.loads(files("q3cn_doctor").joinpath("report.schema.json").read_text())
+    installed = json.loads(files("q3cn_doctor.report").joinpath("report.schema.json").read_text())
     assert installed == schema
 
 

@@ -21,14 +21,14 @@ from launch_fixtures import (
     record_command,
 )
 from llama_server_standin import help_text, refused, version_text, write_standin
+from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
+from q3cn_doctor.checking.runner import available_checks, run_checks, select
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.server import scan_architectures
-from q3cn_doctor.findings import FAIL, INFO, PASS, SKIP, WARN
-from q3cn_doctor.flags import Build, parse_help
-from q3cn_doctor.live import LiveHost
+from q3cn_doctor.host.live import LiveHost
+from q3cn_doctor.host.snapshot import RecordingHost, SnapshotHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.runner import available_checks, run_checks, select
-from q3cn_doctor.snapshot import RecordingHost, SnapshotHost
+from q3cn_doctor.parsers.server_help import Build, parse_help
 from test_elf import make_elf
 from test_no_back_door import only_inside
 
@@ -181,7 +181,7 @@ def test_finding_a_server_does_not_import_gguf_or_numpy(tmp_path):
     standin = write_standin(tmp_path / "bin", "2026-10")
     code = ("import sys\n"
             "from q3cn_doctor.facts import Facts\n"
-            "from q3cn_doctor.live import LiveHost\n"
+            "from q3cn_doctor.host.live import LiveHost\n"
             "from q3cn_doctor.options import Options\n"
             f"server = Facts(LiveHost(), Options(server={str(standin)!r})).server\n"
             "assert server.flags, server.help_error\n"

@@ -11,9 +11,16 @@ import tarfile
 
 import pytest
 from conftest import run_cli
-from q3cn_doctor import redact
-from q3cn_doctor.host import ABSENT, ENV_ALLOW, NOT_INSTALLED, PERMISSION_DENIED, RAN, TIMED_OUT
-from q3cn_doctor.snapshot import (
+from q3cn_doctor.host import redact
+from q3cn_doctor.host.base import (
+    ABSENT,
+    ENV_ALLOW,
+    NOT_INSTALLED,
+    PERMISSION_DENIED,
+    RAN,
+    TIMED_OUT,
+)
+from q3cn_doctor.host.snapshot import (
     FORMAT_VERSION,
     ExtractedSnapshot,
     RecordingHost,
@@ -525,7 +532,7 @@ def test_spd_serial_numbers_are_blanked_and_the_rating_survives():
     """A redacted snapshot holds no module serial, yet decodes to the same speeds."""
     from pathlib import Path
 
-    from q3cn_doctor.spd import decode_spd
+    from q3cn_doctor.parsers.spd import decode_spd
 
     spd_dir = Path(__file__).parent / "fixtures" / "spd"
     checked = 0

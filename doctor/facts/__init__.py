@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
-from ..host import Host
-from ..options import Options
+from q3cn_doctor.host.base import Host
+from q3cn_doctor.options import Options
+
 from . import cpu, gpu, memory, model, server, system
 
 Gatherer = Callable[[Host, Options, "Facts"], Any]

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..host import MAX_CPU_ID, Host, parse_cpu_list
-from ..options import Options
+from q3cn_doctor.host.base import MAX_CPU_ID, Host, parse_cpu_list
+from q3cn_doctor.options import Options
 
 if TYPE_CHECKING:
     from . import Facts

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..elf import ElfError, read_elf
-from ..host import Host
-from ..options import Options
+from q3cn_doctor.host.base import Host
+from q3cn_doctor.options import Options
+from q3cn_doctor.parsers.elf import ElfError, read_elf
 
 if TYPE_CHECKING:
     from . import Facts

@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .. import partnumbers
-from ..dmidecode import (
+from q3cn_doctor.host.base import ABSENT, Host
+from q3cn_doctor.options import Options
+from q3cn_doctor.parsers import partnumbers
+from q3cn_doctor.parsers.dmidecode import (
     UDEV_COMMAND,
     UDEV_DATABASE,
     MemoryDevice,
@@ -22,8 +24,6 @@ from ..dmidecode import (
     parse_dmidecode,
     parse_udev_properties,
 )
-from ..host import ABSENT, Host
-from ..options import Options
 
 if TYPE_CHECKING:
     from . import Facts
@@ -360,7 +360,7 @@ def _inventory(host: Host) -> tuple[MemoryInventory | None, str, list[str]]:
 
 
 def _spd(host: Host) -> list[SpdReading]:
-    from ..spd import find_spd
+    from q3cn_doctor.parsers.spd import find_spd
 
     readings = []
     for path, module in find_spd(host):
@@ -476,7 +476,7 @@ def _measure(host: Host, options: Options, memory: MemoryFacts) -> None:
                                     f"{'snapshot' if options.snapshot else '--root tree'}, "
                                     "only on the machine itself")
         return
-    from .. import bandwidth
+    from q3cn_doctor.host import bandwidth
 
     try:
         result = bandwidth.measure_read_bandwidth(bandwidth.plan_buffer_bytes(host),

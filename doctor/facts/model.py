@@ -14,9 +14,9 @@ import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from ..host import Host
-from ..options import Options
-from ..profiles import PROFILES
+from q3cn_doctor.host.base import Host
+from q3cn_doctor.options import Options
+from q3cn_doctor.profiles import PROFILES
 
 if TYPE_CHECKING:
     from . import Facts
@@ -252,7 +252,10 @@ def _from_profile(options: Options, ctx_size: int) -> ModelFacts:
 
 def _from_file(host: Host, path: str, model: ModelFacts) -> None:
     """Replace the profile's shape with the file's; on failure keep it and say why."""
-    from ..gguf_model import GgufError, read_model  # numpy and gguf: only with --model
+    from q3cn_doctor.parsers.gguf_file import (  # numpy and gguf: only with --model
+        GgufError,
+        read_model,
+    )
 
     try:
         found = read_model(host, path)

@@ -20,9 +20,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..flags import Build, parse_help
-from ..host import Host
-from ..options import Options
+from q3cn_doctor.host.base import Host
+from q3cn_doctor.options import Options
+from q3cn_doctor.parsers.server_help import Build, parse_help
+
 from .gpu import find_server
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class ServerFacts:
         """The build's options for translating a plan; None where --help was not read."""
         if not self.options:
             return None
-        from ..flags import FlagSpec
+        from q3cn_doctor.parsers.server_help import FlagSpec
 
         return Build([FlagSpec(**option) for option in self.options])
 
@@ -145,7 +146,7 @@ def _texts(host: Host, path: str, server: ServerFacts) -> dict[str, Any]:
 def _cache_path(host: Host) -> str | None:
     """This user's cache file, only for the live machine as it is (never for a snapshot,
     a --root tree, or a recording, which must record the commands themselves)."""
-    from ..live import LiveHost
+    from q3cn_doctor.host.live import LiveHost
 
     if type(host) is not LiveHost:
         return None
@@ -254,7 +255,7 @@ def scan_architectures(host: Host, path: str) -> list[str] | None:
     A name is matched where it ends a NUL-terminated string, not where one starts: the
     linker stores a string that ends another only once ("bert" inside "nomic-bert").
     """
-    from ..gguf_model import architecture_names
+    from q3cn_doctor.parsers.gguf_file import architecture_names
 
     known = sorted(architecture_names(), key=len, reverse=True)
     pattern = re.compile(b"(" + b"|".join(re.escape(n.encode()) for n in known) + b")\\x00")

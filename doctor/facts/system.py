@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..host import RAN, Host
-from ..options import Options
+from q3cn_doctor.host.base import RAN, Host
+from q3cn_doctor.options import Options
 
 if TYPE_CHECKING:
     from . import Facts

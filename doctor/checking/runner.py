@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .context import Context
-from .facts import Facts, FactsError
-from .findings import AREAS, ERROR, STATUSES, Finding
-from .registry import PLUGINS_CHECK, CheckSpec, builtin_checks, plugin_checks
+from q3cn_doctor.checking.context import Context
+from q3cn_doctor.checking.findings import AREAS, ERROR, STATUSES, Finding
+from q3cn_doctor.checking.registry import PLUGINS_CHECK, CheckSpec, builtin_checks, plugin_checks
+from q3cn_doctor.facts import Facts, FactsError
 
 
 class SelectionError(ValueError):

@@ -33,9 +33,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .facts.cpu import cache_size_bytes
-from .facts.memory import parse_meminfo
-from .host import Host, parse_cpu_list
+from q3cn_doctor.facts.cpu import cache_size_bytes
+from q3cn_doctor.facts.memory import parse_meminfo
+from q3cn_doctor.host.base import Host, parse_cpu_list
 
 MIB = 2**20
 DEFAULT_BUFFER_BYTES = 512 * MIB

@@ -19,9 +19,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .facts import Facts, FactsError
-from .facts.cpu import CpuFacts, cpu_mask, parse_cpu_mask
-from .host import Host, Process, format_cpu_list
+from q3cn_doctor.facts import Facts, FactsError
+from q3cn_doctor.facts.cpu import CpuFacts, cpu_mask, parse_cpu_mask
+from q3cn_doctor.host.base import Host, Process, format_cpu_list
 
 GIB = 1024**3
 NODE_HEADROOM = 1.1  # a model fits one NUMA node when the node holds 10% more than it needs
@@ -131,7 +131,7 @@ def _supported(args: list[str], help_text: str | Iterable[str]) -> list[str]:
 def plan_for(facts: Facts) -> CpuPlan:
     """The plan for a run's facts, with the model's RAM share for the NUMA choice (read only
     where there are several NUMA nodes: it asks the GPUs what they hold)."""
-    from .budget import ram_budget
+    from q3cn_doctor.plan.budget import ram_budget
 
     cpu = facts.cpu
     model_bytes: int | None = None

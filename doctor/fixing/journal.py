@@ -29,8 +29,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
-from .host import Host
-from .version import __version__
+from q3cn_doctor.host.base import Host
+from q3cn_doctor.version import __version__
 
 JOURNAL_NAME = "journal.json"
 LOCK_NAME = "lock"

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .host import Host
+from q3cn_doctor.host.base import Host
 
 RECORD = "model.json"
 """The top-level snapshot file holding parsed GGUF facts by model path."""

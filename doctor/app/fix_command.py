@@ -12,9 +12,8 @@ import sys
 from typing import Any, TextIO
 
 import click
-
-from .findings import Finding
-from .fixplan import (
+from q3cn_doctor.checking.findings import Finding
+from q3cn_doctor.fixing.engine import (
     ALREADY,
     CHANGE,
     DONE,
@@ -31,8 +30,8 @@ from .fixplan import (
     build_plan,
     needs_root,
 )
-from .journal import LEFT, REVERTED, JournalError
-from .version import __version__
+from q3cn_doctor.fixing.journal import LEFT, REVERTED, JournalError
+from q3cn_doctor.version import __version__
 
 SCHEMA_VERSION = 1
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -43,7 +42,7 @@ _MARKS = {DONE: "ok", ALREADY: "already", WOULD_CHANGE: "would change", FAILED_O
 
 def _host(options) -> Any:
     """The host to plan for and change (its own function so tests can inject faults)."""
-    from .cli import make_host
+    from q3cn_doctor.app.cli import make_host
 
     return make_host(options)
 
@@ -80,7 +79,7 @@ def _confirm(question: str, yes: bool) -> str | None:
 
 def run_fix(options, fix_options: FixOptions, *, apply: bool, revert: bool, status: bool,
             yes: bool, as_json: bool, plugins: bool) -> int:
-    from .fixes.memlock import SERVICE_NAME
+    from q3cn_doctor.fixes.memlock import SERVICE_NAME
 
     if fix_options.service is not None and not SERVICE_NAME.match(fix_options.service):
         raise click.BadParameter(f"{fix_options.service!r} is not a systemd unit name",
@@ -90,8 +89,8 @@ def run_fix(options, fix_options: FixOptions, *, apply: bool, revert: bool, stat
         return _status(host, as_json)
     if revert:
         return _revert(host, yes, as_json)
-    from .facts import Facts
-    from .runner import available_checks, run_checks
+    from q3cn_doctor.checking.runner import available_checks, run_checks
+    from q3cn_doctor.facts import Facts
 
     facts = Facts(host, options)
     specs, _ = available_checks(plugins)
@@ -174,8 +173,8 @@ def _why_not(fix_plan) -> str:
 
 def _recheck(host, options, findings: list[Finding], plan: Plan, specs) -> list[dict]:
     """Re-run the checks the applied fixes answer, and set their findings side by side."""
-    from .facts import Facts
-    from .runner import run_checks
+    from q3cn_doctor.checking.runner import run_checks
+    from q3cn_doctor.facts import Facts
 
     wanted = {c for p in plan.fixes if p.selected for c in p.checks}
     wanted |= {f.check for p in plan.fixes if p.selected for f in p.findings}

@@ -10,9 +10,17 @@ import os
 import sys
 from typing import TextIO
 
-from .findings import AREAS, ERROR, FAIL, STATUSES, WARN, Finding, count_statuses
-from .registry import CheckSpec
-from .version import __version__
+from q3cn_doctor.checking.findings import (
+    AREAS,
+    ERROR,
+    FAIL,
+    STATUSES,
+    WARN,
+    Finding,
+    count_statuses,
+)
+from q3cn_doctor.checking.registry import CheckSpec
+from q3cn_doctor.version import __version__
 
 SCHEMA_VERSION = 1
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta",

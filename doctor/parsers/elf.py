@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from dataclasses import asdict, dataclass, field
 
-from .host import Host
+from q3cn_doctor.host.base import Host
 
 RECORDED_SUFFIX = ".elf.json"
 """A snapshot's record of an ELF file's dynamic section, beside the file's path."""

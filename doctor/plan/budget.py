@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .facts import Facts, FactsError
-from .facts.model import FIT_TARGET_MIB, GIB, MIB, OS_HEADROOM_BYTES
+from q3cn_doctor.facts import Facts, FactsError
+from q3cn_doctor.facts.model import FIT_TARGET_MIB, GIB, MIB, OS_HEADROOM_BYTES
 
 FIT_TARGET_BYTES = FIT_TARGET_MIB * MIB  # llama-server --fit-target default, per device
 

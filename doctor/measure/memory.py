@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .host import Host
+from q3cn_doctor.host.base import Host
 
 MIB = 2**20
 AGREEMENT = 0.15  # the doctor's figure and sysbench's must agree within this share
@@ -100,9 +100,9 @@ class MemoryBench:
 def run_memory_bench(host: Host, facts, threads: int | None = None,
                      buffer_bytes: int | None = None, sysbench: bool = False) -> MemoryBench:
     """Measure this machine (a live host), with the facts for the theoretical figure."""
-    from . import bandwidth
-    from .facts import FactsError
-    from .facts.memory import measured_json
+    from q3cn_doctor.facts import FactsError
+    from q3cn_doctor.facts.memory import measured_json
+    from q3cn_doctor.host import bandwidth
 
     threads = threads or bandwidth.plan_threads(host)
     buffer_bytes = buffer_bytes or bandwidth.plan_buffer_bytes(host)

@@ -8,7 +8,7 @@ import os
 import stat
 import subprocess
 
-from .host import (
+from q3cn_doctor.host.base import (
     ABSENT,
     NOT_INSTALLED,
     PERMISSION_DENIED,
@@ -82,7 +82,9 @@ class LiveHost(Host):
         )
 
     def nvml(self) -> dict:
-        from .nvml import read_nvml  # pynvml costs ~50 ms: only when a GPU check asks
+        from q3cn_doctor.host.nvml import (
+            read_nvml,  # pynvml costs ~50 ms: only when a GPU check asks
+        )
 
         return read_nvml()
 

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from .host import Host
+from q3cn_doctor.host.base import Host
 
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d",
                "/usr/lib/sysctl.d", "/lib/sysctl.d")
@@ -208,7 +208,7 @@ def persist_sysctl(ctx, key: str, value: str, stem: str) -> None:
     """Plan the sysctl.d file that makes ``key = value`` hold at boot, into a fix's plan
     (``ctx`` is a fixplan.FixContext), or the manual step where a file we cannot beat
     sets another value."""
-    from .fixplan import PERSISTENT, header, is_ours
+    from q3cn_doctor.fixing.engine import PERSISTENT, header, is_ours
 
     host = ctx.host
 

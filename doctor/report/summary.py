@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .facts import Facts, FactsError
+from q3cn_doctor.facts import Facts, FactsError
 
 
 def host_summary(facts: Facts) -> dict:

@@ -7,10 +7,9 @@ import sys
 from typing import Any, Callable
 
 import click
-
-from .options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE, Options
-from .profiles import PROFILES
-from .version import __version__
+from q3cn_doctor.options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE, Options
+from q3cn_doctor.profiles import PROFILES
+from q3cn_doctor.version import __version__
 
 _MODEL_OPTIONS = [
     click.option("--model", type=click.Path(dir_okay=False), help="A GGUF model file to plan for."),
@@ -51,7 +50,7 @@ host_options = _apply(_SOURCE_OPTIONS + _MODEL_OPTIONS)
 
 def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
     """Command-line values, filled in from the config file where left at their default."""
-    from . import config
+    from q3cn_doctor.app import config
 
     root = params.get("root") or ""
     user = params.get("user") or config.launching_user()
@@ -102,7 +101,7 @@ def make_host(options: Options):
     if options.snapshot and options.root:
         raise click.UsageError("--snapshot and --root cannot be combined")
     if options.snapshot:
-        from .snapshot import SnapshotError, open_snapshot
+        from q3cn_doctor.host.snapshot import SnapshotError, open_snapshot
 
         try:
             return open_snapshot(options.snapshot)
@@ -111,11 +110,11 @@ def make_host(options: Options):
     if options.root:
         import os
 
-        from .live import RootHost
+        from q3cn_doctor.host.live import RootHost
 
         euid = os.environ.get(EUID_ENV, "").strip()
         return RootHost(options.root, euid=int(euid) if euid.isdecimal() else None)
-    from .live import LiveHost
+    from q3cn_doctor.host.live import LiveHost
 
     return LiveHost()
 
@@ -156,15 +155,21 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
     With --hook: always 0 (see `q3cn-doctor hook`).
     """
     if hook_mode:
-        from .hookstate import check_hook
+        from q3cn_doctor.hooks.state import check_hook
 
         flags = {"--json": as_json, "--list": list_checks, "--verbose": verbose,
                  "--strict": strict, "--measure": params.get("measure")}
         check_hook(ctx, params, not no_plugins, [name for name, on in flags.items() if on])
         return
-    from .findings import exit_code
-    from .output import print_check_list
-    from .runner import SelectionError, available_checks, run_checks, select, select_failures
+    from q3cn_doctor.checking.findings import exit_code
+    from q3cn_doctor.checking.runner import (
+        SelectionError,
+        available_checks,
+        run_checks,
+        select,
+        select_failures,
+    )
+    from q3cn_doctor.report.text import print_check_list
 
     options = build_options(ctx, params)
     options.plugins = not no_plugins
@@ -178,18 +183,18 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
         selected = select(specs, options.only, options.skip)
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from exc
-    from .facts import Facts
+    from q3cn_doctor.facts import Facts
 
     facts = Facts(make_host(options), options)
     findings = select_failures(plugin_failures, options.only, options.skip) + run_checks(
         facts, selected)
     if as_json:
-        from .output import json_document, print_json
-        from .summary import host_summary
+        from q3cn_doctor.report.summary import host_summary
+        from q3cn_doctor.report.text import json_document, print_json
 
         print_json(json_document(findings, facts.to_json(), host_summary(facts)))
     else:
-        from .output import print_text
+        from q3cn_doctor.report.text import print_text
 
         print_text(findings, _header(facts.host, options), verbose, sys.stdout)
     ctx.exit(exit_code(findings, strict))
@@ -220,9 +225,9 @@ def snapshot(ctx: click.Context, directory: str | None, tar_path: str | None, no
     import os
     import tempfile
 
-    from .facts import Facts
-    from .runner import available_checks, run_checks
-    from .snapshot import RecordingHost, write_tar
+    from q3cn_doctor.checking.runner import available_checks, run_checks
+    from q3cn_doctor.facts import Facts
+    from q3cn_doctor.host.snapshot import RecordingHost, write_tar
 
     if not directory and not tar_path:
         raise click.UsageError("give a DIRECTORY, --tar FILE, or both")
@@ -269,9 +274,9 @@ def bench_memory(ctx: click.Context, threads: int | None, buffer_mib: int | None
     Token generation reads the active weights from RAM once per token: this is
     its ceiling. Only this machine can be measured, not a snapshot.
     """
-    from .facts import Facts
-    from .live import LiveHost
-    from .membench import run_memory_bench
+    from q3cn_doctor.facts import Facts
+    from q3cn_doctor.host.live import LiveHost
+    from q3cn_doctor.measure.memory import run_memory_bench
 
     options = build_options(ctx, params)
     host = LiveHost()
@@ -310,7 +315,7 @@ def hook() -> None:
 
 
 def _hook_call(run: Callable[..., int], *args: Any) -> int:
-    from .hook import HookError
+    from q3cn_doctor.hooks.install import HookError
 
     try:
         return run(*args)
@@ -330,8 +335,8 @@ def hook_install(ctx: click.Context, pacman: bool, apt: bool, service: str | Non
     Exit status: 0 installed (or already), 1 refused (not root, or a file there that
     q3cn-doctor did not write), 2 usage error.
     """
-    from .hook import run_install
-    from .options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE
+    from q3cn_doctor.hooks.install import run_install
+    from q3cn_doctor.options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE
 
     params = {"root": root, "profile": DEFAULT_PROFILE, "ctx_size": DEFAULT_CTX_SIZE}
     ctx.exit(_hook_call(run_install, root, pacman, apt, service, warn_only,
@@ -348,7 +353,7 @@ def hook_uninstall(ctx: click.Context, pacman: bool, apt: bool, service: str | N
     A file without q3cn-doctor's header, or changed since it was installed, is
     reported and left alone (exit 1).
     """
-    from .hook import run_uninstall
+    from q3cn_doctor.hooks.install import run_uninstall
 
     ctx.exit(_hook_call(run_uninstall, root, pacman, apt, service))
 
@@ -360,7 +365,7 @@ def hook_uninstall(ctx: click.Context, pacman: bool, apt: bool, service: str | N
 @click.pass_context
 def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
     """Show which hooks are installed and the last post-update check."""
-    from .hook import run_status
+    from q3cn_doctor.hooks.install import run_status
 
     ctx.exit(_hook_call(run_status, root, as_json))
 
@@ -395,8 +400,8 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
     verify, or the command refused to act (not root, no --yes without a terminal),
     2 usage error.
     """
-    from .fixcli import run_fix
-    from .fixplan import FixOptions
+    from q3cn_doctor.app.fix_command import run_fix
+    from q3cn_doctor.fixing.engine import FixOptions
 
     if sum((do_apply, revert, show_status)) > 1:
         raise click.UsageError("--apply, --revert and --status exclude each other")
@@ -431,9 +436,9 @@ def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_
     plan). Exit status: 1 a check failed (unless --force) or no plan could be made,
     2 usage error; once launched, llama-server's own.
     """
-    from .findings import FAIL
-    from .launch import LaunchError, build_plan, execute, shell_command
-    from .runner import SelectionError, available_checks, run_checks, select
+    from q3cn_doctor.checking.findings import FAIL
+    from q3cn_doctor.checking.runner import SelectionError, available_checks, run_checks, select
+    from q3cn_doctor.launch.launcher import LaunchError, build_plan, execute, shell_command
 
     options = build_options(ctx, params)
     options.plugins = not no_plugins
@@ -442,7 +447,7 @@ def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_
         selected = select(specs, [], options.skip)
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from exc
-    from .facts import Facts
+    from q3cn_doctor.facts import Facts
 
     host = make_host(options)
     if host.kind != "live" and not (print_only or as_json):

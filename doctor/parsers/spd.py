@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, replace
 
-from .host import Host
+from q3cn_doctor.host.base import Host
 
 # Where the kernel puts SPD EEPROM contents. The legacy ``eeprom`` driver only reads
 # the first 256 bytes; it is listed so such a read is reported, not silently missed.

@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
 
-from .findings import AREAS, ERROR, Finding
+from q3cn_doctor.checking.findings import AREAS, ERROR, Finding
 
 if TYPE_CHECKING:
-    from .context import Context
+    from q3cn_doctor.checking.context import Context
 
 ENTRY_POINT_GROUP = "q3cn_doctor.checks"
 PLUGINS_CHECK = "system.plugins"  # the id plugin load failures report under
@@ -57,7 +57,7 @@ def check(check_id: str, description: str) -> Callable:
 
 def builtin_checks() -> list[CheckSpec]:
     """Every module in checks/, imported (which registers its checks)."""
-    return _collect(f"{__package__}.checks", origin="built-in")
+    return _collect("q3cn_doctor.checks", origin="built-in")
 
 
 def _collect(package_name: str, origin: str) -> list[CheckSpec]:
@@ -100,7 +100,7 @@ def plugin_checks() -> tuple[list[CheckSpec], list[Finding]]:
             loaded = point.load()
             found = _specs_in(loaded, origin)
             if not found:
-                raise TypeError("it registers no check (use @q3cn_doctor.registry.check)")
+                raise TypeError("it registers no check (use @q3cn_doctor.checking.registry.check)")
         except (Exception, SystemExit) as exc:  # a broken plugin is a finding, never a crash
             failures.append(plugin_failure(point.name, point.value, exc))
             continue

@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .findings import ERROR, FAIL, WARN, Finding
-from .host import Host
-from .options import Options
-from .version import __version__
+from q3cn_doctor.checking.findings import ERROR, FAIL, WARN, Finding
+from q3cn_doctor.host.base import Host
+from q3cn_doctor.options import Options
+from q3cn_doctor.version import __version__
 
 HOOK_BUDGET_S = 3.5
 """What the checks may take. Interpreter start-up, imports and writing the memory take
@@ -51,7 +51,7 @@ class HookStateError(Exception):
 
 def hook_host(options: Options) -> Host:
     """The machine the hook re-checks: this one, or the tree under ``--root``."""
-    from .cli import make_host
+    from q3cn_doctor.app.cli import make_host
 
     return make_host(options)
 
@@ -96,7 +96,7 @@ def load_memory(host: Host, path: str) -> dict[str, Any] | None:
 def make_parents(host: Host, path: str, private: str) -> None:
     """The folders above ``path``: made where missing (``private`` 0700, others 0755),
     refused where something else is in the way."""
-    from .fixplan import missing_dirs
+    from q3cn_doctor.fixing.engine import missing_dirs
 
     directory = os.path.dirname(path)
     found = host.lstat(directory)
@@ -180,9 +180,9 @@ class _Progress:
 
 def _work(progress: _Progress, make_options: Callable[[], Options], plugins: bool) -> None:
     try:
-        from .context import Context
-        from .facts import Facts
-        from .runner import available_checks, run_one, select, select_failures
+        from q3cn_doctor.checking.context import Context
+        from q3cn_doctor.checking.runner import available_checks, run_one, select, select_failures
+        from q3cn_doctor.facts import Facts
 
         options = make_options()
         options.plugins = plugins
@@ -317,7 +317,7 @@ def check_hook(ctx: Any, params: dict[str, Any], plugins: bool, conflicting: lis
     if params.get("snapshot"):
         raise click.UsageError("--hook re-checks this machine (or a --root tree), not a "
                                "snapshot")
-    from .cli import build_options
+    from q3cn_doctor.app.cli import build_options
 
     result = hook_check(lambda: build_options(ctx, params), plugins)
     print_hook_result(result)

@@ -24,8 +24,8 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict
 
-from . import redact
-from .host import (
+from q3cn_doctor.host import redact
+from q3cn_doctor.host.base import (
     ABSENT,
     COMMAND_STATES,
     ENV_ALLOW,
@@ -36,8 +36,8 @@ from .host import (
     command_slug,
     resolve_under,
 )
-from .live import LiveHost
-from .version import __version__
+from q3cn_doctor.host.live import LiveHost
+from q3cn_doctor.version import __version__
 
 FORMAT_VERSION = 1
 _SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json", "model.json", "server.json")
@@ -254,7 +254,7 @@ class RecordingHost(LiveHost):
     def mapped(self, path: str) -> Iterator[bytes | mmap.mmap]:
         """Binaries are recorded as their parsed ELF facts (``<path>.elf.json``) beside an
         empty placeholder, never copied: a CUDA build of libggml can be 500 MB."""
-        from .elf import RECORDED_SUFFIX, ElfError, parse
+        from q3cn_doctor.parsers.elf import RECORDED_SUFFIX, ElfError, parse
 
         with super().mapped(path) as view:
             yield view

@@ -35,9 +35,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .findings import FAIL, PASS, SKIP, WARN, Finding
-from .host import Host, format_cpu_list, parse_cpu_list
-from .journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal, JournalError
+from q3cn_doctor.checking.findings import FAIL, PASS, SKIP, WARN, Finding
+from q3cn_doctor.fixing.journal import (
+    APPLIED,
+    FAILED,
+    LEFT,
+    PENDING,
+    REVERTED,
+    Journal,
+    JournalError,
+)
+from q3cn_doctor.host.base import Host, format_cpu_list, parse_cpu_list
 
 HEADER_START = "# Written by q3cn-doctor"
 
@@ -509,7 +517,7 @@ class UnknownFix(ValueError):
 
 def builtin_fixes() -> dict[str, Fix]:
     """Every fix in fixes/, by id: each module there exposes ``FIX``."""
-    package = importlib.import_module(f"{__package__}.fixes")
+    package = importlib.import_module("q3cn_doctor.fixes")
     found: dict[str, Fix] = {}
     for module in pkgutil.iter_modules(package.__path__):
         loaded = importlib.import_module(f"{package.__name__}.{module.name}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .facts import Facts
-from .findings import Finding
-from .host import Host
-from .options import Options
-from .registry import CheckSpec
+from q3cn_doctor.checking.findings import Finding
+from q3cn_doctor.checking.registry import CheckSpec
+from q3cn_doctor.facts import Facts
+from q3cn_doctor.host.base import Host
+from q3cn_doctor.options import Options
 
 
 @dataclass

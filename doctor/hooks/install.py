@@ -36,8 +36,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .fixplan import ConfigFile, header, is_ours, missing_dirs
-from .host import Host
+from q3cn_doctor.fixing.engine import ConfigFile, header, is_ours, missing_dirs
+from q3cn_doctor.host.base import Host
 
 PACMAN, APT, SERVICE = "pacman", "apt", "service"
 PACMAN_HOOK = "/etc/pacman.d/hooks/95-q3cn-doctor.hook"
@@ -129,7 +129,7 @@ def apt_command(argv: list[str]) -> str:
 
 
 def service_unit(name: str) -> str:
-    from .fixes.memlock import service_unit as unit
+    from q3cn_doctor.fixes.memlock import service_unit as unit
 
     return unit(name)
 
@@ -158,7 +158,7 @@ def flag(kind: str, unit: str | None = None) -> str:
 def blocking_checks() -> list[str]:
     """The BLOCKING checks this version has (an unknown id would make the check a usage
     error, exit 2, and block the service for the wrong reason)."""
-    from .registry import builtin_checks
+    from q3cn_doctor.checking.registry import builtin_checks
 
     known = {spec.id for spec in builtin_checks()}
     return [check_id for check_id in BLOCKING if check_id in known]
@@ -247,7 +247,7 @@ def chosen(host: Host, pacman: bool, apt: bool, service: str | None, *,
     if sum((pacman, apt, service is not None)) > 1:
         raise HookError("give one of --pacman, --apt and --service NAME")
     if service is not None:
-        from .fixes.memlock import SERVICE_NAME
+        from q3cn_doctor.fixes.memlock import SERVICE_NAME
 
         if not SERVICE_NAME.match(service) or service.startswith("-"):
             raise HookError(f"{service!r} is not a systemd unit name")
@@ -290,8 +290,8 @@ class Record:
         return {path: entry for path, entry in hooks.items() if isinstance(entry, dict)}
 
     def save(self) -> None:
-        from .hookstate import make_parents
-        from .version import __version__
+        from q3cn_doctor.hooks.state import make_parents
+        from q3cn_doctor.version import __version__
 
         make_parents(self.host, self.path, self.host.state_dir)
         document = {"format": RECORD_FORMAT, "tool": f"q3cn-doctor {__version__}",
@@ -516,8 +516,8 @@ def _echo(text: str = "", err: bool = False) -> None:
 
 
 def _root_host(root: str | None) -> Host:
-    from .hookstate import hook_host
-    from .options import Options
+    from q3cn_doctor.hooks.state import hook_host
+    from q3cn_doctor.options import Options
 
     return hook_host(Options(root=root))
 
@@ -584,7 +584,7 @@ def run_install(root: str | None, pacman: bool, apt: bool, service: str | None,
 
 
 def _unit_dirs() -> tuple[str, ...]:
-    from .fixes.memlock import UNIT_DIRS
+    from q3cn_doctor.fixes.memlock import UNIT_DIRS
 
     return UNIT_DIRS
 
@@ -592,8 +592,8 @@ def _unit_dirs() -> tuple[str, ...]:
 def _baseline(make_options: Callable[[], Any]) -> None:
     """Remember the state now, so the first update is compared with it (unless a hook
     has already remembered one: that is what the next update is compared with)."""
-    from .findings import FAIL, WARN
-    from .hookstate import HookStateError, hook_check, load_memory, memory_path
+    from q3cn_doctor.checking.findings import FAIL, WARN
+    from q3cn_doctor.hooks.state import HookStateError, hook_check, load_memory, memory_path
 
     try:
         host = _root_host(make_options().root)
@@ -664,8 +664,8 @@ def run_status(root: str | None, as_json: bool) -> int:
 
 def _last_check(host: Host) -> dict[str, Any]:
     """The memory of the last ``check --hook`` run by a hook (as root: the state folder)."""
-    from .findings import STATUSES
-    from .hookstate import MEMORY_NAME, HookStateError, load_memory
+    from q3cn_doctor.checking.findings import STATUSES
+    from q3cn_doctor.hooks.state import MEMORY_NAME, HookStateError, load_memory
 
     path = f"{host.state_dir}/{MEMORY_NAME}"
     try:

@@ -20,10 +20,10 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .facts import Facts, FactsError
-from .flags import Intents, translate
-from .host import UNLIMITED
-from .options import Options
+from q3cn_doctor.facts import Facts, FactsError
+from q3cn_doctor.host.base import UNLIMITED
+from q3cn_doctor.options import Options
+from q3cn_doctor.parsers.server_help import Intents, translate
 
 DEFAULT_PORT = 8080
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
@@ -142,7 +142,7 @@ def cpu_plan(facts: Facts) -> Any:
     """The CPU helper's thread and affinity plan (doctor/cpuplan.py), or None where the
     CPU facts cannot make one. The one place the CPU plan plugs into the launch."""
     try:
-        from .cpuplan import plan_for
+        from q3cn_doctor.plan.cpu import plan_for
     except ImportError:  # pragma: no cover - the module ships with the package
         return None
     try:
@@ -182,7 +182,7 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict) -> tupl
         total = facts.memory.total_bytes
     except FactsError:
         total = None
-    from .facts.model import OS_HEADROOM_BYTES
+    from q3cn_doctor.facts.model import OS_HEADROOM_BYTES
 
     if total is not None and need + OS_HEADROOM_BYTES > total:
         return False, (f"Model not locked in RAM: its RAM part ({need / GIB:.1f} GiB) and "
@@ -268,7 +268,7 @@ def shell_command(plan: LaunchPlan) -> str:
                                 f"{_prlimit_value(hard)}"
                                 for name, (soft, hard) in sorted(plan.rlimits.items())]
     if plan.affinity:
-        from .host import format_cpu_list
+        from q3cn_doctor.host.base import format_cpu_list
 
         parts += ["taskset", "-c", format_cpu_list(plan.affinity)]
     parts += plan.argv

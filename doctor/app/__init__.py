@@ -1,0 +1,1 @@
+"""The command line: the only layer that knows click, the session and the user's config."""

@@ -1,0 +1,1 @@
+"""Running checks: the registry, the context a check sees, the runner and the finding model."""

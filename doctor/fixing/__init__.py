@@ -1,0 +1,3 @@
+"""Changing the host safely: the fix targets, the plan, the engine that applies, verifies and
+reverts, the journal and drop-in files.
+"""

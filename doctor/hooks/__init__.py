@@ -1,0 +1,2 @@
+"""The package-manager hook: install, uninstall and the state the hook keeps between transactions.
+"""

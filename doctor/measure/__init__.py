@@ -1,0 +1,1 @@
+"""Benchmarks of the live machine: memory bandwidth now, llama.cpp's speed later."""

@@ -1,0 +1,1 @@
+"""What a person or a program reads: the text report, the JSON document and its schema."""
