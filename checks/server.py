@@ -18,13 +18,10 @@ from q3cn_doctor.facts.model import (
     fit_targets_arg,
     server_arg,
 )
-from q3cn_doctor.host.base import ABSENT
-from q3cn_doctor.launch.launcher import (  # the port the launch will use
-    CAP_SYS_NICE,
-    DEFAULT_PORT,
-)
+from q3cn_doctor.host.base import ABSENT, CAP_SYS_NICE
 from q3cn_doctor.plan.budget import gib
 from q3cn_doctor.plan.cpu import running_servers
+from q3cn_doctor.plan.server import LLAMA_SERVER_PORT, planned_port
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 INSTALL = ("Install llama.cpp's llama-server: a release build from "
@@ -239,18 +236,9 @@ def _listening(text: str) -> set[int]:
     return ports
 
 
-def planned_port(options) -> int:
-    """The port llama-server will listen on: a --port among its own arguments (config
-    file ``args``, ``launch -- ...``) wins over the plan's, as it does in the launch."""
-    given = server_arg(list(options.server_args), "--port")
-    if given is not None and given.isdecimal():
-        return int(given)
-    return options.port or DEFAULT_PORT
-
-
 @check("server.port", "The port llama-server will listen on is free")
 def port(ctx: Context):
-    wanted = planned_port(ctx.options)
+    wanted = planned_port(ctx.options, ctx.facts)
     texts = [ctx.host.cat(path) for path in ("/proc/net/tcp", "/proc/net/tcp6")]
     if all(text is None for text in texts):
         return ctx.finding(SKIP, f"Port {wanted}: unknown (no /proc/net/tcp on this host)")
@@ -272,16 +260,9 @@ def _servers_on(ctx: Context, wanted: int) -> str:
     names = []
     for process in _llama_servers(ctx):
         value = server_arg(process.cmdline, "--port")
-        if value == str(wanted) or (value is None and wanted == DEFAULT_PORT):
+        if value == str(wanted) or (value is None and wanted == LLAMA_SERVER_PORT):
             names.append(f"llama-server pid {process.pid}")
     return ", ".join(names)
-
-
-def _processes(ctx: Context) -> list:
-    try:
-        return ctx.host.processes()
-    except NotImplementedError:
-        return []
 
 
 def _llama_servers(ctx: Context) -> list:
@@ -300,7 +281,7 @@ def _rss(ctx: Context, pid: int) -> int | None:
 
 @check("server.running", "No other llama-server already holds VRAM or the model's RAM")
 def running(ctx: Context):
-    processes = _processes(ctx)
+    processes = ctx.host.processes()
     if not processes:
         return ctx.finding(SKIP, "Running processes unknown: this host lists none")
     servers = _llama_servers(ctx)

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 from conftest import host_fixture
+from q3cn_doctor.facts.gpu import read_elf
 from q3cn_doctor.host.live import RootHost
-from q3cn_doctor.host.snapshot import SnapshotHost
-from q3cn_doctor.parsers.elf import RECORDED_SUFFIX, ElfError, ElfInfo, parse, read_elf
+from q3cn_doctor.host.snapshot import LEGACY_ELF_SUFFIX, SnapshotHost
+from q3cn_doctor.parsers.elf import ElfError, ElfInfo, parse
 
 BASE = 0x400000
 
@@ -157,7 +158,7 @@ def test_recorded_list_wins_over_the_placeholder(tmp_path):
     fs.mkdir(parents=True)
     (fs / "libggml-cuda.so").write_bytes(b"")
     record = ElfInfo(needed=["libcudart.so.13", "libcublas.so.13"], soname="libggml-cuda.so")
-    (fs / ("libggml-cuda.so" + RECORDED_SUFFIX)).write_text(json.dumps(record.to_json()))
+    (fs / ("libggml-cuda.so" + LEGACY_ELF_SUFFIX)).write_text(json.dumps(record.to_json()))
     info = read_elf(SnapshotHost(str(tmp_path)), "/opt/llama/bin/libggml-cuda.so")
     assert info.needed == ["libcudart.so.13", "libcublas.so.13"]
     assert info.source == "recorded"
@@ -167,7 +168,7 @@ def test_recorded_list_wins_over_the_placeholder(tmp_path):
 def test_bad_record_is_an_elf_error(tmp_path):
     fs = tmp_path / "fs/bin"
     fs.mkdir(parents=True)
-    (fs / ("llama-server" + RECORDED_SUFFIX)).write_text('{"soname": "x"}')
+    (fs / ("llama-server" + LEGACY_ELF_SUFFIX)).write_text('{"soname": "x"}')
     with pytest.raises(ElfError, match="no 'needed' list"):
         read_elf(SnapshotHost(str(tmp_path)), "/bin/llama-server")
 
@@ -190,14 +191,15 @@ def test_snapshot_records_a_binary_as_its_elf_facts_not_its_bytes(tmp_path):
     import os
 
     from q3cn_doctor.host.snapshot import RecordingHost, SnapshotHost
-    from q3cn_doctor.parsers.elf import RECORDED_SUFFIX, read_elf
 
     binary = os.path.realpath("/bin/true")  # a real dynamically linked ELF on this machine
     recorder = RecordingHost(str(tmp_path / "snap"))
     live = read_elf(recorder, binary)
     stored = tmp_path / "snap" / "fs" / binary.lstrip("/")
     assert stored.exists() and stored.stat().st_size == 0
-    assert (stored.parent / (stored.name + RECORDED_SUFFIX)).is_file()
+    assert not (stored.parent / (stored.name + LEGACY_ELF_SUFFIX)).exists()
+    recorder.finish()
+    assert binary in json.loads((tmp_path / "snap" / "elf.json").read_text())
     replayed = read_elf(SnapshotHost(str(tmp_path / "snap")), binary)
     assert replayed.needed == live.needed and "libc.so.6" in live.needed
     assert replayed.source == "recorded"

@@ -16,9 +16,10 @@ from conftest import copy_fixture, host_fixture
 from conftest import snapshot_facts as facts_for
 from fixture_hosts import BUILD, H8QM8, HYPERV, KVM, LAPTOP, OPTERON, OVS, TIGERLAKE, ZRAM
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.facts.memory import parse_meminfo, parse_swaps, parse_thp
+from q3cn_doctor.facts.memory import parse_swaps
 from q3cn_doctor.facts.model import kv_cache_bytes
 from q3cn_doctor.facts.system import Virtualization
+from q3cn_doctor.parsers.procfs import parse_meminfo, parse_thp
 from q3cn_doctor.plan.budget import FIT_TARGET_BYTES, OS_HEADROOM_BYTES, ram_budget
 from q3cn_doctor.profiles import PROFILES
 

@@ -23,10 +23,11 @@ from q3cn_doctor.checking.findings import FAIL, PASS, SKIP
 from q3cn_doctor.checking.runner import available_checks, run_checks, select
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.model import CACHE_TYPE_BYTES
+from q3cn_doctor.facts.model_file import read_model
 from q3cn_doctor.host.live import LiveHost
 from q3cn_doctor.host.snapshot import RecordingHost, SnapshotHost
 from q3cn_doctor.options import Options
-from q3cn_doctor.parsers.gguf_file import GgufError, read_model, split_parts
+from q3cn_doctor.parsers.gguf_file import GgufError, split_parts
 from test_no_back_door import only_inside
 
 
@@ -217,13 +218,13 @@ def test_fast_reader_agrees_with_gguf(tmp_path):
     model = read_model(LiveHost(), str(path))
     assert time.monotonic() - started < 2.0
     assert model.vocab_size == 151_936
-    from q3cn_doctor.parsers.gguf_file import _reader_class, _value
+    from q3cn_doctor.parsers.gguf_file import metadata_value, reader_class
 
-    fast = _reader_class()(str(path))
+    fast = reader_class()(str(path))
     plain = gguf.GGUFReader(str(path))
-    assert _value(fast, "tokenizer.ggml.token_type") == plain.fields[
+    assert metadata_value(fast, "tokenizer.ggml.token_type") == plain.fields[
         "tokenizer.ggml.token_type"].contents()
-    assert _value(fast, "llama.block_count") == 1
+    assert metadata_value(fast, "llama.block_count") == 1
     assert [t.name for t in fast.tensors] == [t.name for t in plain.tensors]
     assert fast.data_offset == plain.data_offset
 

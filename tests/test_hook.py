@@ -631,6 +631,7 @@ def test_check_hook_exits_0_when_the_hook_itself_crashes(root, monkeypatch):
 def test_the_time_guard_reports_what_did_not_finish(root, monkeypatch):
     import threading
 
+    from q3cn_doctor.app.session import make_host
     from q3cn_doctor.checking import runner
     from q3cn_doctor.checking.registry import CheckSpec
     from q3cn_doctor.hooks.state import hook_check
@@ -652,7 +653,7 @@ def test_the_time_guard_reports_what_did_not_finish(root, monkeypatch):
     monkeypatch.setenv("Q3CN_DOCTOR_EUID", "0")
     try:
         started = time.monotonic()
-        result = hook_check(lambda: Options(root=str(root)), plugins=False, budget=1.0)
+        result = hook_check(lambda: Options(root=str(root)), make_host, plugins=False, budget=1.0)
         assert time.monotonic() - started < 2.0
     finally:
         release.set()

@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 
 import pytest
+from q3cn_doctor.facts.memory import find_spd
 from q3cn_doctor.host.live import RootHost
-from q3cn_doctor.parsers.spd import SpdModule, crc16, decode_spd, find_spd, mts_from_tck
+from q3cn_doctor.parsers.spd import SpdModule, crc16, decode_spd, mts_from_tck
 
 SPD = Path(__file__).parent / "fixtures" / "spd"
 GIB = 2**30

@@ -7,6 +7,7 @@ import sys
 from typing import Any, Callable
 
 import click
+from q3cn_doctor.app.session import build_options, make_host
 from q3cn_doctor.options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE, Options
 from q3cn_doctor.profiles import PROFILES
 from q3cn_doctor.version import __version__
@@ -48,77 +49,6 @@ model_options = _apply(_MODEL_OPTIONS)
 host_options = _apply(_SOURCE_OPTIONS + _MODEL_OPTIONS)
 
 
-def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
-    """Command-line values, filled in from the config file where left at their default."""
-    from q3cn_doctor.app import config
-
-    root = params.get("root") or ""
-    user = params.get("user") or config.launching_user()
-    try:
-        settings, _ = config.load(params.get("config_path"), user, root.rstrip("/"))
-    except config.ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
-    merged: dict[str, Any] = {}
-    for name in config.KEYS:
-        value = params.get(name)
-        source = ctx.get_parameter_source(name) if name in params else None
-        given = source not in (None, click.core.ParameterSource.DEFAULT)
-        if not given and name in settings:
-            value = settings[name]
-            if name in ("only", "skip") and isinstance(value, str):
-                value = [value]
-        merged[name] = value
-    if merged.get("profile") not in PROFILES:
-        raise click.UsageError(f"unknown profile {merged.get('profile')!r} in the config file")
-    return Options(
-        snapshot=params.get("snapshot"),
-        root=params.get("root"),
-        model=merged["model"],
-        profile=merged["profile"],
-        server=merged["server"],
-        ctx_size=int(merged["ctx_size"]),
-        user=merged["user"] or user,
-        config=params.get("config_path"),
-        only=list(merged.get("only") or []),
-        skip=list(merged.get("skip") or []),
-        ram_rated=merged.get("ram_rated"),
-        measure=bool(params.get("measure")),
-        port=merged.get("port"),
-        host=merged.get("host"),
-        alias=merged.get("alias"),
-        server_args=list(merged.get("args") or []) + list(params.get("server_args") or ()),
-    )
-
-
-EUID_ENV = "Q3CN_DOCTOR_EUID"
-"""With --root only: the identity the tree's host reports (``RootHost(euid=...)``), so
-the fix engine's and the hooks' root and not-root paths can be run whoever runs them
-(tests, image builders)."""
-
-
-def make_host(options: Options):
-    """The host the options name: a snapshot, a --root tree, or this machine."""
-    if options.snapshot and options.root:
-        raise click.UsageError("--snapshot and --root cannot be combined")
-    if options.snapshot:
-        from q3cn_doctor.host.snapshot import SnapshotError, open_snapshot
-
-        try:
-            return open_snapshot(options.snapshot)
-        except SnapshotError as exc:
-            raise click.BadParameter(str(exc), param_hint="--snapshot") from exc
-    if options.root:
-        import os
-
-        from q3cn_doctor.host.live import RootHost
-
-        euid = os.environ.get(EUID_ENV, "").strip()
-        return RootHost(options.root, euid=int(euid) if euid.isdecimal() else None)
-    from q3cn_doctor.host.live import LiveHost
-
-    return LiveHost()
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="q3cn-doctor")
 def main() -> None:
@@ -155,7 +85,7 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
     With --hook: always 0 (see `q3cn-doctor hook`).
     """
     if hook_mode:
-        from q3cn_doctor.hooks.state import check_hook
+        from q3cn_doctor.app.hook_command import check_hook
 
         flags = {"--json": as_json, "--list": list_checks, "--verbose": verbose,
                  "--strict": strict, "--measure": params.get("measure")}
@@ -323,6 +253,11 @@ def _hook_call(run: Callable[..., int], *args: Any) -> int:
         raise click.UsageError(str(exc)) from exc
 
 
+def _root_host(root: str | None):
+    """The machine a hook command changes: this one, or the tree under --root."""
+    return make_host(Options(root=root))
+
+
 @hook.command("install")
 @_apply(_HOOK_KIND_OPTIONS)
 @click.option("--warn-only", is_flag=True,
@@ -339,8 +274,8 @@ def hook_install(ctx: click.Context, pacman: bool, apt: bool, service: str | Non
     from q3cn_doctor.options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE
 
     params = {"root": root, "profile": DEFAULT_PROFILE, "ctx_size": DEFAULT_CTX_SIZE}
-    ctx.exit(_hook_call(run_install, root, pacman, apt, service, warn_only,
-                        lambda: build_options(ctx, params)))
+    ctx.exit(_hook_call(run_install, _root_host(root), pacman, apt, service, warn_only,
+                        lambda: build_options(ctx, params), make_host))
 
 
 @hook.command("uninstall")
@@ -355,7 +290,7 @@ def hook_uninstall(ctx: click.Context, pacman: bool, apt: bool, service: str | N
     """
     from q3cn_doctor.hooks.install import run_uninstall
 
-    ctx.exit(_hook_call(run_uninstall, root, pacman, apt, service))
+    ctx.exit(_hook_call(run_uninstall, _root_host(root), pacman, apt, service))
 
 
 @hook.command("status")
@@ -367,7 +302,7 @@ def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
     """Show which hooks are installed and the last post-update check."""
     from q3cn_doctor.hooks.install import run_status
 
-    ctx.exit(_hook_call(run_status, root, as_json))
+    ctx.exit(_hook_call(run_status, _root_host(root), as_json))
 
 
 @main.command(short_help="Plan the fixes (a dry run), or apply, revert or list them.")

@@ -42,7 +42,7 @@ _MARKS = {DONE: "ok", ALREADY: "already", WOULD_CHANGE: "would change", FAILED_O
 
 def _host(options) -> Any:
     """The host to plan for and change (its own function so tests can inject faults)."""
-    from q3cn_doctor.app.cli import make_host
+    from q3cn_doctor.app.session import make_host
 
     return make_host(options)
 

@@ -58,6 +58,14 @@ class Facts:
             raise value
         return value
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """Section ``name``, or ``default`` where it could not be gathered: for a check
+        that only refines its verdict with it (the section's own checks say why)."""
+        try:
+            return self.section(name)
+        except FactsError:
+            return default
+
     @property
     def system(self) -> system.SystemFacts:
         return self.section("system")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from q3cn_doctor.host.base import MAX_CPU_ID, Host, parse_cpu_list
 from q3cn_doctor.options import Options
+from q3cn_doctor.parsers.procfs import cache_size_bytes
 
 if TYPE_CHECKING:
     from . import Facts
@@ -199,14 +200,6 @@ def cpu_mask(cpus: list[int]) -> str:
     for cpu in cpus:
         value |= 1 << cpu
     return f"0x{value:x}"
-
-
-def cache_size_bytes(text: str | None) -> int | None:
-    """sysfs cache sizes: ``32768K`` (the kernel's form), ``32M``, ``32MB`` or plain bytes."""
-    match = re.fullmatch(r"(\d+)\s*([KMG]?)B?", (text or "").replace("\x00", "").strip())
-    if not match:
-        return None
-    return int(match.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[match.group(2)]
 
 
 # -- /proc/cpuinfo --------------------------------------------------------------------------

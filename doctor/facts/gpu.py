@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
-from q3cn_doctor.parsers.elf import ElfError, read_elf
+from q3cn_doctor.parsers.elf import RECORD as ELF_RECORD
+from q3cn_doctor.parsers.elf import ElfError, ElfInfo, parse
 
 if TYPE_CHECKING:
     from . import Facts
@@ -346,3 +347,20 @@ def _nvcc(host: Host, build: CudaBuild) -> None:
         build.nvcc_release = f"{match.group(1)}.{match.group(2)}"
     else:
         build.nvcc_reason = result.reason() if not result.ok else "no release line in its output"
+
+
+def read_elf(host: Host, path: str) -> ElfInfo:
+    """The dynamic section of ``path`` through the host: a recording's reading where it
+    kept one (it keeps no 500 MB CUDA library), else the file's own headers. ElfError or
+    OSError say why not."""
+    record = host.recorded(ELF_RECORD, path)
+    if record is not None:
+        host.note(f"{ELF_RECORD}.json:{path}")
+        try:
+            return ElfInfo.from_json(record)
+        except (ValueError, TypeError) as exc:
+            raise ElfError(f"{path}: the recorded dependency list: {exc}") from exc
+    with host.mapped(path) as data:  # only the headers' pages are read
+        info = parse(data)
+    host.record(ELF_RECORD, path, info.to_json())
+    return info

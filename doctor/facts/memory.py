@@ -9,6 +9,7 @@ else dmidecode's JEDEC ``Speed:``. ``basis`` says which, and why the others fail
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,8 +25,11 @@ from q3cn_doctor.parsers.dmidecode import (
     parse_dmidecode,
     parse_udev_properties,
 )
+from q3cn_doctor.parsers.procfs import parse_meminfo, parse_thp
 
 if TYPE_CHECKING:
+    from q3cn_doctor.parsers.spd import SpdModule
+
     from . import Facts
 
 KIB = 1024
@@ -130,20 +134,6 @@ def theoretical_bandwidth(mts: float, channels: int, bus_bytes: int = 8) -> floa
     return mts * 1e6 * channels * bus_bytes
 
 
-def parse_meminfo(text: str) -> dict[str, int]:
-    """/proc/meminfo as numbers; kB values become bytes, counts stay counts.
-
-    Pasted copies carry shell prompts and stray lines: those are skipped.
-    """
-    values: dict[str, int] = {}
-    for line in text.splitlines():
-        match = re.match(r"^\s*([A-Za-z0-9_()]+):\s+(\d+)(?:\s+(kB))?\s*$", line)
-        if match:
-            number = int(match.group(2))
-            values[match.group(1)] = number * KIB if match.group(3) else number
-    return values
-
-
 def parse_swaps(text: str) -> list[SwapDevice]:
     devices = []
     for line in text.splitlines()[1:]:
@@ -155,12 +145,6 @@ def parse_swaps(text: str) -> list[SwapDevice]:
         priority = int(parts[4]) if len(parts) > 4 and re.match(r"^-?\d+$", parts[4]) else None
         devices.append(SwapDevice(path, kind, int(parts[2]) * KIB, int(parts[3]) * KIB, priority))
     return devices
-
-
-def parse_thp(text: str | None) -> str | None:
-    """The bracketed choice of ``always [madvise] never``."""
-    match = re.search(r"\[(\w+)\]", text or "")
-    return match.group(1) if match else None
 
 
 def _hugepage_pools(host: Host) -> list[HugePagePool]:
@@ -359,9 +343,33 @@ def _inventory(host: Host) -> tuple[MemoryInventory | None, str, list[str]]:
     return None, "none", tried
 
 
-def _spd(host: Host) -> list[SpdReading]:
-    from q3cn_doctor.parsers.spd import find_spd
+# Where the kernel puts SPD EEPROM contents. The legacy ``eeprom`` driver only reads
+# the first 256 bytes; it is listed so such a read is reported, not silently missed.
+SPD_GLOBS = (
+    "/sys/bus/i2c/drivers/ee1004/*/eeprom",
+    "/sys/bus/i2c/drivers/spd5118/*/eeprom",
+    "/sys/bus/i2c/drivers/eeprom/*/eeprom",
+)
 
+
+def find_spd(host: Host) -> list[tuple[str, SpdModule]]:
+    """Every SPD EEPROM the kernel exposes, decoded, with its sysfs path."""
+    from q3cn_doctor.parsers.spd import SpdModule, decode_spd
+
+    found = []
+    for pattern in SPD_GLOBS:
+        for path in host.glob(pattern):
+            try:
+                data = host.read_bytes(path)
+            except OSError as exc:
+                hint = " (run as root)" if exc.errno in (errno.EACCES, errno.EPERM) else ""
+                found.append((path, SpdModule(undecodable=f"cannot read it: {exc.strerror}{hint}")))
+                continue
+            found.append((path, decode_spd(data)))
+    return found
+
+
+def _spd(host: Host) -> list[SpdReading]:
     readings = []
     for path, module in find_spd(host):
         readings.append(SpdReading(
@@ -484,20 +492,8 @@ def _measure(host: Host, options: Options, memory: MemoryFacts) -> None:
     except (OSError, MemoryError, RuntimeError) as exc:
         memory.basis["measured"] = f"measurement failed: {type(exc).__name__}: {exc}"
         return
-    memory.measured = measured_json(result)
+    memory.measured = result.to_json()
     memory.basis["measured"] = f"--measure: {result.method}"
-
-
-def measured_json(result) -> dict:
-    """A BandwidthResult as the facts' ``measured`` object."""
-    return {
-        "bytes_per_s": result.bytes_per_s,
-        "pass_bytes_per_s": list(result.pass_bytes_per_s),
-        "threads": result.threads,
-        "buffer_bytes": result.buffer_bytes,
-        "seconds": result.seconds,
-        "method": result.method,
-    }
 
 
 # Channel names in locators, most specific first: (field, pattern, key template).

@@ -252,10 +252,8 @@ def _from_profile(options: Options, ctx_size: int) -> ModelFacts:
 
 def _from_file(host: Host, path: str, model: ModelFacts) -> None:
     """Replace the profile's shape with the file's; on failure keep it and say why."""
-    from q3cn_doctor.parsers.gguf_file import (  # numpy and gguf: only with --model
-        GgufError,
-        read_model,
-    )
+    from q3cn_doctor.facts.model_file import read_model  # numpy and gguf: only with --model
+    from q3cn_doctor.parsers.gguf_file import GgufError
 
     try:
         found = read_model(host, path)

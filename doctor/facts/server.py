@@ -29,8 +29,8 @@ from .gpu import find_server
 if TYPE_CHECKING:
     from . import Facts
 
-RECORD = "server.json"
-"""The top-level snapshot file holding the architecture names found per library."""
+RECORD = "server"
+"""The recorded readings (a snapshot's server.json) holding each library's architectures."""
 CACHE_FILE = "llama-server.json"
 CACHE_ENTRIES = 16
 HELP_TIMEOUT_S = 30.0  # a CUDA build initialises every GPU before printing its help
@@ -121,11 +121,11 @@ def gather(host: Host, options: Options, facts: Facts) -> ServerFacts:
 
 def _texts(host: Host, path: str, server: ServerFacts) -> dict[str, Any]:
     key = f"{path}|{server.size_bytes}|{server.mtime_ns}"
-    cache = _cache_path(host) if server.size_bytes is not None else None
+    cache = host.cache_dir() if server.size_bytes is not None else None
     if cache is not None:
-        entry = _load_cache(cache).get(key)
-        if isinstance(entry, dict) and isinstance(entry.get("help"), str):
-            host.note(f"{cache} ({path} --help, --version)")
+        entry = _cached(host, key)
+        if entry is not None and isinstance(entry.get("help"), str):
+            host.note(f"{cache}/{CACHE_FILE} ({path} --help, --version)")
             server.help_source = "cache"
             return entry
     helped = host.run([path, "--help"], timeout=HELP_TIMEOUT_S)
@@ -139,52 +139,23 @@ def _texts(host: Host, path: str, server: ServerFacts) -> dict[str, Any]:
         entry["help_error"] = helped.reason()
         entry["help_state"] = helped.state
     if cache is not None and "help" in entry:
-        _store_cache(cache, key, entry)
+        _cache(host, key, entry)
     return entry
 
 
-def _cache_path(host: Host) -> str | None:
-    """This user's cache file, only for the live machine as it is (never for a snapshot,
-    a --root tree, or a recording, which must record the commands themselves)."""
-    from q3cn_doctor.host.live import LiveHost
-
-    if type(host) is not LiveHost:
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if not base.startswith("/"):
-        return None
-    return os.path.join(base, "q3cn-doctor", CACHE_FILE)
+def _cached(host: Host, key: str) -> dict | None:
+    entry = host.load_cache(CACHE_FILE).get(key)
+    return entry if isinstance(entry, dict) else None
 
 
-def _load_cache(path: str) -> dict:
-    # The doctor's own cache, not the machine under test: read directly, never recorded.
-    import json  # only the live machine keeps a cache
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _store_cache(path: str, key: str, entry: dict) -> None:
-    import json
-
-    data = _load_cache(path)
+def _cache(host: Host, key: str, entry: dict) -> None:
+    """Keep ``entry`` under ``key``, the newest last, at most CACHE_ENTRIES of them."""
+    data = host.load_cache(CACHE_FILE)
     data.pop(key, None)
     data[key] = entry
     while len(data) > CACHE_ENTRIES:
         data.pop(next(iter(data)))
-    temp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        os.replace(temp, path)
-    except OSError:  # a read-only home: no cache, the next run asks again
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
+    host.store_cache(CACHE_FILE, data)
 
 
 def _apply_help(server: ServerFacts, text: str | None, error: str | None) -> None:
@@ -219,30 +190,26 @@ def _apply_version(server: ServerFacts, text: str | None) -> None:
 # -- architectures compiled in --------------------------------------------------------------------
 
 def _architectures(host: Host, path: str) -> tuple[list[str] | None, str | None]:
-    recorded = getattr(host, "recorded", None)
-    if callable(recorded):
-        host.note(f"{RECORD}:{path}")
-        entry = recorded(RECORD).get(path)
-        if isinstance(entry, dict) and isinstance(entry.get("architectures"), list):
-            return [str(a) for a in entry["architectures"]], None
-    cache = _cache_path(host)
+    entry = host.recorded(RECORD, path)
+    if isinstance(entry, dict) and isinstance(entry.get("architectures"), list):
+        host.note(f"{RECORD}.json:{path}")
+        return [str(a) for a in entry["architectures"]], None
     key = None
-    if cache is not None:
+    if host.cache_dir() is not None:
         with contextlib.suppress(OSError):
             found = host.stat(path)
             key = f"architectures|{path}|{found.size}|{found.mtime_ns}"
-            entry = _load_cache(cache).get(key)
-            if isinstance(entry, dict) and isinstance(entry.get("architectures"), list):
+            entry = _cached(host, key)
+            if entry is not None and isinstance(entry.get("architectures"), list):
                 return entry["architectures"], None
     try:
         names = scan_architectures(host, path)
     except OSError as exc:
         return None, f"{path}: {exc.strerror or exc}"
-    record = getattr(host, "record", None)
-    if callable(record) and names is not None:
-        record(RECORD, path, {"architectures": names})
-    if cache is not None and key is not None and names is not None:
-        _store_cache(cache, key, {"architectures": names})
+    if names is not None:
+        host.record(RECORD, path, {"architectures": names})
+        if key is not None:
+            _cache(host, key, {"architectures": names})
     if names is None:
         return None, f"no architecture names found in {path} (a stripped or placeholder file)"
     return names, None

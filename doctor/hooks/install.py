@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from q3cn_doctor.fixing.engine import ConfigFile, header, is_ours, missing_dirs
 from q3cn_doctor.host.base import Host
+from q3cn_doctor.options import Options
 
 PACMAN, APT, SERVICE = "pacman", "apt", "service"
 PACMAN_HOOK = "/etc/pacman.d/hooks/95-q3cn-doctor.hook"
@@ -515,13 +516,6 @@ def _echo(text: str = "", err: bool = False) -> None:
     click.echo(text, err=err)
 
 
-def _root_host(root: str | None) -> Host:
-    from q3cn_doctor.hooks.state import hook_host
-    from q3cn_doctor.options import Options
-
-    return hook_host(Options(root=root))
-
-
 def _describe(row: Row) -> list[str]:
     lines = []
     if row.kind == PACMAN:
@@ -536,11 +530,10 @@ def _describe(row: Row) -> list[str]:
     return lines
 
 
-def _prepare(root: str | None, pacman: bool, apt: bool, service: str | None,
+def _prepare(host: Host, pacman: bool, apt: bool, service: str | None,
              installing: bool) -> tuple[Host, list, list[str], Record] | None:
     """The host, the hooks to act on, our command line and the install record; None
     (having said why) where this user may not change them."""
-    host = _root_host(root)
     kinds = chosen(host, pacman, apt, service, installing=installing)
     denied = _not_root(host, "hook install" if installing else "hook uninstall")
     if denied:
@@ -553,12 +546,14 @@ def _hook_name(kind: str, unit: str | None) -> str:
     return f"the {unit} guard" if kind == SERVICE else f"the {kind} hook"
 
 
-def run_install(root: str | None, pacman: bool, apt: bool, service: str | None,
-                warn_only: bool, make_options: Callable[[], Any] | None = None) -> int:
-    """``hook install``: exit 0 installed (or already), 1 refused or failed."""
+def run_install(host: Host, pacman: bool, apt: bool, service: str | None, warn_only: bool,
+                make_options: Callable[[], Options] | None = None,
+                make_host: Callable[[Options], Host] | None = None) -> int:
+    """``hook install``: exit 0 installed (or already), 1 refused or failed. With
+    ``make_options`` and ``make_host`` (the session's), it remembers the state now."""
     if warn_only and service is None:
         raise HookError("--warn-only is for --service NAME")
-    prepared = _prepare(root, pacman, apt, service, installing=True)
+    prepared = _prepare(host, pacman, apt, service, installing=True)
     if prepared is None:
         return 1
     host, kinds, argv, record = prepared
@@ -578,8 +573,8 @@ def run_install(root: str | None, pacman: bool, apt: bool, service: str | None,
             _echo(line)
         if kind == SERVICE and not any(host.exists(f"{d}/{unit}") for d in _unit_dirs()):
             _echo(f"  No {unit} is installed yet: the drop-in applies once it is.")
-        if kind != SERVICE and make_options is not None:
-            _baseline(make_options)
+        if kind != SERVICE and make_options is not None and make_host is not None:
+            _baseline(host, make_options, make_host)
     return code
 
 
@@ -589,19 +584,19 @@ def _unit_dirs() -> tuple[str, ...]:
     return UNIT_DIRS
 
 
-def _baseline(make_options: Callable[[], Any]) -> None:
+def _baseline(host: Host, make_options: Callable[[], Options],
+              make_host: Callable[[Options], Host]) -> None:
     """Remember the state now, so the first update is compared with it (unless a hook
     has already remembered one: that is what the next update is compared with)."""
     from q3cn_doctor.checking.findings import FAIL, WARN
     from q3cn_doctor.hooks.state import HookStateError, hook_check, load_memory, memory_path
 
     try:
-        host = _root_host(make_options().root)
         if load_memory(host, memory_path(host)) is not None:
             return
     except (HookStateError, OSError):
         pass  # hook_check says what is wrong with it
-    result = hook_check(make_options)
+    result = hook_check(make_options, make_host)
     if result.memory is None:
         for line in result.lines:
             _echo(f"  {line}")
@@ -615,9 +610,9 @@ def _baseline(make_options: Callable[[], Any]) -> None:
         _echo(f"  Failing now: {', '.join(fails)} (`q3cn-doctor check` explains each).")
 
 
-def run_uninstall(root: str | None, pacman: bool, apt: bool, service: str | None) -> int:
+def run_uninstall(host: Host, pacman: bool, apt: bool, service: str | None) -> int:
     """``hook uninstall``: exit 0 removed (or nothing there), 1 something was left alone."""
-    prepared = _prepare(root, pacman, apt, service, installing=False)
+    prepared = _prepare(host, pacman, apt, service, installing=False)
     if prepared is None:
         return 1
     host, kinds, argv, record = prepared
@@ -637,9 +632,8 @@ def run_uninstall(root: str | None, pacman: bool, apt: bool, service: str | None
     return code
 
 
-def run_status(root: str | None, as_json: bool) -> int:
+def run_status(host: Host, as_json: bool) -> int:
     """``hook status``: the hooks and the last post-update check."""
-    host = _root_host(root)
     rows = status_rows(host)
     last = _last_check(host)
     if as_json:

@@ -49,13 +49,6 @@ class HookStateError(Exception):
     """The memory of the last run cannot be read or written."""
 
 
-def hook_host(options: Options) -> Host:
-    """The machine the hook re-checks: this one, or the tree under ``--root``."""
-    from q3cn_doctor.app.cli import make_host
-
-    return make_host(options)
-
-
 def memory_dir(host: Host) -> str:
     """Where the last result is kept: root's state folder, else the user's."""
     if host.euid() == 0:
@@ -178,7 +171,8 @@ class _Progress:
     error: BaseException | None = None
 
 
-def _work(progress: _Progress, make_options: Callable[[], Options], plugins: bool) -> None:
+def _work(progress: _Progress, make_options: Callable[[], Options],
+          make_host: Callable[[Options], Host], plugins: bool) -> None:
     try:
         from q3cn_doctor.checking.context import Context
         from q3cn_doctor.checking.runner import available_checks, run_one, select, select_failures
@@ -191,7 +185,7 @@ def _work(progress: _Progress, make_options: Callable[[], Options], plugins: boo
         selected = select(specs, options.only, options.skip)
         if not options.only:
             selected = [spec for spec in selected if spec.id not in VOLATILE]
-        host = hook_host(options)
+        host = make_host(options)
         facts = Facts(host, options)
         with progress.lock:
             progress.options = options
@@ -230,20 +224,20 @@ def _crash_line(exc: BaseException) -> str:
     return f"q3cn-doctor: the post-update check could not run ({detail}); run `q3cn-doctor check`"
 
 
-def hook_check(make_options: Callable[[], Options], plugins: bool = True,
-               budget: float = HOOK_BUDGET_S) -> HookResult:
+def hook_check(make_options: Callable[[], Options], make_host: Callable[[Options], Host],
+               plugins: bool = True, budget: float = HOOK_BUDGET_S) -> HookResult:
     """Run the hook's checks within ``budget`` seconds, compare with the last run and
     remember this one. Never raises: whatever goes wrong is one line of the result."""
     try:
-        return _hook_check(make_options, plugins, budget)
+        return _hook_check(make_options, make_host, plugins, budget)
     except BaseException as exc:  # noqa: BLE001 - a hook must never break an upgrade
         return HookResult([_crash_line(exc)])
 
 
-def _hook_check(make_options: Callable[[], Options], plugins: bool,
-                budget: float) -> HookResult:
+def _hook_check(make_options: Callable[[], Options], make_host: Callable[[Options], Host],
+                plugins: bool, budget: float) -> HookResult:
     progress = _Progress()
-    worker = threading.Thread(target=_work, args=(progress, make_options, plugins),
+    worker = threading.Thread(target=_work, args=(progress, make_options, make_host, plugins),
                               name="q3cn-doctor-hook", daemon=True)
     worker.start()
     worker.join(budget)
@@ -259,7 +253,7 @@ def _hook_check(make_options: Callable[[], Options], plugins: bool,
         return HookResult([f"q3cn-doctor: the post-update check did not start within "
                            f"{budget:g} s; run `q3cn-doctor check`"], timed_out)
     lines: list[str] = []
-    host = hook_host(options)
+    host = make_host(options)
     path = None
     previous = None
     try:
@@ -306,24 +300,3 @@ def print_hook_result(result: HookResult) -> None:
         # Nowhere to write: keep the interpreter's flush at exit from failing too.
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-
-
-def check_hook(ctx: Any, params: dict[str, Any], plugins: bool, conflicting: list[str]) -> None:
-    """``check --hook`` from the command line: print the result and return (exit 0)."""
-    import click
-
-    if conflicting:
-        raise click.UsageError(f"--hook cannot be combined with {', '.join(conflicting)}")
-    if params.get("snapshot"):
-        raise click.UsageError("--hook re-checks this machine (or a --root tree), not a "
-                               "snapshot")
-    from q3cn_doctor.app.cli import build_options
-
-    result = hook_check(lambda: build_options(ctx, params), plugins)
-    print_hook_result(result)
-    if result.timed_out:
-        # A check is stuck in its thread (a hung driver, a blocked read): do not wait for
-        # it, and do not let the interpreter's shutdown wait for it either.
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        os._exit(0)

@@ -33,9 +33,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from q3cn_doctor.facts.cpu import cache_size_bytes
-from q3cn_doctor.facts.memory import parse_meminfo
 from q3cn_doctor.host.base import Host, parse_cpu_list
+from q3cn_doctor.parsers.procfs import cache_size_bytes, parse_meminfo
 
 MIB = 2**20
 DEFAULT_BUFFER_BYTES = 512 * MIB
@@ -60,6 +59,12 @@ class BandwidthResult:
     @property
     def gb_per_s(self) -> float:
         return self.bytes_per_s / 1e9
+
+    def to_json(self) -> dict:
+        """The facts' ``measured`` object (and ``bench memory``'s)."""
+        return {"bytes_per_s": self.bytes_per_s, "pass_bytes_per_s": list(self.pass_bytes_per_s),
+                "threads": self.threads, "buffer_bytes": self.buffer_bytes,
+                "seconds": self.seconds, "method": self.method}
 
 
 def plan_buffer_bytes(host: Host) -> int:

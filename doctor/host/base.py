@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import json
 import mmap
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 COMMAND_TIMEOUT_S = 10.0
 """Every command gets a time limit: a hung nvidia-smi must not hang a preflight."""
@@ -39,6 +41,7 @@ _ERRNO_TO_STATE = {
 
 RLIMIT_NAMES = ("MEMLOCK", "RTPRIO", "NOFILE")
 UNLIMITED = -1
+CAP_SYS_NICE = 23  # capabilities() bit: raise priority, real-time scheduling
 
 # Variables llama.cpp, ggml and the CUDA runtime read: the only environment a
 # snapshot keeps values of unless --no-redact is given.
@@ -334,8 +337,59 @@ class Host:
 
     # -- process-level facts -------------------------------------------------
     def nvml(self) -> dict:
-        """NVML readings in the nvml.json layout (see doctor/nvml.py)."""
+        """NVML readings in the nvml.json layout (see host/nvml.py)."""
         raise NotImplementedError
+
+    # -- derived readings and the doctor's own cache ---------------------------------------
+    def recorded(self, kind: str, key: str) -> Any:
+        """What a recording of the machine kept in place of a large file: ``model`` (a
+        GGUF's facts by path), ``server`` (a build's architectures), ``elf`` (a binary's
+        dependency list). None where this host has none: the live machine reads the file."""
+        return None
+
+    def record(self, kind: str, key: str, value: Any) -> None:
+        """Offer a derived reading to a recording (``recorded`` replays it); elsewhere
+        nothing is kept."""
+
+    def cache_dir(self) -> str | None:
+        """Where the doctor may cache what it derived from this machine's files (the live
+        machine only: a tree, a snapshot or a recording must read the sources themselves)."""
+        return None
+
+    def load_cache(self, name: str) -> dict:
+        """The doctor's cache file ``name``; empty where there is none or no cache at all.
+        The doctor's own file, not the machine under test: read directly, never traced."""
+        folder = self.cache_dir()
+        if folder is None:
+            return {}
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def store_cache(self, name: str, data: dict) -> None:
+        """Replace the cache file ``name`` atomically; a cache that cannot be written is
+        only slower next time, never an error."""
+        folder = self.cache_dir()
+        if folder is None:
+            return
+        path = os.path.join(folder, name)
+        temp = f"{path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(temp, "w", encoding="utf-8") as handle:
+                json.dump(data, handle)
+            os.replace(temp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+    def local_path(self, path: str) -> str:
+        """Where ``path`` lies on this machine's own filesystem, for a library that must
+        open the file itself (gguf's reader); links are followed inside the host."""
+        return self._real_path(path)
 
     def environ(self) -> dict[str, str]:
         raise NotImplementedError

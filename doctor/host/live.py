@@ -37,6 +37,13 @@ class LiveHost(Host):
     def describe(self) -> str:
         return "this machine"
 
+    def cache_dir(self) -> str | None:
+        """This user's cache folder (XDG_CACHE_HOME, else ~/.cache), for what the doctor
+        derives from files that rarely change (a llama-server's --help)."""
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                 ".cache")
+        return os.path.join(base, "q3cn-doctor") if base.startswith("/") else None
+
     def _path(self, path: str) -> str:
         return path
 
@@ -323,6 +330,9 @@ class RootHost(LiveHost):
 
     def describe(self) -> str:
         return f"root {self.prefix}"
+
+    def cache_dir(self) -> str | None:
+        return None  # the tree is not this machine: its files are read every time
 
     def _path(self, path: str) -> str:
         return resolve_under(self.prefix, path)

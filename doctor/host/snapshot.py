@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict
+from typing import Any
 
 from q3cn_doctor.host import redact
 from q3cn_doctor.host.base import (
@@ -40,7 +41,9 @@ from q3cn_doctor.host.live import LiveHost
 from q3cn_doctor.version import __version__
 
 FORMAT_VERSION = 1
-_SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json", "model.json", "server.json")
+_SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json", "model.json", "server.json",
+                   "elf.json")
+LEGACY_ELF_SUFFIX = ".elf.json"  # format 1 snapshots kept an ELF reading beside its file
 NVML_ABSENT = {"init": "absent", "reason": "not in this snapshot"}
 
 
@@ -70,6 +73,7 @@ class SnapshotHost(Host):
         self._errors = {path: getattr(errno, name, errno.EIO)
                         for path, name in self.meta.get("errors", {}).items()}
         self._listings: dict[str, list[str]] = self.meta.get("listings", {})
+        self._records: dict[str, dict] = {}  # <kind>.json, read on first use
 
     def describe(self) -> str:
         return f"snapshot {self.directory}"
@@ -153,15 +157,23 @@ class SnapshotHost(Host):
         return [process for process in map(_process, entries if isinstance(entries, list)
                                            else []) if process is not None]
 
-    def recorded(self, name: str) -> dict:
-        """A top-level record of parsed facts kept instead of a large file (``model.json``:
-        model path -> its GGUF facts); empty where the snapshot has none."""
-        text = _read_optional(resolve_under(self.directory, "/" + name))
-        try:
-            record = json.loads(text) if text is not None else {}
-        except ValueError:
-            return {}
-        return record if isinstance(record, dict) else {}
+    def recorded(self, kind: str, key: str) -> Any:
+        """The reading kept in ``<kind>.json`` under ``key`` (``model.json``: model path
+        -> its GGUF facts). Snapshots before elf.json kept an ELF reading beside the
+        file's placeholder, as ``fs/<path>.elf.json``: those replay too."""
+        if kind not in self._records:
+            text = _read_optional(resolve_under(self.directory, f"/{kind}.json"))
+            try:
+                record = json.loads(text) if text is not None else {}
+            except ValueError:
+                record = {}
+            self._records[kind] = record if isinstance(record, dict) else {}
+        found = self._records[kind].get(key)
+        if found is None and kind == "elf":
+            text = _read_optional(resolve_under(self.fs, key + LEGACY_ELF_SUFFIX))
+            with contextlib.suppress(ValueError):
+                found = json.loads(text) if text is not None else None
+        return found
 
 
 def _whole(value: object) -> int | None:
@@ -207,7 +219,7 @@ class RecordingHost(LiveHost):
         self.listings: dict[str, list[str]] = {}
         self.not_captured: list[dict[str, str]] = []
         self._nvml: dict | None = None
-        self.records: dict[str, dict] = {}  # model.json...: parsed facts, never the files
+        self.records: dict[str, dict] = {}  # kind -> key -> reading: parsed, never the files
         os.makedirs(os.path.join(self.directory, "cmd"), exist_ok=True)
         os.makedirs(self.fs, exist_ok=True)
 
@@ -252,27 +264,22 @@ class RecordingHost(LiveHost):
 
     @contextlib.contextmanager
     def mapped(self, path: str) -> Iterator[bytes | mmap.mmap]:
-        """Binaries are recorded as their parsed ELF facts (``<path>.elf.json``) beside an
-        empty placeholder, never copied: a CUDA build of libggml can be 500 MB."""
-        from q3cn_doctor.parsers.elf import RECORDED_SUFFIX, ElfError, parse
-
+        """Large files (a model, a CUDA build of libggml at 500 MB) are never copied: an
+        empty placeholder keeps the path, and the reader's ``record`` keeps what it read."""
         with super().mapped(path) as view:
             yield view
-            try:
-                record: dict | None = parse(view).to_json()
-            except ElfError:
-                record = None
         self._mirror_parents(path)
         stored = self._store_path(path)
         os.makedirs(os.path.dirname(stored), exist_ok=True)
         open(stored, "ab").close()
-        if record is not None:
-            _write_text(stored + RECORDED_SUFFIX, json.dumps(record, indent=2))
 
-    def record(self, name: str, key: str, value: dict) -> None:
-        """Keep parsed facts of a large file (a GGUF model) in the top-level record ``name``
-        under ``key``, for ``SnapshotHost.recorded``; written by ``finish``."""
-        self.records.setdefault(name, {})[key] = value
+    def record(self, kind: str, key: str, value: Any) -> None:
+        """Keep a derived reading in ``<kind>.json`` under ``key``, for
+        ``SnapshotHost.recorded``; written by ``finish``."""
+        self.records.setdefault(kind, {})[key] = value
+
+    def cache_dir(self) -> str | None:
+        return None  # a recording must read (and so record) every source itself
 
     def _listdir(self, path: str) -> list[str]:
         try:
@@ -343,8 +350,9 @@ class RecordingHost(LiveHost):
         if self.redacted:
             readings = redact.redact_nvml(readings)
         _write_text(os.path.join(self.directory, "nvml.json"), json.dumps(readings, indent=2))
-        for name, record in self.records.items():
-            _write_text(os.path.join(self.directory, name), json.dumps(record, indent=2))
+        for kind, record in self.records.items():
+            _write_text(os.path.join(self.directory, f"{kind}.json"),
+                        json.dumps(record, indent=2))
         environ = self.environ()
         if self.redacted:
             environ = {k: v for k, v in environ.items() if k in ENV_ALLOW}

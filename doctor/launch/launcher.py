@@ -21,13 +21,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from q3cn_doctor.facts import Facts, FactsError
-from q3cn_doctor.host.base import UNLIMITED
+from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
+from q3cn_doctor.plan.server import planned_port
 
-DEFAULT_PORT = 8080
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
-CAP_SYS_NICE = 23  # raise priority, real-time scheduling
 PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
 GIB = 1024**3
 
@@ -93,7 +92,7 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
     targets = plan.fit_target_mib or [1024]
     intents = Intents(
         model=options.model,
-        port=options.port or DEFAULT_PORT,
+        port=planned_port(options, facts),
         host=options.host,
         alias=options.alias,
         ctx_size=model.ctx_size,

@@ -101,7 +101,6 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
                      buffer_bytes: int | None = None, sysbench: bool = False) -> MemoryBench:
     """Measure this machine (a live host), with the facts for the theoretical figure."""
     from q3cn_doctor.facts import FactsError
-    from q3cn_doctor.facts.memory import measured_json
     from q3cn_doctor.host import bandwidth
 
     threads = threads or bandwidth.plan_threads(host)
@@ -124,7 +123,7 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
         name = model.name
     except FactsError:
         tokens, name = None, "the model"
-    bench = MemoryBench(measured_json(result), theoretical, basis, configured, channels,
+    bench = MemoryBench(result.to_json(), theoretical, basis, configured, channels,
                         tokens, name, notes=notes)
     if sysbench:
         answer = host.run(sysbench_argv(result.threads), timeout=SYSBENCH_TIMEOUT_S)

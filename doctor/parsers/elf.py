@@ -4,10 +4,9 @@ Enough of ELF to answer "which CUDA runtime does this llama-server link?"
 (``libcudart.so.12``, ``libcublas.so.13``...) without ldd, binutils or a new
 dependency. 32- and 64-bit, either byte order.
 
-A snapshot never copies a large binary: it stores the parsed facts beside
-where the file was, as ``<path>.elf.json`` in its ``fs/`` tree (see
-``RECORDED_SUFFIX``); :func:`read_elf` prefers that record, so a replay gives
-what the live run read.
+A snapshot never copies a large binary: it records these parsed facts instead
+(``facts.gpu.read_elf`` through ``Host.record``), so a replay gives what the live
+run read.
 """
 
 from __future__ import annotations
@@ -15,10 +14,8 @@ from __future__ import annotations
 import struct
 from dataclasses import asdict, dataclass, field
 
-from q3cn_doctor.host.base import Host
-
-RECORDED_SUFFIX = ".elf.json"
-"""A snapshot's record of an ELF file's dynamic section, beside the file's path."""
+RECORD = "elf"
+"""The kind of recorded reading (``Host.recorded``) holding each binary's dynamic section."""
 
 _MAGIC = b"\x7fELF"
 _PT_LOAD, _PT_DYNAMIC = 1, 2
@@ -183,18 +180,3 @@ class _Reader:
         if not segments and address < len(self.data):
             return address  # relocatable objects: addresses are file offsets
         raise ElfError(f"address {address:#x} lies in no loaded segment")
-
-
-def read_elf(host: Host, path: str) -> ElfInfo:
-    """The dynamic section of ``path`` through the host: a snapshot's record where
-    it has one, else the file itself. ElfError or OSError say why not."""
-    record_path = path + RECORDED_SUFFIX
-    if host.exists(record_path):
-        import json  # only a snapshot's record needs it
-
-        try:
-            return ElfInfo.from_json(json.loads(host.read_text(record_path)))
-        except ValueError as exc:
-            raise ElfError(f"{record_path}: {exc}") from exc
-    with host.mapped(path) as data:  # only the headers' pages are read
-        return parse(data)

@@ -19,9 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from q3cn_doctor.host.base import Host
-
-RECORD = "model.json"
+RECORD = "model"
 """The top-level snapshot file holding parsed GGUF facts by model path."""
 
 MAGIC = b"GGUF"
@@ -126,71 +124,10 @@ def split_parts(path: str) -> list[str]:
             for number in range(1, count + 1)]
 
 
-def read_model(host: Host, path: str) -> GgufModel:
-    """The model at ``path`` through the host: a snapshot's record where it has one,
-    else the file (and every split part) itself. GgufError or OSError say why not."""
-    recorded = getattr(host, "recorded", None)
-    if callable(recorded):
-        host.note(f"{RECORD}:{path}")
-        record = recorded(RECORD).get(path)
-        if record is not None:
-            return GgufModel.from_json(record)
-    model = _read_files(host, path)
-    record_hook = getattr(host, "record", None)
-    if callable(record_hook):
-        record_hook(RECORD, path, model.to_json())
-    return model
-
-
-# -- reading the files -------------------------------------------------------------------------
-
-def _read_files(host: Host, path: str) -> GgufModel:
-    parts = split_parts(path)
-    readers = []
-    files = []
-    for part in parts:
-        if part != path and not host.exists(part):  # the file given says why itself
-            raise GgufError(f"split part {part} is missing (the model has {len(parts)} parts)")
-        reader = _open(host, part)
-        readers.append(reader)
-        files.append(GgufFile(part, host.stat(part).size, len(reader.tensors)))
-    first = next((r for r in readers if _value(r, "general.architecture")), None)
-    if first is None:
-        raise GgufError(f"{parts[0]} has no general.architecture: not a model GGUF")
-    tensors = [(t.name, int(t.n_bytes), t.tensor_type.name) for r in readers for t in r.tensors]
-    try:
-        declared = _value(first, "split.count")
-        if declared is not None and int(declared) != len(parts):
-            raise GgufError(f"{parts[0]} says split.count {declared}, the name says "
-                            f"{len(parts)}")
-        return _facts(path, files, first, tensors)
-    except GgufError:
-        raise
-    except (ValueError, TypeError, ArithmeticError, IndexError) as exc:
-        # Metadata of the wrong shape (a NaN in a per-layer head count): a damaged or
-        # foreign file, reported as such rather than a traceback.
-        raise GgufError(f"{parts[0]}: metadata the plan needs is malformed ({exc})") from exc
-
-
-def _open(host: Host, path: str):
-    """A GGUFReader over ``path``. The host maps the file first (that notes the read,
-    honours injected faults and, recording, leaves a placeholder); the reader then maps
-    the same file by the host's own resolution of the path (a --root or snapshot tree)."""
-    with host.mapped(path) as view:
-        if view[:4] != MAGIC:
-            raise GgufError(f"{path} is not a GGUF file (no GGUF magic)")
-    reader_class = _reader_class()
-    try:
-        return reader_class(host._real_path(path))  # the door's own mapping of the path
-    except (ValueError, KeyError, IndexError, OverflowError, struct.error) as exc:
-        # OverflowError: a damaged length field pointing past any possible offset.
-        raise GgufError(f"{path}: {exc}") from exc
-
-
 _READER: Any = None
 
 
-def _reader_class():
+def reader_class():
     """gguf's GGUFReader, made fast on the metadata arrays it would otherwise split into
     one numpy array per element (a 150k-token vocabulary takes seconds that way)."""
     global _READER
@@ -225,7 +162,7 @@ def _reader_class():
     return _READER
 
 
-def _value(reader, key: str) -> Any:
+def metadata_value(reader, key: str) -> Any:
     """A metadata value: a number, a string, or a list of numbers (string arrays are
     skipped by the reader and read as None). Read from the field's parts directly, the
     layout every gguf release shares (``ReaderField.contents`` is recent)."""
@@ -315,13 +252,13 @@ def classify(name: str, recurrent_blocks: set[int]) -> str:
     return OTHER
 
 
-def _facts(path: str, files: list[GgufFile], reader, tensors: list[tuple[str, int, str]]
+def model_of(path: str, files: list[GgufFile], reader, tensors: list[tuple[str, int, str]]
            ) -> GgufModel:
-    arch = str(_value(reader, "general.architecture"))
+    arch = str(metadata_value(reader, "general.architecture"))
     basis: dict[str, str] = {}
 
     def key(name: str) -> Any:
-        return _value(reader, f"{arch}.{name}")
+        return metadata_value(reader, f"{arch}.{name}")
 
     blocks = {int(m.group(1)) for name, _, _ in tensors if (m := _BLOCK.match(name))}
     layers = _int(key("block_count")) or (max(blocks) + 1 if blocks else 0)
@@ -380,13 +317,13 @@ def _facts(path: str, files: list[GgufFile], reader, tensors: list[tuple[str, in
     basis["tensor_bytes"] = ("tensor sizes from the GGUF tensor table of every split file, "
                              "by name: *_exps routed experts, *_shexp shared expert, "
                              "ssm_* recurrent, attn_* attention, token_embd, output")
-    file_type = _int(_value(reader, "general.file_type"))
+    file_type = _int(metadata_value(reader, "general.file_type"))
     experts = _int(key("expert_count")) or 0
     return GgufModel(
         path=path,
         files=files,
         file_bytes=sum(f.size_bytes for f in files),
-        name=_value(reader, "general.name"),
+        name=metadata_value(reader, "general.name"),
         architecture=arch,
         file_type=_file_type_name(file_type),
         layers=layers,

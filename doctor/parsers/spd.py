@@ -14,18 +14,7 @@ checked against the real dumps in tests/fixtures/spd/.
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass, replace
-
-from q3cn_doctor.host.base import Host
-
-# Where the kernel puts SPD EEPROM contents. The legacy ``eeprom`` driver only reads
-# the first 256 bytes; it is listed so such a read is reported, not silently missed.
-SPD_GLOBS = (
-    "/sys/bus/i2c/drivers/ee1004/*/eeprom",
-    "/sys/bus/i2c/drivers/spd5118/*/eeprom",
-    "/sys/bus/i2c/drivers/eeprom/*/eeprom",
-)
 
 JEDEC, XMP, EXPO = "jedec", "xmp", "expo"
 
@@ -199,21 +188,6 @@ def decode_spd(data: bytes) -> SpdModule:
     if kind == DDR5:
         return _decode_ddr5(data)
     return SpdModule(memory_type=name, undecodable=f"{name} SPD is not decoded, only DDR4 and DDR5")
-
-
-def find_spd(host: Host) -> list[tuple[str, SpdModule]]:
-    """Every SPD EEPROM the kernel exposes, decoded, with its sysfs path."""
-    found = []
-    for pattern in SPD_GLOBS:
-        for path in host.glob(pattern):
-            try:
-                data = host.read_bytes(path)
-            except OSError as exc:
-                hint = " (run as root)" if exc.errno in (errno.EACCES, errno.EPERM) else ""
-                found.append((path, SpdModule(undecodable=f"cannot read it: {exc.strerror}{hint}")))
-                continue
-            found.append((path, decode_spd(data)))
-    return found
 
 
 def mts_from_tck(tck_ps: int) -> int:
