@@ -6,6 +6,7 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts import FactsError
+from q3cn_doctor.plan.placement import placement
 
 FAR_UNDER = 0.5  # measured read bandwidth below this share of theoretical is a warning
 HOW_TO_LIST = ("Run `sudo q3cn-doctor check`: dmidecode needs root. Without root the doctor "
@@ -25,9 +26,10 @@ def gbps(bytes_per_s: float | None) -> str:
 
 
 def ram_bytes_per_token(ctx: Context) -> int | None:
-    """What one generated token reads from RAM on this machine (facts.model)."""
+    """What one generated token reads from RAM on this machine (the placement); None where
+    nothing is (the GPUs hold it all) or the placement is unknown."""
     try:
-        return ctx.facts.model.ram_read_per_token or None
+        return placement(ctx.facts).ram_bytes_per_token or None
     except FactsError:
         return None
 

@@ -8,7 +8,7 @@ from q3cn_doctor.checking.registry import check
 from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
-from q3cn_doctor.plan.budget import gib
+from q3cn_doctor.units import gib
 
 CONSUMER_CHANNELS = 2  # desktop and laptop CPUs: two 64-bit channels
 

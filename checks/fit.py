@@ -5,7 +5,8 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.plan.budget import gib, ram_budget
+from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.units import gib
 
 NO_MMAP = ("Loaded without mmap (--no-mmap, or --load-mode other than mmap) the whole CPU "
            "part is anonymous memory: it cannot be dropped and re-read, so the kernel swaps it "
@@ -19,15 +20,15 @@ def fit(ctx: Context):
     total = memory.total_bytes
     if total is None:
         return ctx.finding(SKIP, "RAM size unknown", "/proc/meminfo could not be read")
-    budget = ram_budget(ctx.facts)
-    need = budget.ram_needed_bytes
+    plan = placement(ctx.facts)
+    need = plan.ram_needed_bytes
     available = memory.available_bytes
     reserved = memory.hugetlb_bytes or 0
     # MemAvailable moves from second to second: it is quoted only where it decides.
     observed = (f"RAM {gib(total)}"
                 + (f", {gib(reserved)} reserved as hugetlb pages" if reserved else "")
-                + f"; the model needs {gib(budget.ram_for_model_bytes)} in RAM ({budget.basis})"
-                f" + {gib(budget.headroom_bytes)} for the OS = {gib(need)}")
+                + f"; the model needs {gib(plan.ram_bytes)} in RAM ({plan.basis})"
+                f" + {gib(plan.headroom_bytes)} for the OS = {gib(need)}")
     if total < need:
         return ctx.finding(
             FAIL, f"The model does not fit in RAM: {gib(need - total)} short", observed,
@@ -39,10 +40,10 @@ def fit(ctx: Context):
             INFO, "The model fits only once the hugetlb reservation is released", observed,
             "See memory.hugepages: release the reserved pages.",
             "llama.cpp cannot use hugetlb pages, so they count as RAM taken.")
-    if available is not None and available < budget.ram_for_model_bytes:
+    if available is not None and available < plan.ram_bytes:
         return ctx.finding(
             WARN, f"Only {gib(available)} of RAM is free now; the model needs "
-                  f"{gib(budget.ram_for_model_bytes)}",
+                  f"{gib(plan.ram_bytes)}",
             f"{observed}; {gib(available)} available now (/proc/meminfo MemAvailable)",
             "Close what holds the memory (another llama-server, browsers, VMs) before "
             "launching, or free the page cache it cannot reclaim.", NO_MMAP)

@@ -7,8 +7,6 @@ the rest stream from RAM. Each check reports one item per GPU
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
@@ -27,36 +25,22 @@ from q3cn_doctor.facts.gpu import (
     error_of,
     value,
 )
-from q3cn_doctor.facts.model import cache_bytes_per_value, kv_cache_bytes
-from q3cn_doctor.plan.budget import FIT_TARGET_BYTES, gib
+from q3cn_doctor.plan.placement import (
+    CTX_STEP,
+    MIB,
+    UBATCH_TOKENS,
+    Placement,
+    largest_ctx_on_gpu,
+    placement,
+)
+from q3cn_doctor.units import gib
 
-MIB = 1024**2
 BUSY_PROCESS_BYTES = 300 * MIB
 """A process holding more VRAM than this is worth naming: --fit leaves its share in RAM."""
 
-CTX_STEP = 1024  # a context that fits is offered in whole multiples of this
-UBATCH_TOKENS = 512  # llama-server's default --ubatch-size (the guide's too)
 # Usable bytes per second per lane after line coding, by PCIe generation.
 PCIE_LANE_BYTES_S = {1: 0.25e9, 2: 0.5e9, 3: 0.985e9, 4: 1.969e9, 5: 3.938e9, 6: 7.563e9}
 REFERENCE_BANDWIDTH = 100e9  # bytes/s: the CPU-only figure is given per 100 GB/s of RAM
-
-
-# -- what the model asks of the GPU -----------------------------------------------------------
-
-def _resident_bytes(model) -> int:
-    """What stays on the GPU whatever the context: attention, shared expert, recurrent
-    layers, embeddings and output (the file less its routed experts)."""
-    return max(0, model.file_bytes - model.routed_bytes)
-
-
-def _expert_layer_bytes(model) -> float:
-    """One layer's routed experts: what --fit moves between VRAM and RAM."""
-    return model.routed_bytes / max(1, model.expert_layers or model.layers)
-
-
-def _kv_bytes(model, ctx_size: int) -> int:
-    """The KV cache at ``ctx_size``, in the cache type the server arguments ask for."""
-    return kv_cache_bytes(asdict(model), ctx_size, cache_bytes_per_value(model.cache_type))
 
 
 _CPU_ONLY_ARGS = {("-ngl", "0"), ("--n-gpu-layers", "0"), ("--gpu-layers", "0"),
@@ -380,10 +364,10 @@ def vram(ctx: Context):
     devices = _devices(ctx)
     if not devices:
         return _no_gpu(ctx)
-    model = ctx.facts.model
-    layer_bytes = _expert_layer_bytes(model)
+    plan = placement(ctx.facts)
+    layer_bytes = plan.expert_layer_bytes
     findings = []
-    usable_total, counted = 0, []
+    counted = []
     for device in devices:
         index = str(device.get("index"))
         skipped = _unreadable(ctx, device, "VRAM", {
@@ -394,7 +378,6 @@ def vram(ctx: Context):
         free = value(device.get("memory_free_bytes"))
         total = value(device.get("memory_total_bytes"))
         used = value(device.get("memory_used_bytes"))
-        usable_total += max(0, free - FIT_TARGET_BYTES)
         counted.append(index)
         big, listing = _other_processes(device)
         observed = (f"{gib(free)} free of {gib(total)} (used {gib(used)}, "
@@ -417,55 +400,44 @@ def vram(ctx: Context):
             "each layer left in RAM adds its weights to what every token reads at RAM speed.",
             item=index))
     if counted:
-        findings.append(_fit(ctx, usable_total, counted, layer_bytes))
+        findings.append(_fit(ctx, plan, counted))
     return findings
 
 
-def _fit(ctx: Context, usable: int, counted: list[str], layer_bytes: float):
+def _fit(ctx: Context, plan: Placement, counted: list[str]):
+    """Every layer's attention and KV cache on the GPUs, by the run's placement."""
     model = ctx.facts.model
-    resident = _resident_bytes(model)
-    kv = _kv_bytes(model, model.ctx_size)
-    need = resident + kv
+    need = plan.dense_need_bytes
     gpus = f"GPU {counted[0]}" if len(counted) == 1 else f"GPUs {', '.join(counted)} together"
-    observed = (f"{gpus}: {gib(usable)} usable (free less the {_mib(FIT_TARGET_BYTES)} "
-                f"--fit-target margin each); {model.name} needs {gib(resident)} of attention, "
-                f"shared and embedding weights (the file less its routed experts) + "
-                f"{gib(kv)} KV cache at ctx {model.ctx_size} = {gib(need)}")
-    if need <= usable:
-        layers = min(model.layers, int((usable - need) // layer_bytes)) if layer_bytes else 0
-        room = (f"with room for about {layers} expert layer{'' if layers == 1 else 's'}"
+    margins = "/".join(str(m) for m in plan.fit_target_mib)
+    observed = (f"{gpus}: {gib(plan.vram_usable_bytes)} usable (free less the {margins} MiB "
+                f"--fit-target margin each); {model.name} needs {gib(plan.resident_bytes)} of "
+                f"attention and shared weights (the file less its routed experts and the "
+                f"embedding table, which stays in RAM) + {gib(plan.kv_cache_bytes)} KV cache "
+                f"at ctx {model.ctx_size} + {gib(plan.compute_buffer_bytes)} compute buffer = "
+                f"{gib(need)}")
+    if plan.dense_fits_gpu:
+        layers = plan.expert_layers_on_gpu
+        room = (f"with room for {layers} expert layer{'' if layers == 1 else 's'}"
                 if layers else "but with no room for expert layers: every expert stays in RAM")
         return ctx.finding(
             PASS, f"Attention + KV cache at ctx {model.ctx_size} fit, {room}",
-            observed + f"; expert layers are {gib(int(layer_bytes))} each", item="fit")
-    room = usable - resident
-    fits = _largest_ctx(model, room) if room > 0 else 0
+            observed + f"; expert layers are {gib(plan.expert_layer_bytes)} each", item="fit")
+    fits = largest_ctx_on_gpu(ctx.facts, model, list(ctx.options.server_args))
     if fits >= CTX_STEP:
         return ctx.finding(
-            WARN, f"Attention + KV cache at ctx {model.ctx_size} do not fit; about "
-                  f"ctx {fits} does", observed,
+            WARN, f"Attention + KV cache at ctx {model.ctx_size} do not fit; ctx {fits} does",
+            observed,
             f"Run with --ctx-size {fits} (or free VRAM, or a quantized KV cache "
             "such as -ctk q8_0 -ctv q8_0).",
             "What does not fit leaves attention layers in RAM, which every token then "
             "computes on the CPU at a fraction of GPU speed.", item="fit")
     return ctx.finding(
-        WARN, f"Attention and shared weights alone ({gib(resident)}) do not fit in "
-              f"{gib(usable)} of usable VRAM", observed,
+        WARN, f"Attention and shared weights alone ({gib(plan.resident_bytes)}) do not fit in "
+              f"{gib(plan.vram_usable_bytes)} of usable VRAM", observed,
         "Free VRAM, use a GPU with more memory, or a smaller quant of the model.",
         "llama-server keeps part of the always-active weights in RAM, so every token "
         "waits on the CPU for them.", item="fit")
-
-
-def _largest_ctx(model, room: int) -> int:
-    """The largest multiple of CTX_STEP whose KV cache fits in ``room`` bytes."""
-    low, high = 0, max(model.ctx_size, CTX_STEP) // CTX_STEP
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _kv_bytes(model, middle * CTX_STEP) <= room:
-            low = middle
-        else:
-            high = middle - 1
-    return low * CTX_STEP
 
 
 # -- gpu.pcie -----------------------------------------------------------------------------------

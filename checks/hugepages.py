@@ -5,7 +5,8 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.plan.budget import gib, ram_budget
+from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.units import gib
 
 
 @check("memory.hugepages", "Reserved hugetlb pages leave RAM for the model; THP mode")
@@ -23,16 +24,16 @@ def hugepages(ctx: Context):
         pools = ", ".join(f"{p.total} x {p.page_size_bytes // 1024} kB ({p.free} free)"
                           for p in memory.hugepage_pools)
         left = memory.total_bytes - reserved
-        budget = ram_budget(ctx.facts)
+        plan = placement(ctx.facts)
         observed = (f"{gib(reserved)} of {gib(memory.total_bytes)} reserved as hugetlb pages "
                     f"[{pools}], leaving {gib(left)}; the model needs about "
-                    f"{gib(budget.ram_needed_bytes)}")
+                    f"{gib(plan.ram_needed_bytes)}")
         impact = ("llama.cpp maps the model with normal pages, so hugetlb pages are RAM "
                   "it cannot use.")
-        if left < budget.ram_needed_bytes:
+        if left < plan.ram_needed_bytes:
             advice = ("Release the reserved pages (vm.nr_hugepages=0) unless a VM or DPDK "
                       "needs them.")
-            if memory.total_bytes < budget.ram_needed_bytes:
+            if memory.total_bytes < plan.ram_needed_bytes:
                 advice += (" Even then the model does not fit in RAM: see memory.fit for a "
                            "smaller quant, a shorter context or more VRAM.")
             findings.append(ctx.finding(

@@ -6,7 +6,8 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.host.base import UNLIMITED
-from q3cn_doctor.plan.budget import gib, ram_budget
+from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.units import gib
 
 CAP_IPC_LOCK = 14  # mlock without limit
 KIB = 1024
@@ -110,19 +111,19 @@ def memlock(ctx: Context):
     if memory.total_bytes is None:
         return ctx.finding(SKIP, "RAM size unknown, so the locking plan is unknown",
                            "/proc/meminfo could not be read")
-    budget = ram_budget(ctx.facts)
-    part = budget.ram_for_model_bytes
+    plan = placement(ctx.facts)
+    part = plan.ram_bytes
     limit, exempt, where = memlock_limit(ctx)
     if limit is None:
         return ctx.finding(SKIP, "Memlock limit unknown", where)
-    observed = f"{where}; the model's RAM part is {gib(part)} ({budget.basis})"
+    observed = f"{where}; the model's RAM part is {gib(part)} ({plan.basis})"
     if part == 0:
         return ctx.finding(PASS, "The model fits in VRAM: nothing to lock in RAM", observed)
     if exempt or limit == UNLIMITED or limit >= part:
         return ctx.finding(PASS, f"llama-server may lock the model's {gib(part)} in RAM",
                            observed)
     pressure = bool(memory.disk_swap) or (
-        memory.available_bytes is not None and memory.available_bytes < budget.ram_needed_bytes)
+        memory.available_bytes is not None and memory.available_bytes < plan.ram_needed_bytes)
     user = ctx.options.user or "the launching user"
     return ctx.finding(
         WARN if pressure else INFO,

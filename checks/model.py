@@ -1,7 +1,7 @@
 """The model: the --model file as llama.cpp will read it, and the speed to expect.
 
 ``model.speed`` is a roofline: the bytes one generated token reads from RAM and from
-VRAM (facts.model.memory_plan) over each side's bandwidth, at shares of peak fitted to
+VRAM (plan.placement) over each side's bandwidth, at shares of peak fitted to
 the guide's figures (about 40 tok/s for Qwen3-Coder-Next, 30 for gpt-oss-120b on an
 i5-12600K, RTX 4070 12 GB and dual-channel DDR5-6000).
 """
@@ -11,7 +11,9 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.plan.budget import gib
+from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.plan.speed import speed as speed_estimate
+from q3cn_doctor.units import gib
 
 RATED_GAIN = 1.05  # the rated-speed figure is quoted when it is at least 5% faster
 
@@ -69,27 +71,25 @@ def model_file(ctx: Context):
 @check("model.speed", "Expected generation speed on this machine (a calibrated roofline)")
 def speed(ctx: Context):
     model = ctx.facts.model
-    plan = model.memory_plan
-    if plan is None:
-        return ctx.finding(SKIP, "Expected speed unknown: no memory plan",
-                           model.speed_basis or "")
-    placement = (
+    plan = placement(ctx.facts)
+    estimate = speed_estimate(ctx.facts)
+    where = (
         f"{plan.gpus} GPU(s) hold the non-expert weights, {gib(plan.kv_cache_bytes)} of KV "
         f"cache and {plan.expert_layers_on_gpu} of {model.expert_layers or model.layers} "
         f"layers' experts (--n-cpu-moe {plan.n_cpu_moe}); {gib(plan.ram_bytes)} stays in RAM"
         if plan.gpus else f"everything in RAM ({gib(plan.ram_bytes)})")
     if not plan.dense_fits_gpu and plan.gpus:
-        placement += (f"; only {plan.gpu_layers} of {model.layers} layers' attention fit the "
+        where += (f"; only {plan.gpu_layers} of {model.layers} layers' attention fit the "
                       "GPU")
-    observed = f"{placement}. {model.speed_basis}"
-    if model.expected_tok_s is None:
+    observed = f"{where}. {estimate.basis}"
+    if estimate.tok_s is None:
         return ctx.finding(
             SKIP, "Expected speed unknown: RAM bandwidth unknown", observed,
             "Run `sudo q3cn-doctor check` (dmidecode lists the RAM's speed and channels) or "
             "`q3cn-doctor check --measure`.")
-    title = f"Expected ~{model.expected_tok_s:.0f} tok/s generating with {model.name}"
-    rated = model.expected_tok_s_rated
-    if rated and rated >= model.expected_tok_s * RATED_GAIN:
+    title = f"Expected ~{estimate.tok_s:.0f} tok/s generating with {model.name}"
+    rated = estimate.tok_s_rated
+    if rated and rated >= estimate.tok_s * RATED_GAIN:
         title += f"; ~{rated:.0f} with RAM at its rated speed"
     if plan.gpus and not plan.dense_fits_gpu:
         return ctx.finding(

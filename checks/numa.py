@@ -13,8 +13,8 @@ from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts.cpu import CpuFacts
 from q3cn_doctor.facts.model import server_arg
 from q3cn_doctor.host.base import format_cpu_list
-from q3cn_doctor.plan.budget import gib
 from q3cn_doctor.plan.cpu import RunningServer, plan_for, running_servers
+from q3cn_doctor.units import gib
 
 BALANCING = "kernel.numa_balancing"
 

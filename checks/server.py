@@ -12,16 +12,12 @@ from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.gpu import device_lost
-from q3cn_doctor.facts.model import (
-    DESKTOP_MIN_FIT_TARGET_MIB,
-    desktop_gpu,
-    fit_targets_arg,
-    server_arg,
-)
+from q3cn_doctor.facts.model import fit_targets_arg, server_arg
 from q3cn_doctor.host.base import ABSENT, CAP_SYS_NICE
-from q3cn_doctor.plan.budget import gib
 from q3cn_doctor.plan.cpu import running_servers
+from q3cn_doctor.plan.placement import DESKTOP_MIN_FIT_TARGET_MIB, desktop_gpu
 from q3cn_doctor.plan.server import LLAMA_SERVER_PORT, planned_port
+from q3cn_doctor.units import gib
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 INSTALL = ("Install llama.cpp's llama-server: a release build from "

@@ -5,7 +5,8 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.plan.budget import gib, ram_budget
+from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.units import gib
 
 SWAPPINESS_LIMIT = 10
 
@@ -45,10 +46,10 @@ def swap(ctx: Context):
     memory = ctx.facts.memory
     if memory.total_bytes is None:
         return ctx.finding(SKIP, "RAM size unknown", "/proc/meminfo could not be read")
-    budget = ram_budget(ctx.facts)
-    needed = budget.ram_needed_bytes
+    plan = placement(ctx.facts)
+    needed = plan.ram_needed_bytes
     observed = (f"RAM {gib(memory.total_bytes)}; the model needs about {gib(needed)} "
-                f"({budget.needed_basis}); disk swap: {_describe(memory.disk_swap)}")
+                f"({plan.needed_basis}); disk swap: {_describe(memory.disk_swap)}")
     if not memory.disk_swap:
         return ctx.finding(PASS, "No disk swap for the model's memory to be paged to", observed)
     if memory.total_bytes >= needed:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import copy_fixture, host_fixture, run_cli
+from conftest import copy_fixture, host_fixture, run_cli, snapshot_facts
 from conftest import snapshot_findings as findings_for
 from conftest import write_fs as write
 from fixture_hosts import BUILD, H8QM8, HYPERV, KVM, LAPTOP, OPTERON, OVS, TIGERLAKE, ZRAM
@@ -20,7 +20,8 @@ from q3cn_doctor.checking.findings import ERROR, FAIL, INFO, PASS, SKIP, WARN, F
 from q3cn_doctor.checking.runner import run_checks, select
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.options import Options
-from q3cn_doctor.plan.budget import GIB, gib
+from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.units import GIB, gib
 
 KIB = 1024
 MIB = 1024**2
@@ -31,7 +32,6 @@ QWEN_NEED = round(44.73 * GIB) + 3 * GIB + 4 * GIB  # weights + KV at 131072 + O
 # RTX 4090 as nvidia-smi showed it in corpus nvidia/003: 24564 MiB total, 1583 MiB used
 RTX4090 = {"name": "NVIDIA GeForce RTX 4090", "memory_total_bytes": 24564 * MIB,
            "memory_used_bytes": 1583 * MIB, "memory_free_bytes": (24564 - 1583) * MIB}
-RTX4090_USABLE = (24564 - 1583 - 1024) * MIB  # free less llama-server's 1 GiB --fit-target
 
 
 
@@ -126,23 +126,27 @@ def test_swap_warns_when_ram_is_short_of_the_model():
     assert finding.title == f"RAM is {gib(QWEN_NEED - ram)} short, so the model will page to disk"
     assert gib(QWEN_NEED - ram) == "20.7 GiB"
     assert finding.observed.startswith("RAM 31.0 GiB; the model needs about 51.7 GiB (")
-    assert finding.observed.endswith("all in RAM (no usable NVIDIA GPU), plus 4 GiB for the OS); "
-                                     "disk swap: /dev/nvme0n1p3 (partition, 1.0 GiB)")
-    assert "all in RAM (no usable NVIDIA GPU)" in finding.observed
+    assert finding.observed.endswith("no usable NVIDIA GPU: everything in RAM; plus 4 GiB for "
+                                     "the OS); disk swap: /dev/nvme0n1p3 (partition, 1.0 GiB)")
     assert finding.fixes == []  # no software fix adds RAM
     assert finding.manual
     assert {"/proc/meminfo", "/proc/swaps", "NVML"} <= set(finding.evidence)
 
 
-def test_swap_passes_when_a_gpu_takes_enough_of_the_model(tmp_path):
-    """One RTX 4090 holds 21.4 GiB: 47.7 - 21.4 + 4 = 30.3 GiB needed, under the 31.0 GiB."""
-    root = with_gpus(copy_fixture(LAPTOP, tmp_path), 1)
+def test_swap_passes_when_gpus_take_enough_of_the_model(tmp_path):
+    """Two RTX 4090s take whole layers of experts: what is left, plus 4 GiB for the OS, fits
+    the 31.0 GiB of RAM. One does not: its 21.4 GiB usable takes 11 of 48 expert layers."""
+    ram = 32489496 * KIB
+    one_gpu = with_gpus(copy_fixture(LAPTOP, tmp_path / "one"), 1)
+    assert placement(snapshot_facts(one_gpu)).ram_needed_bytes > ram
+    assert one(one_gpu, "memory.swap").status == WARN
+    root = with_gpus(copy_fixture(LAPTOP, tmp_path / "two"), 2)
+    need = placement(snapshot_facts(root)).ram_needed_bytes
     finding = one(root, "memory.swap")
-    assert QWEN_NEED - RTX4090_USABLE < 32489496 * KIB
+    assert need < ram
     assert finding.status == PASS
     assert finding.title == "RAM holds the model with headroom; disk swap stays idle"
-    assert f"the model needs about {gib(QWEN_NEED - RTX4090_USABLE)}" in finding.observed
-    assert gib(QWEN_NEED - RTX4090_USABLE) == "30.3 GiB"
+    assert f"the model needs about {gib(need)}" in finding.observed
 
 
 def test_swap_passes_with_zram_only_even_when_ram_is_short():
@@ -213,21 +217,24 @@ def test_hugepages_2048_x_2m_fail_on_31_gib():
 
 
 def test_hugepages_are_what_stops_the_model_fitting_beside_one_gpu(tmp_path):
-    """With an RTX 4090 the model needs 30.3 GiB: more than the 27.5 GiB the pages leave,
+    """With an RTX 4090 the model needs 31.0 GiB: more than the 27.5 GiB the pages leave,
     less than the 31.5 GiB there would be without them."""
     root = with_gpus(copy_fixture(H8QM8, tmp_path), 1)
     finding = check(root, "memory.hugepages")["memory.hugepages"]
     total, left = 33018776 * KIB, 33018776 * KIB - 4 * GIB
-    assert left < QWEN_NEED - RTX4090_USABLE <= total
+    need = placement(snapshot_facts(root)).ram_needed_bytes
+    assert left < need <= total
     assert finding.status == FAIL
-    assert finding.observed.endswith("leaving 27.5 GiB; the model needs about 30.3 GiB")
+    assert finding.observed.endswith("leaving 27.5 GiB; the model needs about 31.0 GiB")
 
 
 def test_hugepages_fit_beside_two_gpus(tmp_path):
     root = with_gpus(copy_fixture(H8QM8, tmp_path), 2)
     finding = check(root, "memory.hugepages")["memory.hugepages"]
     assert finding.status == INFO
-    assert finding.observed.endswith(f"the model needs about {gib(QWEN_NEED - 2 * RTX4090_USABLE)}")
+    need = placement(snapshot_facts(root)).ram_needed_bytes
+    assert need < 33018776 * KIB - 4 * GIB
+    assert finding.observed.endswith(f"the model needs about {gib(need)}")
 
 
 def test_hugepages_odd_count_on_126_gib_is_information():

@@ -20,7 +20,7 @@ from q3cn_doctor.facts.memory import parse_swaps
 from q3cn_doctor.facts.model import kv_cache_bytes
 from q3cn_doctor.facts.system import Virtualization
 from q3cn_doctor.parsers.procfs import parse_meminfo, parse_thp
-from q3cn_doctor.plan.budget import FIT_TARGET_BYTES, OS_HEADROOM_BYTES, ram_budget
+from q3cn_doctor.plan.placement import FIT_TARGET_MIB, OS_HEADROOM_BYTES, placement
 from q3cn_doctor.profiles import PROFILES
 
 KIB = 1024
@@ -432,7 +432,7 @@ def test_model_facts_follow_the_options():
     assert fixture_facts(BUILD).model.kv_cache_bytes == 3 * GIB  # defaults: qwen3, 131072
 
 
-# -- the RAM budget -----------------------------------------------------------------------------
+# -- the placement -----------------------------------------------------------------------------
 QWEN_MODEL_BYTES = round(44.73 * GIB) + 3 * GIB  # weights + KV cache at ctx 131072
 
 # RTX 4090 as nvidia-smi showed it in corpus nvidia/003: 24564 MiB total, 1583 MiB used
@@ -445,48 +445,55 @@ def nvml_with(*devices: dict, init: str = "ok") -> dict:
             "devices": [dict(device, index=i) for i, device in enumerate(devices)]}
 
 
-def test_ram_budget_without_gpu():
-    budget = ram_budget(fixture_facts(LAPTOP))
-    assert budget.model_bytes == QWEN_MODEL_BYTES
-    assert budget.vram_usable_bytes == 0
-    assert budget.ram_for_model_bytes == QWEN_MODEL_BYTES
-    assert budget.headroom_bytes == OS_HEADROOM_BYTES == 4 * GIB
-    assert budget.ram_needed_bytes == QWEN_MODEL_BYTES + 4 * GIB  # about 51.7 GiB
-    assert "all in RAM (no usable NVIDIA GPU)" in budget.basis
+def test_placement_without_gpu_keeps_everything_in_ram():
+    plan = placement(fixture_facts(LAPTOP))
+    assert plan.gpus == 0 and plan.vram_usable_bytes == 0 and plan.gpu_bytes == 0
+    assert plan.ram_bytes == QWEN_MODEL_BYTES
+    assert plan.headroom_bytes == OS_HEADROOM_BYTES == 4 * GIB
+    assert plan.ram_needed_bytes == QWEN_MODEL_BYTES + 4 * GIB  # about 51.7 GiB
+    assert "no usable NVIDIA GPU: everything in RAM" in plan.basis
 
 
-def test_ram_budget_with_one_gpu(tmp_path):
+def _conserved(plan) -> bool:
+    """Every byte of weights and KV cache is placed once: on a GPU or in RAM."""
+    return plan.ram_bytes + plan.gpu_bytes - plan.compute_buffer_bytes == QWEN_MODEL_BYTES
+
+
+def test_placement_with_one_gpu(tmp_path):
     root = copy_fixture(H8QM8, tmp_path)
     write_snapshot(root, nvml=nvml_with(RTX4090))
-    budget = ram_budget(facts_for(root))
-    usable = (24564 - 1583) * MIB - FIT_TARGET_BYTES  # free VRAM less the 1 GiB --fit-target
-    assert budget.vram_usable_bytes == usable == 21957 * MIB
-    assert budget.ram_for_model_bytes == QWEN_MODEL_BYTES - usable
-    assert budget.ram_needed_bytes == QWEN_MODEL_BYTES - usable + 4 * GIB
-    assert "minus 1 GPU(s) free VRAM" in budget.basis
+    plan = placement(facts_for(root))
+    usable = (24564 - 1583) * MIB - FIT_TARGET_MIB * MIB  # free VRAM less the --fit-target
+    assert plan.vram_usable_bytes == usable == 21957 * MIB
+    assert plan.dense_fits_gpu and plan.gpu_bytes <= usable
+    assert plan.expert_layers_on_gpu == (usable - plan.dense_need_bytes) // \
+        plan.expert_layer_bytes
+    assert _conserved(plan)
+    assert plan.ram_needed_bytes == plan.ram_bytes + 4 * GIB
+    assert "1 GPU(s): 22.4 GiB free less --fit-target 1024 MiB" in plan.basis
 
 
-def test_ram_budget_with_two_gpus_and_a_model_that_fits_in_vram(tmp_path):
+def test_placement_with_two_gpus_and_a_model_that_fits_in_vram(tmp_path):
     root = copy_fixture(H8QM8, tmp_path)
     write_snapshot(root, nvml=nvml_with(RTX4090, RTX4090))
-    budget = ram_budget(facts_for(root))
-    assert budget.vram_usable_bytes == 2 * 21957 * MIB
-    assert budget.ram_for_model_bytes == QWEN_MODEL_BYTES - 2 * 21957 * MIB
+    plan = placement(facts_for(root))
+    assert plan.vram_usable_bytes == 2 * 21957 * MIB
+    assert _conserved(plan) and plan.ram_bytes < QWEN_MODEL_BYTES - 2 * 21957 * MIB + GIB
 
     big = dict(RTX4090, memory_total_bytes=96 * GIB, memory_free_bytes=95 * GIB)
     write_snapshot(root, nvml=nvml_with(big))
-    budget = ram_budget(facts_for(root))
-    assert budget.ram_for_model_bytes == 0  # never negative
-    assert budget.ram_needed_bytes == 4 * GIB
+    plan = placement(facts_for(root))
+    assert plan.ram_bytes == 0 and plan.n_cpu_moe == 0  # never negative
+    assert plan.ram_needed_bytes == 4 * GIB
 
 
-def test_ram_budget_ignores_gpus_nvml_cannot_use(tmp_path):
+def test_placement_ignores_gpus_nvml_cannot_use(tmp_path):
     root = copy_fixture(H8QM8, tmp_path)
     write_snapshot(root, nvml=nvml_with(RTX4090, init="NVML_ERROR_DRIVER_NOT_LOADED"))
-    assert ram_budget(facts_for(root)).vram_usable_bytes == 0
+    assert placement(facts_for(root)).vram_usable_bytes == 0
     failed = dict(RTX4090, memory_free_bytes={"error": "NVML_ERROR_GPU_IS_LOST"})
     write_snapshot(root, nvml=nvml_with(failed))
-    assert ram_budget(facts_for(root)).vram_usable_bytes == 0
+    assert placement(facts_for(root)).gpus == 0
 
 
 # -- sources ------------------------------------------------------------------------------------

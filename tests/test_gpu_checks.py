@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, host_fixture, run_cli, snapshot_findings
+from conftest import REPO, host_fixture, run_cli, snapshot_facts, snapshot_findings
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
 from q3cn_doctor.facts.gpu import clock_events, cuda_version_text
 from q3cn_doctor.facts.model import kv_cache_bytes
-from q3cn_doctor.plan.budget import FIT_TARGET_BYTES
+from q3cn_doctor.plan.placement import FIT_TARGET_MIB, placement
 from q3cn_doctor.profiles import PROFILES
 from test_elf import make_elf
 
@@ -385,11 +385,12 @@ def test_vram_desktop_session_processes_are_named_above_300_mib():
 
 def test_vram_fit_leaves_room_for_expert_layers():
     finding = fixture_findings(RTX4090, "gpu.vram")["gpu.vram:fit"]
-    usable = (24564 - 1583 - 310) * MIB - FIT_TARGET_BYTES
-    need = resident(QWEN) + kv_cache_bytes(QWEN, 131072)
-    layer = (QWEN["file_bytes"] - resident(QWEN)) / QWEN["layers"]
+    usable = (24564 - 1583 - 310) * MIB - FIT_TARGET_MIB * MIB
+    vocab = 152_000  # the profile's: the compute buffer holds one micro-batch of logits
+    need = resident(QWEN) + kv_cache_bytes(QWEN, 131072) + 256 * MIB + vocab * 512 * 4
+    layer = (QWEN["file_bytes"] - resident(QWEN)) // QWEN["layers"]
     assert finding.status == PASS
-    assert finding.title.endswith(f"room for about {int((usable - need) // layer)} expert layers")
+    assert finding.title.endswith(f"room for {(usable - need) // layer} expert layers")
 
 
 def test_vram_fit_sums_both_gpus():
@@ -402,16 +403,18 @@ def test_vram_fit_sums_both_gpus():
     (WSL, "gpt-oss-120b-mxfp4", 131072),
 ])
 def test_vram_too_small_for_the_context_warns_with_the_context_that_fits(name, profile, ctx):
+    """The context offered is the largest at which the placement keeps every layer's
+    attention on the GPU: following the advice leaves none on the CPU."""
     finding = fixture_findings(name, "gpu.vram", profile=profile, ctx_size=ctx)["gpu.vram:fit"]
-    device = fixture_nvml(name)["devices"][0]
-    room = device["memory_free_bytes"] - FIT_TARGET_BYTES - resident(PROFILES[profile])
     fits = int(finding.title.rsplit("ctx ", 1)[1].split()[0])
     assert finding.status == WARN
-    assert finding.title.startswith(f"Attention + KV cache at ctx {ctx} do not fit; about ctx")
-    assert fits % 1024 == 0
-    assert kv_cache_bytes(PROFILES[profile], fits) <= room < kv_cache_bytes(
-        PROFILES[profile], fits + 1024)
+    assert finding.title.startswith(f"Attention + KV cache at ctx {ctx} do not fit; ctx")
+    assert fits % 1024 == 0 and 0 < fits < ctx
     assert f"--ctx-size {fits}" in finding.recommended
+    assert placement(snapshot_facts(host_fixture(name), profile=profile,
+                                    ctx_size=fits)).dense_fits_gpu
+    assert not placement(snapshot_facts(host_fixture(name), profile=profile,
+                                        ctx_size=fits + 1024)).dense_fits_gpu
 
 
 def test_vram_fit_without_room_for_experts_says_so():
@@ -429,7 +432,8 @@ def test_vram_fit_counts_the_kv_cache_in_the_type_the_server_is_given():
     finding = fixture_findings(RTX4070, "gpu.vram", ctx_size=262144,
                                server_args=args)["gpu.vram:fit"]
     assert finding.status == PASS
-    assert "+ 3.2 GiB KV cache at ctx 262144 = 9.8 GiB" in finding.observed
+    assert "+ 3.2 GiB KV cache at ctx 262144 + 0.5 GiB compute buffer = 10.3 GiB" in \
+        finding.observed
     f16 = fixture_findings(RTX4070, "gpu.vram", ctx_size=262144)["gpu.vram:fit"]
     assert f16.status == WARN and "+ 6.0 GiB KV cache at ctx 262144" in f16.observed
 

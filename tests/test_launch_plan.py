@@ -19,6 +19,8 @@ from q3cn_doctor.facts import Facts
 from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Build, Intents, translate
+from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.plan.speed import speed
 
 NO_CONFIG = {"XDG_CONFIG_HOME": "/nonexistent-q3cn-doctor-test-xdg"}
 SAMPLING = "--jinja --temp 1.0 --top-p 0.95 --top-k 40 --min-p 0.01"
@@ -195,9 +197,9 @@ def test_expected_speed_matches_the_guide(tmp_path, profile, from_file):
     root = guide_machine(tmp_path / "g")
     path, figure = GUIDE[profile]
     options = Options(snapshot=str(root), profile=profile, model=path if from_file else None)
-    model = Facts(SnapshotHost(str(root)), options).model
-    assert model.expected_tok_s == pytest.approx(figure, rel=0.10), model.speed_basis
-    assert model.ram_bytes_per_s == 96e9  # 6000 MT/s x 8 bytes x 2 channels
+    estimate = speed(Facts(SnapshotHost(str(root)), options))
+    assert estimate.tok_s == pytest.approx(figure, rel=0.10), estimate.basis
+    assert estimate.ram_bytes_per_s == 96e9  # 6000 MT/s x 8 bytes x 2 channels
 
 
 def test_speed_at_the_rated_ram_speed(tmp_path):
@@ -208,12 +210,12 @@ def test_speed_at_the_rated_ram_speed(tmp_path):
     result = run_cli("check", "--snapshot", str(root), "--model", QWEN_PATH, "--only",
                      "model.speed", "--json", env=NO_CONFIG)
     document = json.loads(result.stdout)
-    model = document["facts"]["model"]
+    estimate = document["plan"]["speed"]
     finding = document["findings"][0]
-    assert model["expected_tok_s"] < model["expected_tok_s_rated"]
-    assert finding["title"] == (f"Expected ~{model['expected_tok_s']:.0f} tok/s generating with "
+    assert estimate["tok_s"] < estimate["tok_s_rated"]
+    assert finding["title"] == (f"Expected ~{estimate['tok_s']:.0f} tok/s generating with "
                                 f"Qwen3-Coder-Next (80B-A3B) MXFP4; ~"
-                                f"{model['expected_tok_s_rated']:.0f} with RAM at its rated "
+                                f"{estimate['tok_s_rated']:.0f} with RAM at its rated "
                                 "speed")
 
 
@@ -224,7 +226,7 @@ def test_guide_report_validates(tmp_path):
     document = json.loads(result.stdout)
     Draft202012Validator(schema).validate(document)
     assert document["facts"]["server"]["version"] == "0.5.0-dev (build 1, commit 0c1e570)"
-    assert document["facts"]["model"]["memory_plan"]["gpus"] == 1
+    assert document["plan"]["placement"]["gpus"] == 1
 
 
 # -- the translation and the memory plan on their own ------------------------------------------
@@ -262,8 +264,8 @@ def test_dense_part_too_big_for_the_gpu(tmp_path):
     whole layers stay on the CPU, -ngl says how many, every expert stays in RAM."""
     root = guide_machine(tmp_path / "g", "2025-08")
     command = printed(root, QWEN_PATH, "--ctx-size", "262144")
-    plan = Facts(SnapshotHost(str(root)), Options(snapshot=str(root), model=QWEN_PATH,
-                                                 ctx_size=262144)).model.memory_plan
+    plan = placement(Facts(SnapshotHost(str(root)), Options(snapshot=str(root), model=QWEN_PATH,
+                                                           ctx_size=262144)))
     assert not plan.dense_fits_gpu and 0 < plan.gpu_layers < 48
     assert f"--n-gpu-layers {plan.gpu_layers} --n-cpu-moe 48 " in command
 
@@ -271,8 +273,7 @@ def test_dense_part_too_big_for_the_gpu(tmp_path):
 def test_cpu_only_plan(tmp_path):
     root = guide_machine(tmp_path / "g")
     (root / "nvml.json").write_text(json.dumps({"init": "NVML_ERROR_LIBRARY_NOT_FOUND"}))
-    plan = Facts(SnapshotHost(str(root)), Options(snapshot=str(root), model=QWEN_PATH)
-                 ).model.memory_plan
+    plan = placement(Facts(SnapshotHost(str(root)), Options(snapshot=str(root), model=QWEN_PATH)))
     assert plan.gpus == 0 and plan.gpu_bytes == 0 and plan.n_cpu_moe == 48
     assert plan.gpu_bytes_per_token == 0
     command = printed(root)

@@ -20,6 +20,7 @@ from q3cn_doctor.checking.runner import available_checks, run_checks, select
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.options import Options
+from q3cn_doctor.plan.placement import placement
 from test_memory_facts import listing, mem_snapshot, udev
 
 MEMORY_CHECKS = ("memory.speed", "memory.channels", "memory.bandwidth", "memory.memlock",
@@ -40,7 +41,7 @@ def one(directory, check_id: str, **options) -> Finding:
 
 def ram_per_token(directory: str) -> int:
     """Bytes one token reads from RAM on that snapshot, from its memory plan."""
-    return snapshot_facts(directory).model.memory_plan.ram_bytes_per_token
+    return placement(snapshot_facts(directory)).ram_bytes_per_token
 
 
 def dmi(tmp_path, prefix: str, **snapshot) -> str:
@@ -233,8 +234,8 @@ def test_memlock_too_low_with_disk_swap_warns(tmp_path):
 
     # The RAM part is weights + KV cache: the OS headroom is neither added nor taken off.
     assert finding.observed.endswith(
-        "the model's RAM part is 47.7 GiB (Qwen3-Coder-Next (80B-A3B) MXFP4 weights + KV cache "
-        "at ctx 131072, all in RAM (no usable NVIDIA GPU))")
+        "the model's RAM part is 47.7 GiB (Qwen3-Coder-Next (80B-A3B) MXFP4 at ctx 131072: "
+        "no usable NVIDIA GPU: everything in RAM)")
 
 
 def test_memlock_too_low_without_pressure_is_info(tmp_path):
@@ -286,7 +287,7 @@ def test_fit(tmp_path, total, available, status, words):
         assert "anonymous memory" in finding.impact
 
     assert (f"RAM {total}.0 GiB; the model needs 47.7 GiB in RAM (Qwen3-Coder-Next (80B-A3B) "
-            "MXFP4 weights + KV cache at ctx 131072, all in RAM (no usable NVIDIA GPU)) + 4.0 GiB "
+            "MXFP4 at ctx 131072: no usable NVIDIA GPU: everything in RAM) + 4.0 GiB "
             "for the OS = 51.7 GiB") in finding.observed
 
 

@@ -119,10 +119,10 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
     findings = select_failures(plugin_failures, options.only, options.skip) + run_checks(
         facts, selected)
     if as_json:
-        from q3cn_doctor.report.summary import host_summary
+        from q3cn_doctor.report.summary import host_summary, plan_json
         from q3cn_doctor.report.text import json_document, print_json
 
-        print_json(json_document(findings, facts.to_json(), host_summary(facts)))
+        print_json(json_document(findings, facts.to_json(), plan_json(facts), host_summary(facts)))
     else:
         from q3cn_doctor.report.text import print_text
 

@@ -39,6 +39,7 @@ class Facts:
         self.options = options
         self._values: dict[str, Any] = {}
         self._sources: dict[str, list[str]] = {}
+        self._derived: dict[str, Any] = {}
 
     def section(self, name: str) -> Any:
         if name in self._values:
@@ -54,6 +55,21 @@ class Facts:
             self._values[name] = value
             self._sources[name] = sources
         value = self._values[name]
+        if isinstance(value, FactsError):
+            raise value
+        return value
+
+    def derived(self, name: str, compute: Callable[[], Any]) -> Any:
+        """A value the plan layer derives from these facts (the placement, the speed),
+        computed once a run so every check, the launch and the fixes quote the same one.
+        A failure is remembered and raised again, like a section's."""
+        if name not in self._derived:
+            try:
+                self._derived[name] = compute()
+            except Exception as exc:  # noqa: BLE001 - every reader reports it the same way
+                self._derived[name] = exc if isinstance(exc, FactsError) else FactsError(
+                    f"could not derive the {name}: {type(exc).__name__}: {exc}")
+        value = self._derived[name]
         if isinstance(value, FactsError):
             raise value
         return value

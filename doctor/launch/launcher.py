@@ -24,7 +24,9 @@ from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
+from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
+from q3cn_doctor.plan.speed import speed
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
 PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
@@ -72,9 +74,10 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
     model = facts.model
     if model.error:
         raise LaunchError(f"cannot read the model: {model.error}")
-    plan = model.memory_plan
-    if plan is None:
-        raise LaunchError("no memory plan could be made for this model on this machine")
+    try:
+        plan = placement(facts)
+    except FactsError as exc:
+        raise LaunchError(f"no memory plan could be made for this model here: {exc}") from exc
     notes: list[str] = []
     rlimits: dict[str, tuple[int, int]] = {}
     limits = _rlimits(facts)
@@ -119,6 +122,7 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
                          "(sched_setaffinity): every thread it starts inherits it.")
     env, env_notes = _environment(facts, plan)
     notes += env_notes
+    estimate = speed(facts)
     return LaunchPlan(
         server=server.path,
         argv=prefix + [server.path] + translation.argv(),
@@ -130,9 +134,8 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
         dropped=translation.dropped,
         unknown_extra=translation.unknown_extra,
         model={"path": model.path, "name": model.name, "architecture": model.architecture,
-               "ctx_size": model.ctx_size, "expected_tok_s": model.expected_tok_s,
-               "expected_tok_s_rated": model.expected_tok_s_rated,
-               "memory_plan": asdict(plan)},
+               "ctx_size": model.ctx_size, "expected_tok_s": estimate.tok_s,
+               "expected_tok_s_rated": estimate.tok_s_rated, "memory_plan": plan.to_json()},
         cpu_plan=cpu.to_json() if cpu is not None else None,
     )
 
@@ -181,7 +184,6 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict) -> tupl
         total = facts.memory.total_bytes
     except FactsError:
         total = None
-    from q3cn_doctor.facts.model import OS_HEADROOM_BYTES
 
     if total is not None and need + OS_HEADROOM_BYTES > total:
         return False, (f"Model not locked in RAM: its RAM part ({need / GIB:.1f} GiB) and "

@@ -102,6 +102,7 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
     """Measure this machine (a live host), with the facts for the theoretical figure."""
     from q3cn_doctor.facts import FactsError
     from q3cn_doctor.host import bandwidth
+    from q3cn_doctor.plan.placement import placement
 
     threads = threads or bandwidth.plan_threads(host)
     buffer_bytes = buffer_bytes or bandwidth.plan_buffer_bytes(host)
@@ -118,9 +119,9 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
     except FactsError as exc:
         theoretical, configured, channels, basis = None, None, None, str(exc)
     try:
-        model = facts.model
-        tokens = result.bytes_per_s / model.ram_read_per_token
-        name = model.name
+        per_token = placement(facts).ram_bytes_per_token
+        tokens = result.bytes_per_s / per_token if per_token else None
+        name = facts.model.name
     except FactsError:
         tokens, name = None, "the model"
     bench = MemoryBench(result.to_json(), theoretical, basis, configured, channels,

@@ -131,13 +131,13 @@ def _supported(args: list[str], help_text: str | Iterable[str]) -> list[str]:
 def plan_for(facts: Facts) -> CpuPlan:
     """The plan for a run's facts, with the model's RAM share for the NUMA choice (read only
     where there are several NUMA nodes: it asks the GPUs what they hold)."""
-    from q3cn_doctor.plan.budget import ram_budget
+    from q3cn_doctor.plan.placement import placement  # GPU facts: only with NUMA nodes
 
     cpu = facts.cpu
     model_bytes: int | None = None
     if len({frozenset(node.cpus) for node in cpu.numa if node.cpus}) > 1:
         try:
-            model_bytes = ram_budget(facts).ram_for_model_bytes
+            model_bytes = placement(facts).ram_bytes
         except FactsError:
             model_bytes = None
     return plan(cpu, model_bytes)

@@ -1,4 +1,4 @@
-"""The ``host`` object of --json: a few lines that say which machine this was."""
+"""The ``host`` and ``plan`` objects of --json: which machine this was, what was planned."""
 
 from __future__ import annotations
 
@@ -21,3 +21,17 @@ def host_summary(facts: Facts) -> dict:
     with contextlib.suppress(FactsError):
         summary["gpu_count"] = len(facts.gpus)
     return summary
+
+
+def plan_json(facts: Facts) -> dict:
+    """The ``plan`` object of --json: the placement and the speed every finding quoted."""
+    from q3cn_doctor.plan.placement import placement
+    from q3cn_doctor.plan.speed import speed
+
+    document: dict = {}
+    for name, derive in (("placement", placement), ("speed", speed)):
+        try:
+            document[name] = derive(facts).to_json()
+        except FactsError as exc:
+            document[name] = {"error": str(exc)}
+    return document

@@ -92,12 +92,14 @@ def print_check_list(specs: list[CheckSpec], stream: TextIO) -> None:
         stream.write(f"{spec.id:<{width}}  {spec.description}{origin}\n")
 
 
-def json_document(findings: list[Finding], facts_json: dict, host_summary: dict) -> dict:
+def json_document(findings: list[Finding], facts_json: dict, plan_json: dict,
+                  host_summary: dict) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "q3cn-doctor", "version": __version__},
         "host": host_summary,
         "facts": facts_json,
+        "plan": plan_json,
         "findings": [finding.to_json() for finding in findings],
         "summary": count_statuses(findings),
     }

@@ -1,0 +1,84 @@
+"""One placement model: every check and the launch quote the same figures for a machine.
+
+memory.fit once said 39.2 GiB where model.speed said 39.7 for the same model, and
+gpu.vram:fit's suggested --ctx-size still left attention on the CPU by the launch's plan:
+three pieces of arithmetic. Now they all read plan.placement; this holds them to it on
+every GPU fixture and on the guide's machine, launch included.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import host_fixture, snapshot_facts, snapshot_findings
+from launch_fixtures import QWEN_PATH, guide_machine
+from q3cn_doctor.facts import Facts
+from q3cn_doctor.host.snapshot import SnapshotHost
+from q3cn_doctor.launch.launcher import build_plan
+from q3cn_doctor.options import Options
+from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.units import gib
+from test_gpu_checks import GPU_FIXTURES
+
+IDS = ("memory.fit", "gpu.vram", "model.speed")
+
+
+def quoted(findings: dict, plan) -> None:
+    """memory.fit, gpu.vram:fit and model.speed quote the placement's own GiB figures."""
+    fit = findings["memory.fit"]
+    if fit.status != "skip":
+        assert f"the model needs {gib(plan.ram_bytes)} in RAM" in fit.observed
+        assert f"= {gib(plan.ram_needed_bytes)}" in fit.observed
+    speed = findings["model.speed"]
+    assert f"{gib(plan.ram_bytes)}" in speed.observed
+    if plan.gpus:
+        assert f"{gib(plan.kv_cache_bytes)} of KV cache" in speed.observed
+        assert f"--n-cpu-moe {plan.n_cpu_moe}" in speed.observed
+        vram = findings["gpu.vram:fit"]
+        assert f"{gib(plan.vram_usable_bytes)} usable" in vram.observed
+        assert f"+ {gib(plan.kv_cache_bytes)} KV cache" in vram.observed
+        assert f"= {gib(plan.dense_need_bytes)}" in vram.observed
+        assert (vram.status == "pass") == plan.dense_fits_gpu
+        if plan.dense_fits_gpu:
+            layers = plan.expert_layers_on_gpu
+            assert (f"room for {layers} expert layer" in vram.title) == bool(layers)
+    else:
+        assert "gpu.vram:fit" not in findings
+
+
+@pytest.mark.parametrize("name", GPU_FIXTURES)
+@pytest.mark.parametrize("ctx_size", [32768, 131072, 262144])
+def test_checks_quote_one_placement(name, ctx_size):
+    directory = host_fixture(name)
+    plan = placement(snapshot_facts(directory, ctx_size=ctx_size))
+    quoted(snapshot_findings(directory, *IDS, ctx_size=ctx_size), plan)
+
+
+@pytest.mark.parametrize("ctx_size", [65536, 262144])
+def test_the_launch_places_the_model_as_the_checks_do(tmp_path, ctx_size):
+    root = guide_machine(tmp_path / "g")
+    options = Options(snapshot=str(root), model=QWEN_PATH, ctx_size=ctx_size)
+    plan = placement(Facts(SnapshotHost(str(root)), options))
+    launch = build_plan(Facts(SnapshotHost(str(root)), options), options)
+    assert launch.model["memory_plan"] == plan.to_json()
+    quoted(snapshot_findings(root, *IDS, model=QWEN_PATH, ctx_size=ctx_size), plan)
+
+
+def test_following_the_vram_advice_keeps_attention_on_the_gpu(tmp_path):
+    """The guide's RTX 4070 at ctx 262144: gpu.vram:fit offers a context; at that context
+    the launch (a build without --fit, so the plan's own -ngl) keeps every layer's
+    attention on the GPU, where at 262144 it leaves some on the CPU."""
+    root = guide_machine(tmp_path / "g", "2025-08")
+    found = snapshot_findings(root, "gpu.vram", model=QWEN_PATH, ctx_size=262144)
+    vram = found["gpu.vram:fit"]
+    assert vram.status == "warn"
+    offered = int(vram.recommended.split("--ctx-size ")[1].split()[0])
+    options = Options(snapshot=str(root), model=QWEN_PATH, ctx_size=offered)
+    launch = build_plan(Facts(SnapshotHost(str(root)), options), options)
+    assert launch.model["memory_plan"]["dense_fits_gpu"]
+    assert _layers(launch.argv) == "999"  # every layer on the GPU
+    asked = Options(snapshot=str(root), model=QWEN_PATH, ctx_size=262144)
+    assert int(_layers(build_plan(Facts(SnapshotHost(str(root)), asked), asked).argv)) < 48
+
+
+def _layers(argv: list[str]) -> str:
+    return argv[argv.index("--n-gpu-layers") + 1]
