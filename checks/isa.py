@@ -13,7 +13,6 @@ import re
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.cpu import CpuFacts
 from q3cn_doctor.facts.gpu import find_server
 from q3cn_doctor.host.base import Host
@@ -97,14 +96,11 @@ def isa(ctx: Context):
         advice = ("Keep as many layers as possible on the GPU; on the CPU side, a CPU with "
                   "AVX2 (Intel Haswell, 2013, and later; AMD Excavator, 2015, and Zen) runs "
                   "llama.cpp several times faster.")
-        try:
-            virt = ctx.facts.system.virtualization
-            if virt.kind == "vm" or virt.vm:
-                advice = ("This is a VM: pass the host CPU model through (QEMU/libvirt "
-                          "`-cpu host` or host-passthrough, Proxmox CPU type 'host'); a "
-                          "generic virtual CPU hides AVX2 even where the host has it. " + advice)
-        except FactsError:
-            pass
+        system = ctx.facts.get("system")
+        if system is not None and system.virtualization.in_vm:
+            advice = ("This is a VM: pass the host CPU model through (QEMU/libvirt "
+                      "`-cpu host` or host-passthrough, Proxmox CPU type 'host'); a "
+                      "generic virtual CPU hides AVX2 even where the host has it. " + advice)
         findings.append(ctx.finding(
             WARN, "The CPU lacks AVX2", observed, advice,
             "ggml's quantised dot products fall back to 128-bit AVX/SSE code without AVX2: "

@@ -12,7 +12,6 @@ from q3cn_doctor.checks.bandwidth import (
     ram_bytes_per_token,
     tokens_per_s,
 )
-from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
 
 GIB = 1024**3
@@ -113,10 +112,8 @@ def _held_back_reasons(memory) -> str:
 @check("memory.speed", "RAM runs at the speed it is sold for (XMP/EXPO enabled)")
 def speed(ctx: Context):
     memory = ctx.facts.memory
-    try:
-        virtual = ctx.facts.system.virtualization.kind in ("vm", "wsl", "container")
-    except FactsError:
-        virtual = False
+    system = ctx.facts.get("system")
+    virtual = system is not None and bool(system.virtualization.is_virtual)
     if not memory.modules:
         if virtual:
             return ctx.finding(SKIP, "RAM speed is the host's: this is a VM or container",

@@ -11,7 +11,6 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.cpu import CoreClass, CpuFacts
 from q3cn_doctor.host.base import format_cpu_list
 from q3cn_doctor.plan.cpu import (
@@ -99,12 +98,9 @@ def topology(ctx: Context):
                            "neither /sys/devices/system/cpu nor /proc/cpuinfo lists the CPUs")
     the_plan = plan_for(ctx.facts)
     observed = describe(cpu)
-    try:
-        virt = ctx.facts.system.virtualization
-        if virt.kind == "vm" or virt.vm:
-            observed += ". Virtual CPUs: the host's core types and caches are hidden"
-    except FactsError:
-        pass
+    system = ctx.facts.get("system")
+    if system is not None and system.virtualization.in_vm:
+        observed += ". Virtual CPUs: the host's core types and caches are hidden"
     recommended = launch_advice(the_plan)
     if cpu.hybrid:
         fast = [k for k in cpu.core_classes if k.fast]

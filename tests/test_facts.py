@@ -511,3 +511,27 @@ def test_sections_cite_what_they_read():
         assert facts.cpu.frequency_policies
     assert "/sys/devices/system/cpu/cpufreq/policy0/scaling_governor" in read
     assert "/proc/cpuinfo" in read
+
+
+@pytest.mark.parametrize("virt, virtual, in_vm", [
+    (Virtualization("none"), False, False),
+    (Virtualization("vm", "kvm"), True, True),
+    (Virtualization("wsl", "wsl"), True, False),  # WSL2 shows the host's CPU
+    (Virtualization("container", "docker"), True, False),
+    (Virtualization("container", "docker", "kvm"), True, True),
+    (Virtualization(None), None, False),  # nothing could tell
+])
+def test_one_answer_to_is_this_virtual(virt, virtual, in_vm):
+    assert (virt.is_virtual, virt.in_vm) == (virtual, in_vm)
+
+
+def test_kernel_parameters_are_a_fact(tmp_path):
+    root = copy_fixture(LAPTOP, tmp_path)
+    (root / "fs" / "proc").mkdir(parents=True, exist_ok=True)
+    (root / "fs" / "proc" / "cmdline").write_text(
+        "BOOT_IMAGE=/vmlinuz ro quiet isolcpus=2-5 hugepages=16 isolcpus=2-7 nosmt\n")
+    system = facts_for(root).system
+    assert system.kernel_param("isolcpus") == "2-7"  # the last one wins
+    assert system.kernel_param("nosmt") == ""
+    assert system.kernel_param("transparent_hugepage") is None
+    assert system.basis["cmdline"] == "/proc/cmdline"

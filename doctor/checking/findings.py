@@ -9,7 +9,7 @@ AREAS = ("memory", "cpu", "gpu", "system", "model", "server")
 PASS, WARN, FAIL, SKIP, ERROR, INFO = "pass", "warn", "fail", "skip", "error", "info"
 STATUSES = (FAIL, ERROR, WARN, INFO, SKIP, PASS)  # worst first: the report's order
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CRASHED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_CRASHED = 0, 1, 3  # 2 is click's own usage error
 
 
 @dataclass

@@ -28,6 +28,17 @@ class Virtualization:
     kind: str | None  # "none", "vm", "container", "wsl", or None where nothing could tell
     name: str | None = None  # kvm, docker, wsl...
     vm: str | None = None  # the hypervisor under a container, where both apply
+    is_virtual: bool | None = None  # a VM, WSL2 or container (or one inside another)
+
+    def __post_init__(self) -> None:
+        if self.is_virtual is None and self.kind is not None:
+            self.is_virtual = self.kind in ("vm", "wsl", "container") or self.vm is not None
+
+    @property
+    def in_vm(self) -> bool:
+        """Under a hypervisor's virtual CPUs (a container inside a VM too; not WSL2, which
+        shows the host's CPU): core types, caches and ISA may be the hypervisor's choice."""
+        return self.kind == "vm" or self.vm is not None
 
 
 @dataclass
@@ -36,13 +47,26 @@ class SystemFacts:
     os: str | None
     virtualization: Virtualization
     basis: dict[str, str] = field(default_factory=dict)
+    cmdline: list[str] = field(default_factory=list)  # the kernel's boot parameters
+
+    def kernel_param(self, name: str) -> str | None:
+        """The value of boot parameter ``name`` (``isolcpus=2-5``); "" for a bare flag,
+        None where it is not given. The last one wins, as in the kernel."""
+        found = None
+        for word in self.cmdline:
+            key, eq, value = word.partition("=")
+            if key == name:
+                found = value if eq else ""
+        return found
 
 
 def gather(host: Host, options: Options, facts: Facts) -> SystemFacts:
     basis = {"kernel": "/proc/sys/kernel/osrelease", "os": "/etc/os-release PRETTY_NAME"}
     kernel = host.cat("/proc/sys/kernel/osrelease")
     virtualization, basis["virtualization"] = detect_virtualization(host, kernel)
-    return SystemFacts(kernel, _os_name(host), virtualization, basis)
+    basis["cmdline"] = "/proc/cmdline"
+    return SystemFacts(kernel, _os_name(host), virtualization, basis,
+                       (host.cat("/proc/cmdline") or "").split())
 
 
 def _os_name(host: Host) -> str | None:
