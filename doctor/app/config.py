@@ -15,6 +15,8 @@ import os
 import pwd
 import sys
 
+from q3cn_doctor.host.base import resolve_under
+
 KEYS = ("profile", "model", "server", "ctx_size", "user", "only", "skip", "ram_rated",
         "port", "host", "alias", "args")
 
@@ -43,27 +45,30 @@ def launching_user() -> str | None:
         return None
 
 
-def user_config_path(user: str | None, root: str = "") -> str | None:
+def user_config_path(user: str | None) -> str | None:
     try:
         entry = pwd.getpwnam(user) if user else pwd.getpwuid(os.getuid())
     except KeyError:
         return None
     base = os.environ.get("XDG_CONFIG_HOME") if entry.pw_uid == os.getuid() else None
     base = base or os.path.join(entry.pw_dir, ".config")
-    return root + os.path.join(base, "q3cn-doctor", "config.toml")
+    return os.path.join(base, "q3cn-doctor", "config.toml")
 
 
 def load(explicit: str | None, user: str | None, root: str = "") -> tuple[dict, list[str]]:
-    """Merged settings and the files they came from. ``root`` prefixes every path (--root)."""
+    """Merged settings and the files they came from. Under ``root`` (--root) each path is
+    resolved inside the tree, its symlinks too: an absolute link must not lead out of it."""
     if explicit:
         if not os.path.isfile(explicit):
             raise ConfigError(f"config file {explicit} does not exist")
         paths = [explicit]
     else:
-        paths = [root + "/etc/q3cn-doctor/config.toml"]
-        user_path = user_config_path(user, root)
+        paths = ["/etc/q3cn-doctor/config.toml"]
+        user_path = user_config_path(user)
         if user_path:
             paths.append(user_path)  # later wins
+        if root:
+            paths = [resolve_under(root, path) for path in paths]
     settings: dict = {}
     used = []
     for path in paths:
