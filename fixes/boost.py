@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from q3cn_doctor.fixing.dropins import tmpfiles_line, tmpfiles_writes
-from q3cn_doctor.fixing.engine import PERSISTENT, Fix, FixContext, header
+from q3cn_doctor.fixing.plan import PERSISTENT, Fix, FixContext
+from q3cn_doctor.fixing.targets import header
 
 from .governor import blocking_manager
 from .thp import has_tmpfiles

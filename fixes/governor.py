@@ -10,14 +10,8 @@ and revert switches it back to the recorded one.
 from __future__ import annotations
 
 from q3cn_doctor.fixing.dropins import tmpfiles_line, tmpfiles_writes
-from q3cn_doctor.fixing.engine import (
-    PERSISTENT,
-    Change,
-    DaemonProfile,
-    Fix,
-    FixContext,
-    header,
-)
+from q3cn_doctor.fixing.plan import PERSISTENT, Change, Fix, FixContext
+from q3cn_doctor.fixing.targets import DaemonProfile, header
 from q3cn_doctor.host.base import format_cpu_list
 from q3cn_doctor.plan.cpu import planned_cpus
 

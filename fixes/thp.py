@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 from q3cn_doctor.fixing.dropins import tmpfiles_line, tmpfiles_writes
-from q3cn_doctor.fixing.engine import PERSISTENT, Fix, FixContext, header
+from q3cn_doctor.fixing.plan import PERSISTENT, Fix, FixContext
+from q3cn_doctor.fixing.targets import header
 
 PATH = "/sys/kernel/mm/transparent_hugepage/enabled"
 MODE = "madvise"

@@ -20,19 +20,10 @@ from pathlib import Path
 import pytest
 from q3cn_doctor.checking.runner import available_checks, run_checks
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.fixing.engine import (
-    ALREADY,
-    CHANGE,
-    DONE,
-    FAILED_OUTCOME,
-    REFUSED,
-    ConfigFile,
-    Engine,
-    FixOptions,
-    build_plan,
-    header,
-)
+from q3cn_doctor.fixing.engine import DONE, FAILED_OUTCOME, Engine, needs_root
 from q3cn_doctor.fixing.journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal
+from q3cn_doctor.fixing.plan import ALREADY, CHANGE, REFUSED, FixOptions, build_plan
+from q3cn_doctor.fixing.targets import ConfigFile, header
 from q3cn_doctor.host.live import RootHost
 from q3cn_doctor.options import Options
 from test_cli import make_root
@@ -329,8 +320,6 @@ def test_a_symlink_at_our_sysctl_file_name_is_left_alone(tmp_path):
 
 
 def test_not_root_changes_nothing(tmp_path):
-    from q3cn_doctor.fixing.engine import needs_root
-
     root = full_root(tmp_path / "root")
     start = tree_state(root, skip=())
     host, plan = plan_for(root, euid=1000, only=ALL_FIXES, service="llama-server")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import HOSTS
-from q3cn_doctor.fixing.engine import CHANGE, DONE, FAILED_OUTCOME, REFUSED
+from q3cn_doctor.fixing.engine import DONE, FAILED_OUTCOME
 from q3cn_doctor.fixing.journal import Journal
+from q3cn_doctor.fixing.plan import CHANGE, REFUSED
 from q3cn_doctor.host.base import RAN, CommandResult
 from q3cn_doctor.host.live import RootHost
 from test_fix_engine import (
@@ -327,7 +328,7 @@ def test_affinity_thread_refused_is_a_failed_fix(tmp_path):
 
 
 def test_every_fix_module_registers_one_fix():
-    from q3cn_doctor.fixing.engine import builtin_fixes
+    from q3cn_doctor.fixing.plan import builtin_fixes
 
     fixes = builtin_fixes()
     assert list(fixes) == sorted(["cpu.affinity", "cpu.boost", "cpu.governor",

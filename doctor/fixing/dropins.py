@@ -208,7 +208,8 @@ def persist_sysctl(ctx, key: str, value: str, stem: str) -> None:
     """Plan the sysctl.d file that makes ``key = value`` hold at boot, into a fix's plan
     (``ctx`` is a fixplan.FixContext), or the manual step where a file we cannot beat
     sets another value."""
-    from q3cn_doctor.fixing.engine import PERSISTENT, header, is_ours
+    from q3cn_doctor.fixing.plan import PERSISTENT
+    from q3cn_doctor.fixing.targets import header, is_ours
 
     host = ctx.host
 
