@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from q3cn_doctor.fixing.dropins import effective, persist_sysctl
+from q3cn_doctor.fixing.dropins import effective
+from q3cn_doctor.fixing.persist import persist_sysctl
 from q3cn_doctor.fixing.plan import Fix, FixContext
 
 POOLS = "/sys/kernel/mm/hugepages"

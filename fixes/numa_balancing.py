@@ -4,7 +4,7 @@ model's pages under it. Now, and in a sysctl.d file that wins at boot."""
 
 from __future__ import annotations
 
-from q3cn_doctor.fixing.dropins import persist_sysctl
+from q3cn_doctor.fixing.persist import persist_sysctl
 from q3cn_doctor.fixing.plan import Fix, FixContext
 
 KEY = "kernel.numa_balancing"

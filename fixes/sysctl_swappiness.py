@@ -6,7 +6,7 @@ Not offered where zram is the only swap: there a high swappiness is intended
 
 from __future__ import annotations
 
-from q3cn_doctor.fixing.dropins import persist_sysctl
+from q3cn_doctor.fixing.persist import persist_sysctl
 from q3cn_doctor.fixing.plan import Fix, FixContext
 
 KEY = "vm.swappiness"
