@@ -22,15 +22,14 @@ from q3cn_doctor.checking.runner import available_checks, run_checks
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.fixing.engine import DONE, FAILED_OUTCOME, Engine, needs_root
 from q3cn_doctor.fixing.journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal
-from q3cn_doctor.fixing.plan import ALREADY, CHANGE, REFUSED, FixOptions, build_plan
+from q3cn_doctor.fixing.plan import ALREADY, CHANGE, REFUSED, FixOptions, build_plan, fix_order
 from q3cn_doctor.fixing.targets import ConfigFile, header
 from q3cn_doctor.host.live import RootHost
 from q3cn_doctor.options import Options
 from test_cli import make_root
 
 STATE = "var/lib/q3cn-doctor"
-ALL_FIXES = ("sysctl.swappiness", "hugepages.release", "thp.mode", "cpu.governor",
-             "memlock.limit", "cpu.affinity")
+ALL_FIXES = tuple(fix_order())  # full_root gives every fix work to do
 GOVERNOR = "/sys/devices/system/cpu/cpufreq/policy0/scaling_governor"
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 OUR_SWAPPINESS = "etc/sysctl.d/99-q3cn-doctor-swappiness.conf"
@@ -90,12 +89,15 @@ def add_process(root: Path, pid: int = 4242, threads: tuple[int, ...] = (4242, 4
 def full_root(path: Path) -> Path:
     """A desktop where every fix has work: disk swap at swappiness 60, 60 GiB of 1 GiB
     hugetlb pages, THP never, powersave with EPP balance_power, alice's memlock at 8 MiB
-    in limits.conf, a llama-server service and a running llama-server pinned to CPU 0.
-    Our own sysctl.d file from an earlier run holds another value (a rewrite to restore),
-    /etc/tmpfiles.d is missing (a folder to create and remove)."""
+    in limits.conf, a llama-server service and a running llama-server pinned to CPU 0,
+    turbo boost off and NUMA balancing on. Our own sysctl.d file from an earlier run holds
+    another value (a rewrite to restore), /etc/tmpfiles.d is missing (a folder to create
+    and remove)."""
     root = make_root(path, mem_gib=64, hugetlb_gib=60, disk_swap=True, swappiness=60,
                      governor="powersave")
     write(root, "sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
+    write(root, "sys/devices/system/cpu/cpufreq/boost", "0\n")
+    write(root, "proc/sys/kernel/numa_balancing", "1\n")
     write(root, "proc/cmdline", "BOOT_IMAGE=/vmlinuz-6.8.0 root=/dev/nvme0n1p2 ro quiet\n")
     write(root, "usr/lib/sysctl.d/50-default.conf", "kernel.sysrq = 16\nvm.swappiness = 60\n")
     write(root, OUR_SWAPPINESS, header("sysctl.swappiness") + "vm.swappiness = 5\n")

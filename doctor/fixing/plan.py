@@ -1,7 +1,8 @@
 """The fix plan: which fixes the findings call for, and what each would change.
 
 A fix is one module in fixes/ that ends with ``FIX = SomeFix()``, an instance of a
-``Fix`` subclass; ``builtin_fixes`` finds them.
+``Fix`` subclass. ``builtin_fixes`` finds them and puts them in the order of
+``q3cn_doctor.fixes.ORDER`` (the order they are planned, applied and listed in).
 For each fix a finding offers, ``build_plan`` hands the fix a ``FixContext`` and the
 fix says whether it can run here (``available``) and, if it can, fills in its
 ``FixPlan`` (``plan``) through the context: ``ctx.kernel`` and ``ctx.file`` for the
@@ -143,7 +144,8 @@ class Fix:
     Subclasses set ``id`` (what findings name in ``fixes=`` and ``--only`` takes),
     ``title``, ``checks`` (the checks whose findings it cures: re-run after applying),
     and ``plan``; ``available`` where the fix cannot run everywhere. Both get a
-    ``FixContext``; neither writes anything.
+    ``FixContext``; neither writes anything. A fix whose module is not in
+    ``q3cn_doctor.fixes.ORDER`` is planned after every listed one (a test forbids it).
     """
 
     id = ""
@@ -233,9 +235,17 @@ def discover_fixes() -> dict[str, Fix]:
     return found
 
 
+def fix_order() -> list[str]:
+    """The fix ids in the order fixes/ lists them (``ORDER`` in its __init__)."""
+    return list(getattr(importlib.import_module(FIXES_PACKAGE), "ORDER", ()))
+
+
 def builtin_fixes() -> dict[str, Fix]:
-    """Every fix in fixes/, by id, sorted by id."""
-    return dict(sorted(discover_fixes().items()))
+    """Every fix in fixes/, by id, in ``ORDER``: the order they are planned and applied.
+    One missing from ``ORDER`` comes last (alphabetically) rather than not at all."""
+    found = discover_fixes()
+    rank = {fix_id: index for index, fix_id in enumerate(fix_order())}
+    return dict(sorted(found.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -275,7 +285,7 @@ def plan_fix(fix_id: str, fix: Fix, facts: Any, fix_options: FixOptions,
 def build_plan(facts: Any, findings: list[Finding], fix_options: FixOptions,
                fixes: dict[str, Fix] | None = None) -> Plan:
     """The plan for these findings: every fix a failing or warning finding offers (or
-    those named with --only), and the manual steps of findings software
+    those named with --only), in fix order, and the manual steps of findings software
     cannot cure."""
     fixes = fixes if fixes is not None else builtin_fixes()
     only = _requested(fix_options, fixes)
