@@ -375,6 +375,37 @@ def test_a_value_that_reads_back_different_is_a_failed_fix_and_reverts(tmp_path)
     assert tree_state(root) == start
 
 
+class UndoingHost(RootHost):
+    """A daemon that puts the governor back to powersave as soon as boost is switched on."""
+
+    def _write_kernel_value(self, path: str, data: bytes) -> None:
+        super()._write_kernel_value(path, data)
+        if path.endswith("/cpufreq/boost"):
+            super()._write_kernel_value(GOVERNOR, b"powersave\n")
+
+
+def test_a_change_undone_by_a_later_one_is_a_failed_fix(tmp_path):
+    """Every change is read back once all of them are made: the governor read back fine
+    right after its write, then turning boost on undid it."""
+    root = full_root(tmp_path / "root")
+    start = tree_state(root)
+    outcomes, _ = apply_all(root, host=UndoingHost(str(root), euid=0), persist=False,
+                            only=("cpu.governor", "cpu.boost"))
+    results = by_what(outcomes)
+    assert results == {"EPP on CPUs 0-1": DONE, "governor on CPUs 0-1": FAILED_OUTCOME,
+                       "turbo boost (boost)": DONE}
+    failed = next(o for o in outcomes if o.result == FAILED_OUTCOME)
+    assert "no longer holds" in failed.detail and "reads powersave" in failed.detail
+    assert (failed.before, failed.after) == ("powersave", "powersave")
+    assert (root / GOVERNOR[1:]).read_text() == "powersave\n"
+    # The journal still holds the write: revert finds it as before and restores the rest.
+    states = {e["what"]: e["state"] for e in Journal(RootHost(str(root))).entries}
+    assert states["governor on CPUs 0-1"] == APPLIED
+    reverted = by_what(revert(root))
+    assert reverted["governor on CPUs 0-1"] == "unchanged"
+    assert tree_state(root) == start
+
+
 # -- revert leaves others' changes alone ----------------------------------------------------------
 def test_revert_leaves_alone_a_file_changed_since_we_wrote_it(tmp_path):
     root = full_root(tmp_path / "root")

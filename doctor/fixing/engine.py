@@ -8,6 +8,9 @@ and pyperf's operations with show/write (``execute``):
                     -> simulating?         -> "would change" (the dry-run plan)
                     -> journal the old state (fsynced) -> write -> read back -> verify
 
+and once every change of a run is made, ``apply`` reads each target back again: a
+later change, the kernel or a daemon may have undone an earlier one.
+
 Safety rules, kept here rather than in each fix:
 
 - nothing is written before its previous state is in the journal (journal.py);
@@ -147,6 +150,7 @@ class Engine:
 
     def _apply(self, plan: Plan, simulate: bool) -> list[Outcome]:
         outcomes: list[Outcome] = []
+        done: list[tuple[int, Change]] = []  # the changes made, by their outcome's index
         for fix_plan in plan.fixes:
             if fix_plan.status == REFUSED:
                 for change in fix_plan.changes:
@@ -157,7 +161,12 @@ class Engine:
             if not fix_plan.selected:
                 continue
             for change in fix_plan.changes:
-                outcomes.append(self._execute_guarded(change, simulate))
+                outcome = self._execute_guarded(change, simulate)
+                if outcome.result == DONE:
+                    done.append((len(outcomes), change))
+                outcomes.append(outcome)
+        for index, change in done:
+            outcomes[index] = self._still_holds(change, outcomes[index])
         return outcomes
 
     def _execute_guarded(self, change: Change, simulate: bool) -> Outcome:
@@ -166,6 +175,19 @@ class Engine:
         except OSError as exc:  # reading the target's surroundings failed
             return Outcome(change.fix, change.what, FAILED_OUTCOME,
                            f"could not be read: {_errno_text(exc)}")
+
+    def _still_holds(self, change: Change, applied: Outcome) -> Outcome:
+        """Read an applied change back once every change of the run is made: a later
+        change, the kernel or a daemon may have undone it. Through ``execute`` again,
+        simulating: "already as wanted" is the one answer that says it holds. The journal
+        keeps the entry as applied: revert restores it, or leaves it to whoever changed it."""
+        check = self._execute_guarded(change, simulate=True)
+        if check.result == ALREADY:
+            return applied
+        now = check.before or "(unreadable)"
+        return Outcome(change.fix, change.what, FAILED_OUTCOME,
+                       f"applied, but no longer holds once every change was made: it reads "
+                       f"{now} (undone by a later change or a daemon?)", applied.before, now)
 
     # -- revert and status ------------------------------------------------------------
     def revert(self, simulate: bool = False) -> list[Outcome]:
