@@ -9,7 +9,8 @@ until the process exits: new launches get the plan from ``q3cn-doctor launch``.
 
 from __future__ import annotations
 
-from q3cn_doctor.fixing.engine import NOW, Change, Fix, FixContext, ThreadAffinity
+from q3cn_doctor.fixing.plan import NOW, Change, Fix, FixContext
+from q3cn_doctor.fixing.targets import ThreadAffinity
 from q3cn_doctor.host.base import Process, format_cpu_list
 from q3cn_doctor.plan.cpu import planned_cpus, running_servers
 

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from q3cn_doctor.fixing.dropins import tmpfiles_line, tmpfiles_writes
-from q3cn_doctor.fixing.engine import PERSISTENT, Fix, FixContext, header
+from q3cn_doctor.fixing.persist import persist_tmpfiles
+from q3cn_doctor.fixing.plan import Fix, FixContext
 
 from .governor import blocking_manager
-from .thp import has_tmpfiles
 
 NO_TURBO = "/sys/devices/system/cpu/intel_pstate/no_turbo"
 BOOST = "/sys/devices/system/cpu/cpufreq/boost"
@@ -42,20 +41,7 @@ class Boost(Fix):
         assert switch is not None
         path, value = switch
         ctx.kernel(path, value, "turbo boost (" + path.rsplit("/", 1)[1] + ")")
-        if not ctx.persist:
-            ctx.note("--runtime-only: the boot-time setting comes back at the next reboot.")
-            return
-        others = [w for w in tmpfiles_writes(ctx.host, path, skip=(OUR_FILE,)) if w.value != value]
-        if others:
-            ctx.manual(f"{others[0].where()} writes {others[0].value} into {path} at boot: "
-                       "q3cn-doctor does not edit it; change it to keep boost on.")
-            return
-        if not has_tmpfiles(ctx):
-            ctx.note("No systemd-tmpfiles here: the boot-time setting comes back at the next "
-                     "reboot.")
-            return
-        ctx.file(OUR_FILE, header(self.id) + tmpfiles_line(path, value),
-                 f"{OUR_FILE} (boost on at boot)", effect=PERSISTENT)
+        persist_tmpfiles(ctx, OUR_FILE, [(path, value)], "boost on")
 
 
 FIX = Boost()

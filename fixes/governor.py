@@ -9,19 +9,11 @@ and revert switches it back to the recorded one.
 
 from __future__ import annotations
 
-from q3cn_doctor.fixing.dropins import tmpfiles_line, tmpfiles_writes
-from q3cn_doctor.fixing.engine import (
-    PERSISTENT,
-    Change,
-    DaemonProfile,
-    Fix,
-    FixContext,
-    header,
-)
+from q3cn_doctor.fixing.persist import persist_tmpfiles
+from q3cn_doctor.fixing.plan import PERSISTENT, Change, Fix, FixContext
+from q3cn_doctor.fixing.targets import DaemonProfile
 from q3cn_doctor.host.base import format_cpu_list
 from q3cn_doctor.plan.cpu import planned_cpus
-
-from .thp import has_tmpfiles
 
 CPU_ROOT = "/sys/devices/system/cpu"
 FAST = "performance"
@@ -99,25 +91,7 @@ class Governor(Fix):
                 path = folder + "/scaling_governor"
                 ctx.kernel(path, FAST, f"governor on {where}")
                 boot_lines.append((path, FAST))
-        if not ctx.persist:
-            ctx.note("--runtime-only: the boot-time governor comes back at the next reboot.")
-            return
-        if not boot_lines:
-            return
-        for path, value in boot_lines:
-            others = [w for w in tmpfiles_writes(ctx.host, path, skip=(OUR_FILE,))
-                      if w.value != value]
-            if others:
-                ctx.manual(f"{others[0].where()} writes {others[0].value} into {path} at "
-                           "boot: q3cn-doctor does not edit it; change it to keep the "
-                           f"{FAST} governor after a reboot.")
-                return
-        if not has_tmpfiles(ctx):
-            ctx.note("No systemd-tmpfiles here: the boot-time governor comes back at the next "
-                     "reboot.")
-            return
-        text = header(self.id) + "".join(tmpfiles_line(p, v) for p, v in boot_lines)
-        ctx.file(OUR_FILE, text, f"{OUR_FILE} ({FAST} at boot)", effect=PERSISTENT)
+        persist_tmpfiles(ctx, OUR_FILE, boot_lines, f"the {FAST} governor")
 
 
 FIX = Governor()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
-from q3cn_doctor.fixing.dropins import effective, persist_sysctl
-from q3cn_doctor.fixing.engine import Fix, FixContext
+from q3cn_doctor.fixing.dropins import effective
+from q3cn_doctor.fixing.persist import persist_sysctl
+from q3cn_doctor.fixing.plan import Fix, FixContext
 
 POOLS = "/sys/kernel/mm/hugepages"
 SYSCTL_PATH = "/proc/sys/vm/nr_hugepages"

@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 
 from q3cn_doctor.fixing.dropins import dropin_files
-from q3cn_doctor.fixing.engine import RELOGIN, RESTART, Fix, FixContext, header, is_ours
+from q3cn_doctor.fixing.plan import RELOGIN, RESTART, Fix, FixContext
+from q3cn_doctor.fixing.targets import header, is_ours
 
 LIMITS_DIR = "/etc/security/limits.d"
 LIMITS_CONF = "/etc/security/limits.conf"

@@ -6,34 +6,25 @@ Not offered where zram is the only swap: there a high swappiness is intended
 
 from __future__ import annotations
 
-from q3cn_doctor.fixing.dropins import persist_sysctl
-from q3cn_doctor.fixing.engine import Fix, FixContext
-
-KEY = "vm.swappiness"
-PATH = "/proc/sys/vm/swappiness"
-VALUE = "0"
+from q3cn_doctor.fixing.plan import FixContext
+from q3cn_doctor.fixing.sysctl import SysctlFix
 
 
-class Swappiness(Fix):
+class Swappiness(SysctlFix):
     id = "sysctl.swappiness"
     title = "Keep the model in RAM: vm.swappiness = 0"
     checks = ("memory.swappiness",)
+    KEY, VALUE = "vm.swappiness", "0"
 
     def available(self, ctx: FixContext) -> str | None:
-        if ctx.host.cat(PATH) is None:
-            return f"{PATH} cannot be read"
+        unreadable = super().available(ctx)
+        if unreadable:
+            return unreadable
         memory = ctx.facts.memory
         if memory.swap and not memory.disk_swap:
             return ("zram is the only swap: a high swappiness is intended there (it compresses "
                     "in RAM instead of writing to disk)")
         return None
-
-    def plan(self, ctx: FixContext) -> None:
-        ctx.kernel(PATH, VALUE, KEY, kind="sysctl", key=KEY)
-        if ctx.persist:
-            persist_sysctl(ctx, KEY, VALUE, "swappiness")
-        else:
-            ctx.note("--runtime-only: the boot-time value comes back at the next reboot.")
 
 
 FIX = Swappiness()

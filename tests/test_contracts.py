@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from conftest import HOSTS, REPO, snapshot_findings
-from q3cn_doctor.fixing.engine import builtin_fixes
+from q3cn_doctor.fixing.plan import builtin_fixes
 
 
 def _fix_ids_written_in_checks() -> dict[str, str]:

@@ -20,26 +20,16 @@ from pathlib import Path
 import pytest
 from q3cn_doctor.checking.runner import available_checks, run_checks
 from q3cn_doctor.facts import Facts
-from q3cn_doctor.fixing.engine import (
-    ALREADY,
-    CHANGE,
-    DONE,
-    FAILED_OUTCOME,
-    REFUSED,
-    ConfigFile,
-    Engine,
-    FixOptions,
-    build_plan,
-    header,
-)
+from q3cn_doctor.fixing.engine import DONE, FAILED_OUTCOME, Engine, needs_root
 from q3cn_doctor.fixing.journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal
+from q3cn_doctor.fixing.plan import ALREADY, CHANGE, REFUSED, FixOptions, build_plan, fix_order
+from q3cn_doctor.fixing.targets import ConfigFile, header
 from q3cn_doctor.host.live import RootHost
 from q3cn_doctor.options import Options
 from test_cli import make_root
 
 STATE = "var/lib/q3cn-doctor"
-ALL_FIXES = ("sysctl.swappiness", "hugepages.release", "thp.mode", "cpu.governor",
-             "memlock.limit", "cpu.affinity")
+ALL_FIXES = tuple(fix_order())  # full_root gives every fix work to do
 GOVERNOR = "/sys/devices/system/cpu/cpufreq/policy0/scaling_governor"
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 OUR_SWAPPINESS = "etc/sysctl.d/99-q3cn-doctor-swappiness.conf"
@@ -99,12 +89,15 @@ def add_process(root: Path, pid: int = 4242, threads: tuple[int, ...] = (4242, 4
 def full_root(path: Path) -> Path:
     """A desktop where every fix has work: disk swap at swappiness 60, 60 GiB of 1 GiB
     hugetlb pages, THP never, powersave with EPP balance_power, alice's memlock at 8 MiB
-    in limits.conf, a llama-server service and a running llama-server pinned to CPU 0.
-    Our own sysctl.d file from an earlier run holds another value (a rewrite to restore),
-    /etc/tmpfiles.d is missing (a folder to create and remove)."""
+    in limits.conf, a llama-server service and a running llama-server pinned to CPU 0,
+    turbo boost off and NUMA balancing on. Our own sysctl.d file from an earlier run holds
+    another value (a rewrite to restore), /etc/tmpfiles.d is missing (a folder to create
+    and remove)."""
     root = make_root(path, mem_gib=64, hugetlb_gib=60, disk_swap=True, swappiness=60,
                      governor="powersave")
     write(root, "sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
+    write(root, "sys/devices/system/cpu/cpufreq/boost", "0\n")
+    write(root, "proc/sys/kernel/numa_balancing", "1\n")
     write(root, "proc/cmdline", "BOOT_IMAGE=/vmlinuz-6.8.0 root=/dev/nvme0n1p2 ro quiet\n")
     write(root, "usr/lib/sysctl.d/50-default.conf", "kernel.sysrq = 16\nvm.swappiness = 60\n")
     write(root, OUR_SWAPPINESS, header("sysctl.swappiness") + "vm.swappiness = 5\n")
@@ -329,8 +322,6 @@ def test_a_symlink_at_our_sysctl_file_name_is_left_alone(tmp_path):
 
 
 def test_not_root_changes_nothing(tmp_path):
-    from q3cn_doctor.fixing.engine import needs_root
-
     root = full_root(tmp_path / "root")
     start = tree_state(root, skip=())
     host, plan = plan_for(root, euid=1000, only=ALL_FIXES, service="llama-server")
@@ -381,6 +372,37 @@ def test_a_value_that_reads_back_different_is_a_failed_fix_and_reverts(tmp_path)
     (entry,) = Journal(RootHost(str(root))).entries
     assert entry["state"] == APPLIED and entry["after"] == "5"  # what it really is now
     revert(root)
+    assert tree_state(root) == start
+
+
+class UndoingHost(RootHost):
+    """A daemon that puts the governor back to powersave as soon as boost is switched on."""
+
+    def _write_kernel_value(self, path: str, data: bytes) -> None:
+        super()._write_kernel_value(path, data)
+        if path.endswith("/cpufreq/boost"):
+            super()._write_kernel_value(GOVERNOR, b"powersave\n")
+
+
+def test_a_change_undone_by_a_later_one_is_a_failed_fix(tmp_path):
+    """Every change is read back once all of them are made: the governor read back fine
+    right after its write, then turning boost on undid it."""
+    root = full_root(tmp_path / "root")
+    start = tree_state(root)
+    outcomes, _ = apply_all(root, host=UndoingHost(str(root), euid=0), persist=False,
+                            only=("cpu.governor", "cpu.boost"))
+    results = by_what(outcomes)
+    assert results == {"EPP on CPUs 0-1": DONE, "governor on CPUs 0-1": FAILED_OUTCOME,
+                       "turbo boost (boost)": DONE}
+    failed = next(o for o in outcomes if o.result == FAILED_OUTCOME)
+    assert "no longer holds" in failed.detail and "reads powersave" in failed.detail
+    assert (failed.before, failed.after) == ("powersave", "powersave")
+    assert (root / GOVERNOR[1:]).read_text() == "powersave\n"
+    # The journal still holds the write: revert finds it as before and restores the rest.
+    states = {e["what"]: e["state"] for e in Journal(RootHost(str(root))).entries}
+    assert states["governor on CPUs 0-1"] == APPLIED
+    reverted = by_what(revert(root))
+    assert reverted["governor on CPUs 0-1"] == "unchanged"
     assert tree_state(root) == start
 
 

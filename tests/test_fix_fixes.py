@@ -5,13 +5,16 @@ on purpose, another tuning daemon, a process that is not there."""
 from __future__ import annotations
 
 import errno
+import importlib
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import HOSTS
-from q3cn_doctor.fixing.engine import CHANGE, DONE, FAILED_OUTCOME, REFUSED
+from q3cn_doctor.fixing import plan as fixing_plan
+from q3cn_doctor.fixing.engine import DONE, FAILED_OUTCOME
 from q3cn_doctor.fixing.journal import Journal
+from q3cn_doctor.fixing.plan import CHANGE, REFUSED, Fix, builtin_fixes, discover_fixes, fix_order
 from q3cn_doctor.host.base import RAN, CommandResult
 from q3cn_doctor.host.live import RootHost
 from test_fix_engine import (
@@ -326,17 +329,38 @@ def test_affinity_thread_refused_is_a_failed_fix(tmp_path):
     assert tree_state(root) == start
 
 
-def test_every_fix_module_registers_one_fix():
-    from q3cn_doctor.fixing.engine import builtin_fixes
-
-    fixes = builtin_fixes()
-    assert list(fixes) == sorted(["cpu.affinity", "cpu.boost", "cpu.governor",
-                                  "hugepages.release", "memlock.limit", "sysctl.numa_balancing",
-                                  "sysctl.swappiness", "thp.mode"])
+def test_every_fix_module_registers_one_fix_and_is_in_the_order():
+    """Each module in fixes/ exposes one ``FIX``; ORDER lists every fix id, each once, and
+    nothing else; builtin_fixes (what plans iterate) comes in that order."""
     fixes_dir = Path(__file__).parent.parent / "fixes"
-    modules = {p.stem for p in fixes_dir.glob("*.py") if p.stem != "__init__"}
-    assert len(modules) == len(fixes)
-    assert all(isinstance(f.title, str) and f.title for f in fixes.values())
+    modules = sorted(p.stem for p in fixes_dir.glob("*.py") if p.stem != "__init__")
+    ids = []
+    for name in modules:
+        fix = getattr(importlib.import_module(f"q3cn_doctor.fixes.{name}"), "FIX", None)
+        assert isinstance(fix, Fix), f"fixes/{name}.py has no FIX = SomeFix()"
+        assert fix.id and fix.title, name
+        ids.append(fix.id)
+    order = fix_order()
+    assert len(set(order)) == len(order), "a fix id is listed twice in fixes.ORDER"
+    assert sorted(set(ids) - set(order)) == [], "fix modules missing from fixes.ORDER"
+    assert sorted(set(order) - set(ids)) == [], "fixes.ORDER names fixes that do not exist"
+    assert set(discover_fixes()) == set(ids)
+    assert list(builtin_fixes()) == order
+
+
+def test_a_fix_left_out_of_the_order_is_planned_last(monkeypatch):
+    order = [f for f in fix_order() if f != "cpu.governor"]
+    monkeypatch.setattr(fixing_plan, "fix_order", lambda: order)
+    assert list(builtin_fixes()) == order + ["cpu.governor"]
+
+
+def test_fixes_are_planned_and_applied_in_the_order(tmp_path):
+    root = full_root(tmp_path / "root")
+    outcomes, plan = apply_all(root)
+    assert [p.fix_id for p in plan.fixes] == fix_order()
+    applied = list(dict.fromkeys(o.fix for o in outcomes))
+    assert applied == fix_order()
+    assert applied.index("cpu.governor") < applied.index("cpu.boost")  # the reason for ORDER
 
 
 def test_a_root_tree_stores_kernel_values_as_the_kernel_shows_them(tmp_path):

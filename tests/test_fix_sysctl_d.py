@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 
 from q3cn_doctor.fixing import dropins as sysctl_d
-from q3cn_doctor.fixing.engine import CHANGE, DONE, header
+from q3cn_doctor.fixing.engine import DONE
+from q3cn_doctor.fixing.plan import CHANGE
+from q3cn_doctor.fixing.targets import header
 from q3cn_doctor.host.live import RootHost
 from test_fix_engine import (
     OUR_SWAPPINESS,

@@ -336,7 +336,7 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
     2 usage error.
     """
     from q3cn_doctor.app.fix_command import run_fix
-    from q3cn_doctor.fixing.engine import FixOptions
+    from q3cn_doctor.fixing.plan import FixOptions
 
     if sum((do_apply, revert, show_status)) > 1:
         raise click.UsageError("--apply, --revert and --status exclude each other")

@@ -14,23 +14,25 @@ from typing import Any, TextIO
 import click
 from q3cn_doctor.checking.findings import Finding
 from q3cn_doctor.fixing.engine import (
-    ALREADY,
-    CHANGE,
     DONE,
-    EFFECTS,
     FAILED_OUTCOME,
-    REFUSED,
     UNCHANGED,
     WOULD_CHANGE,
     Engine,
-    FixOptions,
     Outcome,
-    Plan,
-    UnknownFix,
-    build_plan,
     needs_root,
 )
 from q3cn_doctor.fixing.journal import LEFT, REVERTED, JournalError
+from q3cn_doctor.fixing.plan import (
+    ALREADY,
+    CHANGE,
+    EFFECTS,
+    REFUSED,
+    FixOptions,
+    Plan,
+    UnknownFix,
+    build_plan,
+)
 from q3cn_doctor.version import __version__
 
 SCHEMA_VERSION = 1

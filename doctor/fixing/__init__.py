@@ -1,3 +1,4 @@
-"""Changing the host safely: the fix targets, the plan, the engine that applies, verifies and
-reverts, the journal and drop-in files.
+"""Changing the host safely: targets.py (what a change acts on), plan.py (fixes and their
+plan), engine.py (apply, verify, revert), persist.py and sysctl.py (boot-time files, the
+generic sysctl fix), journal.py (the write-ahead journal), dropins.py (which file wins).
 """

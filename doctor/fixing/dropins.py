@@ -12,7 +12,7 @@ sysctl.d, as systemd-sysctl and procps ``sysctl --system`` read it:
 q3cn-doctor never edits those files. To make a value persistent it picks a file
 name of its own that sorts after every file setting the key differently, and
 where no such name exists (a later file, or /etc/sysctl.conf) it reports the
-conflict instead.
+conflict instead (persist.py plans that file, or the manual step, into a fix).
 """
 
 from __future__ import annotations
@@ -203,37 +203,3 @@ def tmpfiles_writes(host: Host, path: str, skip: tuple[str, ...] = ()) -> list[A
                 found.append(Assignment(path, value, file, number))
     return found
 
-
-def persist_sysctl(ctx, key: str, value: str, stem: str) -> None:
-    """Plan the sysctl.d file that makes ``key = value`` hold at boot, into a fix's plan
-    (``ctx`` is a fixplan.FixContext), or the manual step where a file we cannot beat
-    sets another value."""
-    from q3cn_doctor.fixing.engine import PERSISTENT, header, is_ours
-
-    host = ctx.host
-
-    def owned(path: str) -> bool:
-        try:
-            return is_ours(host.read_bytes(path))
-        except OSError:
-            return False
-
-    text_header = header(ctx.plan.fix_id)
-    before = effective(host, key)
-    result = plan_persistence(host, key, value, stem, text_header, owned)
-    if result.already is not None:
-        ctx.note(f"{key} = {value} already holds at boot ({result.already.where()}).")
-        return
-    if result.conflict is not None:
-        ctx.manual(
-            f"{result.conflict.where()} sets {key} = {result.conflict.value} and is read after "
-            f"any file q3cn-doctor could add, so it wins at boot. q3cn-doctor never edits a "
-            f"file it did not create: change that line to `{key} = {value}` (or remove it) "
-            "to make the fix survive a reboot.")
-        return
-    assert result.path is not None
-    if before is not None and before.path != result.path:
-        ctx.note(f"{result.path} is read after {before.where()} ({key} = {before.value}), "
-                 "so its value wins at boot.")
-    ctx.file(result.path, file_text(key, value, text_header), f"{result.path} ({key} = {value})",
-             effect=PERSISTENT)

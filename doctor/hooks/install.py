@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from q3cn_doctor.fixing.engine import ConfigFile, header, is_ours, missing_dirs
+from q3cn_doctor.fixing.targets import ConfigFile, header, is_ours, missing_dirs
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 

@@ -89,7 +89,7 @@ def load_memory(host: Host, path: str) -> dict[str, Any] | None:
 def make_parents(host: Host, path: str, private: str) -> None:
     """The folders above ``path``: made where missing (``private`` 0700, others 0755),
     refused where something else is in the way."""
-    from q3cn_doctor.fixing.engine import missing_dirs
+    from q3cn_doctor.fixing.targets import missing_dirs
 
     directory = os.path.dirname(path)
     found = host.lstat(directory)
