@@ -20,7 +20,6 @@ from q3cn_doctor.fixing.plan import RELOGIN, RESTART, Fix, FixContext
 from q3cn_doctor.fixing.targets import header, is_ours
 
 LIMITS_DIR = "/etc/security/limits.d"
-LIMITS_CONF = "/etc/security/limits.conf"
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
              "/usr/lib/systemd/system", "/lib/systemd/system")
 USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$")
