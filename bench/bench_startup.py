@@ -11,9 +11,10 @@ alike:
   COMP_CWORD=1 q3cn-doctor``
 - the reference ``python -m pyperf system show`` (a small stdlib-heavy CLI)
 
-and prints the median and minimum of each, and the ratio check / pyperf.
-Targets: ``check`` no slower than the reference; ``--help`` and completion
-under 150 ms.
+and prints a table: each command's median, 90th percentile, and its ratio to
+the reference (median over median). Targets: ``check`` no slower than the
+reference (ratio <= 1.0); ``--help`` at most 60 ms; completion under 150 ms.
+This machine is noisy: keep 20 rounds or more and judge by the median.
 
 Bytecode: an editable install runs from the source tree, whose .pyc files are
 only written if Python may write them. Where PYTHONDONTWRITEBYTECODE is set
@@ -29,7 +30,7 @@ Run it with the interpreter of the environment to measure; the commands are
 taken from that interpreter's folder (the venv's bin/)::
 
     .venv/bin/pip install -e '.[bench]'      # pyperf, the reference
-    .venv/bin/python bench/bench_startup.py  # --rounds 15 by default
+    .venv/bin/python bench/bench_startup.py  # --rounds 20 by default
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ import sys
 import tempfile
 import time
 
-HELP_COMPLETION_TARGET_S = 0.150
+HELP_TARGET_S = 0.060
+COMPLETION_TARGET_S = 0.150
+REFERENCE = "pyperf"
 
 
 def commands(bindir: str, python: str) -> list[tuple[str, list[str], dict[str, str]]]:
@@ -57,6 +60,13 @@ def commands(bindir: str, python: str) -> list[tuple[str, list[str], dict[str, s
         ("completion", [doctor], completion),
         ("pyperf", [python, "-m", "pyperf", "system", "show"], {}),
     ]
+
+
+def p90(values: list[float]) -> float:
+    """The 90th percentile (inclusive method: never beyond the slowest run)."""
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=10, method="inclusive")[-1]
 
 
 def run_once(argv: list[str], base_env: dict[str, str],
@@ -87,7 +97,7 @@ def measure(todo, base_env: dict[str, str], warmup: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (default 15)")
+    parser.add_argument("--rounds", type=int, default=20, help="timed rounds (default 20)")
     parser.add_argument("--warmup", type=int, default=1,
                         help="untimed rounds first, to warm caches and write .pyc (default 1)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -119,34 +129,35 @@ def main() -> int:
                     else ".pyc cached in a temporary PYTHONPYCACHEPREFIX")
         times, codes = measure(todo, base_env, args.warmup, args.rounds)
 
+    reference = statistics.median(times[REFERENCE])
     figures = {
-        name: {"median_s": statistics.median(values), "min_s": min(values),
+        name: {"median_s": statistics.median(values), "p90_s": p90(values),
+               "min_s": min(values),
+               "ratio_to_pyperf": statistics.median(values) / reference,
                "exit_status": sorted(codes[name])}
         for name, values in times.items()
     }
-    ratio = figures["check"]["median_s"] / figures["pyperf"]["median_s"]
-    ratio_min = figures["check"]["min_s"] / figures["pyperf"]["min_s"]
+    ratio = figures["check"]["ratio_to_pyperf"]
     verdicts = {
-        "check <= pyperf (median)": ratio <= 1.0,
-        "help < 150 ms (median)": figures["help"]["median_s"] < HELP_COMPLETION_TARGET_S,
-        "completion < 150 ms (median)":
-            figures["completion"]["median_s"] < HELP_COMPLETION_TARGET_S,
+        "check <= 1.0x pyperf (median)": ratio <= 1.0,
+        f"help <= {HELP_TARGET_S * 1000:.0f} ms (median)":
+            figures["help"]["median_s"] <= HELP_TARGET_S,
+        f"completion < {COMPLETION_TARGET_S * 1000:.0f} ms (median)":
+            figures["completion"]["median_s"] < COMPLETION_TARGET_S,
     }
     if args.json:
         print(json.dumps({"python": python, "rounds": args.rounds, "bytecode": bytecode,
-                          "commands": figures,
-                          "ratio_check_pyperf_median": ratio,
-                          "ratio_check_pyperf_min": ratio_min, "targets": verdicts}, indent=2))
+                          "commands": figures, "ratio_check_pyperf_median": ratio,
+                          "targets": verdicts}, indent=2))
         return 0
 
     print(f"{args.rounds} rounds (+{args.warmup} warm-up), interleaved; commands from {bindir}")
     print(f"bytecode: {bytecode}")
-    print(f"{'command':<12}{'median':>10}{'min':>10}  exit")
+    print(f"{'command':<12}{'median':>10}{'p90':>10}{'x pyperf':>10}  exit")
     for name, figure in figures.items():
         exit_text = ",".join(str(code) for code in figure["exit_status"])
-        print(f"{name:<12}{figure['median_s'] * 1000:>8.1f}ms{figure['min_s'] * 1000:>8.1f}ms"
-              f"  {exit_text}")
-    print(f"check / pyperf: {ratio:.2f} (median), {ratio_min:.2f} (min)")
+        print(f"{name:<12}{figure['median_s'] * 1000:>8.1f}ms{figure['p90_s'] * 1000:>8.1f}ms"
+              f"{figure['ratio_to_pyperf']:>9.2f}x  {exit_text}")
     for label, ok in verdicts.items():
         print(f"  {'met ' if ok else 'MISS'}  {label}")
     return 0

@@ -384,6 +384,31 @@ def test_read_processes_from_a_fake_proc(tmp_path):
     assert processes[7].affinity == [0] and processes[7].uid == 0
 
 
+def test_processes_are_listed_once_until_forgotten_or_repinned(tmp_path, monkeypatch):
+    """Facts, plans and checks each ask for the process list: /proc is walked once a run,
+    and again after forget() (a fix ran) or a re-pin, which changes the affinity it shows."""
+    root = str(tmp_path)
+    fake_proc(root, 123, "llama-server", ["llama-server"], "0-3", 1, 0)
+    os.makedirs(tmp_path / "proc" / "123" / "task" / "123")
+    os.link(tmp_path / "proc" / "123" / "status", tmp_path / "proc" / "123" / "task" / "123"
+            / "status")
+    host = RootHost(root)
+    walks = []
+    listdir = host._listdir_quiet
+    monkeypatch.setattr(host, "_listdir_quiet",
+                        lambda path: walks.append(path) or listdir(path))
+    first = host.processes()
+    first.clear()  # a caller's own copy: the remembered list is not touched
+    assert [p.affinity for p in host.processes()] == [[0, 1, 2, 3]]
+    assert walks == ["/proc"]
+    fake_proc(root, 7, "bash", ["bash"], "0", 1, 0)
+    assert [p.pid for p in host.processes()] == [123]  # remembered, as every read is
+    host.forget()
+    assert sorted(p.pid for p in host.processes()) == [7, 123] and len(walks) == 2
+    host.set_affinity(123, 123, [1])
+    assert {p.pid: p.affinity for p in host.processes()}[123] == [1] and len(walks) == 3
+
+
 def test_live_processes_include_this_one():
     me = {p.pid: p for p in LiveHost().processes()}[os.getpid()]
     assert me.affinity == sorted(os.sched_getaffinity(0))

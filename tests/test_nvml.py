@@ -165,6 +165,28 @@ def test_binding_not_installed(install, monkeypatch):
                         "reason": "nvidia-ml-py is not installed"}
 
 
+def test_no_driver_library_is_told_without_importing_pynvml(monkeypatch):
+    """Without libnvidia-ml.so.1 the reading is nvmlInit's own answer, and the ~10 ms
+    pynvml import is skipped; with the library there, pynvml is asked as ever."""
+    monkeypatch.setattr(nvml, "_stuck", None)
+    monkeypatch.setattr(nvml, "WSL_NVML", "/nonexistent/libnvidia-ml.so.1")
+    monkeypatch.setattr(nvml, "NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    assert nvml.read_nvml(timeout=5) == {"init": "NVML_ERROR_LIBRARY_NOT_FOUND",
+                                         "reason": "NVML Shared Library Not Found"}
+    assert "pynvml" not in sys.modules
+    monkeypatch.setattr(nvml, "NVML_LIBRARY", "libc.so.6")  # loads: pynvml is asked
+    assert nvml._library_missing() is False
+
+
+def test_the_no_library_reason_is_pynvmls_own():
+    import pynvml
+
+    error = pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+    assert str(error) == nvml.LIBRARY_NOT_FOUND_REASON
+    assert nvml._error_name(error) == "NVML_ERROR_LIBRARY_NOT_FOUND"
+
+
 def test_a_failed_call_is_stored_in_its_place(install):
     calls = install(nvmlDeviceGetPowerManagementDefaultLimit=raiser("NVML_ERROR_NOT_SUPPORTED"),
                     nvmlDeviceGetHandleByIndex=lambda i: "h" if i == 0 else (_ for _ in ()).throw(

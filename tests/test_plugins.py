@@ -8,10 +8,15 @@ an installed distribution, and nothing is installed into the venv.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from q3cn_doctor.checking import registry
 from test_cli import BUILTIN_IDS, cli, make_root
 
 DEMO = '''
@@ -125,7 +130,10 @@ def root(tmp_path):
 
 
 def run(plugins: Path, *args: str):
-    return cli(*args, env={"PYTHONPATH": str(plugins)})
+    """The CLI with the plugins on its path and a private cache (so the plugin index the
+    runs after the first read is this test's, never the user's)."""
+    return cli(*args, env={"PYTHONPATH": str(plugins),
+                           "XDG_CACHE_HOME": str(plugins.parent / "cache")})
 
 
 def findings(result) -> dict[str, dict]:
@@ -253,3 +261,101 @@ def test_function_entry_point(plugins, root):
     result = run(plugins, "check", "--root", str(root), "--only", "gpu.demo_function", "--json")
     assert result.returncode == 0
     assert list(findings(result)) == ["gpu.demo_function"]
+
+
+# -- the plugin index ---------------------------------------------------------------------
+@pytest.fixture
+def indexed(plugins, monkeypatch):
+    """The plugins folder on sys.path, a private cache, and a count of slow discoveries."""
+    monkeypatch.syspath_prepend(str(plugins))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(plugins.parent / "cache"))
+    calls = []
+    discover = registry._discover
+    monkeypatch.setattr(registry, "_discover", lambda: calls.append(1) or discover())
+    return calls
+
+
+def demo_points() -> list[tuple[str, str]]:
+    return [point for point in registry.plugin_index() if point[1].startswith("q3cn_")]
+
+
+def test_index_is_reused_until_a_plugin_is_installed_changed_or_removed(plugins, indexed):
+    assert demo_points() == [] and len(indexed) == 1
+    assert demo_points() == [] and len(indexed) == 1  # nothing changed: the cached index
+    add_plugin(plugins, "q3cn_demo_plugin", DEMO, entry="demo")
+    assert demo_points() == [("demo", "q3cn_demo_plugin")] and len(indexed) == 2
+    assert demo_points() == [("demo", "q3cn_demo_plugin")] and len(indexed) == 2
+    (plugins / "q3cn_demo_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[q3cn_doctor.checks]\nrenamed = q3cn_demo_plugin\n")  # edited in place
+    assert demo_points() == [("renamed", "q3cn_demo_plugin")] and len(indexed) == 3
+    shutil.rmtree(plugins / "q3cn_demo_plugin-1.0.dist-info")
+    assert demo_points() == [] and len(indexed) == 4
+    cached = json.loads((plugins.parent / "cache" / "q3cn-doctor" / "plugins.json").read_text())
+    assert cached["format"] == registry.PLUGIN_INDEX_FORMAT
+    assert len(cached["environments"]) == 1
+
+
+def test_a_damaged_index_is_rebuilt(plugins, indexed):
+    add_plugin(plugins, "q3cn_demo_plugin", DEMO, entry="demo")
+    demo_points()
+    path = plugins.parent / "cache" / "q3cn-doctor" / "plugins.json"
+    cached = json.loads(path.read_text())
+    for entry in cached["environments"].values():
+        entry["points"] = [["demo"]]  # not a (name, target) pair
+    path.write_text(json.dumps(cached))
+    assert demo_points() == [("demo", "q3cn_demo_plugin")] and len(indexed) == 2
+    path.write_text("{not json")
+    assert demo_points() == [("demo", "q3cn_demo_plugin")] and len(indexed) == 3
+
+
+def test_a_finder_of_its_own_is_never_cached(plugins, indexed, monkeypatch):
+    class Finder:  # offers distributions the stamp cannot see
+        @staticmethod
+        def find_spec(*args):
+            return None
+
+        @staticmethod
+        def find_distributions(*args, **kwargs):
+            return iter(())
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder])
+    demo_points()
+    demo_points()
+    assert len(indexed) == 2
+    assert not (plugins.parent / "cache" / "q3cn-doctor" / "plugins.json").exists()
+
+
+def test_only_recent_environments_are_kept(plugins, indexed, monkeypatch):
+    keys = []
+    for number in range(registry.PLUGIN_INDEX_ENVIRONMENTS + 2):
+        folder = plugins.parent / f"env{number}"
+        folder.mkdir()
+        monkeypatch.syspath_prepend(str(folder))  # another sys.path: another environment
+        keys.append(registry._environment_key())
+        demo_points()
+    path = plugins.parent / "cache" / "q3cn-doctor" / "plugins.json"
+    environments = json.loads(path.read_text())["environments"]
+    assert list(environments) == keys[-registry.PLUGIN_INDEX_ENVIRONMENTS:]
+
+
+def test_a_cached_run_skips_importlib_metadata_and_still_loads_the_plugin(plugins):
+    """The point of the index: a new process finds the plugin without importlib.metadata."""
+    add_plugin(plugins, "q3cn_demo_plugin", DEMO, entry="demo")
+    probe = ("import sys\n"
+             "from q3cn_doctor.checking.runner import available_checks\n"
+             "specs, failures = available_checks(True)\n"
+             "print(any(s.id == 'system.demo' for s in specs), not failures,\n"
+             "      'importlib.metadata' in sys.modules)\n")
+    env = dict(os.environ, PYTHONPATH=str(plugins), XDG_CACHE_HOME=str(plugins.parent / "c"))
+    outputs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              env=env, check=True, cwd=plugins.parent).stdout.split()
+               for _ in range(2)]
+    assert outputs == [["True", "True", "True"], ["True", "True", "False"]]
+
+
+def test_entry_point_targets_load_as_importlib_loads_them():
+    assert registry._load_entry_point("os.path") is os.path
+    assert registry._load_entry_point("os:path.join") is os.path.join
+    assert registry._load_entry_point("os : path.join [extra]") is os.path.join
+    with pytest.raises(ValueError):
+        registry._load_entry_point("not a target!")

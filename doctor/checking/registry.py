@@ -8,8 +8,10 @@ A check is a function taking a Context and returning findings, registered with
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
@@ -86,26 +88,144 @@ def _specs_in(obj: object, origin: str) -> list[CheckSpec]:
 
 def plugin_checks() -> tuple[list[CheckSpec], list[Finding]]:
     """Third-party checks, and an error finding for each plugin that failed to load."""
-    from importlib.metadata import entry_points  # ~65 ms: only on the check path
+    specs: list[CheckSpec] = []
+    failures: list[Finding] = []
+    for name, value in plugin_index():
+        origin = f"plugin {name} ({value})"
+        try:
+            loaded = _load_entry_point(value)
+            found = _specs_in(loaded, origin)
+            if not found:
+                raise TypeError("it registers no check (use @q3cn_doctor.checking.registry.check)")
+        except (Exception, SystemExit) as exc:  # a broken plugin is a finding, never a crash
+            failures.append(plugin_failure(name, value, exc))
+            continue
+        specs.extend(found)
+    return specs, failures
+
+
+# -- the plugin index ---------------------------------------------------------------------
+# Finding entry points with importlib.metadata costs 25-30 ms a run with bytecode cached (its
+# imports, and reading every distribution's metadata; 65 ms compiling), on a preflight
+# that usually finds no plugin at all. So the answer is
+# kept in this user's cache with a stamp of what discovery reads: every sys.path entry and,
+# in each, the names, mtimes and sizes of every *.dist-info / *.egg-info folder and its
+# entry_points.txt. Installing, upgrading or removing a distribution adds, renames or
+# removes such a folder (or rewrites its entry_points.txt), so the stamp differs and
+# discovery runs again; other files coming and going in those folders do not matter.
+# Plugins are this Python environment's, not the checked machine's: the index lives in
+# the user's cache whatever host is checked.
+PLUGIN_INDEX_CACHE = "plugins.json"
+PLUGIN_INDEX_FORMAT = 1
+PLUGIN_INDEX_ENVIRONMENTS = 8  # the most recent environments (venvs, PYTHONPATHs) kept
+_METADATA_SUFFIXES = (".dist-info", ".egg-info")
+
+
+def plugin_index() -> list[tuple[str, str]]:
+    """(name, target) of every entry point in the group, as importlib.metadata finds them,
+    from the cache where nothing it reads has changed since."""
+    from q3cn_doctor.host.live import LiveHost
+
+    env = _environment_key()
+    if env is None:  # a finder of its own supplies distributions: nothing to stamp
+        return _discover()
+    cache = LiveHost()
+    stamp = _stamp()
+    data = cache.load_cache(PLUGIN_INDEX_CACHE)
+    environments = data.get("environments") if data.get("format") == PLUGIN_INDEX_FORMAT else None
+    if not isinstance(environments, dict):
+        environments = {}
+    entry = environments.get(env)
+    if isinstance(entry, dict) and entry.get("stamp") == stamp:
+        points = entry.get("points")
+        if isinstance(points, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p)
+                for p in points):
+            return [(name, value) for name, value in points]
+    found = _discover()
+    environments.pop(env, None)
+    environments[env] = {"stamp": stamp, "points": [list(point) for point in found]}
+    while len(environments) > PLUGIN_INDEX_ENVIRONMENTS:
+        environments.pop(next(iter(environments)))
+    cache.store_cache(PLUGIN_INDEX_CACHE,
+                      {"format": PLUGIN_INDEX_FORMAT, "environments": environments})
+    return found
+
+
+def _discover() -> list[tuple[str, str]]:
+    """The group's entry points, found by importlib.metadata (the slow path)."""
+    from importlib.metadata import entry_points
 
     try:
         points = entry_points(group=ENTRY_POINT_GROUP)
     except TypeError:  # Python 3.9: entry_points() takes no group
         points = entry_points().get(ENTRY_POINT_GROUP, [])
-    specs: list[CheckSpec] = []
-    failures: list[Finding] = []
-    for point in points:
-        origin = f"plugin {point.name} ({point.value})"
+    return [(point.name, point.value) for point in points]
+
+
+def _environment_key() -> str | None:
+    """What names this environment's discovery: the interpreter and sys.path. None where
+    a meta-path finder other than the standard PathFinder offers distributions, as the
+    stamp cannot see what such a finder reads."""
+    from importlib.machinery import PathFinder
+
+    for finder in sys.meta_path:
+        if finder is not PathFinder and hasattr(finder, "find_distributions"):
+            return None
+    return "\0".join([sys.executable, sys.version] + [_path_entry(p) for p in sys.path])
+
+
+def _path_entry(entry: str) -> str:
+    return os.path.abspath(entry or ".")  # "" is the current folder, as discovery reads it
+
+
+def _stamp() -> list:
+    """mtimes and sizes of what discovery reads, in sys.path order."""
+    stamp: list = []
+    for entry in map(_path_entry, sys.path):
         try:
-            loaded = point.load()
-            found = _specs_in(loaded, origin)
-            if not found:
-                raise TypeError("it registers no check (use @q3cn_doctor.checking.registry.check)")
-        except (Exception, SystemExit) as exc:  # a broken plugin is a finding, never a crash
-            failures.append(plugin_failure(point.name, point.value, exc))
+            info = os.stat(entry)
+        except OSError:
+            stamp.append([entry, None])
             continue
-        specs.extend(found)
-    return specs, failures
+        if not os.path.isdir(entry):  # a zip or an egg file
+            stamp.append([entry, info.st_mtime_ns, info.st_size])
+            continue
+        found = []
+        try:
+            with os.scandir(entry) as children:
+                for child in children:
+                    low = child.name.lower()
+                    if low.endswith(_METADATA_SUFFIXES) or low == "egg-info":
+                        found.append([child.name, *_mtime_size(child.path),
+                                      *_mtime_size(os.path.join(child.path, "entry_points.txt"))])
+        except OSError:
+            pass
+        stamp.append([entry, sorted(found)])
+    return stamp
+
+
+def _mtime_size(path: str) -> list:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return [None, None]
+    return [info.st_mtime_ns, info.st_size]
+
+
+_ENTRY_POINT_VALUE = r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$"
+
+
+def _load_entry_point(value: str) -> object:
+    """What an entry point names, ``module`` or ``module:attr.attr``, as EntryPoint.load()."""
+    match = re.match(_ENTRY_POINT_VALUE, value)
+    if match is None:
+        raise ValueError(f"{value!r} is not module or module:attribute")
+    loaded: object = importlib.import_module(match.group("module"))
+    for attr in (match.group("attr") or "").split("."):
+        if attr:
+            loaded = getattr(loaded, attr)
+    return loaded
 
 
 def plugin_failure(name: str, target: str, exc: BaseException) -> Finding:

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
-from q3cn_doctor.parsers.elf import RECORD as ELF_RECORD
-from q3cn_doctor.parsers.elf import ElfError, ElfInfo, parse
+from q3cn_doctor.parsers.patterns import LazyPattern
 
 if TYPE_CHECKING:
+    from q3cn_doctor.parsers.elf import ElfInfo
+
     from . import Facts
 
 NVIDIA, AMD, INTEL = "0x10de", "0x1002", "0x8086"
@@ -184,14 +185,14 @@ _BACKEND_MODULES = {  # ggml backends a GGML_BACKEND_DL build loads at run time
     "libggml-hip.so": "hip", "libggml-sycl.so": "sycl",
 }
 _BACKEND_LINKS = (  # what a library links, and the backend that says
-    (re.compile(r"^lib(?:cudart|cublas|cublasLt)\.so\.\d+$|^libcuda\.so\.1$"), "cuda"),
-    (re.compile(r"^libvulkan\.so\.\d+$"), "vulkan"),
-    (re.compile(r"^lib(?:amdhip64|hipblas|rocblas)\.so\.\d+$"), "hip"),
-    (re.compile(r"^libsycl\.so\.\d+$"), "sycl"),
+    (LazyPattern(r"^lib(?:cudart|cublas|cublasLt)\.so\.\d+$|^libcuda\.so\.1$"), "cuda"),
+    (LazyPattern(r"^libvulkan\.so\.\d+$"), "vulkan"),
+    (LazyPattern(r"^lib(?:amdhip64|hipblas|rocblas)\.so\.\d+$"), "hip"),
+    (LazyPattern(r"^libsycl\.so\.\d+$"), "sycl"),
 )
-_RUNTIME = re.compile(r"^libcudart\.so\.(\d+)$")
-_CUBLAS = re.compile(r"^libcublas\.so\.(\d+)$")
-_NVCC_RELEASE = re.compile(r"release (\d+)\.(\d+)")
+_RUNTIME = LazyPattern(r"^libcudart\.so\.(\d+)$")
+_CUBLAS = LazyPattern(r"^libcublas\.so\.(\d+)$")
+_NVCC_RELEASE = LazyPattern(r"release (\d+)\.(\d+)")
 _SYSTEM_LIB_DIRS = ("/usr/local/lib", "/usr/local/lib64", "/usr/lib", "/usr/lib64",
                     "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
 _MAX_FILES = 16
@@ -288,6 +289,8 @@ def gather_cuda_build(host: Host, options: Options) -> CudaBuild:
 
 
 def _walk(host: Host, server: str, build: CudaBuild) -> None:
+    from q3cn_doctor.parsers.elf import ElfError  # only where a llama-server was found
+
     pending = [server]
     seen: set[str] = set()
     while pending and len(seen) < _MAX_FILES:
@@ -353,6 +356,9 @@ def read_elf(host: Host, path: str) -> ElfInfo:
     """The dynamic section of ``path`` through the host: a recording's reading where it
     kept one (it keeps no 500 MB CUDA library), else the file's own headers. ElfError or
     OSError say why not."""
+    from q3cn_doctor.parsers.elf import RECORD as ELF_RECORD
+    from q3cn_doctor.parsers.elf import ElfError, ElfInfo, parse
+
     record = host.recorded(ELF_RECORD, path)
     if record is not None:
         host.note(f"{ELF_RECORD}.json:{path}")

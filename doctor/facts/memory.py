@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from q3cn_doctor.host.base import ABSENT, Host
 from q3cn_doctor.options import Options
-from q3cn_doctor.parsers import partnumbers
 from q3cn_doctor.parsers.dmidecode import (
     UDEV_COMMAND,
     UDEV_DATABASE,
@@ -25,6 +24,7 @@ from q3cn_doctor.parsers.dmidecode import (
     parse_dmidecode,
     parse_udev_properties,
 )
+from q3cn_doctor.parsers.patterns import LazyPattern
 from q3cn_doctor.parsers.procfs import parse_meminfo, parse_thp
 
 if TYPE_CHECKING:
@@ -354,19 +354,19 @@ SPD_GLOBS = (
 
 def find_spd(host: Host) -> list[tuple[str, SpdModule]]:
     """Every SPD EEPROM the kernel exposes, decoded, with its sysfs path."""
-    from q3cn_doctor.parsers.spd import SpdModule, decode_spd
+    return [(path, _read_spd(host, path)) for pattern in SPD_GLOBS
+            for path in host.glob(pattern)]
 
-    found = []
-    for pattern in SPD_GLOBS:
-        for path in host.glob(pattern):
-            try:
-                data = host.read_bytes(path)
-            except OSError as exc:
-                hint = " (run as root)" if exc.errno in (errno.EACCES, errno.EPERM) else ""
-                found.append((path, SpdModule(undecodable=f"cannot read it: {exc.strerror}{hint}")))
-                continue
-            found.append((path, decode_spd(data)))
-    return found
+
+def _read_spd(host: Host, path: str) -> SpdModule:
+    from q3cn_doctor.parsers.spd import SpdModule, decode_spd  # only where one is exposed
+
+    try:
+        data = host.read_bytes(path)
+    except OSError as exc:
+        hint = " (run as root)" if exc.errno in (errno.EACCES, errno.EPERM) else ""
+        return SpdModule(undecodable=f"cannot read it: {exc.strerror}{hint}")
+    return decode_spd(data)
 
 
 def _spd(host: Host) -> list[SpdReading]:
@@ -396,6 +396,8 @@ def _module(device: MemoryDevice) -> MemoryModule:
         configured_mts=device.configured_mts, manufacturer=device.manufacturer,
         part_number=device.part_number, channel=channel_of(device),
     )
+    from q3cn_doctor.parsers import partnumbers  # only where modules are listed
+
     rating = partnumbers.rated_speed(device.part_number)
     if rating is not None:
         module.rated_mts, module.rated_by = rating.rated_mts, rating.kind
@@ -410,6 +412,8 @@ def _spd_module(reading: SpdReading) -> MemoryModule:
         speed_mts=reading.jedec_mts, configured_mts=None, manufacturer=reading.manufacturer,
         part_number=reading.part_number,
     )
+    from q3cn_doctor.parsers import partnumbers
+
     rating = partnumbers.rated_speed(reading.part_number)
     if rating is not None:
         module.rated_mts, module.rated_by = rating.rated_mts, rating.kind
@@ -438,6 +442,8 @@ def _rate(memory: MemoryFacts, user: int | None) -> None:
         return
     rated = [m for m in modules if m.rated_mts]
     if rated:
+        from q3cn_doctor.parsers import partnumbers
+
         # On a tie a kit wins: reaching that speed takes its XMP/EXPO profile.
         lowest = min(rated, key=lambda m: (m.rated_mts or 0, m.rated_by != partnumbers.KIT))
         ratings = [partnumbers.rated_speed(m.part_number) for m in rated]
@@ -498,15 +504,15 @@ def _measure(host: Host, options: Options, memory: MemoryFacts) -> None:
 
 # Channel names in locators, most specific first: (field, pattern, key template).
 _CHANNEL_RULES = [
-    ("bank_locator", re.compile(r"\bP(\d+)\s+CHANNEL\s+([A-Z])\b", re.I), "P{0}-{1}"),
-    ("bank_locator", re.compile(r"\bSOCKET\s*(\d+)\s+CHANNEL\s*(\d+)", re.I), "S{0}-{1}"),
-    ("locator", re.compile(r"\bController\s*(\d+)-Channel\s*([A-Z](?:/[A-Z])?)", re.I),
+    ("bank_locator", LazyPattern(r"\bP(\d+)\s+CHANNEL\s+([A-Z])\b", re.I), "P{0}-{1}"),
+    ("bank_locator", LazyPattern(r"\bSOCKET\s*(\d+)\s+CHANNEL\s*(\d+)", re.I), "S{0}-{1}"),
+    ("locator", LazyPattern(r"\bController\s*(\d+)-Channel\s*([A-Z](?:/[A-Z])?)", re.I),
      "C{0}-{1}"),
-    ("locator", re.compile(r"\bController\s*(\d+)-DIMM\s*([A-Z])\d*$", re.I), "C{0}-{1}"),
-    ("locator", re.compile(r"\bController\s*(\d+)-DIMM\s*\d+$", re.I), "C{0}"),
-    ("locator", re.compile(r"\bChannel\s*([A-Z])(?:\b|-|_)", re.I), "{0}"),
-    ("locator", re.compile(r"^(?:(?:CPU|PROC|P)\s*(\d+)[\s_-]*)?(?:SO)?(?:DIMM|DDR\d)[\s_-]?"
-                           r"([A-H])\d?$", re.I), "{0}-{1}"),
+    ("locator", LazyPattern(r"\bController\s*(\d+)-DIMM\s*([A-Z])\d*$", re.I), "C{0}-{1}"),
+    ("locator", LazyPattern(r"\bController\s*(\d+)-DIMM\s*\d+$", re.I), "C{0}"),
+    ("locator", LazyPattern(r"\bChannel\s*([A-Z])(?:\b|-|_)", re.I), "{0}"),
+    ("locator", LazyPattern(r"^(?:(?:CPU|PROC|P)\s*(\d+)[\s_-]*)?(?:SO)?(?:DIMM|DDR\d)[\s_-]?"
+                            r"([A-H])\d?$", re.I), "{0}-{1}"),
 ]
 
 

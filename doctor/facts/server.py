@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
-from q3cn_doctor.parsers.server_help import Build, parse_help
+from q3cn_doctor.parsers.patterns import LazyPattern
 
 from .gpu import find_server
 
 if TYPE_CHECKING:
+    from q3cn_doctor.parsers.server_help import Build
+
     from . import Facts
 
 RECORD = "server"
@@ -34,11 +36,11 @@ RECORD = "server"
 CACHE_FILE = "llama-server.json"
 CACHE_ENTRIES = 16
 HELP_TIMEOUT_S = 30.0  # a CUDA build initialises every GPU before printing its help
-_VERSION = re.compile(r"^version:\s*(?P<text>.+?)\s*$", re.MULTILINE)
-_BUILD = re.compile(r"build (\d+)")
-_COMMIT = re.compile(r"(?:commit |\()([0-9a-f]{7,40})\)?")
-_NUMBER_ONLY = re.compile(r"^(\d+) \(")
-_COMPILER = re.compile(r"^built with (.+?)\s*$", re.MULTILINE)
+_VERSION = LazyPattern(r"^version:\s*(?P<text>.+?)\s*$", re.MULTILINE)
+_BUILD = LazyPattern(r"build (\d+)")
+_COMMIT = LazyPattern(r"(?:commit |\()([0-9a-f]{7,40})\)?")
+_NUMBER_ONLY = LazyPattern(r"^(\d+) \(")
+_COMPILER = LazyPattern(r"^built with (.+?)\s*$", re.MULTILINE)
 _SCAN_LIMIT = 4 * 1024**3  # a library larger than this is not scanned for names
 MIN_ARCHITECTURES = 8  # fewer names than this: not libllama (a stub, a stripped file)
 
@@ -69,7 +71,7 @@ class ServerFacts:
         """The build's options for translating a plan; None where --help was not read."""
         if not self.options:
             return None
-        from q3cn_doctor.parsers.server_help import FlagSpec
+        from q3cn_doctor.parsers.server_help import Build, FlagSpec
 
         return Build([FlagSpec(**option) for option in self.options])
 
@@ -162,6 +164,8 @@ def _apply_help(server: ServerFacts, text: str | None, error: str | None) -> Non
     if not text:
         server.help_error = error or "no --help output"
         return
+    from q3cn_doctor.parsers.server_help import parse_help  # only where a server answered
+
     specs = parse_help(text)
     if not specs:
         server.help_error = "its --help lists no options"

@@ -171,11 +171,13 @@ class Host:
         # Each source is read once per run: several facts and checks share /proc/cpuinfo.
         self._reads: dict[str, bytes | OSError] = {}
         self._runs: dict[tuple[str, ...], CommandResult] = {}
+        self._processes: list[Process] | None = None  # the process list, read once too
 
     def forget(self) -> None:
         """Drop remembered reads, so the next read sees the machine as it is now (after a fix)."""
         self._reads.clear()
         self._runs.clear()
+        self._processes = None
 
     # -- bookkeeping -------------------------------------------------------
     def describe(self) -> str:
@@ -406,6 +408,14 @@ class Host:
         raise NotImplementedError
 
     def processes(self) -> list[Process]:
+        """The running processes. Listing them reads hundreds of /proc files and facts,
+        plans and checks all ask, so it is read once per run like every other source;
+        ``forget`` and ``set_affinity`` drop it (a fix changed what it says)."""
+        if self._processes is None:
+            self._processes = self._list_processes()
+        return list(self._processes)
+
+    def _list_processes(self) -> list[Process]:
         raise NotImplementedError
 
     # -- writing (the fix engine) --------------------------------------------
@@ -494,6 +504,7 @@ class Host:
         self._write_fault(f"affinity:{pid}/{tid}")
         self._reads.pop(f"/proc/{pid}/task/{tid}/status", None)
         self._reads.pop(f"/proc/{pid}/status", None)
+        self._processes = None  # their affinity lists
         self._set_affinity(pid, tid, sorted(set(cpus)))
 
     def _lstat(self, path: str) -> PathInfo | None:

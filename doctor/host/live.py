@@ -122,11 +122,11 @@ class LiveHost(Host):
                 return int(line.split()[1], 16)
         return None
 
-    def processes(self) -> list[Process]:
+    def _list_processes(self) -> list[Process]:
         return read_processes(self._cat_quiet, self._listdir_quiet)
 
     # Process listing reads hundreds of /proc files: they are summarised into one
-    # list (and snapshot.json), not traced, cached or recorded one by one.
+    # list (and snapshot.json), cached as a whole, not traced or recorded one by one.
     def _cat_quiet(self, path: str) -> str | None:
         try:
             with open(self._path(path), "rb") as handle:
@@ -367,9 +367,6 @@ class RootHost(LiveHost):
 
     def nvml(self) -> dict:
         return {"init": "absent", "reason": "--root reads no NVML"}
-
-    def processes(self) -> list[Process]:
-        return read_processes(self._cat_quiet, self._listdir_quiet)
 
 
 def read_processes(cat, listdir) -> list[Process]:

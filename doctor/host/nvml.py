@@ -24,6 +24,7 @@ so a replay gives the same finding as the live run.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any, Callable
 
@@ -32,6 +33,12 @@ NVML_TIMEOUT_S = 10.0
 
 WSL_NVML = "/usr/lib/wsl/lib/libnvidia-ml.so.1"
 """Where WSL2 exposes the Windows driver's NVML; not always on the loader's path."""
+
+NVML_LIBRARY = "libnvidia-ml.so.1"
+"""The name pynvml loads NVML by on Linux."""
+
+LIBRARY_NOT_FOUND_REASON = "NVML Shared Library Not Found"
+"""pynvml's text for NVML_ERROR_LIBRARY_NOT_FOUND, as str(NVMLError) gives it."""
 
 _stuck: threading.Thread | None = None  # a reading that never came back
 
@@ -107,12 +114,35 @@ def _preload_wsl() -> None:
         pass
 
 
+def _library_missing() -> bool:
+    """Whether libnvidia-ml.so.1 cannot be loaded, asked before pynvml is imported: on a
+    machine without the NVIDIA driver, importing pynvml (~10 ms) only to hear that from
+    nvmlInit is most of this reading's cost. pynvml's own load is the same dlopen by
+    name (after the WSL preload, done first), so the answer is the one nvmlInit would
+    give. Where pynvml is already imported there is nothing to save: it answers."""
+    if "pynvml" in sys.modules:
+        return False
+    import importlib.util
+
+    if importlib.util.find_spec("pynvml") is None:
+        return False  # the import below says so
+    import ctypes
+
+    try:
+        ctypes.CDLL(NVML_LIBRARY)
+    except OSError:
+        return True
+    return False
+
+
 def _gather() -> dict:
+    _preload_wsl()
+    if _library_missing():
+        return {"init": "NVML_ERROR_LIBRARY_NOT_FOUND", "reason": LIBRARY_NOT_FOUND_REASON}
     try:
         import pynvml
     except ImportError:
         return {"init": "NVML_ERROR_LIBRARY_NOT_FOUND", "reason": "nvidia-ml-py is not installed"}
-    _preload_wsl()
     try:
         pynvml.nvmlInit()
     except Exception as exc:

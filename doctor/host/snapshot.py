@@ -152,7 +152,7 @@ class SnapshotHost(Host):
     def capabilities(self) -> int | None:
         return _whole(self.meta.get("capabilities"))
 
-    def processes(self) -> list[Process]:
+    def _list_processes(self) -> list[Process]:
         entries = self.meta.get("processes")
         return [process for process in map(_process, entries if isinstance(entries, list)
                                            else []) if process is not None]

@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from q3cn_doctor.parsers.patterns import LazyPattern
+
 SPEED_RANGE_MTS = (100, 10000)
 """A speed outside this is firmware garbage, whatever the unit printed."""
 
@@ -35,21 +37,21 @@ _PLACEHOLDERS = {
 }
 # BIOS templates that never got a value: Array1_PartNumber0, PartNum3, A1_PartNum0,
 # ModulePartNumber01, Manufacturer0, Array1_Manufacturer2, SerNum0, AssetTagNum0...
-_TEMPLATE = re.compile(
+_TEMPLATE = LazyPattern(
     r"^(?:A\d+_|Array\d+_|Module|DIMM\d*_?)?"
     r"(?:PartNum(?:ber)?|Manufacturer|SerNum|SerialNumber|AssetTag(?:Num)?)\d*$",
     re.IGNORECASE,
 )
-_ALL_ZERO_OR_F = re.compile(r"^(?:0x)?(?:0+|F+)$", re.IGNORECASE)
-_HEX_STRING = re.compile(r"^0x((?:[0-9A-Fa-f]{2})+)$")
+_ALL_ZERO_OR_F = LazyPattern(r"^(?:0x)?(?:0+|F+)$", re.IGNORECASE)
+_HEX_STRING = LazyPattern(r"^0x((?:[0-9A-Fa-f]{2})+)$")
 
-_HANDLE = re.compile(r"^Handle\s+(0x[0-9A-Fa-f]+)(?:\s*,\s*DMI type\s+(\d+))?", re.IGNORECASE)
-_OLD_TYPE = re.compile(r"^DMI type\s+(\d+)\s*,", re.IGNORECASE)
-_KEY_VALUE = re.compile(r"^[ \t]*([A-Za-z][A-Za-z0-9 ()/._-]*):(.*)$")
+_HANDLE = LazyPattern(r"^Handle\s+(0x[0-9A-Fa-f]+)(?:\s*,\s*DMI type\s+(\d+))?", re.IGNORECASE)
+_OLD_TYPE = LazyPattern(r"^DMI type\s+(\d+)\s*,", re.IGNORECASE)
+_KEY_VALUE = LazyPattern(r"^[ \t]*([A-Za-z][A-Za-z0-9 ()/._-]*):(.*)$")
 MAX_LINE = 1024  # no field dmidecode prints is longer; longer lines are junk, skipped
-_SIZE = re.compile(r"^(\d+)\s*(bytes|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\b", re.IGNORECASE)
-_SPEED = re.compile(r"^(\d+)(?:\.\d+)?\s*(MT/s|MHz)", re.IGNORECASE)
-_BITS = re.compile(r"^(\d+)(?:\s*bits?\b|$)", re.IGNORECASE)
+_SIZE = LazyPattern(r"^(\d+)\s*(bytes|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\b", re.IGNORECASE)
+_SPEED = LazyPattern(r"^(\d+)(?:\.\d+)?\s*(MT/s|MHz)", re.IGNORECASE)
+_BITS = LazyPattern(r"^(\d+)(?:\s*bits?\b|$)", re.IGNORECASE)
 _UNITS = {"bytes": 1, "kb": 2**10, "kib": 2**10, "mb": 2**20, "mib": 2**20, "gb": 2**30,
           "gib": 2**30, "tb": 2**40, "tib": 2**40}
 
@@ -313,8 +315,8 @@ def parse_dmidecode(text: str | bytes) -> MemoryInventory:
 UDEV_COMMAND = ["udevadm", "info", "--query=property", "--path=/sys/devices/virtual/dmi/id"]
 UDEV_DATABASE = "/run/udev/data/+dmi:id"  # the same properties as "E:KEY=VALUE" lines
 
-_UDEV_LINE = re.compile(r"^\s*(?:E:\s*)?([A-Z0-9_]+)=(.*)$")
-_UDEV_DEVICE = re.compile(r"^MEMORY_DEVICE_(\d+)_([A-Z0-9_]+)$")
+_UDEV_LINE = LazyPattern(r"^\s*(?:E:\s*)?([A-Z0-9_]+)=(.*)$")
+_UDEV_DEVICE = LazyPattern(r"^MEMORY_DEVICE_(\d+)_([A-Z0-9_]+)$")
 
 
 def _unquote(value: str) -> str:
