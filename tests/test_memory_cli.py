@@ -100,6 +100,7 @@ def test_measure_on_this_machine(validator):
     assert findings(document)["memory.bandwidth"]["status"] in ("info", "pass", "warn")
 
 
+@pytest.mark.slow  # two bandwidth measurements of this machine
 @pytest.mark.live
 def test_bench_memory_runs_here():
     result = cli("bench", "memory", "--json", "--buffer-mib", "64", "--threads", "1")
