@@ -5,6 +5,8 @@ attention, the others Gated DeltaNet ``ssm_*`` layers, routed experts in MXFP4, 
 expert) at a tiny size; ``split=N`` writes it as N files ``*-0000i-of-0000N.gguf`` the way
 ``llama-gguf-split`` does. ``write_tiny_llama`` writes a llama model with a byte-level
 tokenizer and random weights that a real llama-server loads (the end-to-end test).
+``write_vocabulary_model`` writes a one-layer model with a Qwen-size vocabulary (the fast
+reader's test, and bench/bench_parsers.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from gguf import GGMLQuantizationType
 QWEN_SHAPE = dict(layers=8, interval=4, hidden=64, heads=4, kv_heads=2, head_dim=16,
                   experts=16, experts_used=2, expert_ffn=32, shared_ffn=32, vocab=256,
                   context=262144)
+VOCABULARY = 151_936  # Qwen3's: the largest metadata arrays a real model carries
 
 
 def _mxfp4(shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -141,6 +144,21 @@ def expected_bytes(shape: dict = QWEN_SHAPE) -> dict[str, int]:
             group = "other"
         found[group] = found.get(group, 0) + data.nbytes
     return found
+
+
+def write_vocabulary_model(path: Path, tokens: int = VOCABULARY) -> Path:
+    """A one-layer llama whose metadata holds a real-size token list, types and scores."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_token_list([f"tok{i}" for i in range(tokens)])
+    writer.add_token_types([1] * tokens)
+    writer.add_token_scores([0.5] * tokens)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
 
 
 def write_tiny_llama(path: Path, layers: int = 2, hidden: int = 64, heads: int = 4,

@@ -143,6 +143,7 @@ def test_check_help_documents_exit_codes():
 
 # --- on this machine, read-only -------------------------------------------------------------
 
+@pytest.mark.live
 def test_check_on_this_machine():
     result = cli("check", env={"NO_COLOR": ""})
     assert result.returncode in (0, 1), result.stderr
@@ -153,6 +154,7 @@ def test_check_on_this_machine():
     assert not BOX_DRAWING.search(result.stdout + result.stderr)
 
 
+@pytest.mark.live
 def test_json_on_this_machine_is_only_json():
     result = cli("check", "--json")
     assert result.returncode in (0, 1), result.stderr

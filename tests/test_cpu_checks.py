@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import copy_fixture, host_fixture, run_cli
 from conftest import snapshot_findings as findings
 from conftest import write_fs as write
@@ -377,6 +378,7 @@ def test_every_cpu_fixture_runs_the_cpu_area_without_errors():
         assert ERROR not in {f.status for f in found.values()}, name
 
 
+@pytest.mark.live
 def test_check_only_cpu_on_this_machine_is_sensible():
     result = run_cli("check", "--only", "cpu", "--json", env={"NO_COLOR": "1"})
     assert result.returncode in (0, 1), result.stderr

@@ -357,12 +357,9 @@ def test_cpu_mask_round_trip():
     assert parse_cpu_mask(cpu_mask([5, 70, 127])[2:]) == [5, 70, 127]
 
 
-def test_cpuinfo_is_parsed_fast():
-    """The hot path: 96 blocks of real /proc/cpuinfo (the EPYC's 133 kB) well under 50 ms."""
-    import time
-
+def test_cpuinfo_of_96_cpus():
+    """The EPYC's real /proc/cpuinfo (133 kB): one block per CPU. How fast that parses is
+    timed by bench/bench_parsers.py, not here."""
     text = (Path(host_fixture(EPYC)) / "fs/proc/cpuinfo").read_text()
-    start = time.perf_counter()
-    for _ in range(5):
-        assert len(parse_cpuinfo(text)) == 96
-    assert (time.perf_counter() - start) / 5 < 0.05
+    blocks = parse_cpuinfo(text)
+    assert [block["processor"] for block in blocks] == [str(cpu) for cpu in range(96)]

@@ -216,6 +216,7 @@ def _steps(tmp_path: Path) -> list[str]:
     return names
 
 
+@pytest.mark.slow  # a full apply and revert for every one of its steps
 def test_a_crash_after_any_step_of_apply_is_restored_by_revert(tmp_path):
     steps = _steps(tmp_path)
     assert steps[0] == "state-dir" and len(steps) > 20
@@ -527,6 +528,7 @@ def test_a_change_of_a_kind_this_version_cannot_undo_is_refused(tmp_path):
     assert (root / "proc/sys/vm/swappiness").read_text() == "0\n"  # nothing half-done
 
 
+@pytest.mark.slow  # a full apply and revert for every step of the revert
 def test_a_crash_during_revert_is_finished_by_the_next_revert(tmp_path):
     names: list[str] = []
     counted = full_root(tmp_path / "count")

@@ -562,6 +562,7 @@ def test_cuda_version_text(version, text):
 
 # -- this machine ------------------------------------------------------------------------------
 
+@pytest.mark.live
 def test_this_machine_says_clearly_what_it_found():
     """No traceback whatever the machine; where no NVIDIA driver is loaded (the build
     machine), gpu.present fails with a title that says the model would run CPU-only."""

@@ -15,11 +15,11 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from conftest import doctor_command
+from q3cn_doctor.hooks.state import HOOK_BUDGET_S
 from test_cli import NO_XDG, cli, make_root
 from test_fix_engine import STATE, tree_state
 
@@ -559,27 +559,30 @@ def test_check_hook_remembers_in_the_users_state_folder_when_not_root(root):
     assert not (root / STATE).exists()
 
 
-def test_check_hook_finishes_within_5_s_when_a_check_hangs(root):
-    """/proc/meminfo as a FIFO nobody writes: every memory read blocks for ever."""
+@pytest.mark.slow  # waits out the hook's real time limit
+def test_check_hook_gives_up_on_a_check_that_hangs(root):
+    """/proc/meminfo as a FIFO nobody writes: every memory read blocks for ever, so the
+    process only ends (before the 30 s that would fail the test) if the hook abandons the
+    stuck check at its own time limit."""
     meminfo = root / "proc/meminfo"
     meminfo.unlink()
     os.mkfifo(meminfo)
-    started = time.monotonic()
     result = check_hook(root, timeout=30)
-    elapsed = time.monotonic() - started
     assert result.returncode == 0
-    assert elapsed < 5.0, f"took {elapsed:.1f} s"
     [line] = [line for line in result.stdout.splitlines() if "did not finish" in line]
+    assert f"within {HOOK_BUDGET_S:g} s" in line
     assert "memory.fit" in line and line.endswith("run `q3cn-doctor check`")
     memory = json.loads((root / MEMORY).read_text())["findings"]
     assert memory["cpu.governor"]["status"] == "pass"  # what finished is remembered
     assert "memory.fit" not in memory
 
 
-def test_check_hook_is_quick_on_a_normal_tree(root):
-    started = time.monotonic()
-    assert check_hook(root).returncode == 0
-    assert time.monotonic() - started < 5.0
+def test_check_hook_finishes_its_checks_on_a_normal_tree(root):
+    """Nothing hangs on a healthy tree: every check finishes within the hook's time limit."""
+    result = check_hook(root)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    remembered = json.loads((root / MEMORY).read_text())["findings"]
+    assert {"cpu.governor", "memory.fit", "memory.swappiness"} <= set(remembered)
 
 
 # -- in-process: a crashing check, a crashing hook, the time guard ----------------------------
@@ -637,14 +640,16 @@ def test_the_time_guard_reports_what_did_not_finish(root, monkeypatch):
     from q3cn_doctor.hooks.state import hook_check
     from q3cn_doctor.options import Options
 
-    release = threading.Event()
+    entered, release, left = threading.Event(), threading.Event(), threading.Event()
     real = runner.available_checks
 
     def slow(plugins):
         specs, failures = real(plugins)
 
         def stuck(ctx):
+            entered.set()
             release.wait(30)
+            left.set()
 
         return [CheckSpec(s.id, s.description, stuck) if s.id == "memory.swap" else s
                 for s in specs], failures
@@ -652,9 +657,9 @@ def test_the_time_guard_reports_what_did_not_finish(root, monkeypatch):
     monkeypatch.setattr(runner, "available_checks", slow)
     monkeypatch.setenv("Q3CN_DOCTOR_EUID", "0")
     try:
-        started = time.monotonic()
         result = hook_check(lambda: Options(root=str(root)), make_host, plugins=False, budget=1.0)
-        assert time.monotonic() - started < 2.0
+        # It returned while the stuck check was still inside: abandoned, not waited for.
+        assert entered.is_set() and not left.is_set()
     finally:
         release.set()
     assert result.timed_out

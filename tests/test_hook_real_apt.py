@@ -35,10 +35,10 @@ STATE_FILES = ("hook-last.json", "hooks.json")
 ARCHIVES = Path("/var/cache/apt/archives")
 SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "triggers", "config")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.live, pytest.mark.skipif(
     os.environ.get(OPT_IN) != "1",
     reason=f"touches this machine's apt configuration: set {OPT_IN}=1 (as root, on Debian "
-           "or Ubuntu) to run it")
+           "or Ubuntu) to run it")]
 
 
 def _field(deb: Path, name: str) -> str:

@@ -20,6 +20,8 @@ from conftest import REPO
 from q3cn_doctor.version import __version__
 from test_cli import make_root
 
+pytestmark = pytest.mark.slow  # builds a wheel and installs it into fresh venvs
+
 SOURCE_DIRS = {"doctor": "q3cn_doctor", "checks": "q3cn_doctor/checks",
                "fixes": "q3cn_doctor/fixes"}
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "*.egg-info",

@@ -21,7 +21,8 @@ from conftest import doctor_command
 from gguf_files import write_tiny_llama
 
 SERVER = shutil.which("llama-server")
-pytestmark = pytest.mark.skipif(SERVER is None, reason="no llama-server on PATH")
+pytestmark = [pytest.mark.slow, pytest.mark.live,
+              pytest.mark.skipif(SERVER is None, reason="no llama-server on PATH")]
 HEALTH_TIMEOUT_S = 120
 
 

@@ -89,6 +89,8 @@ def test_measure_is_refused_on_a_snapshot(tmp_path):
     assert "not possible on a snapshot" in findings(document)["memory.bandwidth"]["observed"]
 
 
+@pytest.mark.slow
+@pytest.mark.live
 def test_measure_on_this_machine(validator):
     result = cli("check", "--json", "--measure", "--only", "memory.bandwidth")
     document = json.loads(result.stdout)
@@ -98,6 +100,8 @@ def test_measure_on_this_machine(validator):
     assert findings(document)["memory.bandwidth"]["status"] in ("info", "pass", "warn")
 
 
+@pytest.mark.slow  # two bandwidth measurements of this machine
+@pytest.mark.live
 def test_bench_memory_runs_here():
     result = cli("bench", "memory", "--json", "--buffer-mib", "64", "--threads", "1")
     assert result.returncode == 0, result.stderr

@@ -273,6 +273,7 @@ def test_measure_on_a_snapshot_is_not_possible():
     assert "not possible on a snapshot" in memory.basis["measured"]
 
 
+@pytest.mark.live
 def test_measure_on_the_live_machine(monkeypatch):
     from q3cn_doctor.host import bandwidth
     from q3cn_doctor.host.live import LiveHost

@@ -148,7 +148,7 @@ def handmade_snapshot(directory: str) -> str:
     return directory
 
 
-@pytest.fixture(params=["recorded", "handmade"])
+@pytest.fixture(params=[pytest.param("recorded", marks=pytest.mark.live), "handmade"])
 def snapshot_dir(request, tmp_path):
     directory = str(tmp_path / "snapshot")
     if request.param == "recorded":

@@ -72,3 +72,26 @@ def test_readme_parser_sees_both_block_styles():
     text = ("Intro\n\n    indented one\n\nText\n\n```sh\n$ fenced two\n```\n\n"
             "Inline `not a command` here.\n")
     assert readme_commands(text) == ["indented one", "fenced two"]
+
+
+def readme_check_table(text: str) -> list[str]:
+    """The check ids in the first column of the table under "## What it checks"."""
+    section = text.split("\n## What it checks\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE)
+
+
+def test_readme_lists_every_builtin_check_once():
+    from q3cn_doctor.checking.registry import builtin_checks
+
+    listed = readme_check_table(README.read_text())
+    assert len(listed) == len(set(listed)), "a check is listed twice"
+    builtin = {spec.id for spec in builtin_checks()}
+    assert sorted(builtin - set(listed)) == [], "built-in checks missing from the README table"
+    assert sorted(set(listed) - builtin) == [], "the README table lists checks that do not exist"
+
+
+def test_check_table_parser_reads_only_that_table():
+    text = ("## Commands\n\n| `q3cn-doctor check` | runs |\n\n## What it checks\n\n"
+            "| Check id | What |\n|---|---|\n| `cpu.isa` | AVX2 |\n| `gpu.vram` | VRAM |\n\n"
+            "## Exit status\n\n| `0` | fine |\n")
+    assert readme_check_table(text) == ["cpu.isa", "gpu.vram"]

@@ -43,6 +43,7 @@ def test_installed_schema_is_the_repository_file(schema):
     assert installed == schema
 
 
+@pytest.mark.live
 def test_this_machine_validates(validator, live_report):
     validator.validate(live_report)
     assert live_report["host"]["source"] == "live"

@@ -59,6 +59,7 @@ def findings_of(done) -> list[dict]:
     return json.loads(done.stdout)["findings"]
 
 
+@pytest.mark.live
 def test_replay_of_folder_matches_live(recorded):
     directory, _, live = recorded
     replay = run_cli("check", "--json", "--snapshot", directory)
@@ -71,6 +72,7 @@ def test_replay_of_folder_matches_live(recorded):
     assert directory in document["host"]["description"]
 
 
+@pytest.mark.live
 def test_replay_of_archive_matches_live(recorded):
     _, archive, live = recorded
     replay = run_cli("check", "--json", "--snapshot", archive)
@@ -79,6 +81,7 @@ def test_replay_of_archive_matches_live(recorded):
     assert archive in json.loads(replay.stdout)["host"]["description"]
 
 
+@pytest.mark.live
 def test_archive_only(tmp_path, recorded):
     archive = str(tmp_path / "only.tar.gz")
     made = run_cli("snapshot", "--tar", archive)
@@ -99,6 +102,7 @@ def test_snapshot_refuses_a_non_empty_folder(tmp_path):
     assert os.listdir(tmp_path) == ["keep.txt"]
 
 
+@pytest.mark.live
 def test_snapshot_json_metadata(recorded):
     directory = recorded[0]
     with open(os.path.join(directory, "snapshot.json")) as handle:
