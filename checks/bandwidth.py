@@ -62,35 +62,41 @@ def bandwidth(ctx: Context):
             recommended = (memory.how_to or HOW_TO_LIST) + " " + recommended
         return ctx.finding(
             SKIP, "RAM bandwidth unknown",
-            f"theoretical: {basis.get('theoretical_bytes_per_s', 'unknown')}; "
-            f"measured: {basis.get('measured', 'not measured')}",
-            recommended)
+            observed=f"theoretical: {basis.get('theoretical_bytes_per_s', 'unknown')}; "
+                     f"measured: {basis.get('measured', 'not measured')}",
+            recommended=recommended)
     theory = (f"theoretical {gbps(theoretical)} ({basis.get('theoretical_bytes_per_s')})"
               if theoretical else f"theoretical unknown ({basis.get('theoretical_bytes_per_s')})")
     if measured is None:
         return ctx.finding(
             INFO, f"Theoretical RAM bandwidth {gbps(theoretical)}: {ceiling(ctx, theoretical)}",
-            f"{theory}; measured: {basis.get('measured')}",
-            "Measure it with `q3cn-doctor check --measure` or `q3cn-doctor bench memory` on the "
-            "machine itself: real read bandwidth is what token generation gets.",
-            "Token generation reads the active weights from RAM once per token, so RAM "
-            "bandwidth caps tokens/s.")
+            observed=f"{theory}; measured: {basis.get('measured')}",
+            recommended="Measure it with `q3cn-doctor check --measure` or `q3cn-doctor bench "
+                        "memory` on the machine itself: real read bandwidth is what token "
+                        "generation gets.",
+            impact="Token generation reads the active weights from RAM once per token, so RAM "
+                   "bandwidth caps tokens/s.")
     observed = f"measured {gbps(measured)} ({memory.measured.get('method')}); {theory}"
     if theoretical is None:
-        return ctx.finding(INFO, f"Measured RAM read bandwidth {gbps(measured)}: "
-                                 f"{ceiling(ctx, measured)}", observed)
+        return ctx.finding(INFO,
+                           f"Measured RAM read bandwidth {gbps(measured)}: "
+                           f"{ceiling(ctx, measured)}",
+                           observed=observed)
     share = measured / theoretical
     if share < FAR_UNDER:
         return ctx.finding(
-            WARN, f"Measured RAM bandwidth {gbps(measured)} is {share:.0%} of the theoretical "
-                  f"{gbps(theoretical)}", observed,
-            "Look for what holds it back: a module that fell back to single channel, a speed "
-            "the firmware reports but does not run, other programs streaming memory, a VM's "
-            "share of the host, or CPU power saving (see cpu.governor). Re-run "
-            "`q3cn-doctor bench memory` on an idle machine.",
-            f"Tokens/s follow the measured figure: {ceiling(ctx, measured)}, against "
-            f"{ceiling(ctx, theoretical)} in theory.")
+            WARN,
+            f"Measured RAM bandwidth {gbps(measured)} is {share:.0%} of the theoretical "
+            f"{gbps(theoretical)}",
+            observed=observed,
+            recommended="Look for what holds it back: a module that fell back to single channel, "
+                        "a speed the firmware reports but does not run, other programs streaming "
+                        "memory, a VM's share of the host, or CPU power saving (see "
+                        "cpu.governor). Re-run `q3cn-doctor bench memory` on an idle machine.",
+            impact=f"Tokens/s follow the measured figure: {ceiling(ctx, measured)}, against "
+                   f"{ceiling(ctx, theoretical)} in theory.")
     return ctx.finding(
-        PASS, f"Measured RAM read bandwidth {gbps(measured)}, {share:.0%} of the theoretical "
-              f"{gbps(theoretical)}", observed, "",
-        f"Generation ceiling: {ceiling(ctx, measured)}.")
+        PASS,
+        f"Measured RAM read bandwidth {gbps(measured)}, {share:.0%} of the theoretical "
+        f"{gbps(theoretical)}",
+        observed=observed, impact=f"Generation ceiling: {ceiling(ctx, measured)}.")

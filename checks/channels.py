@@ -38,25 +38,27 @@ def channels(ctx: Context):
         virtual = False
     if virtual:
         return ctx.finding(SKIP, "Memory channels are the host's: this is a VM or container",
-                           memory.basis.get("source", ""),
-                           "Run q3cn-doctor on the host to judge its memory channels.")
+                           observed=memory.basis.get("source", ""),
+                           recommended="Run q3cn-doctor on the host to judge its memory channels.")
     if not modules:
         return ctx.finding(SKIP, "Memory channels unknown: no module listing",
-                           memory.basis.get("source", ""),
-                           memory.how_to or HOW_TO_LIST)
+                           observed=memory.basis.get("source", ""),
+                           recommended=memory.how_to or HOW_TO_LIST)
     if hollow(memory):
-        return ctx.finding(SKIP, "The firmware describes no real modules (a VM?)",
-                           f"{len(modules)} module(s) with no speed and no part number "
-                           f"({memory.source})",
-                           "On a VM, run q3cn-doctor on the host to judge its memory channels.")
+        return ctx.finding(
+            SKIP, "The firmware describes no real modules (a VM?)",
+            observed=f"{len(modules)} module(s) with no speed and no part number ({memory.source})",
+            recommended="On a VM, run q3cn-doctor on the host to judge its memory channels.")
     if memory.soldered:
-        return ctx.finding(PASS, f"Soldered memory on {memory.channels} x 64-bit channel(s): "
-                                 "nothing to rearrange",
-                           memory.basis.get("channels", ""))
+        return ctx.finding(PASS,
+                           f"Soldered memory on {memory.channels} x 64-bit channel(s): "
+                           "nothing to rearrange",
+                           observed=memory.basis.get("channels", ""))
     if memory.channels is None:
-        return ctx.finding(SKIP, "Which channel each module sits on is unknown",
-                           f"{len(modules)} module(s): {memory.basis.get('channels')}",
-                           "Check the board manual's slot order against the modules' slots.")
+        return ctx.finding(
+            SKIP, "Which channel each module sits on is unknown",
+            observed=f"{len(modules)} module(s): {memory.basis.get('channels')}",
+            recommended="Check the board manual's slot order against the modules' slots.")
     observed = _layout(memory)
     problems: list[tuple[str, str, str, str]] = []  # status, title, advice, impact
     used = memory.channels
@@ -111,11 +113,11 @@ def channels(ctx: Context):
             "Two modules per channel lowers the speed the memory controller can hold."))
     if not problems:
         return ctx.finding(PASS, f"{len(modules)} matching module(s) on {used} channel(s)",
-                           observed)
+                           observed=observed)
     order = {WARN: 0, INFO: 1}
     problems.sort(key=lambda p: order[p[0]])
     status = problems[0][0]
     title = problems[0][1] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
-    return ctx.finding(
-        status, title, observed + ". " + "; ".join(p[1] for p in problems),
-        " ".join(p[2] for p in problems), " ".join(p[3] for p in problems))
+    return ctx.finding(status, title, observed=observed + ". " + "; ".join(p[1] for p in problems),
+                       recommended=" ".join(p[2] for p in problems),
+                       impact=" ".join(p[3] for p in problems))

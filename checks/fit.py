@@ -19,7 +19,7 @@ def fit(ctx: Context):
     memory = ctx.facts.memory
     total = memory.total_bytes
     if total is None:
-        return ctx.finding(SKIP, "RAM size unknown", "/proc/meminfo could not be read")
+        return ctx.finding(SKIP, "RAM size unknown", observed="/proc/meminfo could not be read")
     plan = placement(ctx.facts)
     need = plan.ram_needed_bytes
     available = memory.available_bytes
@@ -31,21 +31,23 @@ def fit(ctx: Context):
                 f" + {gib(plan.headroom_bytes)} for the OS = {gib(need)}")
     if total < need:
         return ctx.finding(
-            FAIL, f"The model does not fit in RAM: {gib(need - total)} short", observed,
-            "Pick a smaller quant or a shorter --ctx-size, put more of the model on the GPU, "
-            "or add RAM.", NO_MMAP,
+            FAIL, f"The model does not fit in RAM: {gib(need - total)} short", observed=observed,
+            recommended="Pick a smaller quant or a shorter --ctx-size, put more of the model on "
+                        "the GPU, or add RAM.",
+            impact=NO_MMAP,
             manual=["Add RAM, or choose a model whose weights plus KV cache fit in RAM and VRAM."])
     if total - reserved < need:
-        return ctx.finding(
-            INFO, "The model fits only once the hugetlb reservation is released", observed,
-            "See memory.hugepages: release the reserved pages.",
-            "llama.cpp cannot use hugetlb pages, so they count as RAM taken.")
+        return ctx.finding(INFO, "The model fits only once the hugetlb reservation is released",
+                           observed=observed,
+                           recommended="See memory.hugepages: release the reserved pages.",
+                           impact="llama.cpp cannot use hugetlb pages, so they count as RAM taken.")
     if available is not None and available < plan.ram_bytes:
         return ctx.finding(
-            WARN, f"Only {gib(available)} of RAM is free now; the model needs "
-                  f"{gib(plan.ram_bytes)}",
-            f"{observed}; {gib(available)} available now (/proc/meminfo MemAvailable)",
-            "Close what holds the memory (another llama-server, browsers, VMs) before "
-            "launching, or free the page cache it cannot reclaim.", NO_MMAP)
+            WARN,
+            f"Only {gib(available)} of RAM is free now; the model needs {gib(plan.ram_bytes)}",
+            observed=f"{observed}; {gib(available)} available now (/proc/meminfo MemAvailable)",
+            recommended="Close what holds the memory (another llama-server, browsers, VMs) before "
+                        "launching, or free the page cache it cannot reclaim.",
+            impact=NO_MMAP)
     return ctx.finding(PASS, f"RAM holds the model with {gib(total - reserved - need)} to spare",
-                       observed)
+                       observed=observed)

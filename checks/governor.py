@@ -85,18 +85,17 @@ def _extras(ctx: Context, cpu: CpuFacts) -> list:
             advice += (f" {owner[0].split()[0]} may have turned it off: switch its profile "
                        f"(`{owner[1]}`) so it does not turn it off again.")
         findings.append(ctx.finding(
-            WARN, "Turbo boost is off", observed, advice,
-            "Boost is a large share of a modern CPU's clock range: prompt processing runs "
-            "that much slower without it.", item="boost", fixes=["cpu.boost"],
-            manual=[command]))
+            WARN, "Turbo boost is off", observed=observed, recommended=advice,
+            impact="Boost is a large share of a modern CPU's clock range: prompt processing runs "
+                   "that much slower without it.",
+            item="boost", fixes=["cpu.boost"], manual=[command]))
     saver = _saver_profile(cpu)
     if saver:
         findings.append(ctx.finding(
-            WARN, f"Power profile in power-saving mode ({saver[0]})", saver[0],
-            f"Switch to a performance profile while llama-server runs: `{saver[1]}`.",
-            "Power-saver profiles cap clocks and EPP on every core.",
-            item="profile", fixes=["cpu.governor"] if _switchable(cpu) else [],
-            manual=[saver[1]]))
+            WARN, f"Power profile in power-saving mode ({saver[0]})", observed=saver[0],
+            recommended=f"Switch to a performance profile while llama-server runs: `{saver[1]}`.",
+            impact="Power-saver profiles cap clocks and EPP on every core.", item="profile",
+            fixes=["cpu.governor"] if _switchable(cpu) else [], manual=[saver[1]]))
     return findings
 
 
@@ -115,7 +114,7 @@ def _governor(ctx: Context, cpu: CpuFacts):
         why = ("in a VM the hypervisor sets the clock" if virt.kind == "vm" or virt.vm
                else "no cpufreq driver is loaded")
         return ctx.finding(SKIP, "No CPU frequency control to check",
-                           f"/sys/devices/system/cpu/cpufreq is absent: {why}")
+                           observed=f"/sys/devices/system/cpu/cpufreq is absent: {why}")
     # Only the CPUs llama-server runs on matter (the fix sets just those): E-cores
     # left to the desktop may keep saving power.
     planned, basis = planned_cpus(ctx.facts)
@@ -137,7 +136,7 @@ def _governor(ctx: Context, cpu: CpuFacts):
     if not slow:
         title = ("All CPUs run the performance governor" if len(judged) == len(policies)
                  else "The CPUs llama-server uses run at full speed")
-        return ctx.finding(PASS, title, observed)
+        return ctx.finding(PASS, title, observed=observed)
     advice = "Set the performance governor (and EPP performance) on the CPUs llama-server uses."
     manual: list[str] = []
     if owner:
@@ -145,11 +144,11 @@ def _governor(ctx: Context, cpu: CpuFacts):
                    "writing sysfs, or it puts its own values back.")
         manual.append(owner[1])
     return ctx.finding(
-        WARN, f"{len(slow)} of {len(judged)} frequency policies"
-              + (" llama-server uses" if len(judged) < len(policies) else "")
-              + " are not at performance",
-        observed, advice,
-        "Power-saving clocks ramp down between bursts; token generation runs in bursts "
-        "and loses several percent of its speed to the ramp.",
-        fixes=["cpu.governor"], manual=manual,
-    )
+        WARN,
+        f"{len(slow)} of {len(judged)} frequency policies"
+        + (" llama-server uses" if len(judged) < len(policies) else "")
+        + " are not at performance",
+        observed=observed, recommended=advice,
+        impact="Power-saving clocks ramp down between bursts; token generation runs in bursts "
+               "and loses several percent of its speed to the ramp.",
+        fixes=["cpu.governor"], manual=manual)

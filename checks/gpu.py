@@ -75,7 +75,7 @@ def _devices(ctx: Context) -> list[dict]:
 def _no_gpu(ctx: Context):
     nvml = ctx.facts.nvml
     why = nvml.init if nvml.init != "ok" else "NVML lists no GPU"
-    return ctx.finding(SKIP, "No NVIDIA GPU to check", f"NVML: {why} (see gpu.present)")
+    return ctx.finding(SKIP, "No NVIDIA GPU to check", observed=f"NVML: {why} (see gpu.present)")
 
 
 def _unreadable(ctx: Context, device: dict, what: str, readings: dict):
@@ -84,12 +84,12 @@ def _unreadable(ctx: Context, device: dict, what: str, readings: dict):
     if device_lost(device) or "error" in device:
         why = error_of(device) or "NVML_ERROR_GPU_IS_LOST"
         return ctx.finding(SKIP, f"{_label(device)}: {what} unknown",
-                           f"NVML: {why} (see gpu.present:{index})", item=str(index))
+                           observed=f"NVML: {why} (see gpu.present:{index})", item=str(index))
     failed = {name: error_of(reading) for name, reading in readings.items()
               if error_of(reading) is not None or reading is None}
     if len(failed) == len(readings):
         detail = ", ".join(f"{name}: {err or 'not recorded'}" for name, err in failed.items())
-        return ctx.finding(SKIP, f"{_label(device)}: {what} unknown", f"NVML: {detail}",
+        return ctx.finding(SKIP, f"{_label(device)}: {what} unknown", observed=f"NVML: {detail}",
                            item=str(index))
     return None
 
@@ -152,28 +152,32 @@ def present(ctx: Context):
             if device_lost(device):
                 findings.append(ctx.finding(
                     FAIL, f"GPU {index} is lost: it stopped answering the driver",
-                    f"NVML: NVML_ERROR_GPU_IS_LOST for {_label(device)}; {driver}",
-                    _INIT_FIX["NVML_ERROR_GPU_IS_LOST"],
-                    "A lost GPU holds no layers, so the model's share planned for it runs "
-                    "from RAM, or llama-server fails to start.", item=index))
+                    observed=f"NVML: NVML_ERROR_GPU_IS_LOST for {_label(device)}; {driver}",
+                    recommended=_INIT_FIX["NVML_ERROR_GPU_IS_LOST"],
+                    impact="A lost GPU holds no layers, so the model's share planned for it runs "
+                           "from RAM, or llama-server fails to start.",
+                    item=index))
             elif "error" in device:
                 findings.append(ctx.finding(
-                    WARN, f"GPU {index} could not be opened", f"NVML: {device['error']}; {driver}",
-                    "Run `nvidia-smi -i " + index + "` to see what the driver says.",
-                    "A GPU the driver cannot open holds no layers.", item=index))
+                    WARN, f"GPU {index} could not be opened",
+                    observed=f"NVML: {device['error']}; {driver}",
+                    recommended="Run `nvidia-smi -i " + index + "` to see what the driver says.",
+                    impact="A GPU the driver cannot open holds no layers.", item=index))
             else:
                 total = value(device.get("memory_total_bytes"))
                 capability = value(device.get("compute_capability"))
                 cc = ".".join(str(part) for part in capability) if capability else "unknown"
                 findings.append(ctx.finding(
                     PASS, f"{_label(device)} answers{wsl}",
-                    f"{value(device.get('name')) or 'unknown name'}, {gib(total)} VRAM, compute "
-                    f"capability {cc}; {driver}", item=index))
+                    observed=f"{value(device.get('name')) or 'unknown name'}, {gib(total)} VRAM, "
+                             f"compute capability {cc}; {driver}",
+                    item=index))
         return findings
     if nvml.init == ABSENT:
-        return ctx.finding(SKIP, "GPU unknown: this host has no NVML reading",
-                           f"NVML: {nvml.reason or 'not read'}",
-                           "Run on the machine itself, or replay a snapshot that has nvml.json.")
+        return ctx.finding(
+            SKIP, "GPU unknown: this host has no NVML reading",
+            observed=f"NVML: {nvml.reason or 'not read'}",
+            recommended="Run on the machine itself, or replay a snapshot that has nvml.json.")
     # No usable NVIDIA GPU: say what is there instead.
     others = [g for g in nvml.drm_gpus if g.vendor != NVIDIA]
     nvidia_cards = [g for g in nvml.drm_gpus if g.vendor == NVIDIA]
@@ -202,10 +206,10 @@ def present(ctx: Context):
             label for vendor, label in ((AMD, "ROCm/HIP or Vulkan"), (INTEL, "SYCL or Vulkan"))
             if vendor in vendors) or "Vulkan"
         return ctx.finding(
-            INFO, f"No NVIDIA GPU; found {names}", observed,
-            f"This tool checks NVIDIA/CUDA setups only: a {tools} build of llama-server can "
-            "use this GPU, but its speed is not judged here.",
-            "What the GPU adds depends on a backend this tool does not check yet.")
+            INFO, f"No NVIDIA GPU; found {names}", observed=observed,
+            recommended=f"This tool checks NVIDIA/CUDA setups only: a {tools} build of "
+                        "llama-server can use this GPU, but its speed is not judged here.",
+            impact="What the GPU adds depends on a backend this tool does not check yet.")
     if nvml.wsl and nvml.init != "ok":
         title = "WSL2 exposes a GPU, but NVIDIA's library does not answer"
         fix = ("Install or update the NVIDIA driver on Windows (never a Linux NVIDIA driver "
@@ -218,10 +222,11 @@ def present(ctx: Context):
     elif nvml.init == "NVML_ERROR_LIBRARY_NOT_FOUND":
         title = "No NVIDIA GPU or driver found"
     if not _plan_offloads(ctx):
-        return ctx.finding(INFO, title + "; the plan runs CPU-only anyway", observed, "",
-                           _cpu_only_cost(ctx))
-    return ctx.finding(FAIL, title + ": the model would run CPU-only", observed, fix,
-                       _cpu_only_cost(ctx), manual=[fix])  # no software fix: `fix` lists it
+        return ctx.finding(INFO, title + "; the plan runs CPU-only anyway", observed=observed,
+                           impact=_cpu_only_cost(ctx))
+    # No software fix: `fix` lists the driver install as a manual step.
+    return ctx.finding(FAIL, title + ": the model would run CPU-only", observed=observed,
+                       recommended=fix, impact=_cpu_only_cost(ctx), manual=[fix])
 
 
 # -- gpu.cuda -----------------------------------------------------------------------------------
@@ -256,20 +261,27 @@ def _nvcc_finding(ctx: Context, build: CudaBuild, driver_version: int | None):
                 f"{cuda_version_text(driver_version)}")
     if major > driver_major:
         return ctx.finding(
-            WARN, f"nvcc {build.nvcc_release} is newer than the driver's CUDA "
-                  f"{cuda_version_text(driver_version)}", observed,
-            f"Update the driver to one supporting CUDA {major}.x before building llama.cpp "
-            f"here, or build with a CUDA {driver_major}.x toolkit.",
-            "A llama.cpp built with this nvcc stops at start-up with \"CUDA driver version is "
-            "insufficient for CUDA runtime version\" and generates nothing.", item="nvcc")
+            WARN,
+            f"nvcc {build.nvcc_release} is newer than the driver's CUDA "
+            f"{cuda_version_text(driver_version)}",
+            observed=observed,
+            recommended=f"Update the driver to one supporting CUDA {major}.x before building "
+                        f"llama.cpp here, or build with a CUDA {driver_major}.x toolkit.",
+            impact="A llama.cpp built with this nvcc stops at start-up with \"CUDA driver version "
+                   "is insufficient for CUDA runtime version\" and generates nothing.",
+            item="nvcc")
     if (major, minor) > (driver_major, driver_version % 1000 // 10):
         return ctx.finding(
-            INFO, f"nvcc {build.nvcc_release} is a newer minor release than the driver's CUDA "
-                  f"{cuda_version_text(driver_version)}", observed,
-            "Builds run through CUDA minor-version compatibility; build for this GPU's own "
-            "architecture (the default, native) so no PTX needs the driver to compile it.",
-            "PTX from a newer nvcc fails to load on an older driver; native code runs at full "
-            "speed.", item="nvcc")
+            INFO,
+            f"nvcc {build.nvcc_release} is a newer minor release than the driver's CUDA "
+            f"{cuda_version_text(driver_version)}",
+            observed=observed,
+            recommended="Builds run through CUDA minor-version compatibility; build for this "
+                        "GPU's own architecture (the default, native) so no PTX needs the driver "
+                        "to compile it.",
+            impact="PTX from a newer nvcc fails to load on an older driver; native code runs at "
+                   "full speed.",
+            item="nvcc")
     return None
 
 
@@ -288,55 +300,63 @@ def cuda(ctx: Context):
         where = build.found_by if build.found_by != "PATH" else "the PATH"
         findings.insert(0, ctx.finding(
             SKIP, "llama-server not found, so its CUDA runtime is unknown",
-            f"no llama-server on {where}" + (f"; {observed}" if observed else ""),
-            "Give its path with --server (or `server` in the config file)."))
+            observed=f"no llama-server on {where}" + (f"; {observed}" if observed else ""),
+            recommended="Give its path with --server (or `server` in the config file)."))
         return findings
     if build.server in build.unread:
         findings.insert(0, ctx.finding(
-            SKIP, "Cannot read which libraries llama-server links", observed,
-            "Give the real binary with --server (not a wrapper script)."))
+            SKIP, "Cannot read which libraries llama-server links", observed=observed,
+            recommended="Give the real binary with --server (not a wrapper script)."))
         return findings
     gpus = ctx.facts.gpus
     if not build.backends:
         status = WARN if gpus else INFO
         findings.insert(0, ctx.finding(
-            status, "llama-server is a CPU-only build"
-            + (" on a machine with an NVIDIA GPU" if gpus else ""), observed,
-            "Use a CUDA build (cmake -DGGML_CUDA=ON, or a CUDA release/container)."
-            if gpus else "",
-            "A CPU-only build leaves the GPU idle: attention and prompt processing run on the "
-            "CPU, several times slower." if gpus else "Nothing is offloaded either way."))
+            status,
+            "llama-server is a CPU-only build"
+            + (" on a machine with an NVIDIA GPU" if gpus else ""),
+            observed=observed,
+            recommended="Use a CUDA build (cmake -DGGML_CUDA=ON, or a CUDA release/container)."
+                        if gpus else "",
+            impact=("A CPU-only build leaves the GPU idle: attention and prompt processing run "
+                    "on the CPU, several times slower." if gpus
+                    else "Nothing is offloaded either way.")))
         return findings
     if "cuda" not in build.backends:
         findings.insert(0, ctx.finding(
-            INFO, f"llama-server is a {'/'.join(build.backends)} build, not CUDA", observed,
-            "This tool judges CUDA builds; on an NVIDIA GPU a CUDA build is usually faster.",
-            "Its GPU speed is not judged here."))
+            INFO, f"llama-server is a {'/'.join(build.backends)} build, not CUDA",
+            observed=observed,
+            recommended="This tool judges CUDA builds; on an NVIDIA GPU a CUDA build is usually "
+                        "faster.",
+            impact="Its GPU speed is not judged here."))
         return findings
     if driver_version is None:
-        findings.insert(0, ctx.finding(
-            SKIP, "A CUDA build, but the driver's CUDA version is unknown",
-            f"{observed}; NVML: {nvml.init}", "See gpu.present."))
+        findings.insert(0, ctx.finding(SKIP,
+                                       "A CUDA build, but the driver's CUDA version is unknown",
+                                       observed=f"{observed}; NVML: {nvml.init}",
+                                       recommended="See gpu.present."))
         return findings
     if build.runtime_major is None:
         findings.insert(0, ctx.finding(
-            INFO, "A CUDA build whose runtime version is built in", observed,
-            "If it fails with \"CUDA driver version is insufficient\", update the driver.",
-            "Nothing to judge: a static CUDA runtime does not show its version."))
+            INFO, "A CUDA build whose runtime version is built in", observed=observed,
+            recommended="If it fails with \"CUDA driver version is insufficient\", update the "
+                        "driver.",
+            impact="Nothing to judge: a static CUDA runtime does not show its version."))
         return findings
     needs = f"CUDA {build.runtime_major}.x ({build.runtime_library})"
     if build.runtime_major > driver_version // 1000:
         findings.insert(0, ctx.finding(
             FAIL, f"llama-server needs {needs}; the driver supports only CUDA {driver}",
-            f"{observed}; driver {nvml.driver_version or 'unknown'} supports CUDA {driver}",
-            f"Update the NVIDIA driver to one supporting CUDA {build.runtime_major}.x, or use "
-            f"a llama-server built with CUDA {driver_version // 1000}.x.",
-            "It stops at start-up with \"CUDA driver version is insufficient for CUDA runtime "
-            "version\", or falls back to the CPU at a fraction of the speed."))
+            observed=f"{observed}; driver {nvml.driver_version or 'unknown'} supports CUDA "
+                     f"{driver}",
+            recommended=f"Update the NVIDIA driver to one supporting CUDA {build.runtime_major}.x, "
+                        f"or use a llama-server built with CUDA {driver_version // 1000}.x.",
+            impact="It stops at start-up with \"CUDA driver version is insufficient for CUDA "
+                   "runtime version\", or falls back to the CPU at a fraction of the speed."))
         return findings
     findings.insert(0, ctx.finding(
         PASS, f"llama-server's {needs} runs on the driver's CUDA {driver}",
-        f"{observed}; driver {nvml.driver_version or 'unknown'} supports CUDA {driver}"))
+        observed=f"{observed}; driver {nvml.driver_version or 'unknown'} supports CUDA {driver}"))
     return findings
 
 
@@ -384,20 +404,22 @@ def vram(ctx: Context):
                     f"{device.get('memory_api', 'v2')} memory API); {listing}")
         if not big:
             findings.append(ctx.finding(PASS, f"{_label(device)}: {gib(free)} VRAM free",
-                                        observed, item=index))
+                                        observed=observed, item=index))
             continue
         held = sum(p["used_bytes"] for p in big)
         names = ", ".join(sorted({str(p.get("name") or f"pid {p.get('pid')}") for p in big}))
         running_server = any("llama-server" in str(p.get("name")) for p in big)
         findings.append(ctx.finding(
             WARN, f"{_label(device)}: other programs hold {_mib(held)} of VRAM ({names})",
-            observed,
-            ("Stop the running llama-server before launching another; close" if running_server
-             else "Close") + f" or move {names} off this GPU before starting llama-server "
-            "(browsers: turn off hardware acceleration; a desktop on the integrated GPU "
-            "frees the NVIDIA one).",
-            f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, and "
-            "each layer left in RAM adds its weights to what every token reads at RAM speed.",
+            observed=observed,
+            recommended=("Stop the running llama-server before launching another; close"
+                         if running_server else "Close")
+                        + f" or move {names} off this GPU before starting llama-server "
+                        "(browsers: turn off hardware acceleration; a desktop on the integrated "
+                        "GPU frees the NVIDIA one).",
+            impact=f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, "
+                   "and each layer left in RAM adds its weights to what every token reads at RAM "
+                   "speed.",
             item=index))
     if counted:
         findings.append(_fit(ctx, plan, counted))
@@ -412,32 +434,36 @@ def _fit(ctx: Context, plan: Placement, counted: list[str]):
     margins = "/".join(str(m) for m in plan.fit_target_mib)
     observed = (f"{gpus}: {gib(plan.vram_usable_bytes)} usable (free less the {margins} MiB "
                 f"--fit-target margin each); {model.name} needs {gib(plan.resident_bytes)} of "
-                f"attention and shared weights (the file less its routed experts and the "
-                f"embedding table, which stays in RAM) + {gib(plan.kv_cache_bytes)} KV cache "
-                f"at ctx {model.ctx_size} + {gib(plan.compute_buffer_bytes)} compute buffer = "
-                f"{gib(need)}")
+                "attention and shared weights (the file less its routed experts and the embedding "
+                f"table, which stays in RAM) + {gib(plan.kv_cache_bytes)} KV cache at ctx "
+                f"{model.ctx_size} + {gib(plan.compute_buffer_bytes)} compute buffer = {gib(need)}")
     if plan.dense_fits_gpu:
         layers = plan.expert_layers_on_gpu
         room = (f"with room for {layers} expert layer{'' if layers == 1 else 's'}"
                 if layers else "but with no room for expert layers: every expert stays in RAM")
         return ctx.finding(
             PASS, f"Attention + KV cache at ctx {model.ctx_size} fit, {room}",
-            observed + f"; expert layers are {gib(plan.expert_layer_bytes)} each", item="fit")
+            observed=observed + f"; expert layers are {gib(plan.expert_layer_bytes)} each",
+            item="fit")
     fits = largest_ctx_on_gpu(ctx.facts, model, list(ctx.options.server_args))
     if fits >= CTX_STEP:
         return ctx.finding(
             WARN, f"Attention + KV cache at ctx {model.ctx_size} do not fit; ctx {fits} does",
-            observed,
-            f"Run with --ctx-size {fits} (or free VRAM, or a quantized KV cache "
-            "such as -ctk q8_0 -ctv q8_0).",
-            "What does not fit leaves attention layers in RAM, which every token then "
-            "computes on the CPU at a fraction of GPU speed.", item="fit")
+            observed=observed,
+            recommended=f"Run with --ctx-size {fits} (or free VRAM, or a quantized KV cache "
+                        "such as -ctk q8_0 -ctv q8_0).",
+            impact="What does not fit leaves attention layers in RAM, which every token then "
+                   "computes on the CPU at a fraction of GPU speed.",
+            item="fit")
     return ctx.finding(
-        WARN, f"Attention and shared weights alone ({gib(plan.resident_bytes)}) do not fit in "
-              f"{gib(plan.vram_usable_bytes)} of usable VRAM", observed,
-        "Free VRAM, use a GPU with more memory, or a smaller quant of the model.",
-        "llama-server keeps part of the always-active weights in RAM, so every token "
-        "waits on the CPU for them.", item="fit")
+        WARN,
+        f"Attention and shared weights alone ({gib(plan.resident_bytes)}) do not fit in "
+        f"{gib(plan.vram_usable_bytes)} of usable VRAM",
+        observed=observed,
+        recommended="Free VRAM, use a GPU with more memory, or a smaller quant of the model.",
+        impact="llama-server keeps part of the always-active weights in RAM, so every token "
+               "waits on the CPU for them.",
+        item="fit")
 
 
 # -- gpu.pcie -----------------------------------------------------------------------------------
@@ -458,8 +484,7 @@ def _slot_width(ctx: Context, device: dict) -> int | None:
     if not isinstance(bus, str) or ":" not in bus:
         return None
     domain, rest = bus.split(":", 1)
-    text = ctx.host.cat(f"/sys/bus/pci/devices/{domain[-4:].lower()}:{rest.lower()}/"
-                        "max_link_width")
+    text = ctx.host.cat(f"/sys/bus/pci/devices/{domain[-4:].lower()}:{rest.lower()}/max_link_width")
     return int(text) if text and text.isdecimal() else None
 
 
@@ -495,9 +520,9 @@ def pcie(ctx: Context):
                     + f"; now Gen{_n(gen_now)} (a lower generation at idle is power saving, "
                       "not a fault)")
         if not problems:
-            findings.append(ctx.finding(
-                PASS, f"{_label(device)}: PCIe Gen{_n(gen_max)} x{_n(width_now)}", observed,
-                item=index))
+            findings.append(ctx.finding(PASS,
+                                        f"{_label(device)}: PCIe Gen{_n(gen_max)} x{_n(width_now)}",
+                                        observed=observed, item=index))
             continue
         now = _bytes_s(gen_max, width_now)
         best = _bytes_s(max(gen_max or 0, gen_gpu or 0) or None, lanes)
@@ -509,12 +534,14 @@ def pcie(ctx: Context):
                     f"{routed / best:.1f} s at {best / 1e9:.1f} GB/s.")
         laptop = "laptop" in str(value(device.get("name")) or "").lower()
         findings.append(ctx.finding(
-            WARN, f"{_label(device)}: PCIe link {' and '.join(problems)}", observed,
-            "A laptop wires its GPU's lanes; nothing to change, but expect slower prompt "
-            "processing." if laptop else
-            "Move the GPU to the CPU's x16 slot, drop bifurcation or risers that force fewer "
-            "lanes or a lower generation, and set the slot to Auto/Gen4+ in the BIOS.",
-            cost or "Prompt processing streams experts over PCIe, so a slower link slows it.",
+            WARN, f"{_label(device)}: PCIe link {' and '.join(problems)}", observed=observed,
+            recommended="A laptop wires its GPU's lanes; nothing to change, but expect slower "
+                        "prompt processing." if laptop else
+                        "Move the GPU to the CPU's x16 slot, drop bifurcation or risers that "
+                        "force fewer lanes or a lower generation, and set the slot to Auto/Gen4+ "
+                        "in the BIOS.",
+            impact=cost or "Prompt processing streams experts over PCIe, so a slower link slows "
+                           "it.",
             item=index))
     return findings
 
@@ -568,22 +595,25 @@ def power(ctx: Context):
                                        else "")
         if warns:
             findings.append(ctx.finding(
-                WARN, f"{_label(device)}: {'; '.join(warns)}", observed,
-                "; ".join(fixes).capitalize() + ".",
-                "Prompt processing is bound by the GPU's clocks and slows about in proportion; "
-                "generation, bound by RAM, loses less.", item=index))
+                WARN, f"{_label(device)}: {'; '.join(warns)}", observed=observed,
+                recommended="; ".join(fixes).capitalize() + ".",
+                impact="Prompt processing is bound by the GPU's clocks and slows about in "
+                       "proportion; generation, bound by RAM, loses less.",
+                item=index))
         elif infos:
             findings.append(ctx.finding(
-                INFO, f"{_label(device)}: {'; '.join(infos)}", observed,
-                "Turn persistence on (`sudo nvidia-smi -pm 1`, or the nvidia-persistenced "
-                "service) so the driver stays initialised between runs."
-                if persistence is False else "",
-                "No cost to tokens/s: without persistence each llama-server start waits a "
-                "second or two while the driver initialises the GPU."
-                if persistence is False else
-                "Power capping under full load is expected; at light load it would mean the "
-                "limit is too low.", item=index))
+                INFO, f"{_label(device)}: {'; '.join(infos)}", observed=observed,
+                recommended="Turn persistence on (`sudo nvidia-smi -pm 1`, or the "
+                            "nvidia-persistenced service) so the driver stays initialised between "
+                            "runs."
+                            if persistence is False else "",
+                impact="No cost to tokens/s: without persistence each llama-server start waits a "
+                       "second or two while the driver initialises the GPU."
+                       if persistence is False else
+                       "Power capping under full load is expected; at light load it would mean the "
+                       "limit is too low.",
+                item=index))
         else:
             findings.append(ctx.finding(PASS, f"{_label(device)}: no power limit or throttling",
-                                        observed, item=index))
+                                        observed=observed, item=index))
     return findings

@@ -16,10 +16,10 @@ def hugepages(ctx: Context):
     reserved = memory.hugetlb_bytes
     if reserved is None or memory.total_bytes is None:
         findings.append(ctx.finding(SKIP, "Huge page reservations unknown",
-                                    "/proc/meminfo could not be read"))
+                                    observed="/proc/meminfo could not be read"))
     elif reserved == 0:
         findings.append(ctx.finding(PASS, "No RAM reserved for hugetlb pages",
-                                    f"hugetlb: 0 of {gib(memory.total_bytes)}"))
+                                    observed=f"hugetlb: 0 of {gib(memory.total_bytes)}"))
     else:
         pools = ", ".join(f"{p.total} x {p.page_size_bytes // 1024} kB ({p.free} free)"
                           for p in memory.hugepage_pools)
@@ -37,23 +37,24 @@ def hugepages(ctx: Context):
                 advice += (" Even then the model does not fit in RAM: see memory.fit for a "
                            "smaller quant, a shorter context or more VRAM.")
             findings.append(ctx.finding(
-                FAIL, f"Hugetlb reservations leave {gib(left)}, too little for the model", observed,
-                advice, impact, fixes=["hugepages.release"]))
+                FAIL, f"Hugetlb reservations leave {gib(left)}, too little for the model",
+                observed=observed, recommended=advice, impact=impact, fixes=["hugepages.release"]))
         else:
             findings.append(ctx.finding(
-                INFO, f"{gib(reserved)} reserved as hugetlb pages; the model still fits", observed,
-                "Release them if nothing on this machine uses them.", impact,
-                fixes=["hugepages.release"]))
+                INFO, f"{gib(reserved)} reserved as hugetlb pages; the model still fits",
+                observed=observed, recommended="Release them if nothing on this machine uses them.",
+                impact=impact, fixes=["hugepages.release"]))
     thp = memory.thp_enabled
     if thp is None:
-        findings.append(ctx.finding(SKIP, "Transparent huge page mode unknown",
-                                    "/sys/kernel/mm/transparent_hugepage/enabled is absent",
-                                    item="thp"))
+        findings.append(ctx.finding(
+            SKIP, "Transparent huge page mode unknown",
+            observed="/sys/kernel/mm/transparent_hugepage/enabled is absent", item="thp"))
     else:
         findings.append(ctx.finding(
             INFO, f"Transparent huge pages: {thp}",
-            f"/sys/kernel/mm/transparent_hugepage/enabled = [{thp}]",
-            "madvise or always lets large buffers use huge pages" if thp == "never" else "",
-            "Huge pages cut TLB misses when a token walks gigabytes of weights.",
-            item="thp", fixes=["thp.mode"] if thp == "never" else []))
+            observed=f"/sys/kernel/mm/transparent_hugepage/enabled = [{thp}]",
+            recommended=("madvise or always lets large buffers use huge pages"
+                         if thp == "never" else ""),
+            impact="Huge pages cut TLB misses when a token walks gigabytes of weights.", item="thp",
+            fixes=["thp.mode"] if thp == "never" else []))
     return findings

@@ -84,10 +84,12 @@ def isa(ctx: Context):
     if cpu.arch == "arm":
         return _arm(ctx, cpu)
     if cpu.arch != "x86":
-        return ctx.finding(SKIP, "Instruction sets not checked",
-                           f"this check knows x86 and ARM; this CPU is {cpu.arch or 'unknown'}")
+        return ctx.finding(
+            SKIP, "Instruction sets not checked",
+            observed=f"this check knows x86 and ARM; this CPU is {cpu.arch or 'unknown'}")
     if cpu.isa.get("avx2") is None:
-        return ctx.finding(SKIP, "Instruction sets unknown", "/proc/cpuinfo has no flags line")
+        return ctx.finding(SKIP, "Instruction sets unknown",
+                           observed="/proc/cpuinfo has no flags line")
     have = [label for key, label in X86_LABELS if cpu.isa.get(key)]
     lacking = [label for key, label in X86_LABELS if cpu.isa.get(key) is False]
     observed = f"has {', '.join(have) or 'none of them'}; lacks {', '.join(lacking) or 'none'}"
@@ -102,12 +104,14 @@ def isa(ctx: Context):
                       "`-cpu host` or host-passthrough, Proxmox CPU type 'host'); a "
                       "generic virtual CPU hides AVX2 even where the host has it. " + advice)
         findings.append(ctx.finding(
-            WARN, "The CPU lacks AVX2", observed, advice,
-            "ggml's quantised dot products fall back to 128-bit AVX/SSE code without AVX2: "
-            "prompt processing and CPU-side generation run several times slower."))
+            WARN, "The CPU lacks AVX2", observed=observed, recommended=advice,
+            impact="ggml's quantised dot products fall back to 128-bit AVX/SSE code without AVX2: "
+                   "prompt processing and CPU-side generation run several times slower."))
     else:
-        findings.append(ctx.finding(PASS, "AVX2 and FMA present" if cpu.isa.get("fma")
-                                    else "AVX2 present", observed))
+        findings.append(ctx.finding(PASS,
+                                    "AVX2 and FMA present" if cpu.isa.get("fma")
+                                    else "AVX2 present",
+                                    observed=observed))
     build = _build(ctx, cpu)
     if build is not None:
         findings.append(build)
@@ -116,16 +120,18 @@ def isa(ctx: Context):
 
 def _arm(ctx: Context, cpu: CpuFacts):
     if cpu.isa.get("neon") is None:
-        return ctx.finding(SKIP, "Instruction sets unknown", "/proc/cpuinfo has no Features line")
+        return ctx.finding(SKIP, "Instruction sets unknown",
+                           observed="/proc/cpuinfo has no Features line")
     have = [label for key, label in ARM_LABELS if cpu.isa.get(key)]
     observed = f"has {', '.join(have) or 'none of them'}"
     if not cpu.isa.get("dotprod"):
         return ctx.finding(
-            INFO, "The CPU has no dot-product instructions (Armv8.0)", observed,
-            "Offload to a GPU where there is one; Armv8.2 cores and later (Cortex-A55/A76 on) "
-            "run llama.cpp's quantised kernels much faster.",
-            "Without SDOT/UDOT, ggml's int8 dot products take several NEON instructions each.")
-    return ctx.finding(PASS, "NEON and dot-product instructions present", observed)
+            INFO, "The CPU has no dot-product instructions (Armv8.0)", observed=observed,
+            recommended="Offload to a GPU where there is one; Armv8.2 cores and later "
+                        "(Cortex-A55/A76 on) run llama.cpp's quantised kernels much faster.",
+            impact="Without SDOT/UDOT, ggml's int8 dot products take several NEON instructions "
+                   "each.")
+    return ctx.finding(PASS, "NEON and dot-product instructions present", observed=observed)
 
 
 def _build(ctx: Context, cpu: CpuFacts):
@@ -142,21 +148,23 @@ def _build(ctx: Context, cpu: CpuFacts):
                 f"{'libggml-cpu-' + loaded + '.so' if loaded else 'none of them'}")
     if known and loaded is None:
         return ctx.finding(
-            WARN, "None of llama-server's CPU backends runs on this CPU", observed,
-            "Install a build with all CPU variants (the release archives, or "
-            "-DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON), or build on this machine with "
-            "-DGGML_NATIVE=ON.",
-            "llama-server stops with 'no CPU backend found' before it loads the model.",
+            WARN, "None of llama-server's CPU backends runs on this CPU", observed=observed,
+            recommended="Install a build with all CPU variants (the release archives, or "
+                        "-DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON), or build on this "
+                        "machine with -DGGML_NATIVE=ON.",
+            impact="llama-server stops with 'no CPU backend found' before it loads the model.",
             item="build")
     if loaded and possible and score(cpu, possible) > score(cpu, loaded):
         missing = [f for f in VARIANTS[possible] if f not in VARIANTS[loaded]]
         names = ", ".join(missing)
         return ctx.finding(
-            INFO, f"llama-server's CPU backends leave {names} unused", observed
-            + f"; this CPU could run libggml-cpu-{possible}.so",
-            f"Add libggml-cpu-{possible}.so (a build with -DGGML_CPU_ALL_VARIANTS=ON ships "
-            "it) or build on this machine with -DGGML_NATIVE=ON.",
-            "Wider or fused instructions speed up prompt processing most; token generation "
-            "is bound by memory bandwidth and gains less.", item="build")
+            INFO, f"llama-server's CPU backends leave {names} unused",
+            observed=observed
+                     + f"; this CPU could run libggml-cpu-{possible}.so",
+            recommended=f"Add libggml-cpu-{possible}.so (a build with -DGGML_CPU_ALL_VARIANTS=ON "
+                        "ships it) or build on this machine with -DGGML_NATIVE=ON.",
+            impact="Wider or fused instructions speed up prompt processing most; token generation "
+                   "is bound by memory bandwidth and gains less.",
+            item="build")
     return ctx.finding(PASS, f"llama-server loads its best CPU backend for this CPU ({loaded})",
-                       observed, item="build")
+                       observed=observed, item="build")

@@ -110,31 +110,33 @@ def memlock(ctx: Context):
     memory = ctx.facts.memory
     if memory.total_bytes is None:
         return ctx.finding(SKIP, "RAM size unknown, so the locking plan is unknown",
-                           "/proc/meminfo could not be read")
+                           observed="/proc/meminfo could not be read")
     plan = placement(ctx.facts)
     part = plan.ram_bytes
     limit, exempt, where = memlock_limit(ctx)
     if limit is None:
-        return ctx.finding(SKIP, "Memlock limit unknown", where)
+        return ctx.finding(SKIP, "Memlock limit unknown", observed=where)
     observed = f"{where}; the model's RAM part is {gib(part)} ({plan.basis})"
     if part == 0:
-        return ctx.finding(PASS, "The model fits in VRAM: nothing to lock in RAM", observed)
+        return ctx.finding(PASS, "The model fits in VRAM: nothing to lock in RAM",
+                           observed=observed)
     if exempt or limit == UNLIMITED or limit >= part:
         return ctx.finding(PASS, f"llama-server may lock the model's {gib(part)} in RAM",
-                           observed)
+                           observed=observed)
     pressure = bool(memory.disk_swap) or (
         memory.available_bytes is not None and memory.available_bytes < plan.ram_needed_bytes)
     user = ctx.options.user or "the launching user"
     return ctx.finding(
         WARN if pressure else INFO,
         f"Memlock limit {_show(limit)} is far below the model's {gib(part)}: llama-server "
-        "cannot lock it", observed,
-        f"Raise {user}'s memlock limit to unlimited (fix memlock.limit writes a "
-        "/etc/security/limits.d entry, in force at the next login; a systemd service needs "
-        "LimitMEMLOCK=infinity).",
-        "llama.cpp then only warns \"failed to mlock\" and runs unlocked: under memory "
-        "pressure the kernel can drop or swap out expert weights, and tokens wait for the "
-        "disk to read them back." + ("" if pressure else
-                                     " With no disk swap and RAM to spare that is unlikely."),
+        "cannot lock it",
+        observed=observed,
+        recommended=f"Raise {user}'s memlock limit to unlimited (fix memlock.limit writes a "
+                    "/etc/security/limits.d entry, in force at the next login; a systemd service "
+                    "needs LimitMEMLOCK=infinity).",
+        impact="llama.cpp then only warns \"failed to mlock\" and runs unlocked: under memory "
+               "pressure the kernel can drop or swap out expert weights, and tokens wait for the "
+               "disk to read them back."
+               + ("" if pressure else " With no disk swap and RAM to spare that is unlikely."),
         fixes=["memlock.limit"])
 

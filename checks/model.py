@@ -40,16 +40,17 @@ def _shape(model) -> str:
 def model_file(ctx: Context):
     model = ctx.facts.model
     if not ctx.options.model:
-        return ctx.finding(SKIP, f"No --model given: the {model.name} profile stands in",
-                           f"profile {model.profile} ({model.source})",
-                           "Give --model PATH (or model = \"PATH\" in the config file) to plan "
-                           "for the file itself.")
+        return ctx.finding(
+            SKIP, f"No --model given: the {model.name} profile stands in",
+            observed=f"profile {model.profile} ({model.source})",
+            recommended="Give --model PATH (or model = \"PATH\" in the config file) to plan "
+                        "for the file itself.")
     if model.error:
         return ctx.finding(
-            FAIL, "The model file cannot be read", model.error,
-            "Check the path (for a split model, every *-0000N-of-0000M.gguf part must sit "
-            "beside the first) and that the file is a complete GGUF download.",
-            "llama-server would stop at load; the checks judged the profile instead.")
+            FAIL, "The model file cannot be read", observed=model.error,
+            recommended="Check the path (for a split model, every *-0000N-of-0000M.gguf part must "
+                        "sit beside the first) and that the file is a complete GGUF download.",
+            impact="llama-server would stop at load; the checks judged the profile instead.")
     files = len(model.files)
     observed = (f"{model.name}: {_shape(model)}; {gib(model.file_bytes)}"
                 + (f" in {files} split files" if files > 1 else "")
@@ -59,13 +60,16 @@ def model_file(ctx: Context):
                   f"({model.cache_type})")
     if model.context_length and model.ctx_size > model.context_length:
         return ctx.finding(
-            WARN, f"--ctx-size {model.ctx_size} is beyond the model's trained context "
-                  f"({model.context_length})", observed,
-            f"Use --ctx-size {model.context_length} or less, unless the model card documents "
-            "RoPE scaling for more.",
-            "Past its trained context a model's answers degrade, and the larger KV cache takes "
-            "VRAM that expert layers could use.")
-    return ctx.finding(PASS, f"{model.name} ({model.architecture}) reads as a GGUF", observed)
+            WARN,
+            f"--ctx-size {model.ctx_size} is beyond the model's trained context "
+            f"({model.context_length})",
+            observed=observed,
+            recommended=f"Use --ctx-size {model.context_length} or less, unless the model card "
+                        "documents RoPE scaling for more.",
+            impact="Past its trained context a model's answers degrade, and the larger KV cache "
+                   "takes VRAM that expert layers could use.")
+    return ctx.finding(PASS, f"{model.name} ({model.architecture}) reads as a GGUF",
+                       observed=observed)
 
 
 @check("model.speed", "Expected generation speed on this machine (a calibrated roofline)")
@@ -79,26 +83,26 @@ def speed(ctx: Context):
         f"layers' experts (--n-cpu-moe {plan.n_cpu_moe}); {gib(plan.ram_bytes)} stays in RAM"
         if plan.gpus else f"everything in RAM ({gib(plan.ram_bytes)})")
     if not plan.dense_fits_gpu and plan.gpus:
-        where += (f"; only {plan.gpu_layers} of {model.layers} layers' attention fit the "
-                      "GPU")
+        where += f"; only {plan.gpu_layers} of {model.layers} layers' attention fit the GPU"
     observed = f"{where}. {estimate.basis}"
     if estimate.tok_s is None:
         return ctx.finding(
-            SKIP, "Expected speed unknown: RAM bandwidth unknown", observed,
-            "Run `sudo q3cn-doctor check` (dmidecode lists the RAM's speed and channels) or "
-            "`q3cn-doctor check --measure`.")
+            SKIP, "Expected speed unknown: RAM bandwidth unknown", observed=observed,
+            recommended="Run `sudo q3cn-doctor check` (dmidecode lists the RAM's speed and "
+                        "channels) or `q3cn-doctor check --measure`.")
     title = f"Expected ~{estimate.tok_s:.0f} tok/s generating with {model.name}"
     rated = estimate.tok_s_rated
     if rated and rated >= estimate.tok_s * RATED_GAIN:
         title += f"; ~{rated:.0f} with RAM at its rated speed"
     if plan.gpus and not plan.dense_fits_gpu:
         return ctx.finding(
-            WARN, title + " (attention layers left on the CPU)", observed,
-            f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so every "
-            f"layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit the GPU.",
-            "Layers whose attention runs on the CPU read their weights and KV cache from RAM "
-            "for every token.")
+            WARN, title + " (attention layers left on the CPU)", observed=observed,
+            recommended=f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so "
+                        f"every layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit "
+                        f"the GPU.",
+            impact="Layers whose attention runs on the CPU read their weights and KV cache from "
+                   "RAM for every token.")
     return ctx.finding(
-        INFO, title, observed, "",
-        "Generation reads every active weight once per token: the RAM part over RAM "
-        "bandwidth sets most of the pace.")
+        INFO, title, observed=observed,
+        impact="Generation reads every active weight once per token: the RAM part over RAM "
+               "bandwidth sets most of the pace.")

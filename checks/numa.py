@@ -43,22 +43,23 @@ def _policy(cpu: CpuFacts, server: RunningServer) -> str | None:
 def numa(ctx: Context):
     cpu = ctx.facts.cpu
     if cpu.numa_nodes is None:
-        return ctx.finding(SKIP, "NUMA layout unknown", "/sys/devices/system/node is absent")
+        return ctx.finding(SKIP, "NUMA layout unknown",
+                           observed="/sys/devices/system/node is absent")
     with_cpus = {frozenset(node.cpus) for node in cpu.numa if node.cpus}
     if cpu.numa_nodes <= 1:
         return ctx.finding(PASS, "One NUMA node: all memory is local",
-                           _nodes(cpu) or cpu.basis.get("numa_nodes", ""))
+                           observed=_nodes(cpu) or cpu.basis.get("numa_nodes", ""))
     cpu_nodes = [node for node in cpu.numa if node.cpus]
     if len(cpu_nodes) == 1:
         return ctx.finding(
             PASS, f"One NUMA node with CPUs; {cpu.numa_nodes - 1} hold memory only",
-            _nodes(cpu) + ". Memory-only nodes (CXL, HBM) get pages only when local memory "
-            "runs out or a policy asks for them.")
+            observed=_nodes(cpu) + ". Memory-only nodes (CXL, HBM) get pages only when local "
+                                   "memory runs out or a policy asks for them.")
     if len(with_cpus) <= 1:
         return ctx.finding(
             PASS, f"{cpu.numa_nodes} NUMA nodes that list the same CPUs: one memory domain",
-            _nodes(cpu) + ". Every node lists the same CPUs, a firmware table error that "
-            "hwloc merges into one node; llama.cpp gains nothing from --numa here.")
+            observed=_nodes(cpu) + ". Every node lists the same CPUs, a firmware table error that "
+                     "hwloc merges into one node; llama.cpp gains nothing from --numa here.")
     observed = f"{cpu.numa_nodes} NUMA nodes: {_nodes(cpu)}"
     balancing = ctx.host.sysctl(BALANCING)
     if balancing is not None:
@@ -77,9 +78,11 @@ def numa(ctx: Context):
         if balancing not in (None, "0"):
             return ctx.finding(
                 WARN, "llama-server has a NUMA policy, but automatic NUMA balancing is on",
-                observed, f"Set {BALANCING}=0: llama.cpp warns that balancing moves the "
-                "model's pages under it.", _IMPACT, fixes=["sysctl.numa_balancing"])
-        return ctx.finding(PASS, title, observed)
+                observed=observed,
+                recommended=f"Set {BALANCING}=0: llama.cpp warns that balancing moves the "
+                            "model's pages under it.",
+                impact=_IMPACT, fixes=["sysctl.numa_balancing"])
+        return ctx.finding(PASS, title, observed=observed)
     if servers:
         observed += "; " + ", ".join(f"llama-server pid {pid}: no --numa and spans nodes"
                                      for pid, policy in policies.items() if not policy)
@@ -98,7 +101,7 @@ def numa(ctx: Context):
         advice += f" Set {BALANCING}=0 as well: llama.cpp warns that it hurts."
         fixes.append("sysctl.numa_balancing")
     return ctx.finding(WARN, f"{cpu.numa_nodes} NUMA nodes and no NUMA policy planned",
-                       observed, advice, _IMPACT, fixes=fixes)
+                       observed=observed, recommended=advice, impact=_IMPACT, fixes=fixes)
 
 
 _IMPACT = ("Threads reading the model from another node's memory get a fraction of local "

@@ -32,7 +32,7 @@ def _server(ctx: Context):
     server = ctx.facts.server
     if server.path is None:
         return server, ctx.finding(SKIP, "llama-server not found (see server.found)",
-                                   f"looked on {server.found_by}")
+                                   observed=f"looked on {server.found_by}")
     return server, None
 
 
@@ -42,8 +42,8 @@ def found(ctx: Context):
     if server.path is None:
         where = "the path given with --server" if server.found_by == "--server" else (
             "PATH")
-        return ctx.finding(SKIP, "llama-server not found", f"no llama-server on {where}",
-                           INSTALL, "Nothing to launch until it is installed.")
+        return ctx.finding(SKIP, "llama-server not found", observed=f"no llama-server on {where}",
+                           recommended=INSTALL, impact="Nothing to launch until it is installed.")
     version = server.version or "version unknown"
     observed = (f"{server.path} (by {server.found_by}), {version}"
                 + (f", {server.compiler}" if server.compiler else "")
@@ -53,7 +53,7 @@ def found(ctx: Context):
     if server.build_number == 1:
         observed += ("; build 1 means a build from a source tarball: its age is judged by "
                      "its options, not its number")
-    return ctx.finding(PASS, f"llama-server {version} at {server.path}", observed)
+    return ctx.finding(PASS, f"llama-server {version} at {server.path}", observed=observed)
 
 
 @check("server.build", "The llama-server build knows the model and uses the GPU")
@@ -71,12 +71,13 @@ def build(ctx: Context):
         added = ARCH_ADDED.get(model.architecture)
         findings.append(ctx.finding(
             FAIL, f"This llama-server predates the {model.architecture} architecture",
-            f"{server.path} ({server.version or 'version unknown'}); {arch_line}, "
-            f"{model.architecture} not among them",
-            f"Update llama.cpp to a build that knows {model.architecture}"
-            + (f" (added {added})" if added else "") + ".",
-            f"llama-server stops at load with \"unknown model architecture: "
-            f"'{model.architecture}'\".", item="architecture"))
+            observed=f"{server.path} ({server.version or 'version unknown'}); {arch_line}, "
+                     f"{model.architecture} not among them",
+            recommended=f"Update llama.cpp to a build that knows {model.architecture}"
+                        + (f" (added {added})" if added else "") + ".",
+            impact=f"llama-server stops at load with \"unknown model architecture: "
+                   f"'{model.architecture}'\".",
+            item="architecture"))
     try:
         gpus = ctx.facts.gpus
     except FactsError:
@@ -90,21 +91,23 @@ def build(ctx: Context):
         answering = sum(1 for gpu in gpus if "error" not in gpu and not device_lost(gpu))
         findings.append(ctx.finding(
             FAIL, "This llama-server is a CPU-only build on a machine with an NVIDIA GPU",
-            f"{server.path} links no GPU backend (ggml-cuda, vulkan...); "
-            + (f"{len(gpus)} NVIDIA GPU(s) answer" if answering == len(gpus) else
-               f"NVML lists {len(gpus)} NVIDIA GPU(s), {answering} of them answering"),
-            "Install the CUDA build of llama.cpp, or build with -DGGML_CUDA=ON.",
-            "The GPU holds nothing: attention and every expert run on the CPU, at a fraction "
-            "of the speed.", item="backend"))
+            observed=f"{server.path} links no GPU backend (ggml-cuda, vulkan...); "
+                     + (f"{len(gpus)} NVIDIA GPU(s) answer" if answering == len(gpus) else
+                        f"NVML lists {len(gpus)} NVIDIA GPU(s), {answering} of them answering"),
+            recommended="Install the CUDA build of llama.cpp, or build with -DGGML_CUDA=ON.",
+            impact="The GPU holds nothing: attention and every expert run on the CPU, at a "
+                   "fraction of the speed.",
+            item="backend"))
     if findings:
         return findings
     if knows is None:
-        return ctx.finding(INFO, f"llama-server backends: {backends}; model architecture "
-                                 "support unknown",
-                           f"{arch_line}{runtime}",
-                           "If llama-server says \"unknown model architecture\", update it.")
+        return ctx.finding(
+            INFO,
+            f"llama-server backends: {backends}; model architecture support unknown",
+            observed=f"{arch_line}{runtime}",
+            recommended="If llama-server says \"unknown model architecture\", update it.")
     return ctx.finding(PASS, f"llama-server knows {model.architecture}; backends: {backends}",
-                       f"{arch_line}{runtime}")
+                       observed=f"{arch_line}{runtime}")
 
 
 def _spelling(build) -> str:
@@ -129,12 +132,13 @@ def flags(ctx: Context):
     build = server.build()
     if build is None and server.help_state == ABSENT:  # a snapshot or --root tree
         return ctx.finding(SKIP, "What this llama-server accepts is unknown here",
-                           f"{server.path} --help: {server.help_error}")
+                           observed=f"{server.path} --help: {server.help_error}")
     if build is None:
-        return ctx.finding(WARN, "What this llama-server accepts is unknown",
-                           f"{server.path} --help: {server.help_error}",
-                           f"Run `{server.path} --help` to see why it does not answer; the "
-                           "launch needs it to write the command.")
+        return ctx.finding(
+            WARN, "What this llama-server accepts is unknown",
+            observed=f"{server.path} --help: {server.help_error}",
+            recommended=f"Run `{server.path} --help` to see why it does not answer; the "
+                        "launch needs it to write the command.")
     args = list(ctx.options.server_args)
     spelling = _spelling(build)
     findings = []
@@ -152,22 +156,24 @@ def flags(ctx: Context):
                        for flag, value in stray]
                     + [f"{pair} (not one of its choices)" for pair in bad_choice])
         findings.append(ctx.finding(
-            FAIL, "llama-server would refuse these arguments: " + ", ".join(
-                p.split(" (")[0] for p in problems),
-            f"your arguments (config file `args`, launch -- ...): {' '.join(args)}; "
-            f"{'; '.join(problems)}. This build: {spelling}",
-            "Remove them, or write them as this build spells them (the launch plan already "
-            "translates its own: `q3cn-doctor launch --print`).",
-            "llama-server stops at start with \"error: invalid argument\".", item="unknown"))
+            FAIL,
+            "llama-server would refuse these arguments: " + ", ".join(
+            p.split(" (")[0] for p in problems),
+            observed=f"your arguments (config file `args`, launch -- ...): {' '.join(args)}; "
+                     f"{'; '.join(problems)}. This build: {spelling}",
+            recommended="Remove them, or write them as this build spells them (the launch plan "
+                        "already translates its own: `q3cn-doctor launch --print`).",
+            impact="llama-server stops at start with \"error: invalid argument\".", item="unknown"))
     if server_arg(args, "--fit-ctx", "-fitc") is not None:
         ctx_given = server_arg(args, "-c", "--ctx-size")
         if ctx_given != "0":
             findings.append(ctx.finding(
                 WARN, "--fit-ctx does nothing with a fixed context",
-                f"--fit-ctx {server_arg(args, '--fit-ctx', '-fitc')} with -c "
-                f"{ctx_given or ctx.facts.model.ctx_size}",
-                "Drop --fit-ctx, or give -c 0 to let --fit choose the context (at least "
-                "--fit-ctx).", "It only acts when --fit sets the context.", item="fit-ctx"))
+                observed=f"--fit-ctx {server_arg(args, '--fit-ctx', '-fitc')} with -c "
+                         f"{ctx_given or ctx.facts.model.ctx_size}",
+                recommended="Drop --fit-ctx, or give -c 0 to let --fit choose the context (at "
+                            "least --fit-ctx).",
+                impact="It only acts when --fit sets the context.", item="fit-ctx"))
     targets = fit_targets_arg(args)
     if targets:
         try:
@@ -180,12 +186,13 @@ def flags(ctx: Context):
         if small:
             findings.append(ctx.finding(
                 WARN, "--fit-target is too small for a GPU that also drives the desktop",
-                "; ".join(f"GPU {index}: --fit-target {mib} MiB, and it runs the display"
-                          for index, mib in small),
-                f"Leave at least {DESKTOP_MIN_FIT_TARGET_MIB} MiB (llama-server's default) "
-                "free on a GPU that drives a desktop.",
-                "A browser or compositor that grows into the margin makes llama-server fail "
-                "with CUDA out of memory mid-run.", item="fit-target"))
+                observed="; ".join(f"GPU {index}: --fit-target {mib} MiB, and it runs the display"
+                                   for index, mib in small),
+                recommended=f"Leave at least {DESKTOP_MIN_FIT_TARGET_MIB} MiB (llama-server's "
+                            "default) free on a GPU that drives a desktop.",
+                impact="A browser or compositor that grows into the margin makes llama-server fail "
+                       "with CUDA out of memory mid-run.",
+                item="fit-target"))
     prio = server_arg(args, "--prio")
     if prio and prio.lstrip("-").isdecimal() and int(prio) >= 2:
         caps = ctx.host.capabilities()
@@ -197,12 +204,14 @@ def flags(ctx: Context):
         if not nice and (rtprio is None or rtprio[1] == 0):
             findings.append(ctx.finding(
                 WARN, f"--prio {prio} without the right to raise priority",
-                f"capabilities {caps if caps is None else hex(caps)}, RLIMIT_RTPRIO "
-                f"{rtprio if rtprio is not None else 'unknown'}",
-                "Grant it (LimitRTPRIO=99 or AmbientCapabilities=CAP_SYS_NICE in the systemd "
-                "unit, or an rtprio line in /etc/security/limits.d), or drop --prio.",
-                "llama.cpp only warns \"failed to set thread priority\" and runs at normal "
-                "priority.", item="prio"))
+                observed=f"capabilities {caps if caps is None else hex(caps)}, RLIMIT_RTPRIO "
+                         f"{rtprio if rtprio is not None else 'unknown'}",
+                recommended="Grant it (LimitRTPRIO=99 or AmbientCapabilities=CAP_SYS_NICE in the "
+                            "systemd unit, or an rtprio line in /etc/security/limits.d), or drop "
+                            "--prio.",
+                impact="llama.cpp only warns \"failed to set thread priority\" and runs at normal "
+                       "priority.",
+                item="prio"))
     try:
         environ = ctx.host.environ()
     except NotImplementedError:
@@ -210,14 +219,14 @@ def flags(ctx: Context):
     if "LLAMA_SET_ROWS" in environ:
         findings.append(ctx.finding(
             INFO, "LLAMA_SET_ROWS is set but does nothing",
-            f"LLAMA_SET_ROWS={environ['LLAMA_SET_ROWS']} in the environment",
-            "Remove it from the environment or unit file.",
-            "A no-op since llama.cpp PR #15505 (2025-08).", item="env"))
+            observed=f"LLAMA_SET_ROWS={environ['LLAMA_SET_ROWS']} in the environment",
+            recommended="Remove it from the environment or unit file.",
+            impact="A no-op since llama.cpp PR #15505 (2025-08).", item="env"))
     if findings:
         return findings
     return ctx.finding(PASS, "Arguments are ones this build accepts",
-                       (f"your arguments: {' '.join(args)}; " if args else "")
-                       + f"this build: {spelling}")
+                       observed=(f"your arguments: {' '.join(args)}; " if args else "")
+                                + f"this build: {spelling}")
 
 
 def _listening(text: str) -> set[int]:
@@ -244,12 +253,14 @@ def port(ctx: Context):
     if wanted in taken:
         holders = _servers_on(ctx, wanted)
         return ctx.finding(
-            FAIL, f"Port {wanted} is already taken", f"a socket listens on TCP port {wanted}"
-            + (f": {holders}" if holders else " (/proc/net/tcp)"),
-            "Stop what holds it, or launch with --port N (or port = N in the config file).",
-            "llama-server exits at start with \"couldn't bind HTTP server socket\".")
+            FAIL, f"Port {wanted} is already taken",
+            observed=f"a socket listens on TCP port {wanted}"
+                     + (f": {holders}" if holders else " (/proc/net/tcp)"),
+            recommended="Stop what holds it, or launch with --port N (or port = N in the config "
+                        "file).",
+            impact="llama-server exits at start with \"couldn't bind HTTP server socket\".")
     return ctx.finding(PASS, f"Port {wanted} is free",
-                       f"no listening socket on TCP port {wanted} (/proc/net/tcp, tcp6)")
+                       observed=f"no listening socket on TCP port {wanted} (/proc/net/tcp, tcp6)")
 
 
 def _servers_on(ctx: Context, wanted: int) -> str:
@@ -300,8 +311,8 @@ def running(ctx: Context):
                      f"{'' if process.pid in vram else ' (none listed)'}, {gib(rss)} RAM "
                      f"resident; {' '.join(process.cmdline[:8])}")
     return ctx.finding(
-        WARN, f"{len(servers)} llama-server already running", "; ".join(parts),
-        "Stop it before launching another (systemctl stop <unit>, or kill the pid); to "
-        "judge the running one, these checks already see its placement.",
-        "A second copy gets only the VRAM and RAM the first leaves: --fit keeps more "
-        "experts in RAM and generation slows, or it does not fit at all.")
+        WARN, f"{len(servers)} llama-server already running", observed="; ".join(parts),
+        recommended="Stop it before launching another (systemctl stop <unit>, or kill the pid); to "
+                    "judge the running one, these checks already see its placement.",
+        impact="A second copy gets only the VRAM and RAM the first leaves: --fit keeps more "
+               "experts in RAM and generation slows, or it does not fit at all.")

@@ -48,9 +48,8 @@ def _modules_line(memory) -> str:
 def _rating_line(memory) -> str:
     if memory.rated_mts is None:
         return "rating unknown"
-    return (f"rated {memory.rated_mts} MT/s ({memory.rated_profile}, from "
-            f"{memory.rated_source}, {memory.rated_confidence} confidence: "
-            f"{memory.basis.get('rated_mts')})")
+    return (f"rated {memory.rated_mts} MT/s ({memory.rated_profile}, from {memory.rated_source}, "
+            f"{memory.rated_confidence} confidence: {memory.basis.get('rated_mts')})")
 
 
 def _cost(ctx: Context, memory, configured: int, rated: int) -> str:
@@ -82,18 +81,22 @@ def _half_rate(ctx: Context, memory, configured: int, full: int):
         if measured > half_theory * HALF_MARGIN:
             return ctx.finding(
                 PASS, f"RAM runs at {full} MT/s; the firmware reports the clock ({configured})",
-                observed, "", "Measured bandwidth is more than half-rate RAM could deliver.")
+                observed=observed,
+                impact="Measured bandwidth is more than half-rate RAM could deliver.")
         return ctx.finding(
-            WARN, f"RAM really runs at half speed ({configured} of {full} MT/s)", observed,
-            "Check the memory settings in the BIOS (a manual speed, or a failed XMP/EXPO that "
-            "fell back) and update the BIOS.", _cost(ctx, memory, configured, full))
+            WARN, f"RAM really runs at half speed ({configured} of {full} MT/s)", observed=observed,
+            recommended="Check the memory settings in the BIOS (a manual speed, or a failed "
+                        "XMP/EXPO that fell back) and update the BIOS.",
+            impact=_cost(ctx, memory, configured, full))
     return ctx.finding(
-        INFO, f"Configured {configured} MT/s is exactly half of {full}: likely the firmware "
-              "writing the clock, not the data rate", observed,
-        "Let measured bandwidth decide: `q3cn-doctor check --measure` or "
-        "`q3cn-doctor bench memory`.",
-        "DDR transfers twice per clock; some firmware stores the clock in the configured-speed "
-        "field. If the RAM really ran at half speed, tokens/s would halve.")
+        INFO,
+        f"Configured {configured} MT/s is exactly half of {full}: likely the firmware "
+        "writing the clock, not the data rate",
+        observed=observed,
+        recommended="Let measured bandwidth decide: `q3cn-doctor check --measure` or "
+                    "`q3cn-doctor bench memory`.",
+        impact="DDR transfers twice per clock; some firmware stores the clock in the "
+               "configured-speed field. If the RAM really ran at half speed, tokens/s would halve.")
 
 
 def _held_back_reasons(memory) -> str:
@@ -117,17 +120,18 @@ def speed(ctx: Context):
     if not memory.modules:
         if virtual:
             return ctx.finding(SKIP, "RAM speed is the host's: this is a VM or container",
-                               memory.basis.get("source", ""),
-                               "Run q3cn-doctor on the host to judge its RAM speed.")
+                               observed=memory.basis.get("source", ""),
+                               recommended="Run q3cn-doctor on the host to judge its RAM speed.")
         return ctx.finding(SKIP, "RAM modules unknown: no source listed them",
-                           memory.basis.get("source", ""),
-                           memory.how_to or HOW_TO_LIST)
+                           observed=memory.basis.get("source", ""),
+                           recommended=memory.how_to or HOW_TO_LIST)
     configured, rated = memory.configured_mts, memory.rated_mts
     if (virtual and configured is None) or hollow(memory):
-        return ctx.finding(SKIP, "RAM speed is the host's: the firmware describes no real "
-                                 "modules (a VM?)",
-                           f"{memory.source}: {_modules_line(memory)}",
-                           "On a VM, run q3cn-doctor on the host to judge its RAM speed.")
+        return ctx.finding(
+            SKIP,
+            "RAM speed is the host's: the firmware describes no real modules (a VM?)",
+            observed=f"{memory.source}: {_modules_line(memory)}",
+            recommended="On a VM, run q3cn-doctor on the host to judge its RAM speed.")
     observed = (f"configured {f'{configured} MT/s' if configured else 'speed unknown'}; "
                 f"{_modules_line(memory)}; {_rating_line(memory)}")
     if configured is None:
@@ -135,55 +139,82 @@ def speed(ctx: Context):
                "speed the firmware set." if memory.source == "spd" else
                "This firmware does not report the configured speed: measure the bandwidth "
                "instead (`q3cn-doctor bench memory`).")
-        return ctx.finding(INFO, "Configured RAM speed unknown", observed, how)
+        return ctx.finding(INFO, "Configured RAM speed unknown", observed=observed, recommended=how)
     if rated is None:
         return ctx.finding(INFO, f"RAM runs at {configured} MT/s; what it is rated for is unknown",
-                           observed, RATING_HOW_TO)
+                           observed=observed, recommended=RATING_HOW_TO)
     jedec = memory.jedec_mts or rated
     for full in sorted({jedec, rated}):
         if abs(configured * 2 - full) <= full * TOLERANCE and configured < rated:
             return _half_rate(ctx, memory, configured, full)
     if configured > rated * (1 + TOLERANCE):
-        if memory.rated_source == "dmidecode" and not memory.soldered:
-            return ctx.finding(
-                INFO, f"RAM runs at {configured} MT/s, above its JEDEC {rated}: XMP/EXPO or a "
-                      "manual setting is on", observed,
-                "Nothing to do. " + RATING_HOW_TO.split(". Or")[0] + " to compare with the "
-                "kit's own rating.")
-        return ctx.finding(
-            INFO, f"RAM runs at {configured} MT/s, above its {rated} MT/s rating (overclocked)",
-            observed,
-            "Fine while it is stable; if llama-server or the machine crashes, return to the "
-            "kit's XMP/EXPO profile and test with memtest86+.")
+        return _above_rating(ctx, memory, observed)
     if configured >= rated * (1 - TOLERANCE):
-        if memory.rated_source == "dmidecode" and not memory.soldered:
-            return ctx.finding(
-                INFO, f"RAM runs at its JEDEC speed {configured} MT/s; whether the kit is rated "
-                      "faster (XMP/EXPO) is unknown", observed, RATING_HOW_TO,
-                "Retail kits show their JEDEC speed (often DDR5-4800) until XMP/EXPO is "
-                "enabled; only the SPD, the part number or you can tell the rating.")
-        return ctx.finding(PASS, f"RAM runs at its rated {rated} MT/s", observed)
+        return _at_rating(ctx, memory, observed)
+    return _below_rating(ctx, memory, observed)
+
+
+def _above_rating(ctx: Context, memory, observed: str):
+    """Faster than the rating: a profile on (rating from dmidecode's JEDEC) or overclocked."""
+    configured, rated = memory.configured_mts, memory.rated_mts
+    if memory.rated_source == "dmidecode" and not memory.soldered:
+        return ctx.finding(
+            INFO,
+            f"RAM runs at {configured} MT/s, above its JEDEC {rated}: XMP/EXPO or a "
+            "manual setting is on",
+            observed=observed,
+            recommended="Nothing to do. " + RATING_HOW_TO.split(". Or")[0]
+                        + " to compare with the kit's own rating.")
+    return ctx.finding(
+        INFO, f"RAM runs at {configured} MT/s, above its {rated} MT/s rating (overclocked)",
+        observed=observed,
+        recommended="Fine while it is stable; if llama-server or the machine crashes, return "
+                    "to the kit's XMP/EXPO profile and test with memtest86+.")
+
+
+def _at_rating(ctx: Context, memory, observed: str):
+    """At the rating: a pass, unless the rating is only dmidecode's JEDEC speed."""
+    configured, rated = memory.configured_mts, memory.rated_mts
+    if memory.rated_source == "dmidecode" and not memory.soldered:
+        return ctx.finding(
+            INFO,
+            f"RAM runs at its JEDEC speed {configured} MT/s; whether the kit is rated "
+            "faster (XMP/EXPO) is unknown",
+            observed=observed, recommended=RATING_HOW_TO,
+            impact="Retail kits show their JEDEC speed (often DDR5-4800) until XMP/EXPO is "
+                   "enabled; only the SPD, the part number or you can tell the rating.")
+    return ctx.finding(PASS, f"RAM runs at its rated {rated} MT/s", observed=observed)
+
+
+def _below_rating(ctx: Context, memory, observed: str):
+    """Slower than the rating: soldered, JEDEC modules held back, or the profile left off."""
+    configured, rated = memory.configured_mts, memory.rated_mts
     cost = _cost(ctx, memory, configured, rated)
     if memory.soldered:
         return ctx.finding(
-            WARN, f"The platform runs its soldered {memory.modules[0].type or 'LPDDR'} at "
-                  f"{configured} MT/s, below the chips' {rated}", observed,
-            "Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. Look for a "
-            "BIOS update or a performance power mode; otherwise this is the machine's limit.",
-            cost)
+            WARN,
+            f"The platform runs its soldered {memory.modules[0].type or 'LPDDR'} at "
+            f"{configured} MT/s, below the chips' {rated}",
+            observed=observed,
+            recommended="Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. "
+                        "Look for a BIOS update or a performance power mode; otherwise this is "
+                        "the machine's limit.",
+            impact=cost)
     if memory.rated_profile == "JEDEC":
         return ctx.finding(
             WARN, f"JEDEC modules held below their own speed: {configured} of {rated} MT/s",
-            observed,
-            f"This is not XMP being off: the modules' own speed is {rated}. Likely causes: "
-            f"{_held_back_reasons(memory)}. Check the CPU's supported speed for this "
-            "population, update the BIOS, and set the speed in the BIOS if the board allows.",
-            cost)
+            observed=observed,
+            recommended=f"This is not XMP being off: the modules' own speed is {rated}. Likely "
+                        f"causes: {_held_back_reasons(memory)}. Check the CPU's supported speed "
+                        "for this population, update the BIOS, and set the speed in the BIOS if "
+                        "the board allows.",
+            impact=cost)
     above = (f" It runs above JEDEC {memory.jedec_mts} but below the profile: a partial or "
              "manual setting." if memory.jedec_mts and configured > memory.jedec_mts * 1.01
              else "")
     profile = memory.rated_profile if memory.rated_profile in ("XMP", "EXPO") else "XMP/EXPO"
     return ctx.finding(
-        FAIL, f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is "
-              "rated for", observed + "." + above,
-        f"Enable {profile} in the BIOS, then re-check.", cost, manual=XMP_STEPS)
+        FAIL,
+        f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is rated for",
+        observed=observed + "." + above,
+        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS)

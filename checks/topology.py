@@ -94,8 +94,9 @@ def launch_advice(the_plan: CpuPlan) -> str:
 def topology(ctx: Context):
     cpu = ctx.facts.cpu
     if not cpu.online_cpus:
-        return ctx.finding(SKIP, "CPU topology unknown",
-                           "neither /sys/devices/system/cpu nor /proc/cpuinfo lists the CPUs")
+        return ctx.finding(
+            SKIP, "CPU topology unknown",
+            observed="neither /sys/devices/system/cpu nor /proc/cpuinfo lists the CPUs")
     the_plan = plan_for(ctx.facts)
     observed = describe(cpu)
     system = ctx.facts.get("system")
@@ -107,7 +108,7 @@ def topology(ctx: Context):
         slow = [k for k in cpu.core_classes if not k.fast]
         title = (f"Hybrid CPU: {' + '.join(class_label(k) for k in fast)} fast, "
                  f"{' + '.join(class_label(k) for k in slow)} slow")
-        main = ctx.finding(INFO, title, observed, recommended, IMPACT)
+        main = ctx.finding(INFO, title, observed=observed, recommended=recommended, impact=IMPACT)
     elif _split_l3(cpu):
         kind = l3_kind(cpu)
         vcache = [g for g in cpu.l3_groups if g.vcache]
@@ -116,14 +117,14 @@ def topology(ctx: Context):
         if vcache:
             title += f", one with 3D V-cache (CPUs {format_cpu_list(vcache[0].cpus)})"
         main = ctx.finding(
-            INFO, title, observed, recommended,
-            f"Threads on different {kind} share data through the slower link between them; "
-            "the plan keeps one generation thread per core so the load stays even.")
+            INFO, title, observed=observed, recommended=recommended,
+            impact=f"Threads on different {kind} share data through the slower link between them; "
+                   "the plan keeps one generation thread per core so the load stays even.")
     else:
         cores = cpu.physical_cores or len(cpu.online_cpus)
         threads = f", {cpu.logical} threads" if cpu.logical and cpu.logical != cores else ""
-        main = ctx.finding(PASS, f"{_plural(cores, 'core')} of one class{threads}", observed,
-                           recommended)
+        main = ctx.finding(PASS, f"{_plural(cores, 'core')} of one class{threads}",
+                           observed=observed, recommended=recommended)
     findings = [main]
     for server in running_servers(ctx.host):
         finding = _judge_server(ctx, cpu, the_plan, server)
@@ -148,12 +149,10 @@ def _judge_server(ctx: Context, cpu: CpuFacts, the_plan: CpuPlan, server: Runnin
     if threads and capacity and threads > capacity:
         kind = "fast CPUs" if cpu.hybrid else "CPUs"
         tail = "some run on the slow cores" if slow else "threads queue for CPUs"
-        problems.append(f"{threads} threads ({how}) are more than its {capacity} {kind}, so "
-                        f"{tail}")
+        problems.append(f"{threads} threads ({how}) are more than its {capacity} {kind}, so {tail}")
     if not problems:
         return None
-    observed = (f"llama-server pid {server.pid}: affinity "
-                f"{format_cpu_list(sorted(allowed))}"
+    observed = (f"llama-server pid {server.pid}: affinity {format_cpu_list(sorted(allowed))}"
                 + (f", --cpu-mask/--cpu-range {format_cpu_list(server.cpu_flags)}"
                    if server.cpu_flags else "")
                 + f", {threads or 'unknown'} threads ({how})"
@@ -165,6 +164,5 @@ def _judge_server(ctx: Context, cpu: CpuFacts, the_plan: CpuPlan, server: Runnin
                    f"{server.pid}` (its thread count changes only with a restart).")
     title = (f"llama-server (pid {server.pid}) may run threads on the slow cores" if slow
              else f"llama-server (pid {server.pid}) runs more threads than it has CPUs")
-    return ctx.finding(WARN, title,
-                       observed, recommended, IMPACT, item=f"pid{server.pid}",
-                       fixes=["cpu.affinity"])
+    return ctx.finding(WARN, title, observed=observed, recommended=recommended, impact=IMPACT,
+                       item=f"pid{server.pid}", fixes=["cpu.affinity"])

@@ -26,12 +26,12 @@ def virtualization(ctx: Context):
         observed += f" inside a {virt.vm} VM"
     observed += f"; decided by {system.basis.get('virtualization')}"
     if virt.kind is None:
-        return ctx.finding(SKIP, "Cannot tell whether this is a VM or container", observed)
+        return ctx.finding(SKIP, "Cannot tell whether this is a VM or container", observed=observed)
     if virt.kind == "none":
-        return ctx.finding(PASS, "Bare metal: every check sees the real hardware", observed)
+        return ctx.finding(PASS, "Bare metal: every check sees the real hardware",
+                           observed=observed)
     label = {"vm": "a virtual machine", "container": "a container", "wsl": "WSL2"}[virt.kind]
     return ctx.finding(
-        INFO, f"Running in {label}", observed,
-        "Run q3cn-doctor on the host itself to see RAM speed, CPU clocks and the GPU.",
-        _HIDDEN[virt.kind],
-    )
+        INFO, f"Running in {label}", observed=observed,
+        recommended="Run q3cn-doctor on the host itself to see RAM speed, CPU clocks and the GPU.",
+        impact=_HIDDEN[virt.kind])

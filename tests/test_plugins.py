@@ -26,7 +26,7 @@ from q3cn_doctor.checking.registry import check
 
 @check("system.demo", "A demo third-party check")
 def demo(ctx):
-    return ctx.finding(INFO, "Demo plugin ran", "hello from the demo plugin")
+    return ctx.finding(INFO, "Demo plugin ran", observed="hello from the demo plugin")
 '''
 
 BROKEN_IMPORT = '''
@@ -49,8 +49,8 @@ from q3cn_doctor.checking.registry import check
 
 @check("system.fails", "A check that finds a real problem")
 def fails(ctx):
-    return ctx.finding(FAIL, "Something is wrong", "seen by the plugin",
-                       "Fix it.", "It costs tokens/s.")
+    return ctx.finding(FAIL, "Something is wrong", observed="seen by the plugin",
+                       recommended="Fix it.", impact="It costs tokens/s.")
 '''
 
 MALFORMED_RESULTS = '''
@@ -359,3 +359,28 @@ def test_entry_point_targets_load_as_importlib_loads_them():
     assert registry._load_entry_point("os : path.join [extra]") is os.path.join
     with pytest.raises(ValueError):
         registry._load_entry_point("not a target!")
+
+
+def readme_check_example() -> str:
+    """The Python block under the README's "Write a check" heading."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Write a check", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize(("mode", "status"), [("0", "pass"), ("2", "warn")])
+def test_readme_example_is_a_working_plugin(plugins, root, mode, status):
+    """The README teaches plugin authors by this example: it must load and judge for real."""
+    (root / "proc/sys/vm/overcommit_memory").write_text(f"{mode}\n")
+    add_plugin(plugins, "q3cn_overcommit", readme_check_example(), entry="overcommit")
+    result = run(plugins, "check", "--root", str(root), "--only", "memory.overcommit", "--json")
+    found = findings(result)["memory.overcommit"]
+    assert found["status"] == status
+    assert f"vm.overcommit_memory = {mode}" in found["observed"]
+
+
+def test_readme_example_skips_when_unreadable(plugins, root):
+    add_plugin(plugins, "q3cn_overcommit", readme_check_example(), entry="overcommit")
+    result = run(plugins, "check", "--root", str(root), "--only", "memory.overcommit", "--json")
+    found = findings(result)["memory.overcommit"]
+    assert found["status"] == "skip" and "could not be read" in found["observed"]
