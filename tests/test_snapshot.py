@@ -10,7 +10,7 @@ import resource
 import tarfile
 
 import pytest
-from conftest import run_cli
+from conftest import HOSTS, run_cli
 from q3cn_doctor.host import redact
 from q3cn_doctor.host.base import (
     ABSENT,
@@ -553,3 +553,54 @@ def test_spd_serial_numbers_are_blanked_and_the_rating_survives():
             before.rated_mts(), before.jedec_mts, before.part_number)
         checked += 1
     assert checked >= 10
+
+
+# -- what a snapshot replays as: the pasted output, the recorded user ----------------------
+
+
+def test_an_output_without_rc_ran_and_exited_0(tmp_path):
+    """What a user pastes into a bug report is the output alone: it reads as a clean run."""
+    source = HOSTS / "mem-ddr5-6400kit-at-4800-dmidecode-only" / "cmd" / "dmidecode_-t_memory.out"
+    write(tmp_path / "cmd" / "dmidecode_-t_memory.out", source.read_bytes())
+    result = SnapshotHost(str(tmp_path)).run(["dmidecode", "-t", "memory"])
+    assert (result.state, result.returncode) == (RAN, 0)
+    assert result.stdout == source.read_text()
+    done = run_cli("check", "--snapshot", str(tmp_path), "--only", "memory.speed", "--json")
+    speed = findings_of(done)[0]
+    assert speed["status"] == "fail" and "below the 6400 MT/s" in speed["title"]
+
+
+def sudo_snapshot(directory) -> str:
+    """Recorded by `sudo q3cn-doctor snapshot` for ana: root's identity, ana's name."""
+    write(directory / "snapshot.json", json.dumps({
+        "format": FORMAT_VERSION, "euid": 0, "rlimits": {"MEMLOCK": [8388608, 8388608]},
+        "environ": {"SUDO_USER": "ana", "USER": "root"}}))
+    write(directory / "fs/etc/passwd",
+          "root:x:0:0::/root:/bin/bash\nana:x:1000:1000::/home/ana:/bin/bash\n")
+    write(directory / "fs/proc/meminfo", "MemTotal: 134217728 kB\nMemAvailable: 67108864 kB\n")
+    return str(directory)
+
+
+def memlock_on(directory: str, *args: str) -> dict:
+    done = run_cli("check", "--snapshot", directory, "--only", "memory.memlock", "--json", *args)
+    return findings_of(done)[0]
+
+
+def test_replay_judges_the_user_behind_sudo_not_whoever_replays(tmp_path):
+    snapshot = sudo_snapshot(tmp_path / "snap")
+    judged = memlock_on(snapshot)  # replayed by root here, in CI and by maintainers
+    assert judged["status"] == "info" and "8192 KiB" in judged["title"]
+    assert "for ana" in judged["observed"]
+    assert memlock_on(snapshot, "--user", "root")["status"] == "pass"  # asked for: honoured
+
+
+def test_recorded_user_wins_over_sudo_and_is_written_by_the_recording(tmp_path):
+    snapshot = sudo_snapshot(tmp_path / "snap")
+    meta = json.loads((tmp_path / "snap" / "snapshot.json").read_text())
+    meta["user"] = "root"  # recorded with --user root
+    write(tmp_path / "snap" / "snapshot.json", json.dumps(meta))
+    assert SnapshotHost(snapshot).recorded_user() == "root"
+    assert memlock_on(snapshot)["status"] == "pass"
+    recording = RecordingHost(str(tmp_path / "new"), user="ana")
+    recording.finish()
+    assert SnapshotHost(str(tmp_path / "new")).recorded_user() == "ana"

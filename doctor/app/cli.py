@@ -167,7 +167,7 @@ def snapshot(ctx: click.Context, directory: str | None, tar_path: str | None, no
     options.plugins = not no_plugins
     with tempfile.TemporaryDirectory(prefix="q3cn-doctor-") as scratch:
         target = directory or os.path.join(scratch, "snapshot")
-        host = RecordingHost(target, redacted=not no_redact)
+        host = RecordingHost(target, redacted=not no_redact, user=options.user)
         specs, _ = available_checks(options.plugins)
         facts = Facts(host, options)
         run_checks(facts, specs)

@@ -38,7 +38,9 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
         profile=merged["profile"],
         server=merged["server"],
         ctx_size=int(merged["ctx_size"]),
-        user=merged["user"] or user,
+        # A snapshot's default user is the recorded one (make_host fills it in), not
+        # whoever replays it.
+        user=merged["user"] or (None if params.get("snapshot") else user),
         config=params.get("config_path"),
         only=list(merged.get("only") or []),
         skip=list(merged.get("skip") or []),
@@ -58,16 +60,19 @@ the fix engine's and the hooks' root and not-root paths can be run whoever runs 
 
 
 def make_host(options: Options):
-    """The host the options name: a snapshot, a --root tree, or this machine."""
+    """The host the options name: a snapshot, a --root tree, or this machine. A snapshot
+    with no --user given sets options.user to the user it recorded."""
     if options.snapshot and options.root:
         raise click.UsageError("--snapshot and --root cannot be combined")
     if options.snapshot:
         from q3cn_doctor.host.snapshot import SnapshotError, open_snapshot
 
         try:
-            return open_snapshot(options.snapshot)
+            host = open_snapshot(options.snapshot)
         except SnapshotError as exc:
             raise click.BadParameter(str(exc), param_hint="--snapshot") from exc
+        options.user = options.user or host.recorded_user()
+        return host
     if options.root:
         import os
 

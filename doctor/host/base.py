@@ -399,6 +399,11 @@ class Host:
     def euid(self) -> int | None:
         raise NotImplementedError
 
+    def recorded_user(self) -> str | None:
+        """Whom a recording was judged for; None where the machine is live, so the
+        caller's own user (or the one behind sudo) is the launching user."""
+        return None
+
     def rlimits(self) -> dict[str, tuple[int, int]]:
         """Soft and hard limits by name (MEMLOCK, RTPRIO...); -1 is unlimited."""
         raise NotImplementedError

@@ -1,11 +1,11 @@
 """Snapshots: a machine recorded as files, and replayed as a read-only host.
 
 Layout (a contract every issue shares):
-- ``snapshot.json``: format, tool version, time, euid, rlimits, capabilities,
+- ``snapshot.json``: format, tool version, time, euid, the judged user, rlimits, capabilities,
   allow-listed environment, processes, read errors, and what was not captured.
 - ``fs/<absolute path>``: each file as read; symlinks stored as symlinks.
 - ``cmd/<slug>.out|.err|.rc``: each command; ``.rc`` holds a number or
-  not-installed / timed-out / permission-denied.
+  not-installed / timed-out / permission-denied; an ``.out`` with no ``.rc`` exited 0.
 - ``nvml.json``: NVML readings (layout in doctor/nvml.py).
 Whatever a snapshot lacks reads as absent on that host.
 """
@@ -109,10 +109,13 @@ class SnapshotHost(Host):
     def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
         base = "/cmd/" + command_slug(argv)
         rc_text = _read_optional(resolve_under(self.directory, base + ".rc"))
-        if rc_text is None:
+        stdout = _read_optional(resolve_under(self.directory, base + ".out"))
+        if rc_text is None and stdout is None:
             return CommandResult(argv, ABSENT, stderr="not in this snapshot")
-        rc_text = rc_text.strip()
-        stdout = _read_optional(resolve_under(self.directory, base + ".out")) or ""
+        # An output pasted alone (a bug report's dmidecode) is a command that ran and
+        # exited 0: only a recording writes the .rc beside it.
+        rc_text = "0" if rc_text is None else rc_text.strip()
+        stdout = stdout or ""
         stderr = _read_optional(resolve_under(self.directory, base + ".err")) or ""
         if rc_text in COMMAND_STATES:
             return CommandResult(argv, rc_text, None, stdout, stderr)
@@ -140,6 +143,15 @@ class SnapshotHost(Host):
 
     def euid(self) -> int | None:
         return _whole(self.meta.get("euid"))
+
+    def recorded_user(self) -> str | None:
+        """The user the recording judged (``--user``), else the one behind sudo, else who
+        recorded it: replaying as root must not judge root's limits instead of theirs."""
+        user = self.meta.get("user")
+        if isinstance(user, str) and user:
+            return user
+        environ = self.environ()
+        return environ.get("SUDO_USER") or environ.get("USER") or None
 
     def rlimits(self) -> dict[str, tuple[int, int]]:
         limits = self.meta.get("rlimits")
@@ -210,11 +222,12 @@ class RecordingHost(LiveHost):
 
     kind = "live"
 
-    def __init__(self, directory: str, redacted: bool = True) -> None:
+    def __init__(self, directory: str, redacted: bool = True, user: str | None = None) -> None:
         super().__init__()
         self.directory = os.path.abspath(directory)
         self.fs = os.path.join(self.directory, "fs")
         self.redacted = redacted
+        self.user = user  # the launching user the checks judged, replayed as the default
         self.errors: dict[str, str] = {}
         self.listings: dict[str, list[str]] = {}
         self.not_captured: list[dict[str, str]] = []
@@ -368,6 +381,7 @@ class RecordingHost(LiveHost):
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "redacted": self.redacted,
             "euid": self.euid(),
+            "user": self.user,
             "rlimits": {name: list(pair) for name, pair in self.rlimits().items()},
             "capabilities": self.capabilities(),
             "environ": environ,
