@@ -60,6 +60,7 @@ def fake_pynvml(calls: Calls, **overrides) -> types.ModuleType:
     for name, code in CODES.items():
         setattr(module, name, code)
     module.nvmlMemory_v2 = 0x02000028
+    module.NVML_CLOCK_MEM = 2
     handles = {0: "handle-0", 1: "handle-1"}
 
     def memory(handle, version=None):
@@ -85,6 +86,8 @@ def fake_pynvml(calls: Calls, **overrides) -> types.ModuleType:
         "nvmlDeviceGetPciInfo": lambda h: types.SimpleNamespace(busId=b"00000000:01:00.0"),
         "nvmlDeviceGetMemoryInfo": memory,
         "nvmlDeviceGetCudaComputeCapability": lambda h: (8, 9),
+        "nvmlDeviceGetMemoryBusWidth": lambda h: 192,
+        "nvmlDeviceGetMaxClockInfo": lambda h, clock: {2: 10501}[clock],  # memory only
         "nvmlDeviceGetCurrPcieLinkGeneration": lambda h: 1,
         "nvmlDeviceGetMaxPcieLinkGeneration": lambda h: 4,
         "nvmlDeviceGetGpuMaxPcieLinkGeneration": lambda h: 4,
@@ -133,7 +136,8 @@ def test_success_gives_the_documented_layout(install):
         "pci_bus_id": "00000000:01:00.0",
         "memory_total_bytes": 12282 * MIB, "memory_used_bytes": 412 * MIB,
         "memory_free_bytes": 11641 * MIB, "memory_reserved_bytes": 229 * MIB,
-        "memory_api": "v2", "compute_capability": [8, 9],
+        "memory_api": "v2", "memory_bus_width_bits": 192, "memory_clock_max_mhz": 10501,
+        "compute_capability": [8, 9],
         "pcie": {"gen_current": 1, "gen_max": 4, "gen_gpu_max": 4, "width_current": 16,
                  "width_max": 16},
         "persistence_mode": False, "power_limit_mw": 200000, "power_default_limit_mw": 200000,

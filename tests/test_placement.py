@@ -16,6 +16,7 @@ from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.launch.launcher import build_plan
 from q3cn_doctor.options import Options
 from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.plan.speed import gpu_bandwidth
 from q3cn_doctor.units import gib
 from test_gpu_checks import GPU_FIXTURES
 
@@ -82,3 +83,25 @@ def test_following_the_vram_advice_keeps_attention_on_the_gpu(tmp_path):
 
 def _layers(argv: list[str]) -> str:
     return argv[argv.index("--n-gpu-layers") + 1]
+
+
+@pytest.mark.parametrize(("device", "gb_s"), [
+    # NVML's bus width and maximum memory clock: MHz x 2 transfers x bits / 8.
+    ({"name": "NVIDIA GeForce RTX 4090", "memory_bus_width_bits": 384,
+      "memory_clock_max_mhz": 10501}, 1008),
+    ({"name": "NVIDIA A100-SXM4-40GB", "memory_bus_width_bits": 5120,
+      "memory_clock_max_mhz": 1215}, 1555),
+    # Without them, the table: a laptop part never reads as its desktop namesake.
+    ({"name": "NVIDIA GeForce RTX 4090 Laptop GPU"}, 576),
+    ({"name": "NVIDIA GeForce RTX 4090"}, 1008),
+    ({"name": "NVIDIA GeForce RTX 3060 Laptop GPU"}, 336),
+    ({"name": "NVIDIA RTX PRO 6000 Blackwell Workstation Edition"}, 1792),
+    ({"name": "NVIDIA GeForce RTX 2080 Ti"}, 616),
+    ({"name": "NVIDIA GeForce RTX 4070 Ti SUPER"}, 672),
+    ({"name": "NVIDIA L40S"}, 864),
+    ({"name": "Some Future GPU"}, 400),  # assumed, and the basis says so
+])
+def test_gpu_bandwidth_from_nvml_then_the_table(device, gb_s):
+    rate, basis = gpu_bandwidth(device)
+    assert round(rate / 1e9) == gb_s
+    assert ("assumed" in basis) == (device["name"] == "Some Future GPU")

@@ -9,6 +9,7 @@ snapshots, fixtures and the device snapshot::
      "devices": [{"index", "name", "uuid", "pci_bus_id",
                   "memory_total_bytes", "memory_used_bytes", "memory_free_bytes",
                   "memory_reserved_bytes", "memory_api": "v2" | "v1",
+                  "memory_bus_width_bits", "memory_clock_max_mhz",
                   "compute_capability": [major, minor],
                   "pcie": {"gen_current", "gen_max", "gen_gpu_max",
                            "width_current", "width_max"},
@@ -175,6 +176,11 @@ def _device(nv: Any, index: int) -> dict:
         "pci_bus_id": _guard(lambda: _text(nv.nvmlDeviceGetPciInfo(handle).busId)),
     }
     device.update(_memory(nv, handle))
+    # Bus width and the memory clock's maximum give the card's peak bandwidth exactly,
+    # for cards no table knows (plan/speed.py).
+    device["memory_bus_width_bits"] = _guard(lambda: nv.nvmlDeviceGetMemoryBusWidth(handle))
+    device["memory_clock_max_mhz"] = _guard(
+        lambda: nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_MEM))
     capability = _guard(lambda: nv.nvmlDeviceGetCudaComputeCapability(handle))
     device["compute_capability"] = capability if _failed(capability) else list(capability)
     device["pcie"] = {
