@@ -99,6 +99,7 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
         select,
         select_failures,
     )
+    from q3cn_doctor.report.output import write_lines
     from q3cn_doctor.report.text import print_check_list
 
     options = build_options(ctx, params)
@@ -106,8 +107,8 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
     specs, plugin_failures = available_checks(options.plugins)
     if list_checks:
         print_check_list(specs, sys.stdout)
-        for failure in plugin_failures:
-            click.echo(f"{failure.title}: {failure.observed}", err=True)
+        write_lines(sys.stderr, [f"{failure.title}: {failure.observed}"
+                                 for failure in plugin_failures])
         return
     try:
         selected = select(specs, options.only, options.skip)
@@ -215,12 +216,12 @@ def bench_memory(ctx: click.Context, threads: int | None, buffer_mib: int | None
                                  buffer_mib * 2**20 if buffer_mib else None, with_sysbench)
     except (OSError, MemoryError) as exc:
         raise click.ClickException(f"cannot measure: {exc}") from exc
-    if as_json:
-        import json
+    from q3cn_doctor.report.output import json_text, write_lines
 
-        click.echo(json.dumps(bench.to_json(), indent=2))
+    if as_json:
+        click.echo(json_text(bench.to_json()))
     else:
-        click.echo(bench.text())
+        write_lines(sys.stdout, bench.text().splitlines())
 
 
 _HOOK_KIND_OPTIONS = [
@@ -390,35 +391,42 @@ def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_
                                "or --json")
     facts = Facts(host, options)
     failed = [f for f in run_checks(facts, selected) if f.status == FAIL]
+    say = _launch_say
     try:
         plan = build_plan(facts, options)
     except LaunchError as exc:
-        click.echo(f"q3cn-doctor launch: {exc}", err=True)
+        say(str(exc))
         ctx.exit(1)
     for flag in plan.unknown_extra:
-        click.echo(f"q3cn-doctor launch: warning: this llama-server does not know {flag}",
-                   err=True)
+        say(f"warning: this llama-server does not know {flag}")
     if failed:
-        click.echo("q3cn-doctor launch: failing checks:", err=True)
+        say("failing checks:")
         for finding in failed:
-            click.echo(f"  [fail] {finding.id}: {finding.title}", err=True)
+            say(f"  [fail] {finding.id}: {finding.title}", prefix=False)
     if as_json:
-        import json
+        from q3cn_doctor.report.output import json_text
 
-        click.echo(json.dumps(plan.to_json(), indent=2))
+        click.echo(json_text(plan.to_json()))
         return
     if print_only:
         click.echo(shell_command(plan))
         return
     if failed and not force:
-        click.echo("q3cn-doctor launch: not launched: fix the above (`q3cn-doctor check` "
-                   "explains each), skip them with --skip, or use --force.", err=True)
+        say("not launched: fix the above (`q3cn-doctor check` explains each), skip them "
+            "with --skip, or use --force.")
         ctx.exit(1)
-    click.echo(f"q3cn-doctor launch: {shell_command(plan)}", err=True)
+    say(shell_command(plan))
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         execute(plan)
     except OSError as exc:
-        click.echo(f"q3cn-doctor launch: cannot start {plan.argv[0]}: {exc}", err=True)
+        say(f"cannot start {plan.argv[0]}: {exc}")
         ctx.exit(127 if isinstance(exc, FileNotFoundError) else 126)
+
+
+def _launch_say(text: str, prefix: bool = True) -> None:
+    """A line of ``launch`` on stderr, escaped: it quotes paths, flags and check titles."""
+    from q3cn_doctor.report.output import printable
+
+    click.echo(printable(("q3cn-doctor launch: " if prefix else "") + text), err=True)

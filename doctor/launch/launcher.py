@@ -16,7 +16,6 @@ this process before it becomes llama-server.
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ from q3cn_doctor.parsers.server_help import Intents, translate
 from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.speed import speed
+from q3cn_doctor.report.output import shell_line
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
 PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
@@ -59,6 +59,15 @@ class LaunchPlan:
 
 
 def build_plan(facts: Facts, options: Options) -> LaunchPlan:
+    """The launch plan, or LaunchError saying why none can be made: a facts section that
+    could not be gathered (a damaged GGUF, a corrupt ELF, a hostile snapshot) is one."""
+    try:
+        return _build_plan(facts, options)
+    except FactsError as exc:
+        raise LaunchError(f"no plan can be made: {exc}") from exc
+
+
+def _build_plan(facts: Facts, options: Options) -> LaunchPlan:
     server = facts.server
     if server.path is None:
         where = "the path given with --server" if server.found_by == "--server" else "PATH"
@@ -260,7 +269,8 @@ def _prlimit_value(value: int) -> str:
 
 
 def shell_command(plan: LaunchPlan) -> str:
-    """The plan as one shell line: env, prlimit, taskset, then llama-server, all quoted."""
+    """The plan as one shell line: env, prlimit, taskset, then llama-server, all quoted
+    (a control character in a path or an argument in bash's ``$'...'`` form)."""
     parts: list[str] = []
     if plan.env:
         parts += ["env"] + [f"{name}={value}" for name, value in sorted(plan.env.items())]
@@ -273,7 +283,7 @@ def shell_command(plan: LaunchPlan) -> str:
 
         parts += ["taskset", "-c", format_cpu_list(plan.affinity)]
     parts += plan.argv
-    return " ".join(shlex.quote(part) for part in parts)
+    return shell_line(parts)
 
 
 def execute(plan: LaunchPlan) -> None:

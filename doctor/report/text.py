@@ -20,6 +20,7 @@ from q3cn_doctor.checking.findings import (
     count_statuses,
 )
 from q3cn_doctor.checking.registry import CheckSpec
+from q3cn_doctor.report.output import json_text, printable, write_lines
 from q3cn_doctor.version import __version__
 
 SCHEMA_VERSION = 1
@@ -73,23 +74,25 @@ def summary_line(findings: list[Finding]) -> str:
 
 
 def print_text(findings: list[Finding], header: str, verbose: bool, stream: TextIO) -> None:
+    """The report; each line escaped whole (``printable``), so no value from the machine
+    can move the cursor, retitle the terminal or start a line of its own."""
     lines = _lines(findings, header, verbose)
     if not use_colour(stream):
-        stream.write("\n".join(text for text, _ in lines) + "\n")
+        write_lines(stream, (text for text, _ in lines))
         return
     from rich.console import Console  # ~65 ms: only for a person at a terminal
     from rich.text import Text
 
     console = Console(file=stream, highlight=False, soft_wrap=True)
     for text, style in lines:
-        console.print(Text(text, style=style or ""))
+        console.print(Text(printable(text), style=style or ""))
 
 
 def print_check_list(specs: list[CheckSpec], stream: TextIO) -> None:
     width = max((len(spec.id) for spec in specs), default=0)
-    for spec in specs:
-        origin = "" if spec.origin == "built-in" else f"  [{spec.origin}]"
-        stream.write(f"{spec.id:<{width}}  {spec.description}{origin}\n")
+    write_lines(stream, (f"{spec.id:<{width}}  {spec.description}"
+                         + ("" if spec.origin == "built-in" else f"  [{spec.origin}]")
+                         for spec in specs))
 
 
 def json_document(findings: list[Finding], facts_json: dict, plan_json: dict,
@@ -106,6 +109,4 @@ def json_document(findings: list[Finding], facts_json: dict, plan_json: dict,
 
 
 def print_json(document: dict, stream: TextIO = sys.stdout) -> None:
-    import json
-
-    stream.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    stream.write(json_text(document) + "\n")
