@@ -16,6 +16,7 @@ import json
 import mmap
 import os
 import re
+import stat as stat_module
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,75 @@ def parse_cpu_list(text: str) -> list[int]:
     return cpus
 
 
+KIB, MIB = 1024, 1024**2
+# The most bytes a genuine file at each place holds, first match wins: a read of more is
+# refused (EFBIG), so a 3 GiB sparse "meminfo" in a snapshot or a tree costs 64 KiB.
+# A sysfs attribute is one page (64 KiB on some arm64 kernels); /proc/cpuinfo of 8192
+# CPUs is about 16 MiB; the journal and the hooks' memory live in the state folder.
+READ_LIMITS: tuple[tuple[str, int], ...] = (
+    ("/proc/cpuinfo", 32 * MIB),
+    ("/proc/sys/", 64 * KIB),
+    ("/proc/meminfo", 64 * KIB),
+    ("/proc/swaps", 4 * MIB),
+    ("/proc/cmdline", 64 * KIB),
+    ("/sys/", 1 * MIB),
+    ("/var/lib/q3cn-doctor/", 256 * MIB),
+)
+DEFAULT_READ_LIMIT = 16 * MIB
+OUTPUT_CAP = 8 * MIB
+"""What is kept of a command's stdout, and of its stderr: dmidecode of a large server is
+about 1 MiB. A command printing more is stopped (its process group killed)."""
+
+
+def read_limit(path: str) -> int:
+    """The most bytes ``path`` may hold here (READ_LIMITS, else DEFAULT_READ_LIMIT)."""
+    return next((limit for place, limit in READ_LIMITS if path == place or (
+        place.endswith("/") and path.startswith(place))), DEFAULT_READ_LIMIT)
+
+
+def _size_text(size: int) -> str:
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // KIB} KiB"
+
+
+def open_regular(real: str, path: str) -> int:
+    """A descriptor of the regular file at ``real``, opened without blocking: a FIFO,
+    a device or a socket where a file belongs is refused (EINVAL), never waited on."""
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat_module.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat_module.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)", path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(real: str, path: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file at ``real`` (``path`` as the caller names it), or
+    OSError: not a regular file (``open_regular``), or more than ``limit`` bytes (EFBIG,
+    by default what a genuine ``path`` holds: ``read_limit``)."""
+    limit = read_limit(path) if limit is None else limit
+    fd = open_regular(real, path)
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = os.read(fd, min(MIB, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"larger than {_size_text(limit)}, more than a "
+                                           "genuine one holds", path)
+    finally:
+        os.close(fd)
+
+
 class ReadOnlyHost(OSError):
     """Raised when something tries to change a snapshot."""
 
@@ -247,14 +317,17 @@ class Host:
         """
         self.note(path)
         self._fault(path)
-        with open(self._real_path(path), "rb") as handle:
+        fd = open_regular(self._real_path(path), path)
+        try:
             try:
-                view = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                view = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             except ValueError:  # an empty file cannot be mapped
                 yield b""
                 return
             with view:
                 yield view
+        finally:
+            os.close(fd)
 
     def stat(self, path: str) -> FileStat:
         """Size, mode, owner and modification time (following links, inside the host)."""
@@ -293,10 +366,16 @@ class Host:
                     except OSError:
                         continue
                     found.extend(child_base + n for n in sorted(names) if fnmatch.fnmatch(n, part))
-                elif self._exists(child_base + part):
+                elif self._exists_quiet(child_base + part):
                     found.append(child_base + part)
             matches = found
         return matches
+
+    def _exists_quiet(self, path: str) -> bool:
+        try:
+            return self._exists(path)
+        except OSError:  # a link loop on the way (ELOOP)
+            return False
 
     def sysctl(self, name: str) -> str | None:
         """A kernel tunable by its dotted name (``vm.swappiness``), or None."""

@@ -22,8 +22,13 @@ from q3cn_doctor.host.base import (
     Process,
     format_cpu_list,
     parse_cpu_list,
+    read_regular,
     resolve_under,
 )
+
+PROCESS_FILE_LIMIT = 8 * 1024**2
+"""A process's status or command line (ARG_MAX is 2 MiB by default, a quarter of the
+stack limit at most)."""
 
 # Commands print for people; pin the locale so their output parses the same everywhere.
 _COMMAND_ENV = {"LC_ALL": "C", "LANG": "C"}
@@ -48,8 +53,7 @@ class LiveHost(Host):
         return path
 
     def _read_bytes(self, path: str) -> bytes:
-        with open(self._path(path), "rb") as handle:
-            return handle.read()
+        return read_regular(self._path(path), path)
 
     def _listdir(self, path: str) -> list[str]:
         return os.listdir(self._path(path))
@@ -89,11 +93,12 @@ class LiveHost(Host):
         )
 
     def nvml(self) -> dict:
-        from q3cn_doctor.host.nvml import (
-            read_nvml,  # pynvml costs ~50 ms: only when a GPU check asks
+        from q3cn_doctor.host.nvml import (  # pynvml costs ~50 ms: only when a GPU check asks
+            conform,
+            read_nvml,
         )
 
-        return read_nvml()
+        return conform(read_nvml())
 
     def environ(self) -> dict[str, str]:
         return dict(os.environ)
@@ -129,8 +134,8 @@ class LiveHost(Host):
     # list (and snapshot.json), cached as a whole, not traced or recorded one by one.
     def _cat_quiet(self, path: str) -> str | None:
         try:
-            with open(self._path(path), "rb") as handle:
-                return handle.read().decode("utf-8", errors="replace")
+            return read_regular(self._path(path), path, PROCESS_FILE_LIMIT).decode(
+                "utf-8", errors="replace")
         except OSError:
             return None
 
