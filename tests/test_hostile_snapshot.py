@@ -5,11 +5,16 @@ only, never a whole facts section."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gzip
+import io
 import json
 import os
 import re
+import resource
 import shutil
+import tarfile
 import time
 from pathlib import Path
 
@@ -17,7 +22,12 @@ import pytest
 from conftest import HOSTS, copy_fixture, snapshot_facts, snapshot_findings
 from q3cn_doctor.host import nvml
 from q3cn_doctor.host.base import read_limit
-from q3cn_doctor.host.snapshot import SnapshotHost
+from q3cn_doctor.host.snapshot import (
+    ARCHIVE_BYTES,
+    ARCHIVE_MEMBERS,
+    SnapshotHost,
+    _safe_extract,
+)
 from test_cli import as_json, cli, make_root
 
 GPU_HOST = "gpu-rtx4090-desktop"
@@ -234,3 +244,104 @@ def test_an_oversized_command_output_reads_as_absent(tmp_path):
     host = SnapshotHost(str(snapshot))
     assert host.run(["dmidecode", "-t", "memory"]).state == "absent"
 
+
+
+# -- snapshot archives: caps on size, members and depth (items 8, 11) ----------------------------
+def _tar_header(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.type = size, kind
+    return info.tobuf(tarfile.GNU_FORMAT)
+
+
+def _sparse_header(name: str, stored: int, real: int) -> bytes:
+    """A GNU sparse member: ``stored`` bytes in the archive stand for ``real`` bytes."""
+    header = bytearray(_tar_header(name, stored, tarfile.GNUTYPE_SPARSE))
+    header[386:398] = tarfile.itn(0, 12, tarfile.GNU_FORMAT)  # one chunk at offset 0
+    header[398:410] = tarfile.itn(stored, 12, tarfile.GNU_FORMAT)
+    header[483:495] = tarfile.itn(real, 12, tarfile.GNU_FORMAT)  # the file's real size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _zeros_gz(path: Path, head: bytes, zeros: int, tail: bytes = b"\0" * 1024) -> str:
+    """A .tar.gz of ``head`` then ``zeros`` zero bytes: concatenated gzip members, each a
+    MiB of zeros in about a KiB, so a GiB of data is an archive of about a MiB."""
+    mib = gzip.compress(b"\0" * 2**20, 9)
+    with open(path, "wb") as out:
+        out.write(gzip.compress(head))
+        for _ in range(zeros // 2**20):
+            out.write(mib)
+        out.write(gzip.compress(b"\0" * (zeros % 2**20) + tail))
+    return str(path)
+
+
+def _written(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("kind", ["one GiB of real data", "a sparse GiB", "a declared 10 GiB"])
+def test_an_archive_bomb_writes_and_holds_little(tmp_path, kind):
+    if kind == "one GiB of real data":
+        archive = _zeros_gz(tmp_path / "bomb.tar.gz", _tar_header("fs/proc/meminfo", 2**30),
+                            2**30)
+    elif kind == "a sparse GiB":
+        archive = _zeros_gz(tmp_path / "bomb.tar.gz",
+                            _sparse_header("fs/proc/meminfo", 512, 2**30) + b"M" * 512, 0)
+    else:
+        archive = _zeros_gz(tmp_path / "bomb.tar.gz", _tar_header("fs/proc/meminfo", 10 * 2**30),
+                            2**20)
+    assert os.path.getsize(archive) < 2 * 2**20
+    destination = tmp_path / "out"
+    destination.mkdir()
+    before, started = _peak_rss_mib(), time.monotonic()
+    with contextlib.suppress(tarfile.TarError):
+        _safe_extract(archive, str(destination))
+    assert time.monotonic() - started < 15
+    assert _written(destination) <= ARCHIVE_BYTES
+    assert _peak_rss_mib() - before < 200
+    done = replay(Path(archive), timeout=60)
+    assert done.returncode in (0, 1, 2)
+
+
+def test_an_archive_of_too_many_members_is_refused_quickly(tmp_path):
+    archive = tmp_path / "many.tar.gz"
+    with tarfile.open(archive, "w:gz") as packed:
+        for number in range(ARCHIVE_MEMBERS + 10):
+            packed.addfile(tarfile.TarInfo(f"fs/m/{number}"), io.BytesIO(b""))
+    started = time.monotonic()
+    done = replay(archive, timeout=120)
+    assert time.monotonic() - started < 60
+    assert done.returncode == 2
+    assert f"more than {ARCHIVE_MEMBERS} members" in done.stderr
+
+
+def test_a_member_3000_folders_deep_is_refused(tmp_path):
+    archive = tmp_path / "deep.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as packed:
+        packed.addfile(tarfile.TarInfo("fs/" + "a/" * 3000 + "meminfo"), io.BytesIO(b""))
+    done = replay(archive)
+    assert done.returncode == 2
+    assert "deeper than" in done.stderr
+
+
+def test_an_xz_archive_is_refused_with_a_reason(tmp_path):
+    archive = tmp_path / "snap.tar.xz"
+    with tarfile.open(archive, "w:xz") as packed:
+        packed.addfile(tarfile.TarInfo("snapshot.json"), io.BytesIO(b""))
+    done = replay(archive)
+    assert done.returncode == 2
+    assert ".tar.gz" in done.stderr
+
+
+def test_a_bzip2_or_plain_archive_still_replays(tmp_path):
+    source = copy_fixture(GPU_HOST, tmp_path)
+    for mode, name in (("w:bz2", "snap.tar.bz2"), ("w", "snap.tar")):
+        with tarfile.open(tmp_path / name, mode) as packed:
+            for part in sorted(os.listdir(source)):
+                packed.add(source / part, arcname=part)
+        assert replay(tmp_path / name).returncode in (0, 1)

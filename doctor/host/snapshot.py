@@ -12,15 +12,19 @@ Whatever a snapshot lacks reads as absent on that host.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import datetime
 import errno
+import gzip
+import io
 import json
 import mmap
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -37,6 +41,7 @@ from q3cn_doctor.host.base import (
     Host,
     Process,
     command_slug,
+    open_regular,
     read_regular,
     resolve_under,
 )
@@ -474,7 +479,7 @@ class ExtractedSnapshot(SnapshotHost):
         self._tmp = tempfile.TemporaryDirectory(prefix="q3cn-doctor-snapshot-")
         try:
             _safe_extract(tar_path, self._tmp.name)
-        except (OSError, tarfile.TarError) as exc:
+        except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # damaged, or a bomb
             self._tmp.cleanup()
             raise SnapshotError(f"cannot read snapshot archive {tar_path}: {exc}") from exc
         root = self._tmp.name
@@ -490,19 +495,65 @@ class ExtractedSnapshot(SnapshotHost):
         return f"snapshot {self.archive}"
 
 
+ARCHIVE_BYTES = 64 * MIB
+"""The most an archive may unpack to, headers included: a real snapshot is a few MiB."""
+ARCHIVE_MEMBERS = 32768  # files, folders and links: sysfs of a 512-CPU machine is ~20000
+ARCHIVE_DEPTH = 64  # folders from the top: sysfs's deepest path is about 20
+ARCHIVE_NAME = 4096  # characters in one member's name (PATH_MAX)
+
+
+class _Capped(io.RawIOBase):
+    """A decompressed stream that stops (TarError) past ARCHIVE_BYTES: every byte the
+    archive unpacks to passes here, member data and tar headers alike."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream, self.count = stream, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(min(len(buffer), ARCHIVE_BYTES + 1 - self.count))
+        self.count += len(data)
+        if self.count > ARCHIVE_BYTES:
+            raise tarfile.TarError(f"it unpacks to more than {ARCHIVE_BYTES // MIB} MiB; "
+                                   "a snapshot is a few MiB")
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _decompressed(raw: Any) -> Any:
+    """The tar stream inside ``raw``: gzip (what ``snapshot --tar`` writes), bzip2 or
+    none. xz is refused: its header alone can make the decoder allocate 1.5 GiB."""
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw, mode="rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        raise tarfile.TarError("an xz archive: recompress it as .tar.gz (tar czf)")
+    return raw
+
+
 def _safe_extract(tar_path: str, destination: str) -> None:
     """Unpack without letting a member escape: no absolute or ``..`` names, no
-    device files, and no file written through a link the archive itself made."""
+    device files, and no file written through a link the archive itself made.
+    Bounded: ARCHIVE_BYTES unpacked, ARCHIVE_MEMBERS members, ARCHIVE_DEPTH folders
+    deep; sparse members (a GiB of holes in a few bytes), hard links and devices are
+    skipped. Read as a stream, once: a bomb is stopped at the cap, never held."""
     links: set[str] = set()
-    with tarfile.open(tar_path, "r:*") as archive:
-        for member in archive.getmembers():
-            name = os.path.normpath(member.name)
-            parts = name.split(os.sep)
-            if name.startswith(("/", "..")) or ".." in parts:
-                raise tarfile.TarError(f"unsafe member name {member.name!r}")
-            # parts[:len(parts)] is the member itself: writing a file over a link
-            # member of the same name would write wherever the link points.
-            if any("/".join(parts[:i]) in links for i in range(1, len(parts) + 1)):
+    with os.fdopen(open_regular(tar_path, tar_path), "rb") as raw, \
+            tarfile.open(fileobj=_Capped(_decompressed(raw)), mode="r|") as archive:
+        for count, member in enumerate(archive, 1):
+            if count > ARCHIVE_MEMBERS:
+                raise tarfile.TarError(f"more than {ARCHIVE_MEMBERS} members")
+            name = _member_name(member)
+            # The member itself too: writing a file over a link member of the same name
+            # would write wherever the link points.
+            if any("/".join(name.split("/")[:i]) in links
+                   for i in range(1, name.count("/") + 2)):
                 raise tarfile.TarError(f"member {member.name!r} lies behind or over a link")
             target = os.path.join(destination, name)
             if member.issym():
@@ -511,12 +562,25 @@ def _safe_extract(tar_path: str, destination: str) -> None:
                 links.add(name)
             elif member.isdir():
                 os.makedirs(target, exist_ok=True)
-            elif member.isfile():
+            elif member.isfile() and not member.issparse():
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                source = archive.extractfile(member)
                 with open(target, "wb") as out:
-                    shutil.copyfileobj(source, out)
-            # hard links, devices and fifos have no place in a snapshot: skipped
+                    shutil.copyfileobj(archive.extractfile(member), out)
+            # hard links, sparse files, devices and fifos have no place in a snapshot
+
+
+def _member_name(member: tarfile.TarInfo) -> str:
+    """A member's name, normalised; TarError where it is unsafe or absurd."""
+    name = os.path.normpath(member.name)
+    parts = name.split(os.sep)
+    if name.startswith(("/", "..")) or ".." in parts:
+        raise tarfile.TarError(f"unsafe member name {member.name[:200]!r}")
+    if len(parts) > ARCHIVE_DEPTH:
+        raise tarfile.TarError(f"a member nested {len(parts)} folders deep, deeper than "
+                               f"{ARCHIVE_DEPTH}")
+    if len(name) > ARCHIVE_NAME:
+        raise tarfile.TarError(f"a member name of {len(name)} characters")
+    return name
 
 
 def open_snapshot(path: str) -> SnapshotHost:
