@@ -17,20 +17,29 @@ import mmap
 import os
 import re
 import stat as stat_module
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 COMMAND_TIMEOUT_S = 10.0
 """Every command gets a time limit: a hung nvidia-smi must not hang a preflight."""
+RUN_BUDGET_S = 30.0
+"""And all the commands of a run (the NVML reading too) share one: with every tool hung,
+``check`` still ends in about this, not in ten seconds a tool."""
+
+OUTPUT_CAP = 8 * 1024**2
+"""What is kept of a command's stdout, and of its stderr: dmidecode of a large server is
+about 1 MiB. A command printing more is stopped (its process group killed)."""
 
 # Command outcomes other than "it ran": the snapshot's .rc files hold these words.
 RAN = "ran"
 NOT_INSTALLED = "not-installed"
 TIMED_OUT = "timed-out"
 PERMISSION_DENIED = "permission-denied"
+TOO_MUCH_OUTPUT = "too-much-output"  # stopped at OUTPUT_CAP
 ABSENT = "absent"  # this host has no answer: --root runs nothing, a snapshot lacks it
-COMMAND_STATES = (NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED)
+COMMAND_STATES = (NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED, TOO_MUCH_OUTPUT)
 
 # Where a test injects a failure into a command, the errno says which outcome.
 _ERRNO_TO_STATE = {
@@ -63,7 +72,7 @@ class CommandResult:
     """What a command gave: its output and exit status, or why it did not run."""
 
     argv: tuple[str, ...]
-    state: str  # RAN, NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED or ABSENT
+    state: str  # RAN, NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED, TOO_MUCH_OUTPUT or ABSENT
     returncode: int | None = None
     stdout: str = ""
     stderr: str = ""
@@ -86,6 +95,8 @@ class CommandResult:
             NOT_INSTALLED: f"`{self.argv[0]}` is not installed",
             TIMED_OUT: f"`{self.command_line}` did not answer in time",
             PERMISSION_DENIED: f"`{self.command_line}` was refused permission",
+            TOO_MUCH_OUTPUT: f"`{self.command_line}` printed more than "
+                             f"{OUTPUT_CAP // 2**20} MiB and was stopped",
         }.get(self.state, f"`{self.command_line}` has no recorded result on this host")
 
 
@@ -152,9 +163,6 @@ READ_LIMITS: tuple[tuple[str, int], ...] = (
     ("/var/lib/q3cn-doctor/", 256 * MIB),
 )
 DEFAULT_READ_LIMIT = 16 * MIB
-OUTPUT_CAP = 8 * MIB
-"""What is kept of a command's stdout, and of its stderr: dmidecode of a large server is
-about 1 MiB. A command printing more is stopped (its process group killed)."""
 
 
 def read_limit(path: str) -> int:
@@ -242,6 +250,7 @@ class Host:
         self._reads: dict[str, bytes | OSError] = {}
         self._runs: dict[tuple[str, ...], CommandResult] = {}
         self._processes: list[Process] | None = None  # the process list, read once too
+        self._budget_s = RUN_BUDGET_S  # command time left to this run (RUN_BUDGET_S)
 
     def forget(self) -> None:
         """Drop remembered reads, so the next read sees the machine as it is now (after a fix)."""
@@ -390,8 +399,22 @@ class Host:
         if code is not None:
             return CommandResult(argv_t, _ERRNO_TO_STATE.get(code, PERMISSION_DENIED))
         if argv_t not in self._runs:
-            self._runs[argv_t] = self._run(argv_t, timeout)
+            self._runs[argv_t] = self._within_budget(
+                lambda left: self._run(argv_t, min(timeout, left)),
+                CommandResult(argv_t, TIMED_OUT, stderr="the run's time for commands "
+                                                        f"({RUN_BUDGET_S:g} s) is spent"))
         return self._runs[argv_t]
+
+    def _within_budget(self, call: Any, spent: Any) -> Any:
+        """``call(seconds left)`` charged to the run's budget (RUN_BUDGET_S); ``spent``
+        where nothing is left."""
+        if self._budget_s <= 0:
+            return spent
+        started = time.monotonic()
+        try:
+            return call(self._budget_s)
+        finally:
+            self._budget_s -= time.monotonic() - started
 
     # -- primitives every host supplies ------------------------------------
     def _read_bytes(self, path: str) -> bytes:

@@ -6,15 +6,10 @@ import contextlib
 import errno
 import os
 import stat
-import subprocess
 
 from q3cn_doctor.host.base import (
     ABSENT,
-    NOT_INSTALLED,
-    PERMISSION_DENIED,
-    RAN,
     RLIMIT_NAMES,
-    TIMED_OUT,
     UNLIMITED,
     CommandResult,
     Host,
@@ -71,34 +66,20 @@ class LiveHost(Host):
         return os.path.isdir(self._path(path))
 
     def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
-        env = dict(os.environ, **_COMMAND_ENV)
-        try:
-            done = subprocess.run(
-                argv, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
-            )
-        except FileNotFoundError:
-            return CommandResult(argv, NOT_INSTALLED)
-        except PermissionError:
-            return CommandResult(argv, PERMISSION_DENIED)
-        except subprocess.TimeoutExpired:
-            return CommandResult(argv, TIMED_OUT)
-        except OSError as exc:
-            return CommandResult(argv, PERMISSION_DENIED, stderr=str(exc))
-        return CommandResult(
-            argv,
-            RAN,
-            done.returncode,
-            done.stdout.decode("utf-8", errors="replace"),
-            done.stderr.decode("utf-8", errors="replace"),
-        )
+        from q3cn_doctor.host.process import run_command
+
+        return run_command(argv, timeout, dict(os.environ, **_COMMAND_ENV))
 
     def nvml(self) -> dict:
         from q3cn_doctor.host.nvml import (  # pynvml costs ~50 ms: only when a GPU check asks
+            NVML_TIMEOUT_S,
             conform,
             read_nvml,
         )
 
-        return conform(read_nvml())
+        return conform(self._within_budget(
+            lambda left: read_nvml(min(NVML_TIMEOUT_S, left)),
+            {"init": "timed-out", "reason": "the run's time for commands is spent"}))
 
     def environ(self) -> dict[str, str]:
         return dict(os.environ)
