@@ -246,3 +246,53 @@ def test_a_fifo_as_model_is_refused_in_check_and_launch(tmp_path):
                    "--no-plugins", timeout=60)
     assert launched.returncode == 1
     assert time.monotonic() - started < 30
+
+
+# -- a facts section that fails never escapes launch (item 11) ------------------------------------
+def test_launch_with_a_model_of_5000_nested_arrays_says_why(tmp_path):
+    root = guide_machine(tmp_path / "guide")
+    nested = (_text("llama.nested") + struct.pack("<I", ARRAY)
+              + struct.pack("<IQ", ARRAY, 1) * 5000 + struct.pack("<IQ", UINT8, 1) + b"\x01")
+    (root / "fs/models").mkdir(parents=True, exist_ok=True)
+    raw_gguf(root / "fs/models/nested.gguf", [nested])
+    done = cli("launch", "--snapshot", str(root), "--model", "/models/nested.gguf", "--print",
+               "--no-plugins")
+    assert done.returncode == 1
+    assert "array of arrays" in done.stderr
+
+
+def test_launch_turns_a_failed_facts_section_into_its_message(tmp_path, monkeypatch):
+    from conftest import snapshot_facts
+    from q3cn_doctor import facts as facts_module
+    from q3cn_doctor.launch.launcher import LaunchError, build_plan
+
+    root = guide_machine(tmp_path / "guide")
+    facts = snapshot_facts(root, model=QWEN_PATH)
+
+    def broken(host, options, facts):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setitem(facts_module.SECTIONS, "model", broken)
+    with pytest.raises(LaunchError, match="could not gather model facts: RecursionError"):
+        build_plan(facts, facts.options)
+
+
+# -- hooks.json of the wrong types (item 11) ------------------------------------------------------
+@pytest.mark.parametrize("entry", [
+    {"kind": "service", "unit": ["llama-server.service"], "sha256": "0" * 64},
+    {"kind": "service", "unit": {"a": 1}},
+    {"kind": ["service"], "unit": "x.service"},
+    {"kind": "service", "unit": "x.service", "created_dirs": "/etc"},
+    "not an entry",
+])
+def test_hook_status_survives_a_hand_edited_record(tmp_path, entry):
+    from test_hook import ROOT_ENV
+
+    root = make_root(tmp_path / "root")
+    state = root / "var/lib/q3cn-doctor"
+    state.mkdir(parents=True)
+    (state / "hooks.json").write_text(json.dumps({"format": 1, "hooks": {
+        "/etc/systemd/system/x.service.d/95-q3cn-doctor-guard.conf": entry}}))
+    done = cli("hook", "status", "--root", str(root), env=ROOT_ENV)
+    assert done.returncode == 0
+    assert "pacman hook" in done.stdout

@@ -263,6 +263,17 @@ def chosen(host: Host, pacman: bool, apt: bool, service: str | None, *,
 
 
 # -- the record of what install wrote ----------------------------------------------------------
+_ENTRY_TYPES = {"kind": str, "unit": str, "sha256": str, "replaces": str, "time": str,
+                "warn_only": bool, "created_dirs": list}
+
+
+def _well_typed(entry: object) -> bool:
+    """A hooks.json entry whose values have the types install writes (a hand-edited
+    ``unit`` that is a list is not one: it would crash ``hook status``)."""
+    return isinstance(entry, dict) and all(
+        entry.get(key) is None or isinstance(entry[key], kind)
+        for key, kind in _ENTRY_TYPES.items()) and all(
+        isinstance(folder, str) for folder in entry.get("created_dirs") or [])
 class Record:
     """``<state dir>/hooks.json``: each file install wrote, with its SHA-256 and the
     folders it had to create."""
@@ -288,7 +299,8 @@ class Record:
         hooks = document.get("hooks")
         if not isinstance(hooks, dict):
             return {}
-        return {path: entry for path, entry in hooks.items() if isinstance(entry, dict)}
+        return {path: entry for path, entry in hooks.items()
+                if isinstance(path, str) and _well_typed(entry)}
 
     def save(self) -> None:
         from q3cn_doctor.hooks.state import make_parents
