@@ -345,3 +345,14 @@ def test_a_bzip2_or_plain_archive_still_replays(tmp_path):
             for part in sorted(os.listdir(source)):
                 packed.add(source / part, arcname=part)
         assert replay(tmp_path / name).returncode in (0, 1)
+
+
+def test_a_fifo_in_sysctl_d_does_not_stall_fix_under_root(tmp_path):
+    root = make_root(tmp_path / "root", swappiness=60, disk_swap=True)
+    (root / "etc/sysctl.d").mkdir(parents=True)
+    os.mkfifo(root / "etc/sysctl.d/50-planted.conf")
+    started = time.monotonic()
+    done = cli("fix", "--root", str(root), "--no-plugins", timeout=60)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 0
+    assert "vm.swappiness" in done.stdout

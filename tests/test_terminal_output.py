@@ -119,3 +119,17 @@ def test_hook_status_shows_a_hand_edited_record_escaped(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "llama\\x1b]0;owned" in done.stdout
     assert unsafe_in(done.stdout + done.stderr) == []
+
+
+def test_check_hook_lines_are_escaped(tmp_path):
+    from test_hook import POLICY, check_hook
+
+    root = make_root(tmp_path / "root\x1b]0;owned\x07\u202e", governor="performance")
+    (root / "var/lib").mkdir(parents=True)
+    assert check_hook(root).stdout == ""
+    (root / POLICY / "scaling_governor").write_text("powersave\n")
+    (root / POLICY / "energy_performance_preference").write_text("balance_power\n")
+    done = check_hook(root)
+    assert "q3cn-doctor: cpu.governor: pass -> " in done.stdout
+    assert "\\x1b" in done.stdout
+    assert unsafe_in(done.stdout + done.stderr) == []
