@@ -38,7 +38,7 @@ from q3cn_doctor.app.cli import main
 
 RUN_LIMIT_S = 20.0  # one check on two shared CPUs takes about a second
 PEAK_MIB = 1536
-FAST = settings(max_examples=6, deadline=None, derandomize=True,
+FAST = settings(max_examples=10, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SLOW = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -160,14 +160,22 @@ def _paths(value, prefix=()) -> list[tuple]:
     return found
 
 
+# A value of each JSON type, for flipping a field to a type it never has.
+WRONG_TYPES = st.sampled_from([None, True, -1, 2**64, 1.5, float("nan"), "x", "\x1b[2J", [],
+                               [1, "a"], {}, {"error": 7}])
+
+
 @st.composite
 def mutated(draw, document):
-    """``document`` with one to three places replaced by arbitrary JSON values."""
+    """``document`` with one to six places replaced: by a value of another type, or by
+    an arbitrary JSON document."""
     document = json.loads(json.dumps(document))
-    for _ in range(draw(st.integers(1, 3))):
-        places = _paths(document)
-        place = draw(st.sampled_from(places[1:] if len(places) > 1 else places))
-        value = draw(JSON_VALUES)
+    for _ in range(draw(st.integers(1, 6))):
+        places = _paths(document)[1:] or [()]
+        shallow = [place for place in places if len(place) <= 2]  # as likely as the rest:
+        place = draw(st.sampled_from(shallow or places) | st.sampled_from(places))  # lists
+        # of processes and CPUs would otherwise hold nearly every place
+        value = draw(WRONG_TYPES | JSON_VALUES)
         if not place:
             document = value
             continue
@@ -191,6 +199,12 @@ def _guide(tree: Path) -> Path:
     return guide_machine(tree / "snapshot")
 
 
+RECORDED_KEYS = {"format": 1, "tool_version": "0.1.0", "created": "2026-01-01T00:00:00+00:00",
+                 "redacted": True, "euid": 1000, "user": "user", "errors": {
+                     "/sys/bus/i2c/drivers/ee1004/0-0050/eeprom": "EACCES"},
+                 "listings": {"/sys/class/drm": ["card1", "renderD128"]}, "not_captured": []}
+
+
 def _json_target(name: str):
     """(build the snapshot in a tree, the file mutated, the original document)."""
     scratch = Path(tempfile.mkdtemp(prefix="q3cn-fuzz-"))
@@ -211,6 +225,8 @@ def _json_target(name: str):
         original = json.loads((source / relative).read_text())
     finally:
         shutil.rmtree(scratch)
+    if name == "snapshot":  # every key a recording writes (RecordingHost.finish)
+        original = dict(RECORDED_KEYS, **original)
     return build, relative, original
 
 
