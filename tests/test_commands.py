@@ -112,6 +112,15 @@ def test_every_command_of_a_run_shares_one_budget(tmp_path, monkeypatch):
     assert "time for commands" in results[-1].stderr
 
 
+def test_a_measurement_the_user_asked_for_is_outside_the_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(base, "RUN_BUDGET_S", 0.2)
+    path = tool(tmp_path, "measure", "sleep 0.5\necho 8130.53 MiB/sec\n")
+    host = LiveHost()
+    assert host.run([path, "budgeted"], timeout=5).state == TIMED_OUT
+    result = host.run([path], timeout=5, budgeted=False)
+    assert (result.state, result.stdout) == (RAN, "8130.53 MiB/sec\n")
+
+
 @pytest.mark.slow
 @pytest.mark.live
 def test_check_with_every_tool_hung_ends_within_the_budget(tmp_path):
