@@ -17,6 +17,7 @@ The fast variants run a few examples each; ``slow`` runs hundreds.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import resource
@@ -175,7 +176,7 @@ def mutated(draw, document):
         shallow = [place for place in places if len(place) <= 2]  # as likely as the rest:
         place = draw(st.sampled_from(shallow or places) | st.sampled_from(places))  # lists
         # of processes and CPUs would otherwise hold nearly every place
-        value = draw(WRONG_TYPES | JSON_VALUES)
+        value = copy.deepcopy(draw(WRONG_TYPES | JSON_VALUES))  # a sampled [] is shared
         if not place:
             document = value
             continue
