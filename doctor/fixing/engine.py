@@ -97,7 +97,7 @@ class Engine:
         if target.same(current, change.new):
             return Outcome(change.fix, change.what, ALREADY, "already as wanted",
                            show(current), show(change.new))
-        refusal = target.refusal(current)
+        refusal = target.not_allowed() or target.refusal(current)
         if refusal:
             return Outcome(change.fix, change.what, REFUSED, refusal, show(current))
         if change.status == ALREADY or not target.same(current, change.current):
@@ -219,7 +219,9 @@ class Engine:
                 self._remove_created(entry)
                 self.journal.mark(entry, REVERTED)
             return Outcome(fix, what, UNCHANGED, "already as before", show(current), show(before))
-        if after is None or not target.same(current, after):
+        ours = after is not None and (target.same(current, after)
+                                      or target.mixed(current, before, after))
+        if not ours:
             if not simulate:
                 self.journal.mark(entry, LEFT, note=f"changed since q3cn-doctor wrote it "
                                                     f"(now {show(current)})")

@@ -248,10 +248,11 @@ def chosen(host: Host, pacman: bool, apt: bool, service: str | None, *,
     if sum((pacman, apt, service is not None)) > 1:
         raise HookError("give one of --pacman, --apt and --service NAME")
     if service is not None:
-        from q3cn_doctor.fixes.memlock import SERVICE_NAME
+        from q3cn_doctor.options import unit_name_problem
 
-        if not SERVICE_NAME.match(service) or service.startswith("-"):
-            raise HookError(f"{service!r} is not a systemd unit name")
+        problem = unit_name_problem(service)
+        if problem:
+            raise HookError(problem)
         return [(SERVICE, service_unit(service))]
     if pacman:
         return [(PACMAN, None)]
