@@ -201,6 +201,11 @@ def _revert(host, yes: bool, as_json: bool) -> int:
     except JournalError as exc:
         return _refuse(str(exc), as_json, host, "revert")
     if not preview:
+        if host.kind in ("live", "root") and host.euid() == 0:
+            try:
+                engine.revert()  # takes the lock: removes what a killed run left behind
+            except JournalError as exc:
+                return _refuse(str(exc), as_json, host, "revert")
         if as_json:
             _print_json(_document("revert", host, results=[], message="Nothing to revert."))
         else:

@@ -191,9 +191,13 @@ class Engine:
 
     # -- revert and status ------------------------------------------------------------
     def revert(self, simulate: bool = False) -> list[Outcome]:
-        """Undo every open journal entry, newest first, to the exact recorded state."""
-        if simulate or not self.journal.open_entries():
+        """Undo every open journal entry, newest first, to the exact recorded state. Not
+        simulating, the lock is taken even with nothing to undo: taking it removes what a
+        killed run left (journal.py, ``_recover``)."""
+        if simulate:
             return self._revert_all(simulate=True)
+        if not self.journal.open_entries() and self.host.lstat(self.journal.directory) is None:
+            return []
         with self.journal.locked():
             return self._revert_all(simulate=False)
 

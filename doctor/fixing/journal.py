@@ -165,6 +165,10 @@ class Journal:
             target = entry["target"]
             if target["kind"] in ("file", "sysctl", "sysfs"):
                 folders.add(os.path.dirname(target["path"]))
+            elif target["kind"] == "affinity":  # a --root tree's /proc status files
+                threads = (entry["before"] or {}).get("threads") or {}
+                folders.update([target["path"]] + [f"{target['path']}/task/{tid}"
+                                                   for tid in threads])
             folders.update(entry.get("created_dirs") or [])
         for folder in sorted(folders):
             self.host.remove_temporaries(folder)

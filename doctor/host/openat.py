@@ -238,6 +238,10 @@ def open_lock(parent: int, name: str, path: str, syscall: Syscall = _none) -> in
 
 
 def _running(pid: int) -> bool:
+    """Whether another process with this pid runs. Our own pid's temporaries are stale
+    too: this process removes them only between writes, never during one."""
+    if pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
