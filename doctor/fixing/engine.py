@@ -18,8 +18,11 @@ Safety rules, kept here rather than in each fix:
   file without the header at a target is refused, and writes never follow links;
 - a value is verified by reading it back: a kernel that refuses or clamps it makes the
   fix fail, never pass silently;
-- revert restores the recorded state, never a default, and leaves alone (and reports)
-  anything changed by someone else since q3cn-doctor wrote it.
+- revert restores the recorded state (a file's bytes, mode and owner), never a default,
+  and leaves alone (and reports) anything changed by someone else since q3cn-doctor
+  wrote it; a change of several parts stopped half-way (``Target.mixed``) is restored;
+- only targets on the allow-list (``Target.not_allowed``) are ever changed or restored,
+  and a journal holding anything else is refused before revert starts (entries.py).
 """
 
 from __future__ import annotations
