@@ -302,6 +302,24 @@ def test_a_folder_swapped_for_a_link_mid_write_puts_nothing_outside(tmp_path, mo
     assert os.listdir(outside) == []
 
 
+def test_a_live_write_is_refused_the_same_way(tmp_path):
+    """The live host walks from / with the same descriptors (here into tmp_path, which is
+    not the machine's configuration): the swap at the first system call is refused."""
+    from q3cn_doctor.host.live import LiveHost
+
+    folder = tmp_path / "etc" / "sysctl.d"
+    folder.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    host = LiveHost()
+    host.syscall_hook = lambda operation, path: (
+        None if folder.is_symlink() else _swap(folder, outside))
+    with pytest.raises(OSError) as refused:
+        host.write_bytes(str(folder / "99-q3cn-doctor-x.conf"), b"x\n")
+    assert refused.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    assert os.listdir(outside) == []
+
+
 def test_a_swap_at_any_system_call_of_an_apply_puts_nothing_outside(tmp_path):
     """The race at each system call of the apply: the engine's writes land in the tree or
     fail, and revert still restores everything that did land."""
