@@ -33,11 +33,14 @@ POLL_S = 0.005  # how often the exit is looked for where there is no pidfd
 _CHUNK = 65536
 
 
-def run_command(argv: tuple[str, ...], timeout: float, env: dict[str, str]) -> CommandResult:
-    """Run ``argv`` (never through a shell) with stdin from /dev/null."""
+def run_command(argv: tuple[str, ...], timeout: float, env: dict[str, str],
+                **identity: object) -> CommandResult:
+    """Run ``argv`` (never through a shell) with stdin from /dev/null; ``identity`` is
+    what Popen takes to run it as another user (executable, user, group, extra_groups)."""
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=env, start_new_session=True)
+                                   stderr=subprocess.PIPE, env=env, start_new_session=True,
+                                   **identity)  # type: ignore[call-overload]
     except FileNotFoundError:
         return CommandResult(argv, NOT_INSTALLED)
     except PermissionError:
