@@ -285,7 +285,7 @@ def test_launch_turns_a_failed_facts_section_into_its_message(tmp_path, monkeypa
     {"kind": "service", "unit": "x.service", "created_dirs": "/etc"},
     "not an entry",
 ])
-def test_hook_status_survives_a_hand_edited_record(tmp_path, entry):
+def test_hook_status_refuses_a_hand_edited_record_with_a_reason(tmp_path, entry):
     from test_hook import ROOT_ENV
 
     root = make_root(tmp_path / "root")
@@ -293,6 +293,6 @@ def test_hook_status_survives_a_hand_edited_record(tmp_path, entry):
     state.mkdir(parents=True)
     (state / "hooks.json").write_text(json.dumps({"format": 1, "hooks": {
         "/etc/systemd/system/x.service.d/95-q3cn-doctor-guard.conf": entry}}))
-    done = cli("hook", "status", "--root", str(root), env=ROOT_ENV)
-    assert done.returncode == 0
-    assert "pacman hook" in done.stdout
+    done = cli("hook", "status", "--root", str(root), env=ROOT_ENV)  # no traceback
+    assert done.returncode == 2
+    assert "is not one q3cn-doctor wrote" in done.stderr

@@ -107,17 +107,14 @@ def test_launch_print_is_escaped_and_still_runs_as_printed(poisoned):
     assert argv[-1] == alias
 
 
-def test_hook_status_shows_a_hand_edited_record_escaped(tmp_path):
+def test_hook_status_shows_a_planted_hook_file_escaped(tmp_path):
     root = make_root(tmp_path / "root")
-    state = root / "var/lib/q3cn-doctor"
-    state.mkdir(parents=True)
-    unit = "llama" + FILE_POISON + ".service"
-    (state / "hooks.json").write_text(json.dumps({"format": 1, "hooks": {
-        f"/etc/systemd/system/{unit}.d/95-q3cn-doctor-guard.conf": {
-            "kind": "service", "unit": unit, "sha256": "0" * 64}}}))
+    hook = root / "etc/pacman.d/hooks/95-q3cn-doctor.hook"
+    hook.parent.mkdir(parents=True)
+    hook.write_text("[Action]\nExec = /usr/bin/q3cn" + FILE_POISON + " check --hook\n")
     done = cli("hook", "status", "--root", str(root), env=ROOT_ENV)
     assert done.returncode == 0, done.stderr
-    assert "llama\\x1b]0;owned" in done.stdout
+    assert "Exec = /usr/bin/q3cn\\x1b]0;owned" in done.stdout
     assert unsafe_in(done.stdout + done.stderr) == []
 
 
