@@ -356,3 +356,16 @@ def test_a_fifo_in_sysctl_d_does_not_stall_fix_under_root(tmp_path):
     assert time.monotonic() - started < 30
     assert done.returncode == 0
     assert "vm.swappiness" in done.stdout
+
+
+def test_a_refused_archive_names_its_members_escaped(tmp_path):
+    from hostile import unsafe_in
+
+    archive = tmp_path / "names.tar.gz"
+    with tarfile.open(archive, "w:gz") as packed:
+        packed.addfile(tarfile.TarInfo("fs/x\x1b]0;owned\x07"), io.BytesIO(b""))
+        packed.addfile(tarfile.TarInfo("fs/x\x1b]0;owned\x07/meminfo"), io.BytesIO(b""))
+    done = replay(archive)
+    assert done.returncode == 2
+    assert "\\x1b]0;owned" in done.stderr
+    assert unsafe_in(done.stdout + done.stderr) == []

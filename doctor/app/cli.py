@@ -179,7 +179,9 @@ def snapshot(ctx: click.Context, directory: str | None, tar_path: str | None, no
     where = " and ".join(p for p in (directory, tar_path) if p)
     redaction = "kept private data (--no-redact)" if no_redact else (
         "serial numbers, UUIDs, hostname and non-allow-listed environment removed")
-    click.echo(f"Snapshot written to {where}; {redaction}.", err=True)
+    from q3cn_doctor.report.output import printable
+
+    click.echo(printable(f"Snapshot written to {where}; {redaction}."), err=True)
 
 
 @main.group()
