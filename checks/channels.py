@@ -120,4 +120,14 @@ def channels(ctx: Context):
     title = problems[0][1] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
     return ctx.finding(status, title, observed=observed + ". " + "; ".join(p[1] for p in problems),
                        recommended=" ".join(p[2] for p in problems),
-                       impact=" ".join(p[3] for p in problems))
+                       impact=" ".join(p[3] for p in problems),
+                       manual=[p[2] for p in problems], action=_action(problems[0][1]))
+
+
+def _action(title: str) -> str:
+    """The ledger's few words for the costliest module problem."""
+    if title.startswith("One module"):
+        return "a second DIMM"
+    if "share" in title:
+        return "DIMMs in the right slots"
+    return "matching DIMMs"

@@ -35,6 +35,10 @@ from q3cn_doctor.plan.placement import (
 )
 from q3cn_doctor.units import gib
 
+# The oldest driver branch each CUDA major version runs on (NVIDIA's minor version
+# compatibility table, docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html).
+MIN_DRIVER_BRANCH = {11: 450, 12: 525, 13: 580}
+
 BUSY_PROCESS_BYTES = 300 * MIB
 """A process holding more VRAM than this is worth naming: --fit leaves its share in RAM."""
 
@@ -156,6 +160,7 @@ def present(ctx: Context):
                     recommended=_INIT_FIX["NVML_ERROR_GPU_IS_LOST"],
                     impact="A lost GPU holds no layers, so the model's share planned for it runs "
                            "from RAM, or llama-server fails to start.",
+                    manual=[_INIT_FIX["NVML_ERROR_GPU_IS_LOST"]], action=f"reseat GPU {index}",
                     item=index))
             elif "error" in device:
                 findings.append(ctx.finding(
@@ -226,7 +231,8 @@ def present(ctx: Context):
                            impact=_cpu_only_cost(ctx))
     # No software fix: `fix` lists the driver install as a manual step.
     return ctx.finding(FAIL, title + ": the model would run CPU-only", observed=observed,
-                       recommended=fix, impact=_cpu_only_cost(ctx), manual=[fix])
+                       recommended=fix, impact=_cpu_only_cost(ctx), manual=[fix],
+                       action="a working NVIDIA driver")
 
 
 # -- gpu.cuda -----------------------------------------------------------------------------------
@@ -269,6 +275,7 @@ def _nvcc_finding(ctx: Context, build: CudaBuild, driver_version: int | None):
                         f"llama.cpp here, or build with a CUDA {driver_major}.x toolkit.",
             impact="A llama.cpp built with this nvcc stops at start-up with \"CUDA driver version "
                    "is insufficient for CUDA runtime version\" and generates nothing.",
+            manual=[_driver_step(major, driver_major)], action=_driver_action(major),
             item="nvcc")
     if (major, minor) > (driver_major, driver_version % 1000 // 10):
         return ctx.finding(
@@ -283,6 +290,25 @@ def _nvcc_finding(ctx: Context, build: CudaBuild, driver_version: int | None):
                    "full speed.",
             item="nvcc")
     return None
+
+
+_CUDA_BUILD_STEP = ("Install a CUDA build of llama-server: build llama.cpp with "
+                    "`cmake -B build -DGGML_CUDA=ON`, or take a CUDA release or container.")
+
+
+def _driver_action(cuda_major: int) -> str:
+    branch = MIN_DRIVER_BRANCH.get(cuda_major)
+    return f"NVIDIA driver {branch}+" if branch else f"a driver for CUDA {cuda_major}"
+
+
+def _driver_step(cuda_major: int, driver_major: int) -> str:
+    """The by-hand step for a CUDA runtime newer than the driver: a newer driver, or a
+    build for the CUDA the driver has."""
+    branch = MIN_DRIVER_BRANCH.get(cuda_major)
+    newer = (f"the NVIDIA driver {branch} or newer" if branch
+             else f"an NVIDIA driver that supports CUDA {cuda_major}.x")
+    return (f"Install {newer} (your distribution's package, or NVIDIA's .run installer), then "
+            f"reboot; or use a llama-server built with CUDA {driver_major}.x instead.")
 
 
 @check("gpu.cuda", "The llama-server build's CUDA runtime is one the driver supports")
@@ -320,7 +346,9 @@ def cuda(ctx: Context):
                         if gpus else "",
             impact=("A CPU-only build leaves the GPU idle: attention and prompt processing run "
                     "on the CPU, several times slower." if gpus
-                    else "Nothing is offloaded either way.")))
+                    else "Nothing is offloaded either way."),
+            manual=[_CUDA_BUILD_STEP] if gpus else [],
+            action="a CUDA build of llama-server" if gpus else ""))
         return findings
     if "cuda" not in build.backends:
         findings.insert(0, ctx.finding(
@@ -352,7 +380,9 @@ def cuda(ctx: Context):
             recommended=f"Update the NVIDIA driver to one supporting CUDA {build.runtime_major}.x, "
                         f"or use a llama-server built with CUDA {driver_version // 1000}.x.",
             impact="It stops at start-up with \"CUDA driver version is insufficient for CUDA "
-                   "runtime version\", or falls back to the CPU at a fraction of the speed."))
+                   "runtime version\", or falls back to the CPU at a fraction of the speed.",
+            manual=[_driver_step(build.runtime_major, driver_version // 1000)],
+            action=_driver_action(build.runtime_major)))
         return findings
     findings.insert(0, ctx.finding(
         PASS, f"llama-server's {needs} runs on the driver's CUDA {driver}",
@@ -409,14 +439,14 @@ def vram(ctx: Context):
         held = sum(p["used_bytes"] for p in big)
         names = ", ".join(sorted({str(p.get("name") or f"pid {p.get('pid')}") for p in big}))
         running_server = any("llama-server" in str(p.get("name")) for p in big)
+        step = (("Stop the running llama-server before launching another; close"
+                 if running_server else "Close")
+                + f" or move {names} off this GPU before starting llama-server "
+                "(browsers: turn off hardware acceleration; a desktop on the integrated "
+                "GPU frees the NVIDIA one).")
         findings.append(ctx.finding(
             WARN, f"{_label(device)}: other programs hold {_mib(held)} of VRAM ({names})",
-            observed=observed,
-            recommended=("Stop the running llama-server before launching another; close"
-                         if running_server else "Close")
-                        + f" or move {names} off this GPU before starting llama-server "
-                        "(browsers: turn off hardware acceleration; a desktop on the integrated "
-                        "GPU frees the NVIDIA one).",
+            observed=observed, recommended=step, manual=[step], action=f"close {names}",
             impact=f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, "
                    "and each layer left in RAM adds its weights to what every token reads at RAM "
                    "speed.",
@@ -454,7 +484,10 @@ def _fit(ctx: Context, plan: Placement, counted: list[str]):
                         "such as -ctk q8_0 -ctv q8_0).",
             impact="What does not fit leaves attention layers in RAM, which every token then "
                    "computes on the CPU at a fraction of GPU speed.",
-            item="fit")
+            manual=[f"Launch with `q3cn-doctor launch --ctx-size {fits}` (or `ctx_size = {fits}` "
+                    "in the config file), or free VRAM, or add `-- -ctk q8_0 -ctv q8_0` for a "
+                    "quantized KV cache."],
+            action=f"--ctx-size {fits}", item="fit")
     return ctx.finding(
         WARN,
         f"Attention and shared weights alone ({gib(plan.resident_bytes)}) do not fit in "
@@ -463,7 +496,9 @@ def _fit(ctx: Context, plan: Placement, counted: list[str]):
         recommended="Free VRAM, use a GPU with more memory, or a smaller quant of the model.",
         impact="llama-server keeps part of the always-active weights in RAM, so every token "
                "waits on the CPU for them.",
-        item="fit")
+        manual=["Free VRAM (close what holds it), use a GPU with more memory, or a smaller quant "
+                "of the model."],
+        action="more free VRAM or a smaller quant", item="fit")
 
 
 # -- gpu.pcie -----------------------------------------------------------------------------------
@@ -533,16 +568,20 @@ def pcie(ctx: Context):
                     f"{routed / now:.1f} s per batch at {now / 1e9:.1f} GB/s instead of "
                     f"{routed / best:.1f} s at {best / 1e9:.1f} GB/s.")
         laptop = "laptop" in str(value(device.get("name")) or "").lower()
+        impact = cost or "Prompt processing streams experts over PCIe, so a slower link slows it."
+        title = f"{_label(device)}: PCIe link {' and '.join(problems)}"
+        if laptop:  # nothing a person can change: a note, not a warning
+            findings.append(ctx.finding(
+                INFO, title, observed=observed, impact=impact, item=index,
+                recommended="A laptop wires its GPU's lanes; nothing to change, but expect "
+                            "slower prompt processing."))
+            continue
+        step = ("Move the GPU to the CPU's x16 slot (usually the top one), drop bifurcation or "
+                "risers that force fewer lanes or a lower generation, and set the slot to "
+                "Auto/Gen4+ in the BIOS.")
         findings.append(ctx.finding(
-            WARN, f"{_label(device)}: PCIe link {' and '.join(problems)}", observed=observed,
-            recommended="A laptop wires its GPU's lanes; nothing to change, but expect slower "
-                        "prompt processing." if laptop else
-                        "Move the GPU to the CPU's x16 slot, drop bifurcation or risers that "
-                        "force fewer lanes or a lower generation, and set the slot to Auto/Gen4+ "
-                        "in the BIOS.",
-            impact=cost or "Prompt processing streams experts over PCIe, so a slower link slows "
-                           "it.",
-            item=index))
+            WARN, title, observed=observed, recommended=step, impact=impact, manual=[step],
+            action="GPU in the x16 slot", item=index))
     return findings
 
 
@@ -594,9 +633,10 @@ def power(ctx: Context):
         observed = "; ".join(parts) + ("; idle" if isinstance(events, int) and events & IDLE
                                        else "")
         if warns:
+            advice = "; ".join(fixes).capitalize() + "."
             findings.append(ctx.finding(
                 WARN, f"{_label(device)}: {'; '.join(warns)}", observed=observed,
-                recommended="; ".join(fixes).capitalize() + ".",
+                recommended=advice, manual=[advice], action="GPU power and cooling",
                 impact="Prompt processing is bound by the GPU's clocks and slows about in "
                        "proportion; generation, bound by RAM, loses less.",
                 item=index))

@@ -95,11 +95,11 @@ def speed(ctx: Context):
     if rated and rated >= estimate.tok_s * RATED_GAIN:
         title += f"; ~{rated:.0f} with RAM at its rated speed"
     if plan.gpus and not plan.dense_fits_gpu:
+        step = (f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so every "
+                f"layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit the GPU.")
         return ctx.finding(
             WARN, title + " (attention layers left on the CPU)", observed=observed,
-            recommended=f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so "
-                        f"every layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit "
-                        f"the GPU.",
+            recommended=step, manual=[step], action="a smaller --ctx-size",
             impact="Layers whose attention runs on the CPU read their weights and KV cache from "
                    "RAM for every token.")
     return ctx.finding(

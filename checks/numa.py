@@ -101,7 +101,8 @@ def numa(ctx: Context):
         advice += f" Set {BALANCING}=0 as well: llama.cpp warns that it hurts."
         fixes.append("sysctl.numa_balancing")
     return ctx.finding(WARN, f"{cpu.numa_nodes} NUMA nodes and no NUMA policy planned",
-                       observed=observed, recommended=advice, impact=_IMPACT, fixes=fixes)
+                       observed=observed, recommended=advice, impact=_IMPACT, fixes=fixes,
+                       manual=[advice], action="a NUMA policy at launch")
 
 
 _IMPACT = ("Threads reading the model from another node's memory get a fraction of local "

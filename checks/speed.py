@@ -71,6 +71,10 @@ def _cost(ctx: Context, memory, configured: int, rated: int) -> str:
             f"{1 - share:.0%} lost.")
 
 
+HALF_RATE_STEP = ("Check the memory settings in the BIOS (a manual speed, or a failed XMP/EXPO "
+                  "that fell back) and update the BIOS.")
+
+
 def _half_rate(ctx: Context, memory, configured: int, full: int):
     """Configured exactly half the module's speed: usually firmware writing the clock."""
     observed = f"configured {configured} MT/s, module speed {full} MT/s; {_modules_line(memory)}"
@@ -85,9 +89,8 @@ def _half_rate(ctx: Context, memory, configured: int, full: int):
                 impact="Measured bandwidth is more than half-rate RAM could deliver.")
         return ctx.finding(
             WARN, f"RAM really runs at half speed ({configured} of {full} MT/s)", observed=observed,
-            recommended="Check the memory settings in the BIOS (a manual speed, or a failed "
-                        "XMP/EXPO that fell back) and update the BIOS.",
-            impact=_cost(ctx, memory, configured, full))
+            recommended=HALF_RATE_STEP, impact=_cost(ctx, memory, configured, full),
+            manual=[HALF_RATE_STEP], action="the BIOS memory settings")
     return ctx.finding(
         INFO,
         f"Configured {configured} MT/s is exactly half of {full}: likely the firmware "
@@ -199,16 +202,18 @@ def _below_rating(ctx: Context, memory, observed: str):
             recommended="Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. "
                         "Look for a BIOS update or a performance power mode; otherwise this is "
                         "the machine's limit.",
-            impact=cost)
+            impact=cost, action="a BIOS update",
+            manual=["Look for a BIOS update or a performance power mode in the firmware "
+                    "setup."])
     if memory.rated_profile == "JEDEC":
+        step = ("Check the CPU's supported speed for this population, update the BIOS, and set "
+                f"the speed to {rated} MT/s in the BIOS if the board allows.")
         return ctx.finding(
             WARN, f"JEDEC modules held below their own speed: {configured} of {rated} MT/s",
             observed=observed,
             recommended=f"This is not XMP being off: the modules' own speed is {rated}. Likely "
-                        f"causes: {_held_back_reasons(memory)}. Check the CPU's supported speed "
-                        "for this population, update the BIOS, and set the speed in the BIOS if "
-                        "the board allows.",
-            impact=cost)
+                        f"causes: {_held_back_reasons(memory)}. " + step,
+            impact=cost, manual=[step], action=f"RAM at {rated} in the BIOS")
     above = (f" It runs above JEDEC {memory.jedec_mts} but below the profile: a partial or "
              "manual setting." if memory.jedec_mts and configured > memory.jedec_mts * 1.01
              else "")
@@ -217,4 +222,5 @@ def _below_rating(ctx: Context, memory, observed: str):
         FAIL,
         f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is rated for",
         observed=observed + "." + above,
-        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS)
+        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS,
+        action=f"{profile} in the BIOS")

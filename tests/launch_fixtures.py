@@ -125,3 +125,41 @@ def guide_machine(root: Path, build: str = "2026-10", memlock: tuple[int, int] =
         meta["processes"] = []
     (root / "snapshot.json").write_text(json.dumps(meta, indent=1))
     return root
+
+
+AS_FOUND = "guide-as-found"
+BROWSER = {"pid": 2817, "name": "firefox-nightly", "used_bytes": 2108 * 2**20}
+MEMLOCK_DEFAULT = 8 * 2**20  # the kernel's default RLIMIT_MEMLOCK since 5.16
+
+
+def guide_machine_as_found(root: Path) -> Path:
+    """The guide's machine as a new user finds it (tests/fixtures/guide-as-found/SOURCE.txt
+    says which parts are real and which are set): RAM at its JEDEC 4800, disk
+    swap at swappiness 60, the powersave governor, an 8 MiB memlock limit for ana (recorded
+    with sudo), a CUDA 13 build on a CUDA 12.8 driver, a browser holding VRAM, GPU at x4."""
+    from test_elf import make_elf
+
+    guide_machine(root, memlock=(MEMLOCK_DEFAULT, MEMLOCK_DEFAULT))
+    shutil.copytree(FIXTURES / AS_FOUND, root, dirs_exist_ok=True)
+    (root / "fs/usr/local/lib/libggml-cuda.so").write_bytes(make_elf(
+        ["libggml-base.so", "libcudart.so.13", "libcublas.so.13", "libcuda.so.1"],
+        soname="libggml-cuda.so", runpath="$ORIGIN"))
+    (root / "fs/sys/bus/pci/devices/0000:01:00.0/current_link_width").write_text("4\n")
+    nvml = json.loads((root / "nvml.json").read_text())
+    gpu = nvml["devices"][0]
+    gpu["pcie"].update(width_current=4, width_max=4)
+    gpu["processes"].append(dict(BROWSER))
+    gpu["memory_used_bytes"] += BROWSER["used_bytes"]
+    gpu["memory_free_bytes"] -= BROWSER["used_bytes"]
+    (root / "nvml.json").write_text(json.dumps(nvml, indent=1))
+    meta = json.loads((root / "snapshot.json").read_text())
+    meta.update(euid=0, user="ana")
+    desktop = [{"pid": pid, "name": name, "cmdline": [path], "affinity": list(range(16)),
+                "threads": threads, "uid": uid} for pid, name, path, threads, uid in (
+        (1423, "Xorg", "/usr/lib/xorg/Xorg", 12, 0),
+        (1690, "gnome-shell", "/usr/bin/gnome-shell", 31, 1000),
+        (BROWSER["pid"], BROWSER["name"], "/opt/firefox-nightly/firefox", 88, 1000))]
+    meta["processes"] = [p for p in meta["processes"] if p["name"] != "llama-server"] + desktop
+    meta["environ"].update(SUDO_USER="ana", USER="root")
+    (root / "snapshot.json").write_text(json.dumps(meta, indent=1))
+    return root

@@ -102,7 +102,7 @@ EXPECTED = {
     A100: {"gpu.present:0": PASS, "gpu.cuda": FAIL, "gpu.vram:0": PASS, "gpu.vram:fit": PASS,
            "gpu.pcie:0": PASS, "gpu.power:0": INFO},
     WSL: {"gpu.present:0": PASS, "gpu.cuda": SKIP, "gpu.vram:0": PASS, "gpu.vram:fit": WARN,
-          "gpu.pcie:0": WARN, "gpu.power:0": PASS},
+          "gpu.pcie:0": INFO, "gpu.power:0": PASS},
 }
 
 
@@ -485,7 +485,7 @@ def test_pcie_low_current_generation_at_idle_is_not_a_finding():
 
 def test_pcie_laptop_is_told_nothing_can_change():
     finding = fixture_findings(WSL, "gpu.pcie")["gpu.pcie:0"]
-    assert finding.status == WARN
+    assert finding.status == INFO and not finding.manual  # nothing a person can do
     assert finding.recommended.startswith("A laptop wires its GPU's lanes")
 
 

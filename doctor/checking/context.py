@@ -31,6 +31,7 @@ class Context:
         evidence: list[str] | None = None,
         fixes: list[str] | tuple[str, ...] = (),
         manual: list[str] | tuple[str, ...] = (),
+        action: str = "",
     ) -> Finding:
         """A finding of the running check; evidence defaults to every source it read."""
         assert self.spec is not None, "finding() is for a running check"
@@ -46,4 +47,5 @@ class Context:
             evidence=list(evidence if evidence is not None else self.evidence),
             fixes=list(fixes),
             manual=list(manual),
+            action=action,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 AREAS = ("memory", "cpu", "gpu", "system", "model", "server")
 
@@ -27,6 +28,13 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
     manual: list[str] = field(default_factory=list)
+    # A few words naming what a person does about it ("XMP in the BIOS"): the report's
+    # headline lists the steps by hand by these.
+    action: str = ""
+    cost_tok_s: float | None = None  # what the problem costs (plan/speed.py's cost())
+    # The speed model's inputs as they would be with this problem gone (what cost() was
+    # asked): the report's ledger adds them up in one what_if().
+    what_if: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
