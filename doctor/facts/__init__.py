@@ -114,6 +114,10 @@ class Facts:
     def server(self) -> server.ServerFacts:
         return self.section("server")
 
+    def sources(self) -> dict[str, list[str]]:
+        """What each section gathered so far read (files, commands, NVML), by section."""
+        return {name: list(found) for name, found in self._sources.items()}
+
     def to_json(self) -> dict[str, Any]:
         """Every section, gathered now if no check needed it; a failed one as its error."""
         document: dict[str, Any] = {}
