@@ -64,7 +64,9 @@ def channels(ctx: Context):
     used = memory.channels
     board = memory.board_channels or (CONSUMER_CHANNELS if (memory.slots or 0) > 1 else None)
     best = min(len(modules), board) if board else None
+    wanted = None  # the channels a fix of the layout would use: the speed model's input
     if len(modules) == 1 and board and board > 1:
+        wanted = min(2, board)
         now, full = _bandwidth(memory, 1), _bandwidth(memory, min(2, board))
         problems.append((
             WARN, "One module: the RAM runs single-channel",
@@ -73,6 +75,7 @@ def channels(ctx: Context):
             f"Half the bandwidth of two channels: {gbps(now)} instead of {gbps(full)}, and "
             "tokens/s with it."))
     elif best and used < best:
+        wanted = best
         now, full = _bandwidth(memory, used), _bandwidth(memory, best)
         problems.append((
             WARN, f"{len(modules)} modules share {used} channel(s); {best} could be used",
@@ -121,7 +124,8 @@ def channels(ctx: Context):
     return ctx.finding(status, title, observed=observed + ". " + "; ".join(p[1] for p in problems),
                        recommended=" ".join(p[2] for p in problems),
                        impact=" ".join(p[3] for p in problems),
-                       manual=[p[2] for p in problems], action=_action(problems[0][1]))
+                       manual=[p[2] for p in problems], action=_action(problems[0][1]),
+                       what_if={"ram_channels": wanted} if wanted else None)
 
 
 def _action(title: str) -> str:

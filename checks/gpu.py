@@ -32,6 +32,7 @@ from q3cn_doctor.plan.placement import (
     Placement,
     largest_ctx_on_gpu,
     placement,
+    usable_gpus,
 )
 from q3cn_doctor.units import gib
 
@@ -307,8 +308,8 @@ def _driver_step(cuda_major: int, driver_major: int) -> str:
     branch = MIN_DRIVER_BRANCH.get(cuda_major)
     newer = (f"the NVIDIA driver {branch} or newer" if branch
              else f"an NVIDIA driver that supports CUDA {cuda_major}.x")
-    return (f"Install {newer} (your distribution's package, or NVIDIA's .run installer), then "
-            f"reboot; or use a llama-server built with CUDA {driver_major}.x instead.")
+    return (f"Install {newer}, then reboot; or use a llama-server built with CUDA "
+            f"{driver_major}.x.")
 
 
 @check("gpu.cuda", "The llama-server build's CUDA runtime is one the driver supports")
@@ -348,7 +349,8 @@ def cuda(ctx: Context):
                     "on the CPU, several times slower." if gpus
                     else "Nothing is offloaded either way."),
             manual=[_CUDA_BUILD_STEP] if gpus else [],
-            action="a CUDA build of llama-server" if gpus else ""))
+            action="a CUDA build of llama-server" if gpus else "",
+            what_if={"cpu_only": False} if gpus else None))
         return findings
     if "cuda" not in build.backends:
         findings.insert(0, ctx.finding(
@@ -382,7 +384,7 @@ def cuda(ctx: Context):
             impact="It stops at start-up with \"CUDA driver version is insufficient for CUDA "
                    "runtime version\", or falls back to the CPU at a fraction of the speed.",
             manual=[_driver_step(build.runtime_major, driver_version // 1000)],
-            action=_driver_action(build.runtime_major)))
+            action=_driver_action(build.runtime_major), what_if={"cpu_only": False}))
         return findings
     findings.insert(0, ctx.finding(
         PASS, f"llama-server's {needs} runs on the driver's CUDA {driver}",
@@ -391,6 +393,13 @@ def cuda(ctx: Context):
 
 
 # -- gpu.vram -----------------------------------------------------------------------------------
+
+def _freed(ctx: Context, device: dict, held: int) -> list[int]:
+    """Each usable GPU's free VRAM (in the speed model's order) with ``held`` back on
+    ``device``: the speed model's input once those programs are closed."""
+    return [int(g["memory_free_bytes"]) + (held if g.get("index") == device.get("index") else 0)
+            for g in usable_gpus(ctx.facts)]
+
 
 def _other_processes(device: dict) -> tuple[list[dict], str]:
     processes = device.get("processes")
@@ -447,6 +456,7 @@ def vram(ctx: Context):
         findings.append(ctx.finding(
             WARN, f"{_label(device)}: other programs hold {_mib(held)} of VRAM ({names})",
             observed=observed, recommended=step, manual=[step], action=f"close {names}",
+            what_if={"vram_free_bytes": _freed(ctx, device, held)},
             impact=f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, "
                    "and each layer left in RAM adds its weights to what every token reads at RAM "
                    "speed.",

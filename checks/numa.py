@@ -102,7 +102,9 @@ def numa(ctx: Context):
         fixes.append("sysctl.numa_balancing")
     return ctx.finding(WARN, f"{cpu.numa_nodes} NUMA nodes and no NUMA policy planned",
                        observed=observed, recommended=advice, impact=_IMPACT, fixes=fixes,
-                       manual=[advice], action="a NUMA policy at launch")
+                       manual=[advice], action="a NUMA policy at launch",
+                       what_if={"numa_policy": "distribute"}
+                       if the_plan.numa != "numactl" else None)
 
 
 _IMPACT = ("Threads reading the model from another node's memory get a fraction of local "

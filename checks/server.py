@@ -100,7 +100,7 @@ def build(ctx: Context):
             recommended="Install the CUDA build of llama.cpp, or build with -DGGML_CUDA=ON.",
             manual=["Install the CUDA build of llama.cpp, or build it with "
                     "`cmake -B build -DGGML_CUDA=ON`."],
-            action="a CUDA build of llama-server",
+            action="a CUDA build of llama-server", what_if={"cpu_only": False},
             impact="The GPU holds nothing: attention and every expert run on the CPU, at a "
                    "fraction of the speed.",
             item="backend"))

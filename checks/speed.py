@@ -90,7 +90,8 @@ def _half_rate(ctx: Context, memory, configured: int, full: int):
         return ctx.finding(
             WARN, f"RAM really runs at half speed ({configured} of {full} MT/s)", observed=observed,
             recommended=HALF_RATE_STEP, impact=_cost(ctx, memory, configured, full),
-            manual=[HALF_RATE_STEP], action="the BIOS memory settings")
+            manual=[HALF_RATE_STEP], action="the BIOS memory settings",
+            what_if={"ram_mts": full})
     return ctx.finding(
         INFO,
         f"Configured {configured} MT/s is exactly half of {full}: likely the firmware "
@@ -202,7 +203,7 @@ def _below_rating(ctx: Context, memory, observed: str):
             recommended="Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. "
                         "Look for a BIOS update or a performance power mode; otherwise this is "
                         "the machine's limit.",
-            impact=cost, action="a BIOS update",
+            impact=cost, action="a BIOS update", what_if={"ram_mts": rated},
             manual=["Look for a BIOS update or a performance power mode in the firmware "
                     "setup."])
     if memory.rated_profile == "JEDEC":
@@ -213,7 +214,8 @@ def _below_rating(ctx: Context, memory, observed: str):
             observed=observed,
             recommended=f"This is not XMP being off: the modules' own speed is {rated}. Likely "
                         f"causes: {_held_back_reasons(memory)}. " + step,
-            impact=cost, manual=[step], action=f"RAM at {rated} in the BIOS")
+            impact=cost, manual=[step], action=f"RAM at {rated} in the BIOS",
+            what_if={"ram_mts": rated})
     above = (f" It runs above JEDEC {memory.jedec_mts} but below the profile: a partial or "
              "manual setting." if memory.jedec_mts and configured > memory.jedec_mts * 1.01
              else "")
@@ -223,4 +225,4 @@ def _below_rating(ctx: Context, memory, observed: str):
         f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is rated for",
         observed=observed + "." + above,
         recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS,
-        action=f"{profile} in the BIOS")
+        action=f"{profile} in the BIOS", what_if={"ram_mts": rated})

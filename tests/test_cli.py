@@ -325,7 +325,9 @@ def _write(path: Path, text: str) -> Path:
 def test_config_file_sets_the_profile(clean_root, tmp_path):
     config = _write(tmp_path / "c.toml", f'profile = "{GPT_OSS}"\nctx-size = 32768\n')
     text = cli("check", "--root", str(clean_root), "--config", str(config))
-    assert f"{PROFILES[GPT_OSS]['name']}, ctx 32768" in text.stdout.splitlines()[0]
+    header, ledger = (" ".join(part.split()) for part in text.stdout.split("\n\n")[:2])
+    assert header.endswith(", ctx 32768")
+    assert ledger.startswith(f"{PROFILES[GPT_OSS]['name']} here: ")  # the ledger names it
     document = as_json(cli("check", "--root", str(clean_root), "--config", str(config), "--json"))
     assert document["facts"]["model"]["profile"] == GPT_OSS
     assert document["facts"]["model"]["ctx_size"] == 32768

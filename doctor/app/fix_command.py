@@ -311,13 +311,33 @@ def print_plan(plan: Plan, host, out: TextIO, applying: bool = False, ledger=Non
             out.write(f"  {fix_plan.fix_id}: {fix_plan.reason}\n")
     if plan.manual:
         out.write("\nManual steps (software cannot do these), costliest problem first:\n")
-        from q3cn_doctor.report.layout import width_of, wrap
-
-        for finding_id, step in plan.manual_by_gain():
-            head = f"  {finding_id}{_gain(plan.gains.get(finding_id))}: "
-            out.write("\n".join(wrap(step, width_of(out), head, "      ")) + "\n")
+        _print_manual(plan, ledger, out)
     if not applying and plan.pending_changes() and euid != 0:
         out.write("\nNot running as root: --apply will need sudo.\n")
+
+
+def _print_manual(plan: Plan, ledger, out: TextIO) -> None:
+    """Each finding's steps by hand under its id, with what it gains: first the steps the
+    ledger counts, in its order and at its price (each on top of those before), then the
+    others by their own cost."""
+    from q3cn_doctor.report.layout import width_of, wrap
+
+    counted = ledger.steps if ledger else []
+    gains = {step.finding: step.gain_tok_s for step in counted}
+    steps: dict[str, list[str]] = {step.finding: [] for step in counted}  # the ledger's order
+    for finding_id, step in plan.manual_by_gain():
+        steps.setdefault(finding_id, []).append(step)
+    width = width_of(out)
+    for finding_id, texts in steps.items():
+        if not texts:
+            continue
+        head = f"  {finding_id}{_gain(gains.get(finding_id, plan.gains.get(finding_id)))}:"
+        if len(texts) == 1:
+            out.write("\n".join(wrap(texts[0], width, head + " ", "      ")) + "\n")
+            continue
+        out.write(head + "\n")
+        for text in texts:
+            out.write("\n".join(wrap(text, width, "    - ", "      ")) + "\n")
 
 
 def print_outcomes(title: str, outcomes: list[Outcome], out: TextIO) -> None:

@@ -23,9 +23,11 @@ def model_label(facts: Facts, options: Options) -> str:
     return options.model.rsplit("/", 1)[-1] if options.model else PROFILES[options.profile]["name"]
 
 
-def header(facts: Facts, options: Options) -> str:
-    return (f"q3cn-doctor {__version__}: {facts.host.describe()}, {model_label(facts, options)}"
-            f", ctx {options.ctx_size}")
+def header(facts: Facts, options: Options, with_model: bool = True) -> str:
+    """``q3cn-doctor 0.1: <machine>, <model>, ctx N``; the text report leaves the model
+    to its ledger, which names it."""
+    model = f", {model_label(facts, options)}" if with_model else ""
+    return f"q3cn-doctor {__version__}: {facts.host.describe()}{model}, ctx {options.ctx_size}"
 
 
 def fix_plan(facts: Facts, findings: list[Finding]) -> Any:
@@ -79,8 +81,8 @@ def emit(facts: Facts, findings: list[Finding], options: Options, *, as_json: bo
         sections = facts.sources()
         evidence = {f.id: cite(f.evidence, sections) for f in findings}
         sections = {name: fold_paths(found) for name, found in sections.items() if found}
-    print_text(findings, header(facts, options), ledger, verbose, sys.stdout, evidence,
-               sections)
+    print_text(findings, header(facts, options, with_model=ledger.now is None), ledger, verbose,
+               sys.stdout, evidence, sections)
 
 
 def write_html(path: str, facts: Facts, findings: list[Finding], options: Options,

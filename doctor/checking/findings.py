@@ -31,9 +31,11 @@ class Finding:
     # A few words naming what a person does about it ("XMP in the BIOS"): the report's
     # headline lists the steps by hand by these.
     action: str = ""
-    cost_tok_s: float | None = None  # what the problem costs (plan/speed.py's cost())
-    # The speed model's inputs as they would be with this problem gone (what cost() was
-    # asked): the report's ledger adds them up in one what_if().
+    # The tok/s this finding's problem costs (plan.speed.cost: fixing it gains that much);
+    # None where the finding prices nothing or the price is unknown. The report ranks by it.
+    cost_tok_s: float | None = None
+    # The speed model's inputs with this problem gone (what cost() was asked): the
+    # report's ledger adds those of several findings up in one what_if().
     what_if: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:

@@ -228,9 +228,12 @@ class Plan:
         """The fixes as a person reads them: what gains most first (then fix order)."""
         return sorted(self.fixes, key=lambda plan: _by_gain(plan.gain_tok_s))
 
-    def manual_by_gain(self) -> list[tuple[str, str]]:
-        """The steps by hand, those of the costliest findings first."""
-        return sorted(self.manual, key=lambda item: _by_gain(self.gains.get(item[0])))
+    def manual_by_gain(self, gains: dict[str, float | None] | None = None
+                       ) -> list[tuple[str, str]]:
+        """The steps by hand, those of the costliest findings first (by ``gains`` where
+        given: the ledger's, each step priced on top of the ones before)."""
+        gains = {**self.gains, **(gains or {})}
+        return sorted(self.manual, key=lambda item: _by_gain(gains.get(item[0])))
 
     def to_json(self) -> dict[str, Any]:
         return {"fixes": [plan.to_json() for plan in self.fixes_by_gain()],

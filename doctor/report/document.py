@@ -20,6 +20,7 @@ from q3cn_doctor.version import __version__
 SCHEMA_VERSION = 2
 SECTION_REFERENCE = "facts."
 HELP_FIELDS = ("options", "flags")  # the parsed --help: with -v only
+OMITTED_WHEN_EMPTY = ("action", "what_if")  # most findings have neither
 
 
 _NUMBER = re.compile(r"(\d+)")
@@ -116,6 +117,9 @@ def json_document(findings: list[Finding], facts: Facts, ledger: dict[str, Any],
     for finding in findings:
         entry = finding.to_json()
         entry["evidence"] = cite(finding.evidence, sections)
+        for name in OMITTED_WHEN_EMPTY:
+            if not entry.get(name):
+                entry.pop(name, None)
         listed.append(entry)
     return {
         "schema_version": SCHEMA_VERSION,

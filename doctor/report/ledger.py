@@ -121,29 +121,41 @@ def merge_changes(findings: list[Finding]) -> dict[str, Any]:
 def build_ledger(facts: Facts, findings: list[Finding], cured: set[str],
                  model: str) -> Ledger:
     """The ledger for this run. ``cured`` holds the ids of the findings `fix --apply`
-    would cure here (the app asks the fix plan); every other problem with a step by hand
-    and a price counts as a step."""
+    would cure here (the app asks the fix plan). The steps by hand are taken greedily,
+    each on top of the ones before (the one that gains most next), and counted where it
+    gains: a browser's VRAM costs nothing while the driver keeps the GPU idle, and much
+    once it does not."""
     from q3cn_doctor.plan.speed import speed, what_if
 
     ledger = Ledger(model)
     problems = [f for f in findings if is_problem(f)]
     software = [f for f in problems if f.id in cured]
-    by_hand = [f for f in problems if f.id not in cured and f.manual]
+    by_hand = [f for f in problems if f.id not in cured and f.manual and f.what_if]
     try:
         ledger.now = speed(facts)
-        soft_changes = merge_changes(software)
-        ledger.after_fix = what_if(facts, **soft_changes) if soft_changes else ledger.now
-        hand_changes = merge_changes(software + by_hand)
-        ledger.after_manual = (what_if(facts, **hand_changes) if hand_changes
-                               else ledger.after_fix)
+        changes = merge_changes(software)
+        ledger.after_fix = what_if(facts, **changes) if changes else ledger.now
+        ledger.after_manual, taken = ledger.after_fix, list(software)
+        while by_hand:  # the step that gains most next, on top of those taken
+            trials = [(what_if(facts, **merge_changes(taken + [f])), f) for f in by_hand]
+            gains = [(_gain(ledger.after_manual, trial) or 0.0, trial, f) for trial, f in trials]
+            gain, trial, finding = max(gains, key=lambda item: item[0])
+            if gain < NOTICEABLE_TOK_S:
+                break
+            ledger.steps.append(Step(finding.id, finding.action or finding.check, gain))
+            ledger.after_manual, taken = trial, taken + [finding]
+            by_hand.remove(finding)
     except FactsError as exc:
         ledger.error = str(exc)
+        ledger.now = ledger.after_fix = ledger.after_manual = None
         return ledger
-    ledger.fixed_by_software = [f.id for f in software if f.what_if]
-    gaining = [f for f in by_hand if f.what_if and (f.cost_tok_s or 0) >= NOTICEABLE_TOK_S]
-    gaining.sort(key=lambda f: -(f.cost_tok_s or 0))
-    ledger.steps = [Step(f.id, f.action or f.check, f.cost_tok_s) for f in gaining]
+    ledger.fixed_by_software = [f.id for f in software]
     return ledger
+
+
+def _gain(before: Any, after: Any) -> float | None:
+    old, new = _tok_s(before), _tok_s(after)
+    return None if old is None or new is None else round(new - old, 1)
 
 
 def remember_measured(host: Host, tok_s: float, command: str) -> None:

@@ -23,7 +23,7 @@ from q3cn_doctor.report.picture import time_per_token_lines
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta",
          "skip": "dim", "info": "cyan"}
 _ORDER = {status: index for index, status in enumerate(STATUSES)}
-DETAIL = " " * 6  # where a finding's details start
+DETAIL = " " * 4  # where a finding's details start
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
@@ -58,14 +58,15 @@ def _problem(finding: Finding, width: int, verbose: bool) -> list[Line]:
     lines = _title(finding, width)
     details: list[tuple[str, str]] = []
     if verbose:
-        details += [("observed", finding.observed), ("recommended", finding.recommended),
+        advice = "" if [finding.recommended] == finding.manual else finding.recommended
+        details += [("observed", finding.observed), ("recommended", advice),
                     ("why", finding.impact)]
     if finding.fixes:
         details.append(("fix", fix_command(finding)))
     steps = finding.manual if verbose or not finding.fixes else []
     if steps and not verbose:
         more = len(steps) - 1
-        tail = f" (+{more} more: `q3cn-doctor fix` lists them)" if more else ""
+        tail = f" (+{more} more in `q3cn-doctor fix`)" if more else ""
         details.append(("by hand", steps[0] + tail))
     else:
         details += [("by hand", step) for step in steps]
@@ -112,7 +113,8 @@ def report_lines(findings: list[Finding], header: str, ledger: Ledger | None, ve
                  sections: dict[str, list[str]] | None = None) -> list[Line]:
     """The whole text report as (text, style) lines. With -v, ``evidence`` holds each
     finding's cited sources and ``sections`` each facts section's, as --json lists them."""
-    lines: list[Line] = [(header, "bold"), ("", None)]
+    lines: list[Line] = [(text, "bold") for text in wrap(header, width, "", "    ")]
+    lines.append(("", None))
     if ledger is not None:
         lines += [(text, "bold") for text in wrap(ledger.text(), width, "", "    ")]
         if verbose and ledger.now is not None:
@@ -141,9 +143,8 @@ def report_lines(findings: list[Finding], header: str, ledger: Ledger | None, ve
             lines += [(text, "dim") for text in wrap(", ".join(sources), width,
                                                     f"  facts.{name}: ", "    ")]
         lines.append(("", None))
-    lines.append((summary_line(findings) + ("" if verbose else "; -v shows every finding"),
-                  "bold"))
-    return lines
+    summary = summary_line(findings) + ("" if verbose else "; -v shows every finding")
+    return lines + [(text, "bold") for text in wrap(summary, width, "", "    ")]
 
 
 def summary_line(findings: list[Finding]) -> str:
