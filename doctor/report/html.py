@@ -20,7 +20,7 @@ h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #
 .ledger{font-size:1.15em;font-weight:600;background:#f3f6fb;padding:.7em 1em;
 border-left:4px solid #2a62c9}
 .bars div{display:flex;align-items:center;gap:.6em;margin:.2em 0}
-.bars span.label{width:16em}.bars span.bar{height:1em;background:#2a62c9}
+.bars span.label{width:21em}.bars span.bar{height:1em;background:#2a62c9}
 .bars span.bar.ram{background:#c98a1b}.bars span.bar.vram{background:#2e9a4a}
 .bars span.bar.fixed{background:#2a9ab0}.bars span.bar.transitions{background:#9a3fb0}
 article{border:1px solid #ddd;border-radius:6px;padding:.5em .9em;margin:.6em 0}
