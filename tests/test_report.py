@@ -215,3 +215,67 @@ def test_fix_lists_steps_by_gain_for_the_recorded_user(guide):
     assert "gpu.pcie:0" in order[3:] and len(order) == len(set(order))  # each finding once
     assert "  memory.speed (gains ~" in manual and "\n    - Enter the BIOS/UEFI" in manual
     assert "~" in out.split("\n\n")[1] and "#" in out  # the ledger and its bars come first
+
+
+# -- the pieces -----------------------------------------------------------------------------------
+
+
+def test_a_measured_speed_stands_beside_the_estimate(tmp_path, monkeypatch):
+    """What `bench speed` or `tune` records on this machine, the next report quotes."""
+    from q3cn_doctor.host.live import LiveHost
+    from q3cn_doctor.report.ledger import Ledger, add_measured, remember_measured
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    host = LiveHost()
+    ledger = Ledger("Qwen3-Coder-Next MXFP4", now=_Estimate(20.4))
+    add_measured(ledger, host)
+    assert ledger.measured_tok_s is None and "measured" not in ledger.text()
+    remember_measured(host, 18.7, "bench speed")
+    add_measured(ledger, LiveHost())
+    assert ledger.text() == ("Qwen3-Coder-Next MXFP4 here: ~20 tok/s now "
+                             "[measured: 18.7 tok/s by bench speed]")
+    assert ledger.to_json()["measured_tok_s"] == 18.7
+
+
+class _Estimate:
+    """The two fields of a SpeedEstimate the report reads."""
+
+    def __init__(self, tok_s: float, ms: dict | None = None) -> None:
+        self.tok_s, self.ms = tok_s, ms or {}
+
+
+def test_the_time_per_token_picture_is_to_scale():
+    from q3cn_doctor.report.picture import speed_bar_lines, time_per_token_lines
+
+    lines = time_per_token_lines(_Estimate(25.0, {"ram": 30.0, "vram": 8.0, "fixed": 2.0,
+                                                  "transitions": 0.0}), 100)
+    assert lines[0][0] == "Time per token: 40.0 ms (~25 tok/s estimated)"
+    rows = {text.split()[0]: text for text, _ in lines[1:]}
+    assert list(rows) == ["RAM", "VRAM", "fixed"]  # largest first; nothing for 0 ms
+    bars = {name: text.count("#") for name, text in rows.items()}
+    assert bars["RAM"] == pytest.approx(bars["VRAM"] * 30 / 8, rel=0.1)
+    assert all(len(text) <= 100 for text, _ in lines)
+    assert rows["RAM"].endswith("30.0 ms  75%")
+    measured = time_per_token_lines(_Estimate(25.0, {"ram": 40.0}), 100, measured_tok_s=20)
+    assert "measured 20.0 tok/s = 50.0 ms" in measured[0][0]
+    assert time_per_token_lines(_Estimate(25.0), 100) == []
+    before_after = speed_bar_lines([("now", 5.0), ("after 2 steps by hand", 20.0)], 80)
+    assert before_after[0][0].count("#") * 4 == pytest.approx(before_after[1][0].count("#"),
+                                                              abs=4)
+    assert speed_bar_lines([("now", 5.0)], 80) == []
+
+
+def test_merged_changes_ask_for_the_better_value():
+    from q3cn_doctor.checking.findings import Finding
+    from q3cn_doctor.report.ledger import merge_changes
+
+    def finding(cost, **changes):
+        return Finding("gpu.vram:0", "gpu.vram", "gpu", "warn", "t", cost_tok_s=cost,
+                       what_if=changes)
+
+    merged = merge_changes([finding(3, vram_free_bytes=9, cpu_only=False),
+                            finding(1, vram_free_bytes=12, ram_mts=6000)])
+    assert merged == {"vram_free_bytes": 12, "cpu_only": False, "ram_mts": 6000}
+    two_gpus = merge_changes([finding(2, vram_free_bytes=[9, 4]),
+                              finding(1, vram_free_bytes=[5, 7])])  # one program on each
+    assert two_gpus == {"vram_free_bytes": [9, 7]}

@@ -108,14 +108,25 @@ def _tok_s(estimate: Any) -> float | None:
 def merge_changes(findings: list[Finding]) -> dict[str, Any]:
     """The speed model's inputs with every one of these problems gone. Two findings
     naming one input ask for the better value of it: the larger number (more VRAM free,
-    faster RAM), else the costlier finding's."""
+    faster RAM; per GPU for a list), else the costlier finding's."""
     merged: dict[str, Any] = {}
     for finding in sorted(findings, key=lambda f: f.cost_tok_s or 0):
         for key, value in finding.what_if.items():
-            old = merged.get(key)
-            both_numbers = isinstance(old, (int, float)) and isinstance(value, (int, float))
-            merged[key] = max(old, value) if both_numbers else value
+            merged[key] = _better(merged.get(key), value)
     return merged
+
+
+def _better(old: Any, new: Any) -> Any:
+    """The larger of two numbers, each GPU's larger free VRAM, else the newer value."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if number(old) and number(new):
+        return max(old, new)
+    if (isinstance(old, list) and isinstance(new, list) and len(old) == len(new)
+            and all(map(number, old + new))):
+        return [max(a, b) for a, b in zip(old, new)]
+    return new
 
 
 def build_ledger(facts: Facts, findings: list[Finding], cured: set[str],
