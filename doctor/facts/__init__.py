@@ -13,7 +13,7 @@ from typing import Any, Callable
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 
-from . import cpu, gpu, memory, model, server, system
+from . import cgroup, cpu, gpu, memory, model, server, system
 
 Gatherer = Callable[[Host, Options, "Facts"], Any]
 
@@ -26,6 +26,7 @@ SECTIONS: dict[str, Gatherer] = {
     "cuda_build": gpu.gather_cuda_section,
     "model": model.gather,
     "server": server.gather,
+    "cgroup": cgroup.gather,
 }
 
 
@@ -113,6 +114,10 @@ class Facts:
     @property
     def server(self) -> server.ServerFacts:
         return self.section("server")
+
+    @property
+    def cgroup(self) -> cgroup.CgroupFacts:
+        return self.section("cgroup")
 
     def to_json(self) -> dict[str, Any]:
         """Every section, gathered now if no check needed it; a failed one as its error."""
