@@ -182,21 +182,7 @@ def plan(cpu: CpuFacts, model_bytes: int | None = None, quota: float | None = No
         chosen &= set(cpuset)
         why.append(f"The cgroup's cpuset allows CPUs {format_cpu_list(sorted(chosen))} only: "
                    "the plan stays inside it.")
-    slow: list[int] = []
-    if cpu.p_cpus and cpu.e_cpus:
-        fast_names = ", ".join(k.name for k in cpu.core_classes if k.fast)
-        slow_names = ", ".join(k.name for k in cpu.core_classes if not k.fast)
-        slow = sorted(set(cpu.e_cpus) & chosen)
-        chosen = set(cpu.p_cpus) & chosen
-        why.append(
-            f"Runs on the {cpu.p_cores} fast cores ({fast_names}: CPUs "
-            f"{format_cpu_list(sorted(chosen))}) and keeps off the {cpu.e_cores} slower ones "
-            f"({slow_names}: CPUs {format_cpu_list(slow)}): llama.cpp splits each matrix "
-            "product evenly and waits for the slowest thread, so one thread on a slow core "
-            "holds back every token.")
-    else:
-        why.append(f"All {cpu.physical_cores or len(online)} cores are of one class, so the "
-                   "plan uses all of them.")
+    chosen, slow = _fast_class(cpu, chosen, why)
 
     left_out: list[int] = []
     reserved = (set(cpu.isolated_cpus) | set(cpu.nohz_full_cpus)) & chosen
@@ -247,6 +233,25 @@ def plan(cpu: CpuFacts, model_bytes: int | None = None, quota: float | None = No
     return CpuPlan(cpus, threads, threads_batch, generation, slow, sorted(left_out), numa,
                    node_id, why, quota=quota,
                    uncapped_threads=uncapped if uncapped != threads else None)
+
+
+def _fast_class(cpu: CpuFacts, chosen: set[int], why: list[str]) -> tuple[set[int], list[int]]:
+    """The CPUs of the fast core class, and the slow ones left out."""
+    if not (cpu.p_cpus and cpu.e_cpus):
+        why.append(f"All {cpu.physical_cores or len(chosen)} cores are of one class, so the "
+                   "plan uses all of them.")
+        return chosen, []
+    fast_names = ", ".join(k.name for k in cpu.core_classes if k.fast)
+    slow_names = ", ".join(k.name for k in cpu.core_classes if not k.fast)
+    slow = sorted(set(cpu.e_cpus) & chosen)
+    chosen = set(cpu.p_cpus) & chosen
+    why.append(
+        f"Runs on the {cpu.p_cores} fast cores ({fast_names}: CPUs "
+        f"{format_cpu_list(sorted(chosen))}) and keeps off the {cpu.e_cores} slower ones "
+        f"({slow_names}: CPUs {format_cpu_list(slow)}): llama.cpp splits each matrix "
+        "product evenly and waits for the slowest thread, so one thread on a slow core "
+        "holds back every token.")
+    return chosen, slow
 
 
 def _quota_cap(cores: list[list[int]], quota: float | None, source: str | None,
