@@ -14,7 +14,7 @@ KIB = 1024
 LIMITS_FILES = ("/etc/security/limits.conf", "/etc/security/limits.d/*.conf")
 
 
-def _passwd(ctx: Context) -> dict[str, tuple[int, int]]:
+def passwd(ctx: Context) -> dict[str, tuple[int, int]]:
     """user name -> (uid, primary gid), from the host's /etc/passwd."""
     users = {}
     for line in (ctx.host.cat("/etc/passwd") or "").splitlines():
@@ -42,16 +42,17 @@ def parse_limit(value: str) -> int | None:
     return int(value) * KIB if value.isdecimal() else None
 
 
-def limits_conf_memlock(ctx: Context, user: str, gid: int | None
-                        ) -> tuple[int | None, str | None]:
-    """The soft memlock pam_limits gives ``user``: user lines beat group lines beat ``*``."""
+def limits_conf_value(ctx: Context, user: str, gid: int | None, item: str,
+                      parse=parse_limit) -> tuple[int | None, str | None]:
+    """The soft limit ``item`` (memlock, rtprio) pam_limits gives ``user``, parsed by
+    ``parse``: user lines beat group lines beat ``*``."""
     groups = _groups(ctx, user, gid)
-    found: dict[int, tuple[int, str]] = {}  # precedence -> (bytes, where)
+    found: dict[int, tuple[int, str]] = {}  # precedence -> (value, where)
     paths = [LIMITS_FILES[0]] + ctx.host.glob(LIMITS_FILES[1])
     for path in paths:
         for number, line in enumerate((ctx.host.cat(path) or "").splitlines(), 1):
             parts = line.split("#", 1)[0].split()
-            if len(parts) != 4 or parts[2].lower() != "memlock" or parts[1] not in ("soft", "-"):
+            if len(parts) != 4 or parts[2].lower() != item or parts[1] not in ("soft", "-"):
                 continue
             domain = parts[0]
             if domain == user:
@@ -62,12 +63,18 @@ def limits_conf_memlock(ctx: Context, user: str, gid: int | None
                 rank = 2
             else:
                 continue
-            value = parse_limit(parts[3])
+            value = parse(parts[3])
             if value is not None:
                 found[rank] = (value, f"{path}:{number} `{' '.join(parts)}`")
     if not found:
         return None, None
     return found[min(found)]
+
+
+def limits_conf_memlock(ctx: Context, user: str, gid: int | None
+                        ) -> tuple[int | None, str | None]:
+    """The soft memlock pam_limits gives ``user`` in bytes."""
+    return limits_conf_value(ctx, user, gid, "memlock")
 
 
 def memlock_limit(ctx: Context) -> tuple[int | None, bool, str]:
@@ -77,7 +84,7 @@ def memlock_limit(ctx: Context) -> tuple[int | None, bool, str]:
     user = ctx.options.user
     euid = host.euid()
     limits = host.rlimits().get("MEMLOCK")
-    users = _passwd(ctx) if user else {}
+    users = passwd(ctx) if user else {}
     uid, gid = users.get(user, (None, None)) if user else (None, None)
     own = uid is None or uid == euid
     if own:

@@ -30,6 +30,7 @@ from q3cn_doctor.plan.speed import speed
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
 PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
+PRIO_HIGH_RTPRIO = 80  # ggml_thread_apply_priority: --prio 2 is SCHED_FIFO priority 80
 GIB = 1024**3
 
 
@@ -207,19 +208,24 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict) -> tupl
 
 
 def _prio_decision(facts: Facts, limits: dict, rlimits: dict) -> tuple[int | None, str]:
+    """--prio 2 where the threads may take SCHED_FIFO priority 80, as ggml asks for it:
+    CAP_SYS_NICE, or an RLIMIT_RTPRIO of 80 (raising the soft limit to the hard one)."""
     if _capable(facts, CAP_SYS_NICE):
         return PRIO_HIGH, "--prio 2: CAP_SYS_NICE allows high thread priority."
     rtprio = limits.get("RTPRIO")
     if rtprio is not None:
         soft, hard = rtprio
-        if soft != 0:
+        if _covers(soft, PRIO_HIGH_RTPRIO):
             return PRIO_HIGH, "--prio 2: RLIMIT_RTPRIO allows high thread priority."
-        if hard != 0:
+        if _covers(hard, PRIO_HIGH_RTPRIO):
             rlimits["RTPRIO"] = (hard, hard)
             return PRIO_HIGH, (f"--prio 2: RLIMIT_RTPRIO raised to its hard limit "
                                f"{'unlimited' if hard == UNLIMITED else hard} before exec.")
-    return None, ("No --prio: without CAP_SYS_NICE or an RLIMIT_RTPRIO llama.cpp only warns "
-                  "\"failed to set thread priority\".")
+    return None, ("No --prio: its threads ask for SCHED_FIFO priority "
+                  f"{PRIO_HIGH_RTPRIO}, which needs CAP_SYS_NICE or an RLIMIT_RTPRIO of "
+                  f"{PRIO_HIGH_RTPRIO} (see server.rtprio; `q3cn-doctor fix --only "
+                  "rtprio.limit`); without it llama.cpp only warns \"failed to set thread "
+                  "priority\".")
 
 
 def _limit(value: int) -> str:
