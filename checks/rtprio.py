@@ -13,8 +13,8 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.checks.memlock import limits_conf_value, passwd
-from q3cn_doctor.fixes.rtprio import THREAD_PRIORITY
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
+from q3cn_doctor.plan.cpu import PRIO_HIGH_RTPRIO as THREAD_PRIORITY
 
 
 def _number(text: str) -> int | None:

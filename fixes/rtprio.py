@@ -9,8 +9,7 @@ asks for 90 and is not planned.
 from __future__ import annotations
 
 from q3cn_doctor.fixing.limits import UNLIMITED, PamLimitFix
-
-THREAD_PRIORITY = 80  # ggml_thread_apply_priority: GGML_SCHED_PRIO_HIGH -> SCHED_FIFO 80
+from q3cn_doctor.plan.cpu import PRIO_HIGH_RTPRIO as THREAD_PRIORITY
 
 
 class Rtprio(PamLimitFix):

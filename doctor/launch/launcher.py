@@ -24,13 +24,12 @@ from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
+from q3cn_doctor.plan.cpu import PRIO_HIGH, PRIO_HIGH_RTPRIO
 from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.speed import speed
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
-PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
-PRIO_HIGH_RTPRIO = 80  # ggml_thread_apply_priority: --prio 2 is SCHED_FIFO priority 80
 GIB = 1024**3
 
 

@@ -24,6 +24,8 @@ from q3cn_doctor.facts.cpu import CpuFacts, cpu_mask, parse_cpu_mask
 from q3cn_doctor.host.base import Host, Process, format_cpu_list
 
 GIB = 1024**3
+PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
+PRIO_HIGH_RTPRIO = 80  # ggml_thread_apply_priority: --prio 2 is SCHED_FIFO priority 80
 NODE_HEADROOM = 1.1  # a model fits one NUMA node when the node holds 10% more than it needs
 
 
