@@ -9,6 +9,7 @@ from pathlib import Path
 
 from conftest import FIXTURES, copy_fixture, snapshot_facts, snapshot_findings, write_fs
 from fixture_hosts import GUIDE
+from launch_fixtures import guide_machine
 from q3cn_doctor.facts.cgroup import (
     parse_cfs,
     parse_cgroup_file,
@@ -27,7 +28,7 @@ def _text(path: str) -> str:
 
 def v2_machine(tmp_path: Path, cpu_max: str | None = None, memory_max: str = "max") -> Path:
     """The guide's machine inside a cgroup v2 container (cgroup namespace: "0::/")."""
-    root = copy_fixture(GUIDE, tmp_path)
+    root = guide_machine(tmp_path / "guide")
     write_fs(root, "/proc/self/cgroup", _text("proc/v2/cgroup-root"))
     write_fs(root, "/proc/self/mountinfo", _text("proc/v2/mountinfo-v2"))
     write_fs(root, "/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
@@ -39,7 +40,7 @@ def v2_machine(tmp_path: Path, cpu_max: str | None = None, memory_max: str = "ma
 def v1_machine(tmp_path: Path) -> Path:
     """The guide's machine in automaxprocs's cgroup v1 Docker container (cpu,cpuacct at
     /docker, memory at /docker/large), with its 600000/100000 quota."""
-    root = copy_fixture(GUIDE, tmp_path)
+    root = guide_machine(tmp_path / "guide")
     write_fs(root, "/proc/self/cgroup", _text("proc/cgroups/cgroup"))
     write_fs(root, "/proc/self/mountinfo", _text("proc/cgroups/mountinfo"))
     base = "/sys/fs/cgroup/cpu,cpuacct"
@@ -77,6 +78,9 @@ def test_v2_quota_caps_the_plan_and_the_check_says_so(tmp_path):
     assert finding.status == "warn"
     assert "2.5 CPUs caps llama-server at 2 of 6 threads" in finding.title
     assert "/sys/fs/cgroup/cpu.max = 250000 100000" in finding.observed
+    # priced by the speed model: 6 threads instead of 2 is worth tok/s
+    assert finding.cost_tok_s is not None and finding.cost_tok_s > 0
+    assert "The speed model: ~" in finding.impact
 
 
 def test_v1_container_quota_and_memory_limit(tmp_path):
@@ -91,6 +95,7 @@ def test_v1_container_quota_and_memory_limit(tmp_path):
     # 16 GiB cannot hold Qwen3-Coder-Next's experts
     memory = findings["cpu.quota:memory"]
     assert memory.status == "fail" and "below the model's RAM part" in memory.title
+    assert "the speed model: " in memory.impact
 
 
 def test_no_quota_and_no_limit_pass(tmp_path):
