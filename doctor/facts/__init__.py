@@ -13,7 +13,7 @@ from typing import Any, Callable
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 
-from . import cgroup, cpu, gpu, memory, model, server, system
+from . import cgroup, cpu, gpu, memory, model, server, storage, system
 
 Gatherer = Callable[[Host, Options, "Facts"], Any]
 
@@ -27,6 +27,7 @@ SECTIONS: dict[str, Gatherer] = {
     "model": model.gather,
     "server": server.gather,
     "cgroup": cgroup.gather,
+    "storage": storage.gather,
 }
 
 
@@ -118,6 +119,10 @@ class Facts:
     @property
     def cgroup(self) -> cgroup.CgroupFacts:
         return self.section("cgroup")
+
+    @property
+    def storage(self) -> storage.StorageFacts:
+        return self.section("storage")
 
     def to_json(self) -> dict[str, Any]:
         """Every section, gathered now if no check needed it; a failed one as its error."""
