@@ -375,7 +375,7 @@ def test_every_cpu_fixture_runs_the_cpu_area_without_errors():
         found = findings(name, "cpu")
         assert {f.check for f in found.values()} == {
             "cpu.governor", "cpu.topology", "cpu.numa", "cpu.isa", "cpu.quota",
-            "cpu.power_daemon"}, name
+            "cpu.power_daemon", "cpu.contention", "cpu.clocks", "cpu.thermal"}, name
         assert ERROR not in {f.status for f in found.values()}, name
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 
-from . import cgroup, cpu, gpu, memory, model, server, storage, system
+from . import cgroup, cpu, gpu, memory, model, server, storage, system, thermal
 
 Gatherer = Callable[[Host, Options, "Facts"], Any]
 
@@ -28,6 +28,8 @@ SECTIONS: dict[str, Gatherer] = {
     "server": server.gather,
     "cgroup": cgroup.gather,
     "storage": storage.gather,
+    "thermal": thermal.gather,
+    "load": thermal.gather_load,
 }
 
 
@@ -123,6 +125,14 @@ class Facts:
     @property
     def storage(self) -> storage.StorageFacts:
         return self.section("storage")
+
+    @property
+    def thermal(self) -> thermal.ThermalFacts:
+        return self.section("thermal")
+
+    @property
+    def load(self) -> thermal.LoadFacts:
+        return self.section("load")
 
     def to_json(self) -> dict[str, Any]:
         """Every section, gathered now if no check needed it; a failed one as its error."""
