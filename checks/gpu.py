@@ -173,6 +173,9 @@ def present(ctx: Context):
                              f"compute capability {cc}; {driver}",
                     item=index))
         return findings
+    others = _sysfs_present(ctx)
+    if others:
+        return others
     if nvml.init == ABSENT:
         return ctx.finding(
             SKIP, "GPU unknown: this host has no NVML reading",
@@ -227,6 +230,31 @@ def present(ctx: Context):
     # No software fix: `fix` lists the driver install as a manual step.
     return ctx.finding(FAIL, title + ": the model would run CPU-only", observed=observed,
                        recommended=fix, impact=_cpu_only_cost(ctx), manual=[fix])
+
+
+def _sysfs_present(ctx: Context) -> list:
+    """AMD or Intel GPUs (from sysfs) that this Vulkan, HIP or SYCL build can use."""
+    findings = []
+    for device in ctx.facts.get("sysfs_gpus", []):
+        index = str(device["index"])
+        total, used = device.get("memory_total_bytes"), device.get("memory_used_bytes")
+        link = device.get("pcie") or {}
+        observed = (f"{device['vendor']} {device['name']} ({device['card']}, driver "
+                    f"{device.get('driver') or 'none'}, PCI {device.get('pci_bus_id') or '?'}): "
+                    f"{gib(total)} VRAM, {gib(used)} used; PCIe {link.get('speed_current')} "
+                    f"x{link.get('width_current')} of {link.get('speed_max')} "
+                    f"x{link.get('width_max')}; llama-server's {device['backend']} backend "
+                    "drives it")
+        if total is None:
+            findings.append(ctx.finding(
+                INFO, f"{device['vendor']} {device['name']}: VRAM unknown", observed=observed,
+                recommended="The plan keeps the model in RAM: this driver does not report "
+                            "VRAM in sysfs.", item=index))
+            continue
+        findings.append(ctx.finding(
+            PASS, f"{device['vendor']} {device['name']} with {gib(total)} VRAM for the "
+                  f"{device['backend']} build", observed=observed, item=index))
+    return findings
 
 
 # -- gpu.cuda -----------------------------------------------------------------------------------
@@ -382,6 +410,8 @@ def _other_processes(device: dict) -> tuple[list[dict], str]:
 @check("gpu.vram", "Free VRAM, other programs holding it, and room for attention + KV cache")
 def vram(ctx: Context):
     devices = _devices(ctx)
+    if not devices and ctx.facts.get("sysfs_gpus"):
+        return _sysfs_vram(ctx)
     if not devices:
         return _no_gpu(ctx)
     plan = placement(ctx.facts)
@@ -420,6 +450,30 @@ def vram(ctx: Context):
             impact=f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, "
                    "and each layer left in RAM adds its weights to what every token reads at RAM "
                    "speed.",
+            item=index))
+    if counted:
+        findings.append(_fit(ctx, plan, counted))
+    return findings
+
+
+def _sysfs_vram(ctx: Context) -> list:
+    """Free VRAM of AMD or Intel GPUs as sysfs reports it (no per-process figures there),
+    then the same fit judgement as for NVIDIA GPUs."""
+    plan = placement(ctx.facts)
+    findings, counted = [], []
+    for device in ctx.facts.get("sysfs_gpus", []):
+        index = str(device["index"])
+        free = device.get("memory_free_bytes")
+        if free is None:
+            findings.append(ctx.finding(SKIP, f"GPU {index} ({device['name']}): VRAM unknown",
+                                        observed=f"{device['card']}: no VRAM figures in sysfs",
+                                        item=index))
+            continue
+        counted.append(index)
+        findings.append(ctx.finding(
+            PASS, f"GPU {index} ({device['name']}): {gib(free)} VRAM free",
+            observed=f"{gib(free)} free of {gib(device.get('memory_total_bytes'))} "
+                     f"({device['card']} mem_info_vram_total/used; sysfs names no processes)",
             item=index))
     if counted:
         findings.append(_fit(ctx, plan, counted))

@@ -51,6 +51,9 @@ def storage(ctx: Context):
     if facts.model is None:
         return ctx.finding(SKIP, "No model file to locate (give --model FILE.gguf)",
                            observed="the plan uses an embedded profile")
+    if facts.mount is None:
+        return ctx.finding(SKIP, "The model's storage is unknown",
+                           observed=f"{facts.model}: /proc/self/mountinfo names no mount for it")
     rate, read_line = _measured(facts)
     observed = f"{_where(facts)}; {read_line}"
     estimate = speed(ctx.facts)

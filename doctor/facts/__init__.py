@@ -23,6 +23,7 @@ SECTIONS: dict[str, Gatherer] = {
     "cpu": cpu.gather,
     "nvml": gpu.gather_nvml,
     "gpus": gpu.gather_gpus,
+    "sysfs_gpus": gpu.gather_sysfs_gpus,
     "cuda_build": gpu.gather_cuda_section,
     "model": model.gather,
     "server": server.gather,

@@ -254,7 +254,8 @@ def _environment(facts: Facts, plan) -> tuple[dict[str, str], list[str]]:
                      "(2025-08).")
     else:
         notes.append("LLAMA_SET_ROWS not set: a no-op since llama.cpp PR #15505 (2025-08).")
-    full_gpu = plan.gpus == 1 and plan.dense_fits_gpu and plan.ram_bytes_per_token == 0
+    full_gpu = (plan.gpus == 1 and plan.dense_fits_gpu and plan.ram_bytes_per_token == 0
+                and "cuda" in (getattr(facts.get("server"), "backends", None) or ["cuda"]))
     if "GGML_CUDA_GRAPH_OPT" in inherited:
         notes.append(f"GGML_CUDA_GRAPH_OPT={inherited['GGML_CUDA_GRAPH_OPT']} kept from your "
                      "environment.")
