@@ -91,8 +91,10 @@ def _sampled(ctx: Context, load, cpus: list[int]):
         recommended=f"Stop or pause {who} while llama-server generates (or move them to "
                     "other cores with taskset), then re-run `q3cn-doctor check --measure`.",
         impact=f"About {lost:.1f} CPUs' worth of the planned {plan.threads} threads' time goes "
-               f"elsewhere; the speed model as if {left} threads ran: {then.text()} instead "
-               f"of {now.text()}.",
+               "elsewhere" + (f"; the speed model as if {left} thread{'s' * (left != 1)} ran: "
+                              f"{then.text()} instead of {now.text()}." if gain is not None
+                              else ": a thread that shares its core falls behind, and every "
+                                   "token waits for it."),
         cost_tok_s=gain)
 
 

@@ -18,6 +18,9 @@ import os
 import re
 import threading
 import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 IDLE_S = 1.0
 INTERVAL_S = 0.2
@@ -111,6 +114,36 @@ def _throttle_counts() -> dict[str, int]:
     return counts
 
 
+def watch_load(run: Callable[[], T]) -> tuple[T, dict]:
+    """``run()`` (a load: the read probe, a benchmark) while a thread reads the clocks, the
+    throttle counters and the zone temperatures; its result and what was read (JSON-ready,
+    CPU ids as strings)."""
+    readings: dict = {"freq_khz": {}, "zone_peak_mc": {}}
+    counts_before = _throttle_counts()
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(stop, readings), daemon=True)
+    start = time.perf_counter()
+    watcher.start()
+    try:
+        result = run()
+    finally:
+        stop.set()
+        watcher.join(timeout=2)
+    counts_after = _throttle_counts()
+    readings["load_seconds"] = round(time.perf_counter() - start, 3)
+    readings["throttle_delta"] = {cpu: n - counts_before.get(cpu, n)
+                                  for cpu, n in counts_after.items()}
+    return result, readings
+
+
+def clock_share(readings: dict, max_khz: dict[int, int]) -> float | None:
+    """The mean clock under load as a share of each CPU's maximum, over the CPUs read."""
+    shares = [sum(values) / len(values) / max_khz[int(cpu)]
+              for cpu, values in readings.get("freq_khz", {}).items()
+              if values and max_khz.get(int(cpu))]
+    return sum(shares) / len(shares) if shares else None
+
+
 def sample_load(host) -> dict:
     """Both phases, as JSON-ready data (CPU ids as strings)."""
     from q3cn_doctor.host import bandwidth
@@ -122,25 +155,11 @@ def sample_load(host) -> dict:
     stat_after, procs_after = cpu_times(_read("/proc/stat") or ""), _processes()
     idle = time.perf_counter() - start
     busy, top = busy_and_top(stat_before, stat_after, procs_before, procs_after, idle, ticks)
-    readings: dict = {"freq_khz": {}, "zone_peak_mc": {}}
-    counts_before = _throttle_counts()
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(stop, readings), daemon=True)
-    load_start = time.perf_counter()
-    watcher.start()
-    try:
-        bandwidth.measure_read_bandwidth(bandwidth.plan_buffer_bytes(host),
-                                         bandwidth.plan_threads(host))
-    finally:
-        stop.set()
-        watcher.join(timeout=2)
-    counts_after = _throttle_counts()
+    _, readings = watch_load(lambda: bandwidth.measure_read_bandwidth(
+        bandwidth.plan_buffer_bytes(host), bandwidth.plan_threads(host)))
     return {
         "idle_seconds": round(idle, 3), "cpu_busy": {str(k): v for k, v in busy.items()},
-        "top": top, "load_seconds": round(time.perf_counter() - load_start, 3),
-        "freq_khz": readings["freq_khz"], "zone_peak_mc": readings["zone_peak_mc"],
-        "throttle_delta": {cpu: counts_after[cpu] - counts_before.get(cpu, counts_after[cpu])
-                           for cpu in counts_after},
+        "top": top, **readings,
         "method": f"--measure: /proc/stat and /proc/PID/stat {IDLE_S:g} s apart, then the "
                   f"read-bandwidth probe on every CPU with clocks, throttle counters and "
                   f"zone temperatures read every {INTERVAL_S:g} s"}
