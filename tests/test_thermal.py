@@ -110,3 +110,13 @@ def test_sampling_this_machine(tmp_path):
     assert 0.9 < data["idle_seconds"] < 3 and data["cpu_busy"]
     assert all(0 <= share <= 1 for share in data["cpu_busy"].values())
     assert data["load_seconds"] > 0
+
+
+def test_clock_share_under_load_against_each_maximum():
+    from q3cn_doctor.host.sampler import clock_share, watch_load
+
+    readings = {"freq_khz": {"0": [2000000, 2400000], "1": [3300000]}}
+    assert clock_share(readings, {0: 4400000, 1: 3300000}) == pytest.approx((0.5 + 1.0) / 2)
+    assert clock_share(readings, {}) is None
+    result, watched = watch_load(lambda: 42)  # the watcher wraps any load and returns its result
+    assert result == 42 and watched["load_seconds"] >= 0 and "throttle_delta" in watched
