@@ -77,20 +77,31 @@ def limits_conf_memlock(ctx: Context, user: str, gid: int | None
     return limits_conf_value(ctx, user, gid, "memlock")
 
 
+def launching_user(ctx: Context) -> tuple[int | None, int | None, bool, str]:
+    """The launching user's uid and primary gid (from /etc/passwd, where --user names one),
+    whether it is this process's own user (its limits are the ones to read), and its name
+    for a finding."""
+    user = ctx.options.user
+    users = passwd(ctx) if user else {}
+    uid, gid = users.get(user, (None, None)) if user else (None, None)
+    who = f"user {user}" if user and uid is not None else "the process that ran the doctor"
+    return uid, gid, uid is None or uid == ctx.host.euid(), who
+
+
+def exempt_by(ctx: Context, capability: int) -> bool:
+    """Root, or the effective capability that lifts the limit."""
+    capabilities = ctx.host.capabilities()
+    return ctx.host.euid() == 0 or bool(capabilities and capabilities >> capability & 1)
+
+
 def memlock_limit(ctx: Context) -> tuple[int | None, bool, str]:
     """Soft RLIMIT_MEMLOCK of the launching user in bytes (-1 unlimited), whether the user
     is exempt (root or CAP_IPC_LOCK), and where that came from."""
-    host = ctx.host
     user = ctx.options.user
-    euid = host.euid()
-    limits = host.rlimits().get("MEMLOCK")
-    users = passwd(ctx) if user else {}
-    uid, gid = users.get(user, (None, None)) if user else (None, None)
-    own = uid is None or uid == euid
+    limits = ctx.host.rlimits().get("MEMLOCK")
+    uid, gid, own, who = launching_user(ctx)
     if own:
-        capabilities = host.capabilities()
-        exempt = euid == 0 or bool(capabilities and capabilities >> CAP_IPC_LOCK & 1)
-        who = f"user {user}" if user and uid is not None else "the process that ran the doctor"
+        exempt = exempt_by(ctx, CAP_IPC_LOCK)
         if limits is None:
             return None, exempt, f"RLIMIT_MEMLOCK of {who}: unknown"
         return limits[0], exempt, (f"RLIMIT_MEMLOCK of {who} (soft {_show(limits[0])}, hard "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.checks.memlock import limits_conf_value, passwd
+from q3cn_doctor.checks.memlock import exempt_by, launching_user, limits_conf_value
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.plan.cpu import PRIO_HIGH_RTPRIO as THREAD_PRIORITY
 
@@ -32,15 +32,11 @@ def rtprio_limit(ctx: Context) -> tuple[int | None, bool, str]:
     """The launching user's usable RLIMIT_RTPRIO (the hard limit where it is this process's
     own: the launch raises the soft one to it), whether CAP_SYS_NICE (or root) makes it
     moot, and where that came from."""
-    host, user = ctx.host, ctx.options.user
-    users = passwd(ctx) if user else {}
-    uid, gid = users.get(user, (None, None)) if user else (None, None)
-    euid = host.euid()
-    if uid is None or uid == euid:
-        caps = host.capabilities()
-        exempt = euid == 0 or bool(caps and caps >> CAP_SYS_NICE & 1)
-        limits = host.rlimits().get("RTPRIO")
-        who = f"user {user}" if user and uid is not None else "the process that ran the doctor"
+    user = ctx.options.user
+    uid, gid, own, who = launching_user(ctx)
+    if own:
+        exempt = exempt_by(ctx, CAP_SYS_NICE)
+        limits = ctx.host.rlimits().get("RTPRIO")
         if limits is None:
             return None, exempt, f"RLIMIT_RTPRIO of {who}: unknown"
         return limits[1], exempt, (f"RLIMIT_RTPRIO of {who}: soft {limits[0]}, hard "
