@@ -25,6 +25,7 @@ SECTIONS: dict[str, Gatherer] = {
     "gpus": gpu.gather_gpus,
     "sysfs_gpus": gpu.gather_sysfs_gpus,
     "cuda_build": gpu.gather_cuda_section,
+    "nvcc": gpu.gather_nvcc,
     "model": model.gather,
     "server": server.gather,
     "cgroup": cgroup.gather,
@@ -114,6 +115,10 @@ class Facts:
     @property
     def cuda_build(self) -> gpu.CudaBuild:
         return self.section("cuda_build")
+
+    @property
+    def nvcc(self) -> gpu.Nvcc:
+        return self.section("nvcc")
 
     @property
     def server(self) -> server.ServerFacts:
