@@ -252,10 +252,61 @@ def _sysfs_present(ctx: Context) -> list:
                 recommended="The plan keeps the model in RAM: this driver does not report "
                             "VRAM in sysfs.", item=index))
             continue
+        loader = _vulkan_loader(ctx, device) if device["backend"] == "vulkan" else None
+        if loader is not None:
+            findings.append(ctx.finding(loader[0], loader[1], observed=f"{observed}; {loader[2]}",
+                                        recommended=loader[3], impact=loader[4],
+                                        item=index, cost_tok_s=loader[5]))
+            continue
         findings.append(ctx.finding(
             PASS, f"{device['vendor']} {device['name']} with {gib(total)} VRAM for the "
                   f"{device['backend']} build", observed=observed, item=index))
     return findings
+
+
+VULKAN_DRIVERS = {"AMD": "Mesa's RADV (mesa-vulkan-drivers on Debian, Ubuntu and Fedora, "
+                         "vulkan-radeon on Arch)",
+                  "Intel": "Mesa's ANV (mesa-vulkan-drivers on Debian, Ubuntu and Fedora, "
+                           "vulkan-intel on Arch)",
+                  "NVIDIA": "the NVIDIA driver's Vulkan ICD (it ships with the driver)"}
+_VENDOR_WORDS = {"AMD": ("amd", "radeon", "radv"), "Intel": ("intel", "arc"),
+                 "NVIDIA": ("nvidia", "geforce", "rtx", "quadro")}
+
+
+def _vulkan_loader(ctx: Context, device: dict) -> tuple | None:
+    """What `vulkaninfo --summary` says of this card: no driver of its own (the build runs
+    on the CPU), or two drivers (llama.cpp sees the card twice); None where all is well."""
+    from q3cn_doctor.parsers.vulkaninfo import software
+    from q3cn_doctor.plan.speed import speed, what_if
+
+    vulkan = ctx.facts.get("vulkan")
+    if vulkan is None or vulkan.state != "ran":
+        return None
+    words = _VENDOR_WORDS.get(device["vendor"], ())
+    listed = [d for d in vulkan.devices if not software(d) and (
+        d.get("vendorID", "").lower() == str(device.get("vendor_id")) if "vendorID" in d
+        else any(w in d.get("deviceName", "").lower() for w in words))]
+    names = "; ".join(f"GPU{d['index']}: {d.get('deviceName', '?')} "
+                      f"({d.get('driverName') or d.get('driverInfo') or 'driver ?'})"
+                      for d in vulkan.devices) or "no device"
+    seen = f"vulkaninfo --summary lists {names}"
+    if not listed:
+        now, cpu = speed(ctx.facts), what_if(ctx.facts, cpu_only=True)
+        gain = (round(now.tok_s - cpu.tok_s, 1) if now.tok_s is not None
+                and cpu.tok_s is not None else None)
+        return (FAIL, f"The Vulkan loader finds no driver for the {device['vendor']} "
+                      f"{device['name']}", seen,
+                f"Install {VULKAN_DRIVERS.get(device['vendor'], 'its Vulkan driver')}, then "
+                "check `vulkaninfo --summary` lists the card.",
+                f"llama-server's Vulkan backend finds no GPU and runs on the CPU: the speed "
+                f"model gives {cpu.text()} instead of {now.text()}.", gain)
+    if len(listed) > 1:
+        return (WARN, f"Two Vulkan drivers list the {device['name']}", seen,
+                f"Keep one driver (remove the other ICD), or start llama-server with "
+                f"GGML_VK_VISIBLE_DEVICES={listed[0]['index']}.",
+                "llama.cpp sees the one card as two devices and splits the model between "
+                "them, or fails (llama.cpp issue #9516).", None)
+    return None
 
 
 # -- gpu.cuda -----------------------------------------------------------------------------------

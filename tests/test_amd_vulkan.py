@@ -61,3 +61,49 @@ def test_every_check_runs_on_the_vulkan_machine(tmp_path):
     assert "error" not in {f.status for f in found.values()}, [
         (f.id, f.observed) for f in found.values() if f.status == "error"]
     assert found["server.build"].status == "pass" and "vulkan" in found["server.build"].title
+
+
+def _with_vulkaninfo(tmp_path, name: str):
+    from launch_fixtures import record_command
+
+    root = vulkan_machine(tmp_path / "v")
+    record_command(root, ["vulkaninfo", "--summary"],
+                   (FIXTURES / "vulkaninfo" / name).read_text())
+    return snapshot_findings(root, "gpu.present", model=QWEN_PATH)["gpu.present:0"]
+
+
+def test_vulkaninfo_parser_on_real_pastes():
+    from q3cn_doctor.parsers.vulkaninfo import parse_summary, software
+
+    two = parse_summary((FIXTURES / "vulkaninfo/summary-devices-rx6700xt-radv-and-amdvlk.txt")
+                        .read_text())
+    assert [(d["index"], d["driverName"]) for d in two] == [
+        ("0", "radv"), ("1", "AMD proprietary driver")]
+    assert two[0]["deviceID"] == "0x73df" and two[1]["driverInfo"] == ""
+    grep = parse_summary((FIXTURES / "vulkaninfo/summary-grep-radv-llvmpipe-nvidia.txt")
+                         .read_text())
+    assert [software(d) for d in grep] == [False, True, False]
+
+
+def test_a_card_listed_by_one_driver_passes(tmp_path):
+    # the RX 6600 XT paste lists one AMD device on AMD's driver: the Vega's vendor is listed once
+    finding = _with_vulkaninfo(tmp_path, "summary-devices-rx6600xt-amdvlk.txt")
+    assert finding.status == "pass"
+
+
+def test_two_drivers_for_one_card_warn(tmp_path):
+    finding = _with_vulkaninfo(tmp_path, "summary-devices-rx6700xt-radv-and-amdvlk.txt")
+    assert finding.status == "warn" and "GGML_VK_VISIBLE_DEVICES=0" in finding.recommended
+
+
+def test_only_llvmpipe_and_another_vendor_fails_and_is_priced(tmp_path):
+    """The grep paste without its RADV line: llvmpipe and an NVIDIA card, no AMD driver."""
+    from launch_fixtures import record_command
+
+    root = vulkan_machine(tmp_path / "v")
+    lines = (FIXTURES / "vulkaninfo/summary-grep-radv-llvmpipe-nvidia.txt").read_text()
+    record_command(root, ["vulkaninfo", "--summary"], "\n".join(lines.splitlines()[3:]) + "\n")
+    finding = snapshot_findings(root, "gpu.present", model=QWEN_PATH)["gpu.present:0"]
+    assert finding.status == "fail" and "no driver for the AMD" in finding.title
+    assert "RADV" in finding.recommended and "llvmpipe" in finding.observed
+    assert finding.cost_tok_s and finding.cost_tok_s > 0  # the speed model, CPU-only vs GPU

@@ -128,3 +128,11 @@ def test_a_running_server_over_its_quota_fails(tmp_path):
 def test_no_cgroup_file_skips(tmp_path):
     root = copy_fixture(GUIDE, tmp_path)
     assert snapshot_findings(root, "cpu.quota")["cpu.quota"].status == "skip"
+
+
+def test_the_launch_runs_the_capped_threads(tmp_path):
+    from test_launch_plan import printed
+
+    command = printed(v2_machine(tmp_path))
+    assert "--threads 2 --threads-batch 2" in command
+    assert "--cpu-range 0-2" not in command and "--cpu-strict 1" in command

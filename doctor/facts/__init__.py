@@ -24,6 +24,7 @@ SECTIONS: dict[str, Gatherer] = {
     "nvml": gpu.gather_nvml,
     "gpus": gpu.gather_gpus,
     "sysfs_gpus": gpu.gather_sysfs_gpus,
+    "vulkan": gpu.gather_vulkan,
     "cuda_build": gpu.gather_cuda_section,
     "nvcc": gpu.gather_nvcc,
     "model": model.gather,

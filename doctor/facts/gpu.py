@@ -420,6 +420,7 @@ def _sysfs_device(host: Host, card: DrmGpu, index: int) -> dict:
             host, base + "/lmem_total_bytes")
     device: dict[str, Any] = {
         "index": index, "source": "sysfs", "card": card.card, "vendor": card.vendor_name,
+        "vendor_id": card.vendor, "device_id": card.device,
         "driver": card.driver, "name": name, "memory_total_bytes": total,
         "memory_used_bytes": used,
         "memory_free_bytes": total - used if total is not None and used is not None else None,
@@ -461,3 +462,24 @@ def gather_sysfs_gpus(host: Host, options: Options, facts: Facts) -> list[dict]:
             "hip" if "hip" in usable else "sycl" if "sycl" in usable else usable[0])
         devices.append(device)
     return devices
+
+
+@dataclass
+class VulkanDevices:
+    """What the Vulkan loader lists (``vulkaninfo --summary``), for a Vulkan build only."""
+
+    state: str  # "ran", "not-run" (no Vulkan build), or why vulkaninfo gave nothing
+    devices: list[dict] = field(default_factory=list)
+    reason: str | None = None
+
+
+def gather_vulkan(host: Host, options: Options, facts: Facts) -> VulkanDevices:
+    build = facts.get("cuda_build")
+    if "vulkan" not in (getattr(build, "backends", None) or []):
+        return VulkanDevices("not-run", reason="the llama-server build has no Vulkan backend")
+    result = host.run(["vulkaninfo", "--summary"])
+    if not result.ok:
+        return VulkanDevices(result.state, reason=result.reason())
+    from q3cn_doctor.parsers.vulkaninfo import parse_summary
+
+    return VulkanDevices("ran", parse_summary(result.stdout))
