@@ -71,8 +71,9 @@ def _servers(ctx: Context) -> list:
         if threads is None or threads <= own.cpu_quota:
             continue
         given = "--threads" if server.threads else "llama.cpp's default"
+        # a warning, not a failure: it must not block `launch` of a correctly planned one
         findings.append(ctx.finding(
-            FAIL,
+            WARN,
             f"llama-server (pid {server.pid}) runs {threads} threads under a "
             f"{own.cpu_quota:g}-CPU quota",
             observed=f"pid {server.pid}: {given} {threads}; cgroup {own.cgroup}: "
