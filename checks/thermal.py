@@ -12,7 +12,7 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.host.base import format_cpu_list
-from q3cn_doctor.plan.cpu import plan_for
+from q3cn_doctor.plan.cpu import plan_for, planned_cpus
 from q3cn_doctor.plan.speed import speed, what_if
 
 BUSY_SHARE = 0.25  # planned CPUs busier than this on average: someone else is working
@@ -25,11 +25,8 @@ MEASURE = "Run `q3cn-doctor check --measure` to sample it (a few seconds)."
 
 
 def _planned(ctx: Context) -> list[int]:
-    """The CPU plan's CPUs; else the online ones; else every CPU sysfs lists a clock for."""
-    try:
-        cpus = plan_for(ctx.facts).cpus or list(ctx.facts.cpu.online_cpus)
-    except Exception:  # the plan's own checks report why it failed
-        cpus = list(ctx.facts.get("cpu").online_cpus) if ctx.facts.get("cpu") else []
+    """The CPU plan's CPUs (else the online ones); else every CPU sysfs lists a clock for."""
+    cpus, _ = planned_cpus(ctx.facts)
     return cpus or sorted(ctx.facts.thermal.max_khz)
 
 
