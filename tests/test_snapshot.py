@@ -54,9 +54,10 @@ def recorded(tmp_path_factory):
     return directory, archive, live
 
 
-# Readings of the moment (load average, CPU pressure, clocks, temperatures): two recordings
-# a few seconds apart differ in them, so comparisons between recordings leave them out.
-MOMENTARY = {"cpu.contention", "cpu.clocks", "cpu.thermal"}
+# What differs from one run to the next: readings of the moment (load average, CPU pressure,
+# clocks, temperatures) and the cgroup the doctor itself runs in (some sandboxes give each
+# command its own). Comparisons between two recordings leave them out.
+MOMENTARY = {"cpu.contention", "cpu.clocks", "cpu.thermal", "cpu.quota"}
 
 
 def findings_of(done) -> list[dict]:
