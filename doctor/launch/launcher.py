@@ -133,19 +133,21 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
         dropped=translation.dropped,
         unknown_extra=translation.unknown_extra,
         model={"path": model.path, "name": model.name, "architecture": model.architecture,
-               "ctx_size": model.ctx_size, **_expected(facts), "memory_plan": plan.to_json()},
+               "ctx_size": model.ctx_size, **_expected(facts, cpu),
+               "memory_plan": plan.to_json()},
         cpu_plan=cpu.to_json() if cpu is not None else None,
     )
 
 
-def _expected(facts: Facts) -> dict:
-    """The speed model's figures for this launch: now, its range, at a full context, and
-    with the RAM at its rated speed where it runs below it."""
-    estimate = speed(facts)
+def _expected(facts: Facts, cpu: Any) -> dict:
+    """The speed model's figures for this launch (with the NUMA policy it sets): now, its
+    range, at a full context, and with the RAM at its rated speed where it runs below it."""
+    numa = {"numa_policy": cpu.numa} if cpu is not None and cpu.numa else {}
+    estimate = what_if(facts, **numa) if numa else speed(facts)
     memory = facts.get("memory")
     configured, rated = (getattr(memory, "configured_mts", None),
                          getattr(memory, "rated_mts", None))
-    faster = what_if(facts, ram_mts=rated).tok_s if configured and rated and \
+    faster = what_if(facts, ram_mts=rated, **numa).tok_s if configured and rated and \
         rated > configured else None
     return {"expected_tok_s": estimate.tok_s, "expected_range": [estimate.low, estimate.high],
             "expected_tok_s_at_ctx": estimate.tok_s_at_ctx, "expected_tok_s_rated": faster}
