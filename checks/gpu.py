@@ -291,7 +291,6 @@ def _vulkan_loader(ctx: Context, device: dict) -> tuple | None:
     """What `vulkaninfo --summary` says of this card: no driver of its own (the build runs
     on the CPU), or two drivers (llama.cpp sees the card twice); None where all is well."""
     from q3cn_doctor.parsers.vulkaninfo import software
-    from q3cn_doctor.plan.speed import speed, what_if
 
     vulkan = ctx.facts.get("vulkan")
     if vulkan is None or vulkan.state != "ran":
@@ -306,14 +305,13 @@ def _vulkan_loader(ctx: Context, device: dict) -> tuple | None:
     seen = f"vulkaninfo --summary lists {names}"
     if not listed:
         now, cpu = speed(ctx.facts), what_if(ctx.facts, cpu_only=True)
-        gain = (round(now.tok_s - cpu.tok_s, 1) if now.tok_s is not None
-                and cpu.tok_s is not None else None)
+        gain = difference(cpu, now)
         return (FAIL, f"The Vulkan loader finds no driver for the {device['vendor']} "
                       f"{device['name']}", seen,
                 f"Install {VULKAN_DRIVERS.get(device['vendor'], 'its Vulkan driver')}, then "
                 "check `vulkaninfo --summary` lists the card.",
-                f"llama-server's Vulkan backend finds no GPU and runs on the CPU: the speed "
-                f"model gives {cpu.text()} instead of {now.text()}.", gain)
+                "llama-server's Vulkan backend finds no GPU and runs on the CPU. "
+                + compare(cpu, now, "with the driver"), gain)
     if len(listed) > 1:
         return (WARN, f"Two Vulkan drivers list the {device['name']}", seen,
                 f"Keep one driver (remove the other ICD), or start llama-server with "

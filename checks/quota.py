@@ -8,7 +8,7 @@ from q3cn_doctor.checking.findings import FAIL, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.plan.cpu import llama_default_threads, plan_for, running_servers
 from q3cn_doctor.plan.placement import placement
-from q3cn_doctor.plan.speed import cost, speed, what_if
+from q3cn_doctor.plan.speed import compare, difference, speed, what_if
 from q3cn_doctor.units import gib
 
 RAISE_QUOTA = ("Give llama-server the CPUs: `docker run --cpus N` (or `docker update --cpus N "
@@ -42,10 +42,8 @@ def _cpu(ctx: Context):
     if plan.uncapped_threads is None:
         return ctx.finding(PASS, f"The CPU quota ({own.cpu_quota:g} CPUs) covers the planned "
                                  f"{plan.threads} threads", observed=observed)
-    gain = cost(ctx.facts, threads=wanted)
-    priced = (f" The speed model: {speed(ctx.facts).text()} now, "
-              f"{what_if(ctx.facts, threads=wanted).text()} with {wanted} threads."
-              if gain is not None else "")
+    now, then = speed(ctx.facts), what_if(ctx.facts, threads=wanted)
+    gain = difference(now, then)
     return ctx.finding(
         WARN,
         f"A CPU quota of {own.cpu_quota:g} CPUs caps llama-server at {plan.threads} of "
@@ -53,8 +51,9 @@ def _cpu(ctx: Context):
         observed=observed,
         recommended="`q3cn-doctor launch` already runs "
                     f"--threads {plan.threads}; to use every core: {RAISE_QUOTA}",
-        impact=f"Generation runs {plan.threads} threads instead of {wanted}.{priced} Without "
-               f"the cap it would be far worse: {COLLAPSE}",
+        impact=f"Generation runs {plan.threads} threads instead of {wanted}. "
+               + compare(now, then, f"with {wanted} threads") + f" Without the cap it would "
+               f"be far worse: {COLLAPSE}",
         cost_tok_s=gain)
 
 
@@ -102,17 +101,15 @@ def _memory(ctx: Context):
     raise_it = ("Raise the limit: `docker run --memory` (or `docker update --memory`), "
                 "`MemoryMax=` in the systemd unit, or run llama-server outside the container.")
     if limit < plan.ram_bytes:
-        paged = cost(ctx.facts, swap_bound=True)
+        now, paged = speed(ctx.facts), what_if(ctx.facts, swap_bound=True)
         return ctx.finding(
             FAIL, f"The cgroup's memory limit ({gib(limit)}) is below the model's RAM part "
                   f"({gib(plan.ram_bytes)})",
             observed=observed, recommended=raise_it,
             impact="Mapped weights count against the limit, so the kernel evicts them and every "
-                   "token reads them back from disk (the speed model: "
-                   f"{what_if(ctx.facts, swap_bound=True).text()} instead of "
-                   f"{speed(ctx.facts).text()}); locked (--mlock) the load is killed by the "
-                   "out-of-memory killer.",
-            item="memory", cost_tok_s=-paged if paged is not None else None)
+                   "token reads them back from disk; locked (--mlock) the load is killed by the "
+                   "out-of-memory killer. " + compare(paged, now, "with the limit raised"),
+            item="memory", cost_tok_s=difference(paged, now))
     return ctx.finding(
         WARN, f"The cgroup's memory limit ({gib(limit)}) leaves little beside the model",
         observed=observed, recommended=raise_it,

@@ -7,7 +7,14 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.plan.placement import placement
-from q3cn_doctor.plan.speed import DISK_BOUND, FAST_STORAGE_BYTES_S, speed, what_if
+from q3cn_doctor.plan.speed import (
+    DISK_BOUND,
+    FAST_STORAGE_BYTES_S,
+    compare,
+    difference,
+    speed,
+    what_if,
+)
 from q3cn_doctor.units import gib
 
 SLOW = {
@@ -58,11 +65,12 @@ def storage(ctx: Context):
     observed = f"{_where(facts)}; {read_line}"
     estimate = speed(ctx.facts)
     paging = estimate.mode == DISK_BOUND
-    gain = None
-    if paging:
-        slow = what_if(ctx.facts, storage_bytes_per_s=rate).tok_s if rate else None
-        fast = what_if(ctx.facts, storage_bytes_per_s=FAST_STORAGE_BYTES_S).tok_s
-        gain = round(fast - slow, 1) if slow is not None and fast is not None else None
+    gain, priced = None, ""
+    if paging and rate:
+        slow = what_if(ctx.facts, storage_bytes_per_s=rate)
+        fast = what_if(ctx.facts, storage_bytes_per_s=FAST_STORAGE_BYTES_S)
+        gain = difference(slow, fast)
+        priced = " " + compare(slow, fast, "from a fast NVMe drive")
     if facts.kind not in SLOW:
         if paging and rate and rate < FAST_STORAGE_BYTES_S / 4:
             return ctx.finding(
@@ -70,7 +78,7 @@ def storage(ctx: Context):
                 observed=observed, recommended="Give the model RAM (see memory.fit), or "
                                                "move it to a faster NVMe drive.",
                 impact="RAM does not hold the model, so weights are read from this disk for "
-                       "the tokens that need them.", cost_tok_s=gain)
+                       "the tokens that need them." + priced, cost_tok_s=gain)
         return ctx.finding(PASS if facts.kind == "solid-state" else INFO,
                            f"The model is on {facts.kind.replace('-', ' ')} storage",
                            observed=observed)
@@ -86,4 +94,4 @@ def storage(ctx: Context):
         f"The model is {where}", observed=observed,
         recommended=advice + ("" if rate else " `q3cn-doctor check --measure` times the "
                                               "first GiB."),
-        impact=effect + ".", cost_tok_s=gain)
+        impact=effect + "." + priced, cost_tok_s=gain)

@@ -13,7 +13,7 @@ from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.host.base import format_cpu_list
 from q3cn_doctor.plan.cpu import plan_for, planned_cpus
-from q3cn_doctor.plan.speed import speed, what_if
+from q3cn_doctor.plan.speed import compare, difference, speed, what_if
 
 BUSY_SHARE = 0.25  # planned CPUs busier than this on average: someone else is working
 BUSY_PROCESS = 0.5  # a process using half a CPU or more is worth naming
@@ -78,20 +78,16 @@ def _sampled(ctx: Context, load, cpus: list[int]):
     plan = plan_for(ctx.facts)
     lost = sum(p["cpus"] for p in heavy) or mean * len(cpus)
     left = max(1, round(plan.threads - min(lost, plan.threads - 1)))
-    then = what_if(ctx.facts, threads=left)
-    now = speed(ctx.facts)
-    gain = (round(now.tok_s - then.tok_s, 1) if now.tok_s is not None
-            and then.tok_s is not None else None)
+    contended, now = what_if(ctx.facts, threads=left), speed(ctx.facts)
+    gain = difference(contended, now)
     who = ", ".join(p["name"] for p in heavy) or "other programs"
     return ctx.finding(
         WARN, f"{who} busy on llama-server's CPUs", observed=observed,
         recommended=f"Stop or pause {who} while llama-server generates (or move them to "
                     "other cores with taskset), then re-run `q3cn-doctor check --measure`.",
         impact=f"About {lost:.1f} CPUs' worth of the planned {plan.threads} threads' time goes "
-               "elsewhere" + (f"; the speed model as if {left} thread{'s' * (left != 1)} ran: "
-                              f"{then.text()} instead of {now.text()}." if gain is not None
-                              else ": a thread that shares its core falls behind, and every "
-                                   "token waits for it."),
+               f"elsewhere, as if {left} thread{'s' * (left != 1)} ran. "
+               + compare(contended, now, "with those CPUs free"),
         cost_tok_s=gain)
 
 
