@@ -8,8 +8,7 @@ a restart of the service). How the files are placed: doctor/fixing/limits.py.
 
 from __future__ import annotations
 
-from q3cn_doctor.fixing.limits import (  # noqa: F401 - the hooks and fix command use them
-    SERVICE_NAME,
+from q3cn_doctor.fixing.limits import (  # noqa: F401 - the hooks use them
     UNIT_DIRS,
     PamLimitFix,
     service_unit,
