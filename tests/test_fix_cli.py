@@ -105,9 +105,11 @@ def test_apply_status_second_apply_and_revert_round_trip(root):
     assert status.returncode == 0
     assert "sysctl.swappiness: vm.swappiness: 60 -> 0  [applied; in effect]" in status.stdout
     rows = validate(json.loads(fix(root, "--status", "--json").stdout))["journal"]
-    # What the findings asked for: every fix but thp.mode (only informational: not applied)
-    # and sysctl.numa_balancing (offered only where llama-server runs with a NUMA policy).
-    assert {r["fix"] for r in rows} == set(fix_order()) - {"thp.mode", "sysctl.numa_balancing"}
+    # What the findings asked for: every fix but thp.mode and rtprio.limit (offered by
+    # informational findings: not applied unless asked for) and sysctl.numa_balancing
+    # (offered only where llama-server runs with a NUMA policy).
+    assert {r["fix"] for r in rows} == set(fix_order()) - {"thp.mode", "rtprio.limit",
+                                                           "sysctl.numa_balancing"}
 
     back = fix(root, "--revert", "--yes", env=ROOT_ENV)
     assert back.returncode == 0, back.stdout + back.stderr

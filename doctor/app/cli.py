@@ -76,7 +76,8 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
 @click.option("--measure", is_flag=True,
-              help="Also time the RAM's read bandwidth (about a second; this machine only).")
+              help="Also time the RAM's read bandwidth and the model file's first GiB, and "
+                   "sample CPU load, clocks and throttling (seconds; this machine only).")
 @click.option("--hook", "hook_mode", is_flag=True,
               help="For a package manager's hook: print only what got worse since the last "
                    "run, one line each; at most 5 s; always exit 0.")

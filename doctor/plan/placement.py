@@ -109,9 +109,12 @@ def desktop_gpu(device: dict) -> bool:
 
 
 def usable_gpus(facts: Facts) -> list[dict]:
-    """The GPUs NVML read without error and whose free VRAM it reported."""
-    return [g for g in facts.get("gpus", []) if "error" not in g
-            and isinstance(g.get("memory_free_bytes"), int)]
+    """The GPUs NVML read without error and whose free VRAM it reported; where none does,
+    the AMD or Intel GPUs a Vulkan, HIP or SYCL build can use, with their VRAM from sysfs."""
+    nvidia = [g for g in facts.get("gpus", []) if "error" not in g
+              and isinstance(g.get("memory_free_bytes"), int)]
+    return nvidia or [g for g in facts.get("sysfs_gpus", [])
+                      if isinstance(g.get("memory_free_bytes"), int)]
 
 
 def compute_buffer_bytes(model: ModelFacts, ubatch: int = UBATCH_TOKENS) -> int:
@@ -163,22 +166,30 @@ class _Shape:
 
     layers: int
     expert_layers: int
-    resident: int  # non-expert weights, without the embedding table
+    resident: int  # non-expert weights, without the embedding table (its copy where tied)
     output: int  # the output head (part of ``resident``)
     embeddings: int
     kv: int
     routed: int
+    shared_expert: bool = False
 
     @classmethod
     def of(cls, model: ModelFacts) -> _Shape:
         layers = max(1, model.layers)
         tensors = model.tensor_bytes or {}
-        embeddings = tensors.get("embeddings", 0)
+        embeddings = model.embedding_bytes or tensors.get("embeddings", 0)
         resident = max(0, model.file_bytes - model.routed_bytes - embeddings)
+        # No output tensor: the embedding table doubles as the output head (tied), and
+        # llama.cpp copies it to the output's device, where every token reads it whole.
+        tied = bool(tensors) and not tensors.get("output") and embeddings > 0
+        if tied:
+            resident += embeddings
+        output = embeddings if tied else min(tensors.get("output", 0), resident)
         return cls(layers=layers,
                    expert_layers=model.expert_layers or (layers if model.experts else 0),
-                   resident=resident, output=min(tensors.get("output", 0), resident),
-                   embeddings=embeddings, kv=model.kv_cache_bytes, routed=model.routed_bytes)
+                   resident=resident, output=output, embeddings=embeddings,
+                   kv=model.kv_cache_bytes, routed=model.routed_bytes,
+                   shared_expert=bool(model.shared_experts))
 
     def has_experts(self, layer: int) -> bool:
         """Leading layers are the dense ones (DeepSeek's first 3, GLM-4.5's first)."""
@@ -212,7 +223,7 @@ def _flag_layers(shape: _Shape, flags: PlacementFlags, gpus: int) -> _Layers:
     layers = shape.layers
     if not gpus or flags.no_gpu:
         return _Layers([0.0] * layers, [0.0] * layers, [0.0] * layers, False)
-    shares = [gpu_shares(flags, i, layers) for i in range(layers)]
+    shares = [gpu_shares(flags, i, layers, shape.shared_expert) for i in range(layers)]
     offloaded = layers if flags.gpu_layers is None else min(layers, flags.gpu_layers)
     kv = [1.0 if i >= layers - offloaded else 0.0 for i in range(layers)]
     return _Layers([d for d, _ in shares],
@@ -259,11 +270,17 @@ def _gpu_split(gpus: list[dict], flags: PlacementFlags, targets: list[int]) -> l
 
 def place(facts: Facts, model: ModelFacts, args: list[str] | None = None,
           gpus: list[dict] | None = None) -> Placement:
-    """Place ``model`` as the user's flags ask, else the dense part first, then whole
-    layers of routed experts. ``gpus`` replaces the usable GPUs (a what-if)."""
+    """Place ``model`` on this machine (``gpus`` replaces its usable GPUs: a what-if)."""
+    return layout(model, usable_gpus(facts) if gpus is None else gpus, args,
+                  getattr(facts.get("memory"), "total_bytes", None))
+
+
+def layout(model: ModelFacts, gpus: list[dict], args: list[str] | None = None,
+           memory_total: int | None = None) -> Placement:
+    """Place ``model`` on ``gpus`` (NVML device dicts with ``memory_free_bytes``) as the
+    user's flags ask, else the dense part first, then whole layers of routed experts."""
     args = list(args or [])
     flags = parse_flags(args)
-    gpus = usable_gpus(facts) if gpus is None else gpus
     if flags.no_gpu:
         gpus = []
     ubatch = int_arg(args, "-ub", "--ubatch-size") or UBATCH_TOKENS
@@ -274,13 +291,15 @@ def place(facts: Facts, model: ModelFacts, args: list[str] | None = None,
     compute = compute_buffer_bytes(model, ubatch) if gpus else 0
     map_ = (_flag_layers(shape, flags, len(gpus)) if flags.explicit
             else _fit_layers(shape, usable, compute, len(gpus)))
-    return _placement(facts, model, shape, map_, flags, gpus, targets, free, usable, compute)
+    return _placement(model, shape, map_, flags, gpus, targets, (free, usable, compute),
+                      memory_total)
 
 
-def _placement(facts: Facts, model: ModelFacts, shape: _Shape, map_: _Layers,
-               flags: PlacementFlags, gpus: list[dict], targets: list[int], free: int,
-               usable: int, compute: int) -> Placement:
-    """The byte counts of a per-layer map."""
+def _placement(model: ModelFacts, shape: _Shape, map_: _Layers, flags: PlacementFlags,
+               gpus: list[dict], targets: list[int], vram: tuple[int, int, int],
+               total: int | None) -> Placement:
+    """The byte counts of a per-layer map (``vram``: free, usable, compute buffer)."""
+    free, usable, compute = vram
     layers = shape.layers
     dense_layer = (shape.resident - shape.output) / layers
     dense_share = sum(map_.dense) / layers
@@ -298,7 +317,6 @@ def _placement(facts: Facts, model: ModelFacts, shape: _Shape, map_: _Layers,
     dense_tokens = max(0, model.dense_bytes_per_token - shape.output)
     gpu_per_token = (model.routed_bytes_per_token * expert_share + dense_tokens * dense_share
                      + (shape.output if map_.output else 0)) if gpus else 0
-    total = getattr(facts.get("memory"), "total_bytes", None)
     gpu_layers = sum(1 for share in map_.dense if share >= 0.5)
     experts_whole = round(experts_on_gpu)
     basis = f"{model.name} at ctx {model.ctx_size}: " + (

@@ -34,8 +34,8 @@ ALL_LAYERS = 10_000  # "-ngl 999", "all", "auto" and -1: every layer and the out
 # Names a layer's tensors carry in llama.cpp (the routed experts' three matrices, and the
 # always-active part: attention and the shared expert), matched against -ot patterns.
 EXPERT_TENSORS = ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps")
-DENSE_TENSORS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate_shexp",
-                 "ffn_up_shexp", "ffn_down_shexp")
+ATTENTION_TENSORS = ("attn_q", "attn_k", "attn_v", "attn_output")
+SHARED_TENSORS = ("ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp")
 
 
 @dataclass
@@ -135,14 +135,16 @@ def tensor_on_gpu(flags: PlacementFlags, name: str, layer: int, layers: int,
     return layer >= layers - gpu_layers
 
 
-def gpu_shares(flags: PlacementFlags, layer: int, layers: int) -> tuple[float, float]:
+def gpu_shares(flags: PlacementFlags, layer: int, layers: int,
+               shared_expert: bool = False) -> tuple[float, float]:
     """(share of the layer's always-active weights, share of its routed experts) that
-    llama.cpp puts on the GPUs under ``flags``."""
+    llama.cpp puts on the GPUs under ``flags``, counted by tensor."""
     def share(names: tuple[str, ...], expert: bool) -> float:
         on = [tensor_on_gpu(flags, f"blk.{layer}.{name}.weight", layer, layers, expert)
               for name in names]
         return sum(on) / len(on)
-    return share(DENSE_TENSORS, False), share(EXPERT_TENSORS, True)
+    dense = ATTENTION_TENSORS + (SHARED_TENSORS if shared_expert else ())
+    return share(dense, False), share(EXPERT_TENSORS, True)
 
 
 def output_on_gpu(flags: PlacementFlags, layers: int) -> bool:

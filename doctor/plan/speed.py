@@ -27,7 +27,7 @@ from typing import Any
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.facts.model import ModelFacts, cache_bytes_per_value, int_arg, kv_cache_bytes
 from q3cn_doctor.plan.gpu_bandwidth import gpu_bandwidth
-from q3cn_doctor.plan.placement import Placement, place, usable_gpus
+from q3cn_doctor.plan.placement import Placement, at_ctx, place, usable_gpus
 from q3cn_doctor.plan.placement_flags import (
     NUMA_FLAGS,
     THREAD_FLAGS,
@@ -55,6 +55,7 @@ WHAT_IF_KEYS = {
     "swap_bound": "True: the model pages from disk; False: it stays in RAM",
     "storage_bytes_per_s": "the model file's storage read speed (bytes/s)",
     "ctx_depth": "tokens already in the context when the token is generated",
+    "ctx_size": "the planned context (--ctx-size): the KV cache the placement makes room for",
     "placement_args": "the user's placement flags (-ngl, --n-cpu-moe, -ot, -ts...)",
 }
 
@@ -83,7 +84,14 @@ class SpeedEstimate:
         if self.tok_s is None:
             return ("far below the RAM-bound speed: pages from disk" if self.mode == DISK_BOUND
                     else "unknown")
-        return f"~{self.tok_s:.0f} tok/s ({self.low:.0f}-{self.high:.0f})"
+        return f"~{tok(self.tok_s)} tok/s ({tok(self.low)}-{tok(self.high)})"
+
+
+def tok(value: float | None) -> str:
+    """A tok/s figure as the report prints it: one decimal below 10, whole above."""
+    if value is None:
+        return "?"
+    return f"{value:.1f}" if abs(value) < 10 else f"{value:.0f}"
 
 
 def speed(facts: Facts) -> SpeedEstimate:
@@ -104,10 +112,32 @@ def cost(facts: Facts, **changes: Any) -> float | None:
     """``what_if(facts, **changes).tok_s - speed(facts).tok_s``: the tok/s a problem costs
     (positive: fixing it gains that much); None where either is unknown."""
     try:
-        now, then = speed(facts).tok_s, what_if(facts, **changes).tok_s
+        return difference(speed(facts), what_if(facts, **changes))
     except FactsError:
         return None
-    return None if now is None or then is None else round(then - now, 1)
+
+
+def difference(now: SpeedEstimate, then: SpeedEstimate) -> float | None:
+    """``then.tok_s - now.tok_s``, None where either is unknown."""
+    if now.tok_s is None or then.tok_s is None:
+        return None
+    return round(then.tok_s - now.tok_s, 1)
+
+
+def compare(now: SpeedEstimate, then: SpeedEstimate, how: str) -> str:
+    """One sentence a finding quotes: ``~30 tok/s now, ~37 with the RAM at 6000 MT/s: 7
+    tok/s lost (the speed model; 33 ms per token: ...)``."""
+    gained = difference(now, then)
+    if gained is None:
+        return (f"The speed model cannot price this: now {now.text()}, {how} {then.text()}.")
+    if gained >= 0.1:
+        verdict = f"{tok(gained)} tok/s lost"
+    elif gained <= -0.1:
+        verdict = f"it would be {tok(-gained)} tok/s slower"
+    else:
+        verdict = "no measurable difference"
+    return (f"The speed model expects {now.text()} now and ~{tok(then.tok_s)} {how}: "
+            f"{verdict} ({now.basis.split(';')[0]}).")
 
 
 # -- the run as it will be ------------------------------------------------------------------
@@ -179,42 +209,38 @@ def _ram_peak(facts: Facts, changes: dict) -> tuple[float | None, str]:
 
 
 def _numa(facts: Facts, args: list[str], changes: dict) -> tuple[int, str | None]:
-    """(NUMA nodes the RAM is split over, llama.cpp's --numa policy for this run)."""
+    """(NUMA nodes the CPU plan spans, llama.cpp's --numa policy: the what-if's, else the
+    user's arguments'; llama.cpp sets none by itself)."""
     cpu = facts.get("cpu")
     nodes = len({frozenset(n.cpus) for n in getattr(cpu, "numa", []) if n.cpus}) or 1
     if "numa_policy" in changes:
         return nodes, changes["numa_policy"]
     given = [args[i + 1] for i, a in enumerate(args[:-1]) if a in NUMA_FLAGS]
-    if given:
-        return nodes, given[-1]
-    if nodes > 1:
-        from q3cn_doctor.plan.cpu import plan_for  # the CPU plan: only with NUMA nodes
-        try:
-            return nodes, plan_for(facts).numa
-        except FactsError:
-            return nodes, None
-    return nodes, None
+    return nodes, given[-1] if given else None
 
 
 def _threads(facts: Facts, args: list[str], changes: dict) -> tuple[float, str]:
     """(effective generation threads, basis): the user's -t, else the CPU plan's."""
     from q3cn_doctor.plan.cpu import plan_for
 
-    cores = None
+    cores = planned = None
     try:
         plan = plan_for(facts)
-        planned, cores = plan.threads, len(plan.generation_cpus) or None
+        if plan.cpus:  # without known CPUs the plan sets no threads: llama.cpp picks
+            planned, cores = plan.threads, len(plan.generation_cpus) or None
     except (FactsError, ValueError, AttributeError):
-        planned = getattr(facts.get("cpu"), "physical_cores", None)
+        pass
+    planned = planned or getattr(facts.get("cpu"), "physical_cores", None)
     threads = changes.get("threads") or int_arg(args, *THREAD_FLAGS) or planned \
         or DEFAULT_THREADS
     smt = changes.get("smt_threads")
     if smt is None:
         smt = max(0, threads - cores) if cores else 0
+    effective = effective_threads(threads, cores, smt)
     if smt:
-        return threads * SMT_PACE, (f"{threads} threads, {smt} sharing a core (the team "
-                                    f"waits for those, at {SMT_PACE:.0%} pace)")
-    return float(threads), f"{threads} threads"
+        return effective, (f"{threads} threads, {smt} sharing a core (the team waits for "
+                           f"those, at {SMT_PACE:.0%} pace)")
+    return effective, f"{threads} threads"
 
 
 def _depth_bytes(model: ModelFacts, depth: int) -> int:
@@ -222,6 +248,28 @@ def _depth_bytes(model: ModelFacts, depth: int) -> int:
     if depth <= 0:
         return 0
     return kv_cache_bytes(asdict(model), depth, cache_bytes_per_value(model.cache_type))
+
+
+def token_work(plan: Placement, model: ModelFacts, depth: int, ram_peak: float | None,
+               threads: float, gpu_peaks: list[float]) -> Work:
+    """What one token does under ``plan`` at ``depth`` tokens of context: the weights each
+    side reads, the KV cache where its attention layers sit, each GPU's share."""
+    kv = _depth_bytes(model, depth)
+    on_gpu = kv * plan.kv_gpu_share
+    gpu_total = plan.gpu_bytes_per_token + on_gpu
+    return Work(ram_bytes=plan.ram_bytes_per_token + kv - on_gpu, ram_peak=ram_peak,
+                threads=threads, gpu_bytes=[gpu_total * share for share in plan.gpu_shares],
+                gpu_peaks=gpu_peaks, row_split=plan.split_mode == "row",
+                transitions=plan.transitions)
+
+
+def effective_threads(threads: int, cores: int | None, smt: int | None = None) -> float:
+    """Generation threads as the memory sees them: llama.cpp gives each thread an equal
+    share and waits for the last, so once any thread shares a core (``smt`` of them; by
+    default those beyond ``cores``) the whole team runs at that thread's pace."""
+    if smt is None:
+        smt = max(0, threads - cores) if cores else 0
+    return threads * SMT_PACE if smt else float(threads)
 
 
 @dataclass
@@ -242,14 +290,8 @@ class _Run:
     memory_total: int | None  # MemTotal
 
     def work(self, depth: int) -> Work:
-        kv = _depth_bytes(self.model, depth)
-        on_gpu = kv * self.plan.kv_gpu_share
-        gpu_total = self.plan.gpu_bytes_per_token + on_gpu
-        return Work(ram_bytes=self.plan.ram_bytes_per_token + kv - on_gpu,
-                    ram_peak=self.ram_peak, threads=self.threads,
-                    gpu_bytes=[gpu_total * share for share in self.plan.gpu_shares],
-                    gpu_peaks=self.gpu_peaks, row_split=self.plan.split_mode == "row",
-                    transitions=self.plan.transitions)
+        return token_work(self.plan, self.model, depth, self.ram_peak, self.threads,
+                          self.gpu_peaks)
 
     def disk_ms(self) -> float | None:
         """Milliseconds a token waits on storage for the RAM part that does not fit:
@@ -263,6 +305,8 @@ class _Run:
 
 def _run(facts: Facts, changes: dict) -> _Run:
     model = facts.model
+    if changes.get("ctx_size"):
+        model = at_ctx(model, int(changes["ctx_size"]))
     args = _args(facts, changes)
     if "cpu_only" in changes:
         why = "CPU-only (as asked)" if changes["cpu_only"] else None
