@@ -32,7 +32,7 @@ from q3cn_doctor.fixing.plan import (
     UnknownFix,
     build_plan,
 )
-from q3cn_doctor.report.output import json_text, printable, write_lines
+from q3cn_doctor.report.output import json_text, printable, write_plain
 from q3cn_doctor.version import __version__
 
 SCHEMA_VERSION = 1
@@ -110,7 +110,9 @@ def run_fix(options, fix_options: FixOptions, *, apply: bool, revert: bool, stat
         if as_json:
             _print_json(_document("plan", host, plan=plan.to_json()))
         else:
-            print_plan(plan, host, sys.stdout)
+            from q3cn_doctor.app.reporting import make_ledger
+
+            print_plan(plan, host, sys.stdout, ledger=make_ledger(facts, findings, options, plan))
         return EXIT_OK
     return _apply(host, options, facts, findings, plan, specs, yes, as_json)
 
@@ -264,26 +266,46 @@ def _status(host, as_json: bool) -> int:
 
 
 # -- text ---------------------------------------------------------------------------------------
-def print_plan(plan: Plan, host, out: TextIO, applying: bool = False) -> None:
-    write_lines(out, plan_lines(plan, host, applying))
+# Every line goes out through write_plain or layout.write_lines: a value the machine or the
+# journal gave (a governor, a file's old contents, a reason) is escaped there.
+def _gain(value: float | None) -> str:
+    return f" (gains ~{value:.0f} tok/s)" if value and value >= 0.5 else ""
 
 
-def plan_lines(plan: Plan, host, applying: bool = False) -> list[str]:
-    """The plan for people, one line each (``write_lines`` escapes what the machine said)."""
+def _print_ledger(ledger, out: TextIO) -> None:
+    """The headline and its before/after bars: what the plan and the steps by hand gain."""
+    from q3cn_doctor.report.layout import use_colour, width_of, wrap, write_lines
+    from q3cn_doctor.report.picture import speed_bar_lines
+
+    width = width_of(out)
+    lines = [(text, "bold") for text in wrap(ledger.text(), width, "", "    ")]
+    write_lines(lines + speed_bar_lines(ledger.figures(), width,
+                                        "█" if use_colour(out) else "#"), out)
+
+
+def print_plan(plan: Plan, host, out: TextIO, applying: bool = False, ledger=None) -> None:
     head = f"q3cn-doctor {__version__} fix plan for {host.describe()}"
     if not applying:
         head += " (dry run: nothing is changed; add --apply to apply)"
-    lines = [head]
-    euid = host.euid()
+    write_plain(out, [head])
+    if ledger is not None:
+        write_plain(out, [""])
+        _print_ledger(ledger, out)
+    write_plain(out, plan_lines(plan, host, applying, ledger, out))
+
+
+def plan_lines(plan: Plan, host, applying: bool, ledger, out: TextIO) -> list[str]:
+    """The plan for people after its headline, one line each."""
+    lines: list[str] = []
     unavailable = [p for p in plan.fixes if p.status == "unavailable"]
-    shown = [p for p in plan.fixes if p.status != "unavailable"]
+    shown = [p for p in plan.fixes_by_gain() if p.status != "unavailable"]
     if not shown:
         lines += ["", "No fix to make: no failing or warning finding offers one."]
     for fix_plan in shown:
         label = {CHANGE: "", ALREADY: " (already applied)", REFUSED: " (REFUSED)",
                  "optional": " (optional: only informational findings ask for it; "
                              f"apply with --only {fix_plan.fix_id})"}[fix_plan.status]
-        lines += ["", f"{fix_plan.fix_id}: {fix_plan.title}{label}"]
+        lines += ["", f"{fix_plan.fix_id}: {fix_plan.title}{label}{_gain(fix_plan.gain_tok_s)}"]
         for finding in fix_plan.findings:
             lines.append(f"  cures {finding.id} [{finding.status}]: {finding.title}")
         if fix_plan.requested and not fix_plan.findings:
@@ -302,10 +324,36 @@ def plan_lines(plan: Plan, host, applying: bool = False) -> list[str]:
         lines += ["", "Not available here:"]
         lines += [f"  {fix_plan.fix_id}: {fix_plan.reason}" for fix_plan in unavailable]
     if plan.manual:
-        lines += ["", "Manual steps (software cannot do these):"]
-        lines += [f"  {finding_id}: {step}" for finding_id, step in plan.manual]
-    if not applying and plan.pending_changes() and euid != 0:
+        lines += ["", "Manual steps (software cannot do these), costliest problem first:"]
+        lines += _manual_lines(plan, ledger, out)
+    if not applying and plan.pending_changes() and host.euid() != 0:
         lines += ["", "Not running as root: --apply will need sudo."]
+    return lines
+
+
+def _manual_lines(plan: Plan, ledger, out: TextIO) -> list[str]:
+    """Each finding's steps by hand under its id, with what it gains: first the steps the
+    ledger counts, in its order and at its price (each on top of those before), then the
+    others by their own cost."""
+    from q3cn_doctor.report.layout import width_of, wrap
+
+    counted = ledger.steps if ledger else []
+    gains = {step.finding: step.gain_tok_s for step in counted}
+    steps: dict[str, list[str]] = {step.finding: [] for step in counted}  # the ledger's order
+    for finding_id, step in plan.manual_by_gain():
+        steps.setdefault(finding_id, []).append(step)
+    width = width_of(out)
+    lines: list[str] = []
+    for finding_id, texts in steps.items():
+        if not texts:
+            continue
+        head = f"  {finding_id}{_gain(gains.get(finding_id, plan.gains.get(finding_id)))}:"
+        if len(texts) == 1:
+            lines += wrap(texts[0], width, head + " ", "      ")
+            continue
+        lines.append(head)
+        for text in texts:
+            lines += wrap(text, width, "    - ", "      ")
     return lines
 
 
@@ -317,12 +365,12 @@ def print_outcomes(title: str, outcomes: list[Outcome], out: TextIO) -> None:
         detail = f" ({outcome.detail})" if outcome.detail else ""
         lines.append(f"  [{_MARKS.get(outcome.result, outcome.result)}] {outcome.fix}: "
                      f"{outcome.what}{values}{detail}")
-    write_lines(out, lines)
+    write_plain(out, lines)
 
 
 def print_checks(rows: list[dict], out: TextIO) -> None:
     if not rows:
         return
-    write_lines(out, ["", "Checks, before -> after:"] + [
+    write_plain(out, ["", "Checks, before -> after:"] + [
         f"  {row['id']}: {row['before'] or '-'} -> {row['after']}  {row['title']}"
         for row in rows])

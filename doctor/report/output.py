@@ -43,8 +43,9 @@ def printable(value: object) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
-def write_lines(stream: TextIO, lines: Iterable[str]) -> None:
-    """Write each line escaped, one per line: the layout's newlines are the only ones."""
+def write_plain(stream: TextIO, lines: Iterable[str]) -> None:
+    """Write each line escaped, one per line: the layout's newlines are the only ones
+    (``layout.write_lines`` does the same for styled lines)."""
     stream.write("".join(printable(line) + "\n" for line in lines))
 
 
