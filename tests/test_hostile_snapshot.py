@@ -200,7 +200,7 @@ def test_a_fifo_in_a_snapshot_is_refused_not_waited_on(tmp_path):
     memory = as_json(done)["facts"]["memory"]
     assert memory["total_bytes"] is None
     assert errors_in(as_json(done)) == {}
-    text = replay(snapshot, "--only", "memory.fit", timeout=30).stdout
+    text = replay(snapshot, "--only", "memory.fit", "-v", timeout=30).stdout
     assert "/proc/meminfo" in text
 
 
