@@ -5,7 +5,7 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
+from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow, tokens_per_s
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
 from q3cn_doctor.units import gib
@@ -56,63 +56,18 @@ def channels(ctx: Context):
                            observed=memory.basis.get("channels", ""))
     if memory.channels is None:
         return ctx.finding(
-            SKIP, "Which channel each module sits on is unknown",
+            SKIP, "Which channel each module sits on is unknown: the slot names name no channel",
             observed=f"{len(modules)} module(s): {memory.basis.get('channels')}",
-            recommended="Check the board manual's slot order against the modules' slots.")
+            recommended="Check the board manual's slot order against the modules' slots "
+                        "(which slots share a channel), and fill one slot per channel first.")
     observed = _layout(memory)
-    problems: list[tuple[str, str, str, str]] = []  # status, title, advice, impact
-    used = memory.channels
-    board = memory.board_channels or (CONSUMER_CHANNELS if (memory.slots or 0) > 1 else None)
-    best = min(len(modules), board) if board else None
-    if len(modules) == 1 and board and board > 1:
-        now, full = _bandwidth(memory, 1), _bandwidth(memory, min(2, board))
-        problems.append((
-            WARN, "One module: the RAM runs single-channel",
-            "Add a second module of the same kit (same size and part number) in the slot the "
-            "board manual names for two modules.",
-            f"Half the bandwidth of two channels: {gbps(now)} instead of {gbps(full)}, and "
-            "tokens/s with it."))
-    elif best and used < best:
-        now, full = _bandwidth(memory, used), _bandwidth(memory, best)
-        problems.append((
-            WARN, f"{len(modules)} modules share {used} channel(s); {best} could be used",
-            "Move the modules to the slots the board manual gives for this many modules "
-            "(usually A2 and B2 for two), so each channel holds one.",
-            f"{gbps(now)} instead of {gbps(full)}: {1 - used / best:.0%} of the bandwidth, "
-            "and of tokens/s, is lost."))
-    sizes = {m.size_bytes for m in modules if m.size_bytes}
-    speeds = {m.speed_mts for m in modules if m.speed_mts}
-    parts = {m.part_number for m in modules if m.part_number}
-    if len(sizes) > 1:
-        unmatched = sum(m.size_bytes or 0 for m in modules) - min(sizes) * len(modules)
-        problems.append((
-            WARN, "Mixed module sizes: " + ", ".join(gib(s) for s in sorted(sizes)),
-            "Use matching modules (one kit) in every channel.",
-            f"Channels interleave only over the matched part: up to {gib(unmatched)} runs "
-            "with fewer channels (Intel flex mode), at a fraction of the bandwidth."))
-    if len(speeds) > 1:
-        problems.append((
-            WARN, "Mixed module speeds: " + ", ".join(f"{s} MT/s" for s in sorted(speeds)),
-            "Use one kit; mixed modules rarely hold an XMP/EXPO profile.",
-            f"Every channel runs at the slowest module's speed: {min(speeds)} of "
-            f"{max(speeds)} MT/s, {1 - min(speeds) / max(speeds):.0%} of the bandwidth lost."))
-    elif len(parts) > 1 and len(sizes) <= 1:
-        problems.append((
-            INFO, "Modules of different part numbers: " + ", ".join(sorted(parts)),
-            "A single kit is validated together; mixed kits may need a lower speed.",
-            "Mixed kits often fail to hold their XMP/EXPO profile."))
-    ddr5 = all((m.type or "").upper() == "DDR5" for m in modules)
-    held = (memory.configured_mts and memory.rated_mts
-            and memory.configured_mts < memory.rated_mts)
-    if ddr5 and len(modules) >= 4 and used <= CONSUMER_CHANNELS and held:
-        problems.append((
-            INFO, f"{len(modules)} DDR5 modules, two per channel, run at "
-                  f"{memory.configured_mts} of {memory.rated_mts} MT/s",
-            "For bandwidth, two larger modules beat four: four DDR5 modules on a desktop "
-            "typically train at 3600-5200 MT/s where two reach 6000 or more.",
-            "Two modules per channel lowers the speed the memory controller can hold."))
+    problems = _placement(ctx, memory) + _matching(memory)
     if not problems:
-        return ctx.finding(PASS, f"{len(modules)} matching module(s) on {used} channel(s)",
+        sizes = {m.size_bytes for m in modules}
+        return ctx.finding(PASS, f"{len(modules)} matching module(s) on {memory.channels} "
+                                 "channel(s)" if len(sizes) == 1 else
+                                 f"{len(modules)} modules on {memory.channels} channels, the "
+                                 "same amount of RAM in each: fully interleaved",
                            observed=observed)
     order = {WARN: 0, INFO: 1}
     problems.sort(key=lambda p: order[p[0]])
@@ -121,3 +76,82 @@ def channels(ctx: Context):
     return ctx.finding(status, title, observed=observed + ". " + "; ".join(p[1] for p in problems),
                        recommended=" ".join(p[2] for p in problems),
                        impact=" ".join(p[3] for p in problems))
+
+
+def _lost(ctx: Context, memory, used: int, full: int) -> str:
+    """Bandwidth (and the generation ceiling) now and with every channel in use."""
+    now, best = _bandwidth(memory, used), _bandwidth(memory, full)
+    tokens_now, tokens_best = tokens_per_s(ctx, now), tokens_per_s(ctx, best)
+    ceiling = (f" (at most {tokens_now:.0f} instead of {tokens_best:.0f} tok/s for "
+               f"{ctx.facts.model.name})" if tokens_now and tokens_best else "")
+    return (f"{gbps(now)} instead of {gbps(best)}{ceiling}: {1 - used / full:.0%} of the "
+            "bandwidth, and of tokens/s, is lost.")
+
+
+def _placement(ctx: Context, memory) -> list[tuple[str, str, str, str]]:
+    """Channels left empty: one module, modules sharing a channel, or too few modules."""
+    modules, used = memory.modules, memory.channels
+    board = memory.board_channels or (CONSUMER_CHANNELS if (memory.slots or 0) > 1 else None)
+    if not board or used >= board:
+        return []
+    if len(modules) == 1:
+        return [(WARN, f"One module: the RAM runs single-channel (1 of {board} channels)",
+                 "Add a module of the same kit (same size and part number) in the slot the "
+                 "board manual names for two modules" + (
+                     ", and fill every channel" if board > 2 else "") + ".",
+                 _lost(ctx, memory, 1, min(2, board) if board == 2 else board))]
+    if used < min(len(modules), board):
+        best = min(len(modules), board)
+        return [(WARN, f"{len(modules)} modules share {used} channel(s); {best} could be used",
+                 "Move the modules to the slots the board manual gives for this many modules "
+                 "(usually A2 and B2 for two), so each channel holds one.",
+                 _lost(ctx, memory, used, best))]
+    return [(WARN, f"{used} of {board} memory channels populated: {board - used} empty",
+             f"Add modules (the same part) so every channel holds one: {board - used} more "
+             "for this board.",
+             _lost(ctx, memory, used, board))]
+
+
+def _matching(memory) -> list[tuple[str, str, str, str]]:
+    """Sizes judged per channel (flex mode), speeds and part numbers."""
+    problems = []
+    modules = memory.modules
+    totals: dict[str, int] = {}
+    for module in modules:
+        key = module.channel or module.locator or str(id(module))
+        totals[key] = totals.get(key, 0) + (module.size_bytes or 0)
+    if len(set(totals.values())) > 1 and all(m.size_bytes for m in modules):
+        unmatched = sum(totals.values()) - min(totals.values()) * len(totals)
+        per_channel = ", ".join(f"{key} {gib(total)}" for key, total in sorted(totals.items()))
+        problems.append((
+            WARN, "Channels hold different amounts of RAM: " + per_channel,
+            "Use matching modules (one kit) so every channel holds the same amount.",
+            f"Channels interleave only over the matched part: {gib(unmatched)} runs with "
+            "fewer channels (Intel flex mode, AMD likewise), at a fraction of the bandwidth."))
+    speeds = {m.speed_mts for m in modules if m.speed_mts}
+    parts = {m.part_number for m in modules if m.part_number}
+    if len(speeds) > 1:
+        slowest = min(speeds)
+        held = not memory.configured_mts or memory.configured_mts < slowest * 0.99
+        problems.append((
+            WARN if held else INFO, "Mixed module speeds: " + ", ".join(
+                f"{s} MT/s" for s in sorted(speeds)),
+            "Use one kit; mixed modules rarely hold an XMP/EXPO profile.",
+            f"Every channel runs at the slowest module's speed: {slowest} of "
+            f"{max(speeds)} MT/s, {1 - slowest / max(speeds):.0%} of the bandwidth lost."))
+    elif len(parts) > 1:
+        problems.append((
+            INFO, "Modules of different part numbers: " + ", ".join(sorted(parts)),
+            "A single kit is validated together; mixed kits may need a lower speed.",
+            "Mixed kits often fail to hold their XMP/EXPO profile."))
+    ddr5 = all((m.type or "").upper() == "DDR5" for m in modules)
+    held = (memory.configured_mts and memory.rated_mts
+            and memory.configured_mts < memory.rated_mts)
+    if ddr5 and len(modules) >= 4 and memory.channels <= CONSUMER_CHANNELS and held:
+        problems.append((
+            INFO, f"{len(modules)} DDR5 modules, two per channel, run at "
+                  f"{memory.configured_mts} of {memory.rated_mts} MT/s",
+            "For bandwidth, two larger modules beat four: four DDR5 modules on a desktop "
+            "typically train at 3600-5200 MT/s where two reach 6000 or more.",
+            "Two modules per channel lowers the speed the memory controller can hold."))
+    return problems
