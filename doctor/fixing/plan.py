@@ -86,6 +86,8 @@ class FixOptions:
     persist: bool = True
     service: str | None = None
     pid: int | None = None
+    persist_asked: bool = False  # --persist named on the command line: fixes that change the
+    #                              running system only by default (spd.driver) persist too
 
 
 @dataclass

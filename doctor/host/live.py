@@ -229,6 +229,12 @@ class LiveHost(Host):
         finally:
             os.close(fd)  # closing releases the lock
 
+    def _set_module_loaded(self, name: str, loaded: bool) -> None:
+        argv = ["modprobe", name] if loaded else ["modprobe", "-r", name]
+        result = self.run(argv)
+        if not result.ok:
+            raise OSError(errno.EIO, result.reason(), f"/sys/module/{name}")
+
     def _set_affinity(self, pid: int, tid: int, cpus: list[int]) -> None:
         if not os.path.isdir(f"/proc/{pid}/task/{tid}"):
             raise ProcessLookupError(errno.ESRCH, f"thread {tid} of process {pid} is gone")
@@ -355,6 +361,22 @@ class RootHost(LiveHost):
             if os.path.isfile(self._target(path)):
                 _rewrite_in_place(self._target(path), path,
                                   lambda old: _with_affinity(old, cpus))
+
+    def _set_module_loaded(self, name: str, loaded: bool) -> None:
+        """The tree shows what the kernel would: /sys/module/NAME/initstate "live" while a
+        loadable module is loaded, no folder once it is unloaded. Nothing is loaded here."""
+        folder = self._target(f"/sys/module/{name}")
+        state = os.path.join(folder, "initstate")
+        if loaded:
+            if not os.path.isdir(os.path.dirname(folder)):
+                raise OSError(errno.ENOENT, "the tree has no /sys/module", "/sys/module")
+            os.makedirs(folder, exist_ok=True)
+            with open(state, "w", encoding="ascii") as out:
+                out.write("live\n")
+        elif os.path.isfile(state):
+            os.unlink(state)
+            if not os.listdir(folder):
+                os.rmdir(folder)
 
     def _readlink(self, path: str) -> str:
         return os.readlink(resolve_under(self.prefix, path, follow_last=False))
