@@ -341,9 +341,10 @@ def test_fit_defers_to_hugepages(tmp_path):
 def test_no_memory_check_errors_on_any_listing(tmp_path):
     from conftest import FIXTURES
 
-    for path in sorted((FIXTURES / "dmidecode").glob("*.txt")):
-        root = mem_snapshot(tmp_path / path.stem[:3], dmidecode=path.read_text("utf-8",
-                                                                                "replace"))
+    for path in sorted((FIXTURES / "dmidecode").glob("*.txt")) + sorted(
+            (FIXTURES / "dmidecode-world").glob("*.txt")):
+        root = mem_snapshot(tmp_path / path.parent.name / path.stem[:3],
+                            dmidecode=path.read_text("utf-8", "replace"))
         found = run(root, *MEMORY_CHECKS)
         assert set(found) == set(MEMORY_CHECKS), path.name
         assert all(f.status != "error" for f in found.values()), (path.name, [
