@@ -199,9 +199,11 @@ def _above_rating(ctx: Context, memory, observed: str):
 
 
 def _at_rating(ctx: Context, memory, observed: str):
-    """At the rating: a pass, unless the rating is only dmidecode's JEDEC speed."""
+    """At the rating: a pass, unless the rating is only dmidecode's JEDEC speed of modules
+    that could be an XMP/EXPO kit (registered server modules have no such profile)."""
     configured, rated = memory.configured_mts, memory.rated_mts
-    if memory.rated_source == "dmidecode" and not memory.soldered:
+    registered = all(m.registered for m in memory.modules)
+    if memory.rated_source == "dmidecode" and not memory.soldered and not registered:
         return ctx.finding(
             INFO,
             f"RAM runs at its JEDEC speed {configured} MT/s; whether the kit is rated "

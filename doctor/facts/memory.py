@@ -84,6 +84,7 @@ class MemoryModule:
     rated_confidence: str | None = None  # the part-number rule's confidence
     family: str | None = None  # DDR4, DDR5, LPDDR5...: printed, or named by the part number
     configured_printed: int | None = None  # as printed, where firmware wrote the clock
+    registered: bool = False  # RDIMM/LRDIMM: server memory, no XMP/EXPO
 
     @property
     def soldered(self) -> bool:
@@ -253,6 +254,9 @@ ROOT_HINT = "run `sudo q3cn-doctor check` (dmidecode and the SPD EEPROMs need ro
 _SOLDERED_FORMS = ("row of chips", "chip", "die")
 _CONFIDENCE = ("low", "medium", "high")
 MAX_SLOTS_PER_CHANNEL = 3  # more slots on one "channel" means the locator names something else
+# The fastest JEDEC speed modules of a type are sold at (DDR4-3200; DDR5-6400 CUDIMMs): a
+# kit rated no higher, whose own Speed: reaches its rating, runs there without a profile.
+JEDEC_MODULES = {"DDR4": 3200, "DDR5": 6400}
 
 
 def gather_modules(host: Host, options: Options, memory: MemoryFacts,
@@ -454,6 +458,8 @@ def _module(device: MemoryDevice) -> MemoryModule:
         data_width=device.data_width, speed_mts=speed, configured_mts=configured,
         manufacturer=device.manufacturer, part_number=device.part_number,
         channel=channel_of(device), family=kind, configured_printed=device.configured_printed,
+        registered=bool(re.search(r"\bRegistered|LRDIMM|Load Reduced",
+                                  device.type_detail or "", re.I)),
     )
     _rate_part(module)
     return module
@@ -469,6 +475,14 @@ def _rate_part(module: MemoryModule) -> None:
         return
     module.rated_mts, module.rated_by = rating.rated_mts, rating.kind
     module.rated_confidence = rating.confidence
+    speed = module.speed_mts
+    if (rating.kind == partnumbers.KIT and speed and module.family in JEDEC_MODULES
+            and abs(speed - (module.configured_mts or 0)) > speed * 0.01
+            and rating.rated_mts <= min(speed, JEDEC_MODULES[module.family])):
+        # A "kit" whose own JEDEC speed already is its rating (Kingston FURY Beast DDR5-4800,
+        # Speed 4800, running at 3600) reaches it with no profile: below it is no XMP left
+        # off. (Where Speed equals the configured speed it may be the running speed.)
+        module.rated_by = partnumbers.JEDEC
 
 
 def _spd_module(reading: SpdReading) -> MemoryModule:
@@ -603,7 +617,7 @@ def _measure(host: Host, options: Options, memory: MemoryFacts) -> None:
 _CHANNEL_RULES = [
     # AMD: "P0 CHANNEL A" (socket 0, channel A to L); Supermicro "P0_Node0_Channel0_Dimm0".
     ("bank_locator", LazyPattern(r"\bP(\d+)\s+CHANNEL\s+([A-Z])\b", re.I), "P{0}-{1}"),
-    ("bank_locator", LazyPattern(r"\bP(\d+)_Node\d+_Channel(\d+)_", re.I), "P{0}-{1}"),
+    ("bank_locator", LazyPattern(r"\bP(\d+)_Node(\d+)_Channel(\d+)_", re.I), "P{0}-N{1}-{2}"),
     ("bank_locator", LazyPattern(r"\bSOCKET\s*(\d+)\s+CHANNEL\s*(\d+)", re.I), "S{0}-{1}"),
     # Intel desktop boards: "CHAN A DIMM 0", "CHANNNEL A-DIMM 0" (sic).
     ("bank_locator", LazyPattern(r"\bCHAN+(?:EL)?\s*([A-Z])\s*-?\s*DIMM\s*\d", re.I), "{0}"),
