@@ -502,15 +502,7 @@ def _classes(host: Host, online: list[int], cores: list[list[int]], cpus: dict[i
             if all(getattr(k, key) for k in classes):
                 source = "cpu_capacity" if key == "capacity" else "cpuinfo_max_freq"
                 return ranked(classes, key), f"CPU part in /proc/cpuinfo, ranked by {source}"
-        if all(k.name in ARM_TIERS for k in classes):
-            classes.sort(key=lambda k: (-ARM_TIERS[k.name], k.cpus[0]))
-            top = ARM_TIERS[classes[0].name]
-            for klass in classes:
-                klass.fast = ARM_TIERS[klass.name] >= FAST_SHARE * top
-            return classes, ("CPU part in /proc/cpuinfo, ranked by core type (prime, big, "
-                             "LITTLE): sysfs gives no capacity or clock")
-        return sorted(classes, key=lambda k: k.cpus[0]), \
-            "CPU part in /proc/cpuinfo; no capacity or clock to rank the types"
+        return _by_arm_tier(classes)
     # 3. Per-CPU capacity (ARM, RISC-V without part names): cluster the values.
     metric = per_core(capacity)
     if metric and len(set(metric.values())) > 1:
@@ -540,6 +532,19 @@ def _classes(host: Host, online: list[int], cores: list[list[int]], cpus: dict[i
                 "cores with two threads (P) and with one (E), all CPUs online"
     return [make("all cores", list(online), True)], \
         "one core type: nothing tells the cores apart"
+
+
+def _by_arm_tier(classes: list[CoreClass]) -> tuple[list[CoreClass], str]:
+    """ARM core types with no capacity or clock in sysfs, ranked by what each type is."""
+    if not all(k.name in ARM_TIERS for k in classes):
+        return sorted(classes, key=lambda k: k.cpus[0]), \
+            "CPU part in /proc/cpuinfo; no capacity or clock to rank the types"
+    classes.sort(key=lambda k: (-ARM_TIERS[k.name], k.cpus[0]))
+    top = ARM_TIERS[classes[0].name]
+    for klass in classes:
+        klass.fast = ARM_TIERS[klass.name] >= FAST_SHARE * top
+    return classes, ("CPU part in /proc/cpuinfo, ranked by core type (prime, big, LITTLE): "
+                     "sysfs gives no capacity or clock")
 
 
 def _differ(groups: list[list[list[int]]], cpus: dict[int, _Cpu]) -> bool:

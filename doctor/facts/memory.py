@@ -447,7 +447,7 @@ def _module(device: MemoryDevice) -> MemoryModule:
     from q3cn_doctor.parsers import partnumbers  # only where modules are listed
 
     printed = family(device.type)
-    kind = printed or partnumbers.generation(device.part_number)
+    kind = printed or partnumbers.generation(device.part_number) or _family_by_speed(device)
     speed, configured = device.speed_mts, device.configured_mts
     if kind and not printed:  # <OUT OF SPEC>: read the speeds as the part number's type
         speed = data_rate(kind, device.speed_printed)
@@ -463,6 +463,14 @@ def _module(device: MemoryDevice) -> MemoryModule:
     )
     _rate_part(module)
     return module
+
+
+def _family_by_speed(device: MemoryDevice) -> str | None:
+    """DDR5, for a module whose type the firmware or dmidecode cannot name (<OUT OF SPEC>)
+    but whose own JEDEC speed is above DDR4's highest (3200): no DDR4 module is rated so."""
+    form = (device.form_factor or "").upper()
+    speed = device.speed_printed or 0
+    return "DDR5" if form in ("DIMM", "SODIMM") and 3200 < speed <= 8800 else None
 
 
 def _rate_part(module: MemoryModule) -> None:

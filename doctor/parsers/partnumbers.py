@@ -276,7 +276,7 @@ _RULES = [
           _table(_HYNIX_DDR5_CODES, JEDEC, MEDIUM, "SK hynix")),
     # Micron: MTC8C1084S1UC48BA1 (DDR5, 48 = 4800; MTC40F2046S1HC88XDY is an 8800
     # MRDIMM), 9ASF1G72PZ-3G2E2 (DDR4), MT36KSF...-1G6.
-    _rule(r"MTC\d{1,3}[A-Z]\d{4}S\d[A-Z]C(\d{2})",
+    _rule(r"MTC\d{1,3}[A-Z]\d{4,5}S\d[A-Z]C(\d{2})",
           lambda m: PartRating(_code(m.group(1), ddr5=True), JEDEC, HIGH, "Micron")),
     _rule(r"(?:MTA?)?\d{1,3}[AJK][A-Z]{2}\d+G?\d+[A-Z]+-(\d[GS]\d)",
           _table(_MICRON_CODES, JEDEC, HIGH, "Micron")),

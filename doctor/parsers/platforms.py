@@ -56,7 +56,11 @@ _TABLE = [
                                             {"DDR4": 3200})),
     (r"Core\(TM\) i[357]-10\d\dG[147]\b", _p("Ice Lake", 2, {"LPDDR4": 3733},
                                             {"DDR4": 3200})),
-    # Intel desktops and workstations.
+    # Intel desktops, workstations and their HX laptop parts (13th gen HX: DDR5-4800).
+    (r"Core\(TM\) i[3579]-13\d{3}HX\b", _p("Raptor Lake-HX", 2, {}, {"DDR5": 4800,
+                                                                     "DDR4": 3200})),
+    (r"Core\(TM\) i[3579]-14\d{3}HX\b", _p("Raptor Lake-HX Refresh", 2, {},
+                                             {"DDR5": 5600, "DDR4": 3200})),
     (r"Core\(TM\) i[3579]-1[34]\d{3}", _p("Raptor Lake", 2, {}, {"DDR5": 5600,
                                                                  "DDR4": 3200})),
     (r"Core\(TM\) i[3579]-12\d{3}", _p("Alder Lake", 2, {}, {"DDR5": 4800, "DDR4": 3200})),
