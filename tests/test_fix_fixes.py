@@ -456,7 +456,12 @@ def test_spd_driver_picks_spd5118_for_ddr5_and_nothing_for_soldered(tmp_path):
     _, plan = snapshot_plan(ddr5, "spd.driver")
     (fix,) = plan.fixes
     assert [c.target.name for c in fix.changes] == ["spd5118"]
-    unknown = mem_snapshot(tmp_path / "oos", dmidecode=listing("018"),  # <OUT OF SPEC>
+    # 018 prints Type <OUT OF SPEC>, but a module rated 4800 can only be DDR5.
+    out_of_spec = mem_snapshot(tmp_path / "oos", dmidecode=listing("018"),
+                               files={"/sys/module/.keep": ""})
+    _, plan = snapshot_plan(out_of_spec, "spd.driver")
+    assert [c.target.name for c in plan.fixes[0].changes] == ["spd5118"]
+    unknown = mem_snapshot(tmp_path / "unknown", dmidecode=listing("060"),  # Type: Unknown
                            files={"/sys/module/.keep": ""})
     _, plan = snapshot_plan(unknown, "spd.driver")
     assert plan.fixes[0].reason == "the modules' type is not DDR4 or DDR5 (or is unknown)"
