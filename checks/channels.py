@@ -5,9 +5,10 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow, tokens_per_s
+from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
+from q3cn_doctor.plan.speed import compare, difference, speed, what_if
 from q3cn_doctor.units import gib
 
 CONSUMER_CHANNELS = 2  # desktop and laptop CPUs: two 64-bit channels
@@ -61,7 +62,8 @@ def channels(ctx: Context):
             recommended="Check the board manual's slot order against the modules' slots "
                         "(which slots share a channel), and fill one slot per channel first.")
     observed = _layout(memory)
-    problems = _placement(ctx, memory) + _matching(memory)
+    placement, cost = _placement(ctx, memory)
+    problems = placement + _matching(memory)
     if not problems:
         sizes = {m.size_bytes for m in modules}
         return ctx.finding(PASS, f"{len(modules)} matching module(s) on {memory.channels} "
@@ -75,44 +77,55 @@ def channels(ctx: Context):
     title = problems[0][1] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
     return ctx.finding(status, title, observed=observed + ". " + "; ".join(p[1] for p in problems),
                        recommended=" ".join(p[2] for p in problems),
-                       impact=" ".join(p[3] for p in problems))
+                       impact=" ".join(p[3] for p in problems), cost_tok_s=cost)
 
 
-def _lost(ctx: Context, memory, used: int, full: int) -> str:
-    """Bandwidth (and the generation ceiling) now and with every channel in use."""
+def _priced(ctx: Context, channels: int) -> tuple[str, float | None]:
+    """The speed model now and with ``channels`` channels in use."""
+    try:
+        now, then = speed(ctx.facts), what_if(ctx.facts, ram_channels=channels)
+    except FactsError:
+        return "Tokens/s fall with it.", None
+    return compare(now, then, f"with {channels} channels"), difference(now, then)
+
+
+def _lost(ctx: Context, memory, used: int, full: int) -> tuple[str, float | None]:
+    """Bandwidth now and with every channel in use, and what the speed model says of it."""
     now, best = _bandwidth(memory, used), _bandwidth(memory, full)
-    tokens_now, tokens_best = tokens_per_s(ctx, now), tokens_per_s(ctx, best)
-    ceiling = (f" (at most {tokens_now:.0f} instead of {tokens_best:.0f} tok/s for "
-               f"{ctx.facts.model.name})" if tokens_now and tokens_best else "")
-    return (f"{gbps(now)} instead of {gbps(best)}{ceiling}: {1 - used / full:.0%} of the "
-            "bandwidth, and of tokens/s, is lost.")
+    tokens, cost = _priced(ctx, full)
+    return (f"{gbps(now)} instead of {gbps(best)}: {1 - used / full:.0%} of the bandwidth is "
+            f"lost. {tokens}", cost)
 
 
-def _placement(ctx: Context, memory) -> list[tuple[str, str, str, str]]:
-    """Channels left empty: one module, modules sharing a channel, or too few modules."""
+Problem = tuple[str, str, str, str]  # status, title, advice, impact
+
+
+def _placement(ctx: Context, memory) -> tuple[list[Problem], float | None]:
+    """Channels left empty: one module, modules sharing a channel, or too few modules; and
+    the tok/s that costs."""
     modules, used = memory.modules, memory.channels
     board = memory.board_channels or (CONSUMER_CHANNELS if (memory.slots or 0) > 1 else None)
     if not board or used >= board:
-        return []
+        return [], None
     if len(modules) == 1:
+        impact, cost = _lost(ctx, memory, 1, min(2, board) if board == 2 else board)
         return [(WARN, f"One module: the RAM runs single-channel (1 of {board} channels)",
                  "Add a module of the same kit (same size and part number) in the slot the "
                  "board manual names for two modules" + (
-                     ", and fill every channel" if board > 2 else "") + ".",
-                 _lost(ctx, memory, 1, min(2, board) if board == 2 else board))]
+                     ", and fill every channel" if board > 2 else "") + ".", impact)], cost
     if used < min(len(modules), board):
         best = min(len(modules), board)
+        impact, cost = _lost(ctx, memory, used, best)
         return [(WARN, f"{len(modules)} modules share {used} channel(s); {best} could be used",
                  "Move the modules to the slots the board manual gives for this many modules "
-                 "(usually A2 and B2 for two), so each channel holds one.",
-                 _lost(ctx, memory, used, best))]
+                 "(usually A2 and B2 for two), so each channel holds one.", impact)], cost
+    impact, cost = _lost(ctx, memory, used, board)
     return [(WARN, f"{used} of {board} memory channels populated: {board - used} empty",
              f"Add modules (the same part) so every channel holds one: {board - used} more "
-             "for this board.",
-             _lost(ctx, memory, used, board))]
+             "for this board.", impact)], cost
 
 
-def _matching(memory) -> list[tuple[str, str, str, str]]:
+def _matching(memory) -> list[Problem]:
     """Sizes judged per channel (flex mode), speeds and part numbers."""
     problems = []
     modules = memory.modules

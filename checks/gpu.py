@@ -10,6 +10,7 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
+from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.gpu import (
     ABSENT,
     AMD,
@@ -33,7 +34,9 @@ from q3cn_doctor.plan.placement import (
     Placement,
     largest_ctx_on_gpu,
     placement,
+    usable_gpus,
 )
+from q3cn_doctor.plan.speed import compare, difference, speed, what_if
 from q3cn_doctor.units import gib
 
 BUSY_PROCESS_BYTES = 300 * MIB
@@ -43,7 +46,6 @@ MOSTLY_USED = 0.5
 
 # Usable bytes per second per lane after line coding, by PCIe generation.
 PCIE_LANE_BYTES_S = {1: 0.25e9, 2: 0.5e9, 3: 0.985e9, 4: 1.969e9, 5: 3.938e9, 6: 7.563e9}
-REFERENCE_BANDWIDTH = 100e9  # bytes/s: the CPU-only figure is given per 100 GB/s of RAM
 
 
 _CPU_ONLY_ARGS = {("-ngl", "0"), ("--n-gpu-layers", "0"), ("--gpu-layers", "0"),
@@ -132,13 +134,25 @@ _INIT_FIX = {
 
 
 def _cpu_only_cost(ctx: Context) -> str:
-    model = ctx.facts.model
-    per_token = model.routed_bytes_per_token + model.dense_bytes_per_token
-    rate = REFERENCE_BANDWIDTH / per_token
-    return (f"CPU-only, each token of {model.name} reads about {per_token / 1e9:.1f} GB from "
-            f"RAM, so generation tops out near {rate:.0f} tok/s per 100 GB/s of memory "
-            "bandwidth (dual-channel DDR5-6000 peaks at 96 GB/s), and prompt processing "
-            "runs on the CPU at a small fraction of GPU speed.")
+    """What this run does without the GPU: the speed model's CPU-only estimate."""
+    try:
+        estimate, name = speed(ctx.facts), ctx.facts.model.name
+    except FactsError:
+        return "CPU-only, generation reads every active weight from RAM at a fraction of GPU speed."
+    expects = (f"the speed model expects {estimate.text()} for {name}" if estimate.tok_s
+               else f"the speed model cannot put a figure on {name}")
+    return (f"CPU-only, {expects} ({estimate.basis.split(';')[0]}), and prompt processing "
+            "runs on the CPU at a small fraction of GPU speed; what this GPU would add is "
+            "unknown until its driver answers.")
+
+
+def _with_gpu(ctx: Context) -> tuple[str, float | None]:
+    """The speed model with the GPU this build or driver cannot use, and without it."""
+    try:
+        now, then = speed(ctx.facts), what_if(ctx.facts, cpu_only=False)
+    except FactsError:
+        return "", None
+    return " " + compare(now, then, "with the GPU"), difference(now, then)
 
 
 @check("gpu.present", "An NVIDIA GPU whose driver answers, or what was found instead")
@@ -316,6 +330,7 @@ def cuda(ctx: Context):
     gpus = ctx.facts.gpus
     if not build.backends:
         status = WARN if gpus else INFO
+        priced, cost = _with_gpu(ctx) if gpus else ("", None)
         findings.insert(0, ctx.finding(
             status,
             "llama-server is a CPU-only build"
@@ -324,8 +339,8 @@ def cuda(ctx: Context):
             recommended="Use a CUDA build (cmake -DGGML_CUDA=ON, or a CUDA release/container)."
                         if gpus else "",
             impact=("A CPU-only build leaves the GPU idle: attention and prompt processing run "
-                    "on the CPU, several times slower." if gpus
-                    else "Nothing is offloaded either way.")))
+                    "on the CPU, several times slower." + priced if gpus
+                    else "Nothing is offloaded either way."), cost_tok_s=cost))
         return findings
     if "cuda" not in build.backends:
         findings.insert(0, ctx.finding(
@@ -350,6 +365,7 @@ def cuda(ctx: Context):
         return findings
     needs = f"CUDA {build.runtime_major}.x ({build.runtime_library})"
     if build.runtime_major > driver_version // 1000:
+        priced, cost = _with_gpu(ctx)
         findings.insert(0, ctx.finding(
             FAIL, f"llama-server needs {needs}; the driver supports only CUDA {driver}",
             observed=f"{observed}; driver {nvml.driver_version or 'unknown'} supports CUDA "
@@ -357,7 +373,8 @@ def cuda(ctx: Context):
             recommended=f"Update the NVIDIA driver to one supporting CUDA {build.runtime_major}.x, "
                         f"or use a llama-server built with CUDA {driver_version // 1000}.x.",
             impact="It stops at start-up with \"CUDA driver version is insufficient for CUDA "
-                   "runtime version\", or falls back to the CPU at a fraction of the speed."))
+                   "runtime version\", or falls back to the CPU at a fraction of the speed."
+                   + priced, cost_tok_s=cost))
         return findings
     findings.insert(0, ctx.finding(
         PASS, f"llama-server's {needs} runs on the driver's CUDA {driver}",
@@ -443,6 +460,7 @@ def vram(ctx: Context):
         held = sum(p["used_bytes"] for p in big)
         names = ", ".join(sorted({str(p.get("name") or f"pid {p.get('pid')}") for p in big}))
         running_server = any("llama-server" in str(p.get("name")) for p in big)
+        priced, cost = _freed(ctx, device, held)
         findings.append(ctx.finding(
             WARN, f"{_label(device)}: other programs hold {_mib(held)} of VRAM ({names})",
             observed=observed,
@@ -453,11 +471,23 @@ def vram(ctx: Context):
                         "GPU frees the NVIDIA one).",
             impact=f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, "
                    "and each layer left in RAM adds its weights to what every token reads at RAM "
-                   "speed.",
-            item=index))
+                   "speed." + priced,
+            item=index, cost_tok_s=cost))
     if counted:
         findings.append(_fit(ctx, plan, counted))
     return findings
+
+
+def _freed(ctx: Context, device: dict, held: int) -> tuple[str, float | None]:
+    """The speed model with ``held`` bytes more free on this GPU."""
+    try:
+        gpus = usable_gpus(ctx.facts)
+        free = [int(g["memory_free_bytes"]) + (held if g is device or g.get("index") ==
+                                                device.get("index") else 0) for g in gpus]
+        now, then = speed(ctx.facts), what_if(ctx.facts, vram_free_bytes=free)
+    except (FactsError, KeyError, TypeError):
+        return "", None
+    return " " + compare(now, then, "with that VRAM free"), difference(now, then)
 
 
 def _fit(ctx: Context, plan: Placement, counted: list[str]):
@@ -481,14 +511,19 @@ def _fit(ctx: Context, plan: Placement, counted: list[str]):
             item="fit")
     fits = largest_ctx_on_gpu(ctx.facts, model, list(ctx.options.server_args))
     if fits >= CTX_STEP:
+        try:
+            now, then = speed(ctx.facts), what_if(ctx.facts, ctx_size=fits)
+            priced, cost = " " + compare(now, then, f"at ctx {fits}"), difference(now, then)
+        except FactsError:
+            priced, cost = "", None
         return ctx.finding(
             WARN, f"Attention + KV cache at ctx {model.ctx_size} do not fit; ctx {fits} does",
             observed=observed,
             recommended=f"Run with --ctx-size {fits} (or free VRAM, or a quantized KV cache "
                         "such as -ctk q8_0 -ctv q8_0).",
             impact="What does not fit leaves attention layers in RAM, which every token then "
-                   "computes on the CPU at a fraction of GPU speed.",
-            item="fit")
+                   "computes on the CPU at a fraction of GPU speed." + priced,
+            item="fit", cost_tok_s=cost)
     return ctx.finding(
         WARN,
         f"Attention and shared weights alone ({gib(plan.resident_bytes)}) do not fit in "

@@ -5,14 +5,11 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.checks.bandwidth import (
-    HOW_TO_LIST,
-    gbps,
-    hollow,
-    ram_bytes_per_token,
-    tokens_per_s,
-)
+from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
+from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
+from q3cn_doctor.plan.speed import compare, difference, what_if
+from q3cn_doctor.plan.speed import speed as speed_estimate
 
 GIB = 1024**3
 TOLERANCE = 0.01  # 2666 vs 2667, 3200 vs 3197: the same speed
@@ -52,23 +49,20 @@ def _rating_line(memory) -> str:
             f"{memory.rated_confidence} confidence: {memory.basis.get('rated_mts')})")
 
 
-def _cost(ctx: Context, memory, configured: int, rated: int) -> str:
-    """What running below the rating costs in tokens/s."""
-    share = configured / rated
+def _cost(ctx: Context, memory, configured: int, rated: int) -> tuple[str, float | None]:
+    """What running below the rating costs: the speed model now and at ``rated`` MT/s."""
+    bandwidth = ""
     if memory.channels:
-        now = theoretical_bandwidth(configured, memory.channels)
-        full = theoretical_bandwidth(rated, memory.channels)
-        tokens_now, tokens_full = tokens_per_s(ctx, now), tokens_per_s(ctx, full)
-        if tokens_now and tokens_full:
-            model = ctx.facts.model
-            return (f"Generation is bound by RAM bandwidth: {gbps(now)} now against {gbps(full)} "
-                    f"at {rated} MT/s over {memory.channels} channel(s), so at most "
-                    f"{tokens_now:.0f} tok/s instead of {tokens_full:.0f} tok/s for {model.name} "
-                    f"({(ram_bytes_per_token(ctx) or 0) / 1e9:.1f} GB read from RAM per token): "
-                    f"{share:.0%} of the attainable speed, {1 - share:.0%} lost.")
-    return (f"Generation is bound by RAM bandwidth, which scales with the speed: "
-            f"{configured}/{rated} = {share:.0%} of the tokens/s the kit allows, "
-            f"{1 - share:.0%} lost.")
+        bandwidth = (f"RAM bandwidth {gbps(theoretical_bandwidth(configured, memory.channels))} "
+                     f"now against {gbps(theoretical_bandwidth(rated, memory.channels))} at "
+                     f"{rated} MT/s over {memory.channels} channel(s). ")
+    try:
+        now, then = speed_estimate(ctx.facts), what_if(ctx.facts, ram_mts=rated)
+    except FactsError:
+        return (bandwidth + "Token generation reads the CPU's part of the model from RAM, so "
+                f"it slows with the RAM: {configured}/{rated} = {configured / rated:.0%} of "
+                "the bandwidth.", None)
+    return bandwidth + compare(now, then, f"at {rated} MT/s"), difference(now, then)
 
 
 def _clock_contradicted(ctx: Context, memory):
@@ -81,6 +75,7 @@ def _clock_contradicted(ctx: Context, memory):
     half_theory = theoretical_bandwidth(printed, memory.channels)
     if measured > half_theory * HALF_MARGIN:
         return None
+    impact, tok_s = _cost(ctx, memory, printed, memory.configured_mts)
     return ctx.finding(
         WARN, f"RAM really runs at {printed} MT/s, not the {memory.configured_mts} the firmware's "
               "clock suggests",
@@ -89,7 +84,7 @@ def _clock_contradicted(ctx: Context, memory):
                   f"{gbps(half_theory)} possible at {printed}; {_modules_line(memory)}"),
         recommended="Check the memory settings in the BIOS (a manual speed, or a failed "
                     "XMP/EXPO that fell back) and update the BIOS.",
-        impact=_cost(ctx, memory, printed, memory.configured_mts))
+        impact=impact, cost_tok_s=tok_s)
 
 
 def _held_back_reasons(memory) -> str:
@@ -169,6 +164,7 @@ def _soldered(ctx: Context, memory, observed: str):
             title = f"RAM runs at its rated {chips} MT/s"
         return ctx.finding(PASS, title, observed=observed)
     status = WARN if platform else INFO
+    impact, tok_s = _cost(ctx, memory, configured, target)
     return ctx.finding(
         status,
         f"The platform runs its soldered {kind} at {configured} MT/s, below the {target} "
@@ -177,7 +173,7 @@ def _soldered(ctx: Context, memory, observed: str):
         recommended="Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. "
                     "Look for a BIOS update or a performance power mode; otherwise this is "
                     "the machine's limit.",
-        impact=_cost(ctx, memory, configured, target))
+        impact=impact, cost_tok_s=tok_s)
 
 
 def _above_rating(ctx: Context, memory, observed: str):
@@ -221,6 +217,7 @@ def _below_rating(ctx: Context, memory, observed: str):
     cost = _cost(ctx, memory, configured, rated)
     if memory.rated_profile == "JEDEC":
         return _jedec_below(ctx, memory, observed, cost)
+    impact, tok_s = cost
     above = (f" It runs above JEDEC {memory.jedec_mts} but below the profile: a partial or "
              "manual setting." if memory.jedec_mts and configured > memory.jedec_mts * 1.01
              else "")
@@ -229,13 +226,14 @@ def _below_rating(ctx: Context, memory, observed: str):
         FAIL,
         f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is rated for",
         observed=observed + "." + above,
-        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS,
-        fixes=_spd_fix(memory))
+        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=impact,
+        cost_tok_s=tok_s, manual=XMP_STEPS, fixes=_spd_fix(memory))
 
 
-def _jedec_below(ctx: Context, memory, observed: str, cost: str):
+def _jedec_below(ctx: Context, memory, observed: str, cost: tuple[str, float | None]):
     """JEDEC modules below their own speed: at the CPU's limit, two per channel, or held."""
     configured, rated, platform = memory.configured_mts, memory.rated_mts, memory.platform_mts
+    impact, tok_s = cost
     if platform and configured >= platform * (1 - TOLERANCE):
         return ctx.finding(
             PASS, f"RAM runs at {configured} MT/s, the fastest {memory.platform} supports "
@@ -249,7 +247,7 @@ def _jedec_below(ctx: Context, memory, observed: str, cost: str):
             recommended="Two modules per channel lower the speed the memory controller holds "
                         "(the CPU maker's limits for two per channel are lower). For bandwidth, "
                         "one larger module per channel reaches the modules' own speed.",
-            impact=cost, fixes=_spd_fix(memory))
+            impact=impact, cost_tok_s=tok_s, fixes=_spd_fix(memory))
     return ctx.finding(
         WARN, f"JEDEC modules held below their own speed: {configured} of {rated} MT/s",
         observed=observed,
@@ -257,7 +255,7 @@ def _jedec_below(ctx: Context, memory, observed: str, cost: str):
                     f"causes: {_held_back_reasons(memory)}. Check the CPU's supported speed "
                     "for this population, update the BIOS, and set the speed in the BIOS if "
                     "the board allows.",
-        impact=cost, fixes=_spd_fix(memory))
+        impact=impact, cost_tok_s=tok_s, fixes=_spd_fix(memory))
 
 
 def _spd_fix(memory) -> list[str]:

@@ -178,6 +178,7 @@ def test_a_kit_below_its_rating_fails_with_the_bios_steps(tmp_path):
                           "rated for"
     assert any("EXPO" in step for step in speed.manual)
     assert "not XMP being off" not in speed.recommended
+    assert speed.cost_tok_s > 0 and "at 7200 MT/s" in speed.impact  # the speed model
 
 
 def test_a_printed_clock_is_read_as_half_the_rate_and_said_so(tmp_path):
@@ -191,6 +192,7 @@ def test_empty_channels_warn_with_the_bandwidth_lost(tmp_path):
     _, _, channel = verdicts(WORLD / "136-server-genoad12-epyc9454p-9-of-12.txt", tmp_path)
     assert channel.title == "9 of 12 memory channels populated: 3 empty"
     assert "345.6 GB/s instead of 460.8 GB/s" in channel.impact and "25%" in channel.impact
+    assert channel.cost_tok_s > 0 and "with 12 channels" in channel.impact  # the speed model
 
 
 def test_soldered_lpddr_at_the_platforms_limit_passes(tmp_path):

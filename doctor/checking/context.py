@@ -31,8 +31,11 @@ class Context:
         evidence: list[str] | None = None,
         fixes: list[str] | tuple[str, ...] = (),
         manual: list[str] | tuple[str, ...] = (),
+        cost_tok_s: float | None = None,
     ) -> Finding:
-        """A finding of the running check; evidence defaults to every source it read."""
+        """A finding of the running check; evidence defaults to every source it read.
+        ``cost_tok_s`` is what its problem costs, from plan.speed.cost (never computed
+        here)."""
         assert self.spec is not None, "finding() is for a running check"
         return Finding(
             id=f"{self.spec.id}:{item}" if item is not None else self.spec.id,
@@ -46,4 +49,5 @@ class Context:
             evidence=list(evidence if evidence is not None else self.evidence),
             fixes=list(fixes),
             manual=list(manual),
+            cost_tok_s=cost_tok_s,
         )

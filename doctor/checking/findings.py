@@ -27,6 +27,9 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
     manual: list[str] = field(default_factory=list)
+    # The tok/s this finding's problem costs (plan.speed.cost: fixing it gains that much);
+    # None where the finding prices nothing or the price is unknown. The report ranks by it.
+    cost_tok_s: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)

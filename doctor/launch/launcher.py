@@ -26,7 +26,7 @@ from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
 from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
-from q3cn_doctor.plan.speed import speed
+from q3cn_doctor.plan.speed import speed, what_if
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
 PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
@@ -122,7 +122,6 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
                          "(sched_setaffinity): every thread it starts inherits it.")
     env, env_notes = _environment(facts, plan)
     notes += env_notes
-    estimate = speed(facts)
     return LaunchPlan(
         server=server.path,
         argv=prefix + [server.path] + translation.argv(),
@@ -134,10 +133,24 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
         dropped=translation.dropped,
         unknown_extra=translation.unknown_extra,
         model={"path": model.path, "name": model.name, "architecture": model.architecture,
-               "ctx_size": model.ctx_size, "expected_tok_s": estimate.tok_s,
-               "expected_tok_s_rated": estimate.tok_s_rated, "memory_plan": plan.to_json()},
+               "ctx_size": model.ctx_size, **_expected(facts, cpu),
+               "memory_plan": plan.to_json()},
         cpu_plan=cpu.to_json() if cpu is not None else None,
     )
+
+
+def _expected(facts: Facts, cpu: Any) -> dict:
+    """The speed model's figures for this launch (with the NUMA policy it sets): now, its
+    range, at a full context, and with the RAM at its rated speed where it runs below it."""
+    numa = {"numa_policy": cpu.numa} if cpu is not None and cpu.numa else {}
+    estimate = what_if(facts, **numa) if numa else speed(facts)
+    memory = facts.get("memory")
+    configured, rated = (getattr(memory, "configured_mts", None),
+                         getattr(memory, "rated_mts", None))
+    faster = what_if(facts, ram_mts=rated, **numa).tok_s if configured and rated and \
+        rated > configured else None
+    return {"expected_tok_s": estimate.tok_s, "expected_range": [estimate.low, estimate.high],
+            "expected_tok_s_at_ctx": estimate.tok_s_at_ctx, "expected_tok_s_rated": faster}
 
 
 def cpu_plan(facts: Facts) -> Any:

@@ -1,8 +1,9 @@
 """``q3cn-doctor bench memory``: this machine's RAM read bandwidth, beside its theory.
 
 The measurement is doctor/bandwidth.py's (threads scanning a large buffer with libc
-memchr); this module adds the theoretical figure from the memory facts, the token
-ceiling it sets for the model, and optionally sysbench run the same way for comparison.
+memchr); this module adds the theoretical figure from the memory facts, the tok/s the
+speed model expects at the measured figure, and optionally sysbench run the same way for
+comparison.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ class MemoryBench:
         else:
             lines.append(f"Theoretical: unknown ({self.theoretical_basis})")
         if self.tokens_per_s:
-            lines.append(f"Token generation ceiling for {self.model}: about "
-                         f"{self.tokens_per_s:.0f} tok/s")
+            lines.append(f"At this bandwidth the speed model expects about "
+                         f"{self.tokens_per_s:.0f} tok/s for {self.model}")
         if self.sysbench_bytes_per_s:
             agreement = self.agreement or 0
             verdict = "agree" if abs(agreement - 1) <= AGREEMENT else "DISAGREE"
@@ -102,7 +103,7 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
     """Measure this machine (a live host), with the facts for the theoretical figure."""
     from q3cn_doctor.facts import FactsError
     from q3cn_doctor.host import bandwidth
-    from q3cn_doctor.plan.placement import placement
+    from q3cn_doctor.plan.speed import what_if
 
     threads = threads or bandwidth.plan_threads(host)
     buffer_bytes = buffer_bytes or bandwidth.plan_buffer_bytes(host)
@@ -118,9 +119,8 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
                          "theoretical figure.")
     except FactsError as exc:
         theoretical, configured, channels, basis = None, None, None, str(exc)
-    try:
-        per_token = placement(facts).ram_bytes_per_token
-        tokens = result.bytes_per_s / per_token if per_token else None
+    try:  # the speed model at the measured bandwidth, as model.speed would quote it
+        tokens = what_if(facts, ram_bytes_per_s=result.bytes_per_s).tok_s
         name = facts.model.name
     except FactsError:
         tokens, name = None, "the model"
