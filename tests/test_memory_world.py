@@ -192,7 +192,8 @@ def test_empty_channels_warn_with_the_bandwidth_lost(tmp_path):
     _, _, channel = verdicts(WORLD / "136-server-genoad12-epyc9454p-9-of-12.txt", tmp_path)
     assert channel.title == "9 of 12 memory channels populated: 3 empty"
     assert "345.6 GB/s instead of 460.8 GB/s" in channel.impact and "25%" in channel.impact
-    assert channel.cost_tok_s > 0 and "with 12 channels" in channel.impact  # the speed model
+    # Priced by the speed model (this snapshot knows one CPU thread: little to gain here).
+    assert channel.cost_tok_s is not None and "with 12 channels" in channel.impact
 
 
 def test_soldered_lpddr_at_the_platforms_limit_passes(tmp_path):
