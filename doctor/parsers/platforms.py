@@ -87,9 +87,12 @@ _TABLE = [
     (r"Xeon\(R\) Bronze 3[12]\d\d", _p("Skylake/Cascade Lake-SP", 6, {}, {"DDR4": 2133})),
     (r"Xeon\(R\) (?:Gold|Silver|Bronze) [3-5][45]\d\d", _p("Sapphire/Emerald Rapids", 8)),
     (r"Xeon\(R\) (?:Gold|Silver|Bronze) [3-5]3\d\d", _p("Ice Lake-SP", 8)),
-    # Xeon E5 v3 (Haswell-EP) DDR4-2133, v4 (Broadwell-EP) DDR4-2400; E3 v5 DDR4-2133,
-    # v6 DDR4-2400 (ark.intel.com).
+    # Xeon E5 v3 (Haswell-EP): E5-2620..2640 v3 DDR4-1866, the others 2133; v4
+    # (Broadwell-EP): E5-2620..2640 v4 DDR4-2133, the others 2400; E3 v5 DDR4-2133, v6
+    # DDR4-2400 (ark.intel.com).
+    (r"Xeon\(R\) CPU E5-26[0-4]\d[A-Z]? v3", _p("Haswell-EP", 4, {}, {"DDR4": 1866})),
     (r"Xeon\(R\) CPU E5-\d{4}[A-Z]? v3", _p("Haswell-EP", 4, {}, {"DDR4": 2133})),
+    (r"Xeon\(R\) CPU E5-26[0-4]\d[A-Z]? v4", _p("Broadwell-EP", 4, {}, {"DDR4": 2133})),
     (r"Xeon\(R\) CPU E5-\d{4}[A-Z]? v4", _p("Broadwell-EP", 4, {}, {"DDR4": 2400})),
     (r"Xeon\(R\) CPU E3-12\d\d[A-Z]? v5", _p("Skylake (Xeon E3)", 2, {}, {"DDR4": 2133})),
     (r"Xeon\(R\) CPU E3-12\d\d[A-Z]? v6", _p("Kaby Lake (Xeon E3)", 2, {}, {"DDR4": 2400})),
