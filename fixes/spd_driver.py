@@ -64,7 +64,7 @@ class SpdDriver(Fix):
                        "i2c_piix4` on AMD), then apply this fix again.")
         if ctx.fix_options.persist_asked:
             ctx.file(OUR_FILE, header(self.id) + "\n".join(drivers) + "\n",
-                     "SPD drivers loaded at every boot")
+                     f"{OUR_FILE} (the SPD drivers, loaded at every boot)")
         else:
             ctx.note("Loaded until the next reboot; add --persist to load it at every boot.")
         ctx.note("Then `sudo q3cn-doctor check --only memory` reads the rating from "
