@@ -489,3 +489,13 @@ def test_the_speed_verdict_once_the_driver_exposes_the_eeproms(tmp_path):
     fail = one(kit, "memory.speed")
     assert fail.status == FAIL and "below the 6000 MT/s its EXPO profile" in fail.title
     assert not fail.fixes
+
+
+def test_only_the_spd_drivers_are_modules_a_fix_may_load():
+    from q3cn_doctor.fixing.targets import KernelModule
+
+    assert KernelModule("spd5118").not_allowed() is None
+    assert "not a kernel module" in KernelModule("nvidia").not_allowed()
+    assert KernelModule("ee1004").valid("loaded") and not KernelModule("ee1004").valid("on")
+    with pytest.raises(ValueError):
+        KernelModule("../../etc")
