@@ -591,9 +591,10 @@ def _rate_by_parts(memory: MemoryFacts, user_note: str) -> None:
             if by_part else f"{lowest.part_number or 'a module'}'s own Speed: (its part number "
             "names no rating)")
     basis = memory.basis
+    others = len(entries) - len(decoded)
     basis["rated_mts"] = (f"{what}, minimum over {len(entries)} of {len(memory.modules)} "
-                          f"module(s): {len(decoded)} rated by part number, the others by "
-                          f"their Speed:{user_note}")
+                          f"module(s): {len(decoded)} rated by part number"
+                          + (f", {others} by their own Speed:" if others else "") + user_note)
 
 
 def _measure(host: Host, options: Options, memory: MemoryFacts) -> None:
