@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 
 # Fitted by bench/bench_speed_model.py on bench/speed_calibration.tsv (see its header for
 # the points); tests/test_speed_model.py checks these equal the fit.
-RAM_FRACTION = 0.855
-THREAD_BYTES_S = 25.8e9
-VRAM_FRACTION = 0.780
-FIXED_MS = 0.893
-TRANSITION_MS = 0.1242
+RAM_FRACTION = 0.847
+THREAD_BYTES_S = 24.8e9
+VRAM_FRACTION = 0.782
+FIXED_MS = 0.900
+TRANSITION_MS = 0.1197
 # The cross-validated error: 80% of the calibration points fall within this share of
 # their prediction (bench/bench_speed_model.py prints it); the range quoted is that wide.
 RANGE_ERROR = 0.18
