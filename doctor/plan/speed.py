@@ -320,9 +320,12 @@ def _run(facts: Facts, changes: dict) -> _Run:
     memory = facts.get("memory")
     if swap:
         mode = DISK_BOUND
+        mapped = "--no-mmap" not in args and "--mlock" not in args
         note = (f"the model's RAM part ({gib(plan.ram_needed_bytes)} with the OS) exceeds the "
-                f"RAM ({gib(getattr(memory, 'total_bytes', None))}): with mmap, what does not "
-                "fit is read from disk for every token")
+                f"RAM ({gib(getattr(memory, 'total_bytes', None))}): "
+                + ("with mmap, what does not fit is read from disk for every token" if mapped
+                   else "without mmap it goes to swap, read back for every token, or the load "
+                        "fails"))
     peak, ram_basis = _ram_peak(facts, changes)
     nodes, policy = _numa(facts, args, changes)
     if peak and nodes > 1 and policy != "distribute":
