@@ -609,10 +609,16 @@ def pcie(ctx: Context):
                         "Move the GPU to the CPU's x16 slot, drop bifurcation or risers that "
                         "force fewer lanes or a lower generation, and set the slot to Auto/Gen4+ "
                         "in the BIOS.",
-            impact=cost or "Prompt processing streams experts over PCIe, so a slower link slows "
-                           "it.",
+            impact=(cost or "Prompt processing streams experts over PCIe, so a slower link "
+                            "slows it.") + GENERATION_OVER_PCIE,
             item=index))
     return findings
+
+
+# Generation crosses the link only at the CPU<->GPU hand-overs, a few kilobytes of hidden
+# state each: the speed model's per-hand-over cost is the synchronisation, not the copy.
+GENERATION_OVER_PCIE = (" Token generation barely changes: it sends only a few kilobytes "
+                        "across the link at each CPU<->GPU hand-over.")
 
 
 # -- gpu.power ----------------------------------------------------------------------------------

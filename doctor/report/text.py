@@ -50,6 +50,9 @@ def _lines(findings: list[Finding], header: str, verbose: bool) -> list[tuple[st
             details = [("observed", finding.observed)]
             if finding.status != "pass" or verbose:
                 details += [("recommended", finding.recommended), ("why", finding.impact)]
+                if finding.cost_tok_s:
+                    details.append(("costs", f"{finding.cost_tok_s:g} tok/s (the speed model's "
+                                             "difference: fixing it gains that)"))
                 if finding.fixes:
                     details.append(("fix", "q3cn-doctor fix --only " + ",".join(finding.fixes)))
                 details += [("manual", step) for step in finding.manual]
