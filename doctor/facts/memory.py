@@ -254,9 +254,9 @@ ROOT_HINT = "run `sudo q3cn-doctor check` (dmidecode and the SPD EEPROMs need ro
 _SOLDERED_FORMS = ("row of chips", "chip", "die")
 _CONFIDENCE = ("low", "medium", "high")
 MAX_SLOTS_PER_CHANNEL = 3  # more slots on one "channel" means the locator names something else
-# The fastest JEDEC speed modules of a type are sold at (DDR4-3200; DDR5-6400 CUDIMMs): a
-# kit rated no higher, whose own Speed: reaches its rating, runs there without a profile.
-JEDEC_MODULES = {"DDR4": 3200, "DDR5": 6400}
+# The JEDEC speeds modules of a type are sold at (DDR5-6400 as CUDIMMs): a "kit" rated at
+# one of them whose own Speed: reaches its rating runs there without a profile.
+JEDEC_MODULES = {"DDR4": (2133, 2400, 2666, 2933, 3200), "DDR5": (4800, 5200, 5600, 6400)}
 
 
 def gather_modules(host: Host, options: Options, memory: MemoryFacts,
@@ -486,7 +486,8 @@ def _rate_part(module: MemoryModule) -> None:
     speed = module.speed_mts
     if (rating.kind == partnumbers.KIT and speed and module.family in JEDEC_MODULES
             and abs(speed - (module.configured_mts or 0)) > speed * 0.01
-            and rating.rated_mts <= min(speed, JEDEC_MODULES[module.family])):
+            and rating.rated_mts <= speed
+            and rating.rated_mts in JEDEC_MODULES[module.family]):
         # A "kit" whose own JEDEC speed already is its rating (Kingston FURY Beast DDR5-4800,
         # Speed 4800, running at 3600) reaches it with no profile: below it is no XMP left
         # off. (Where Speed equals the configured speed it may be the running speed.)
