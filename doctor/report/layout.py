@@ -38,9 +38,10 @@ def width_of(stream: TextIO) -> int:
 
 def wrap(text: str, width: int, first: str = "", rest: str | None = None) -> list[str]:
     """``text`` after ``first``, continued under ``rest`` (default: as wide as ``first``);
-    paths and flags are never split."""
+    paths and flags are never split. The text is escaped first (``printable``), so a
+    newline in a value shows as ``\\x0a`` and the width counts what is shown."""
     rest = " " * len(first) if rest is None else rest
-    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+    return textwrap.wrap(printable(text), width, initial_indent=first, subsequent_indent=rest,
                          break_long_words=False, break_on_hyphens=False) or [first.rstrip()]
 
 
