@@ -59,15 +59,20 @@ class Placement:
     ram_bytes_per_token: int  # what one generated token reads from RAM
     gpu_bytes_per_token: int  # and from VRAM
     basis: str = ""  # how ram_bytes was reached (the OS headroom is not in it)
+    serving_ram_bytes: int = 0  # the prompt cache and context checkpoints (plan/serving.py)
+    serving_basis: str = ""
 
     @property
     def headroom_bytes(self) -> int:
-        return self.ram_needed_bytes - self.ram_bytes
+        return self.ram_needed_bytes - self.ram_bytes - self.serving_ram_bytes
 
     @property
     def needed_basis(self) -> str:
-        """How ram_needed_bytes was reached: the basis plus the OS headroom."""
-        return f"{self.basis}; plus {self.headroom_bytes // GIB} GiB for the OS"
+        """How ram_needed_bytes was reached: the basis plus the serving RAM and the OS
+        headroom."""
+        serving = (f"; plus {self.serving_ram_bytes / GIB:.1f} GiB for serving "
+                   f"({self.serving_basis})" if self.serving_ram_bytes else "")
+        return f"{self.basis}{serving}; plus {self.headroom_bytes // GIB} GiB for the OS"
 
     @property
     def dense_need_bytes(self) -> int:
@@ -79,9 +84,9 @@ class Placement:
 
 
 def placement(facts: Facts) -> Placement:
-    """This run's placement (built once; FactsError where the model facts failed)."""
-    return facts.derived("placement", lambda: place(facts, facts.model,
-                                                    facts.options.server_args))
+    """This run's placement (built once; FactsError where the model facts failed), as the
+    serving plan runs it: its context and physical batch, its RAM counted."""
+    return facts.derived("placement", lambda: served(facts))
 
 
 def desktop_gpu(device: dict) -> bool:
@@ -196,3 +201,24 @@ def place(facts: Facts, model: ModelFacts, args: list[str] | None = None) -> Pla
         gpu_bytes_per_token=int(model.routed_bytes_per_token * (1 - routed_cpu_share)
                                 + model.dense_bytes_per_token * (1 - cpu_share)),
         basis=basis)
+
+
+# -- the serving plan's part (plan/serving.py) ----------------------------------------------------
+
+def served(facts: Facts) -> Placement:
+    """The placement at the serving plan's context and ubatch (the compute buffer), with
+    the RAM its prompt cache and context checkpoints take added to what RAM must hold."""
+    from q3cn_doctor.plan.serving import serving_plan
+
+    serving = serving_plan(facts)
+    model = facts.model
+    if serving.ctx_size != model.ctx_size:
+        model = at_ctx(model, serving.ctx_size)
+    plan = place(facts, model, serving.placement_args() + list(facts.options.server_args))
+    if not serving.ram_bytes:
+        return plan
+    needed = plan.ram_needed_bytes + serving.ram_bytes
+    total = getattr(facts.get("memory"), "total_bytes", None)
+    return replace(plan, ram_needed_bytes=needed, serving_ram_bytes=serving.ram_bytes,
+                   serving_basis=serving.ram_basis,
+                   fits_ram=None if total is None else needed <= total)
