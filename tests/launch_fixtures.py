@@ -125,3 +125,24 @@ def guide_machine(root: Path, build: str = "2026-10", memlock: tuple[int, int] =
         meta["processes"] = []
     (root / "snapshot.json").write_text(json.dumps(meta, indent=1))
     return root
+
+
+# -- a place every user can reach ------------------------------------------------------------
+
+def world_dir(prefix: str = "q3cn-launch-") -> Path:
+    """A scratch folder under /tmp that any user can enter and write: pytest's own tmp_path
+    is 0700, and a launch run as root execs llama-server as an unprivileged user, who must
+    read the model and the stand-in and write its record."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o777)
+    return path
+
+
+def drop_env() -> dict:
+    """The launch's environment for an exec test: as root, SUDO_USER=nobody, so llama-server
+    (the stand-in) runs as nobody, as `sudo q3cn-doctor launch` would run it as you."""
+    import os
+
+    return {"SUDO_USER": "nobody"} if os.geteuid() == 0 else {}

@@ -352,8 +352,24 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
 @host_options
 @click.option("--port", type=click.IntRange(1, 65535),
               help="Port llama-server listens on [default: the config file's, else 8080].")
+@click.option("--for", "serve_for", type=click.Choice(["agent", "chat", "batch"]),
+              default="agent", show_default=True,
+              help="How it is used: a coding agent (one slot, prompt cache, checkpoints, "
+                   "a prompt-sized batch), a chat, or batch jobs (several slots).")
+@click.option("--from", "from_file", type=click.Path(dir_okay=False, exists=True),
+              help="Import your own llama-server command (a script like the guide's "
+                   "run.sh): its choices are kept, translated for this build, and each "
+                   "change printed.")
+@click.option("--allow-root", is_flag=True,
+              help="Run llama-server as root when the launching user is root (refused "
+                   "otherwise: under sudo it runs as you, or give --user NAME).")
+@click.option("--unit", metavar="NAME",
+              help="Write the plan as the systemd service NAME (User=, limits, affinity, "
+                   "ExecStart=) instead of launching; with --revert, remove it.")
+@click.option("--revert", is_flag=True, help="With --unit: remove the service written.")
 @click.option("--print", "print_only", is_flag=True,
-              help="Print the equivalent shell command instead of launching.")
+              help="Print the equivalent shell command instead of launching (the reasons "
+                   "go to stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON instead.")
 @click.option("--force", is_flag=True, help="Launch even when a check fails.")
 @click.option("--skip", multiple=True, metavar="IDS",
@@ -362,63 +378,25 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
 @click.argument("server_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.pass_context
 def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_plugins: bool,
-           **params: Any) -> None:
+           serve_for: str, from_file: str | None, allow_root: bool, unit: str | None,
+           revert: bool, **params: Any) -> None:
     """Run the checks, then replace this process with llama-server, tuned for this
-    machine and written in the flags its build accepts.
+    machine, this model and how it is used, and written in the flags its build accepts.
 
-    Arguments after `--` go to llama-server last and win over the plan's. With
-    --print or --json nothing is launched (and --snapshot shows another machine's
-    plan). Exit status: 1 a check failed (unless --force) or no plan could be made,
-    2 usage error; once launched, llama-server's own.
+    Arguments after `--` go to llama-server last and win over the plan's; --from imports
+    your own command the same way. Under sudo llama-server runs as you (SUDO_USER, or
+    --user), never as root unless --allow-root. With --print or --json nothing is launched
+    (and --snapshot shows another machine's plan). Exit status: 1 a check failed (unless
+    --force) or no plan could be made, 2 usage error; once launched, llama-server's own.
     """
-    from q3cn_doctor.checking.findings import FAIL
-    from q3cn_doctor.checking.runner import SelectionError, available_checks, run_checks, select
-    from q3cn_doctor.launch.launcher import LaunchError, build_plan, execute, shell_command
+    from q3cn_doctor.app.launch_command import LaunchRequest, run_launch
 
+    if revert and not unit:
+        raise click.UsageError("--revert goes with --unit NAME")
     options = build_options(ctx, params)
     options.plugins = not no_plugins
-    specs, _ = available_checks(options.plugins)
-    try:
-        selected = select(specs, [], options.skip)
-    except SelectionError as exc:
-        raise click.UsageError(str(exc)) from exc
-    from q3cn_doctor.facts import Facts
-
-    host = make_host(options)
-    if host.kind != "live" and not (print_only or as_json):
-        raise click.UsageError("--snapshot and --root can only show the plan: add --print "
-                               "or --json")
-    facts = Facts(host, options)
-    failed = [f for f in run_checks(facts, selected) if f.status == FAIL]
-    try:
-        plan = build_plan(facts, options)
-    except LaunchError as exc:
-        click.echo(f"q3cn-doctor launch: {exc}", err=True)
-        ctx.exit(1)
-    for flag in plan.unknown_extra:
-        click.echo(f"q3cn-doctor launch: warning: this llama-server does not know {flag}",
-                   err=True)
-    if failed:
-        click.echo("q3cn-doctor launch: failing checks:", err=True)
-        for finding in failed:
-            click.echo(f"  [fail] {finding.id}: {finding.title}", err=True)
-    if as_json:
-        import json
-
-        click.echo(json.dumps(plan.to_json(), indent=2))
-        return
-    if print_only:
-        click.echo(shell_command(plan))
-        return
-    if failed and not force:
-        click.echo("q3cn-doctor launch: not launched: fix the above (`q3cn-doctor check` "
-                   "explains each), skip them with --skip, or use --force.", err=True)
-        ctx.exit(1)
-    click.echo(f"q3cn-doctor launch: {shell_command(plan)}", err=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        execute(plan)
-    except OSError as exc:
-        click.echo(f"q3cn-doctor launch: cannot start {plan.argv[0]}: {exc}", err=True)
-        ctx.exit(127 if isinstance(exc, FileNotFoundError) else 126)
+    options.serve_for = serve_for
+    request = LaunchRequest(print_only=print_only, as_json=as_json, force=force,
+                            from_file=from_file, allow_root=allow_root, unit=unit,
+                            revert=revert)
+    ctx.exit(run_launch(options, request))

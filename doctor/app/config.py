@@ -5,7 +5,7 @@ user (``~/.config`` by default), then ``/etc/q3cn-doctor/config.toml``. The
 user's keys win over the system's, and command-line options win over both.
 Keys are the long option names: ``profile``, ``model``, ``server``,
 ``ctx-size`` (or ``ctx_size``), ``user``, ``only``, ``skip``, ``ram-rated`` (MT/s),
-and for ``launch``: ``port``, ``host``, ``alias`` and ``args`` (extra llama-server
+and for ``launch``: ``port``, ``host``, ``alias``, ``seed`` and ``args`` (extra llama-server
 arguments, a list of strings; arguments after ``launch --`` come after them and win).
 """
 
@@ -18,7 +18,7 @@ import sys
 from q3cn_doctor.host.base import resolve_under
 
 KEYS = ("profile", "model", "server", "ctx_size", "user", "only", "skip", "ram_rated",
-        "port", "host", "alias", "args")
+        "port", "host", "alias", "args", "seed")
 
 
 def _toml():
@@ -104,6 +104,9 @@ def _checked(path: str, key: str, name: str, value: object) -> object:
     elif name == "port":
         ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
         want = "a TCP port number, 1 to 65535"
+    elif name == "seed":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "a whole number (llama-server's --seed)"
     elif name == "args":  # extra llama-server arguments, e.g. ["-ctk", "q8_0"]
         ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
         want = "a list of strings (llama-server arguments)"
