@@ -50,6 +50,8 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
         host=merged.get("host"),
         alias=merged.get("alias"),
         server_args=list(merged.get("args") or []) + list(params.get("server_args") or ()),
+        tune=merged.get("tune"),
+        no_tune=bool(params.get("no_tune")),
     )
 
 

@@ -27,6 +27,7 @@ from q3cn_doctor.parsers.server_help import Intents, translate
 from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.speed import speed
+from q3cn_doctor.plan.tuned import TuneError, check_tune, saved_tune
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
 PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
@@ -108,7 +109,7 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
         affinity_args=cpu.affinity_args() if cpus_known else [],
         prio=prio,
     )
-    translation = translate(intents, build, options.server_args)
+    translation = translate(intents, build, _extra_args(facts, options, notes))
     notes += translation.notes
     affinity = None
     prefix: list[str] = []
@@ -138,6 +139,24 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
                "expected_tok_s_rated": estimate.tok_s_rated, "memory_plan": plan.to_json()},
         cpu_plan=cpu.to_json() if cpu is not None else None,
     )
+
+
+def _extra_args(facts: Facts, options: Options, notes: list[str]) -> list[str]:
+    """A saved tune's llama-server arguments (noted in ``notes``) where it was measured
+    on this build, model and machine, then the user's own, which win over them;
+    LaunchError saying what changed where the tune was measured elsewhere."""
+    if options.no_tune:
+        return list(options.server_args)
+    try:
+        tune = saved_tune(facts, options.tune)
+        if tune is None:
+            return list(options.server_args)
+        check_tune(facts, tune)
+    except TuneError as exc:
+        raise LaunchError(str(exc)) from exc
+    notes.append(f"Tuned: {' '.join(tune.server_args)} (measured best by `q3cn-doctor "
+                 f"tune`, {tune.source}).")
+    return list(tune.server_args) + list(options.server_args)
 
 
 def cpu_plan(facts: Facts) -> Any:
