@@ -28,6 +28,8 @@ class Options:
     host: str | None = None  # llama-server's --host, from the config file
     alias: str | None = None  # llama-server's --alias, from the config file
     server_args: list[str] = field(default_factory=list)  # config `args`, then launch's extras
+    tune: dict | None = None  # the config file's [tune] (tune --save), plan/tuned.py
+    no_tune: bool = False  # --no-tune: launch without any saved tune
     seed: int | None = None  # llama-server's --seed, from the config file
     serve_for: str = "agent"  # launch --for: agent, chat or batch (plan/serving.py)
     server_env: dict[str, str] = field(default_factory=dict)  # from an imported command

@@ -71,7 +71,8 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
 @click.option("--measure", is_flag=True,
-              help="Also time the RAM's read bandwidth (about a second; this machine only).")
+              help="Also time the RAM's read bandwidth (about a second) and the model's "
+                   "speed (a short llama-bench run of the plan); this machine only.")
 @click.option("--hook", "hook_mode", is_flag=True,
               help="For a package manager's hook: print only what got worse since the last "
                    "run, one line each; at most 5 s; always exit 0.")
@@ -118,16 +119,35 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
     facts = Facts(make_host(options), options)
     findings = select_failures(plugin_failures, options.only, options.skip) + run_checks(
         facts, selected)
+    measured = _measured_speed(options, facts.host)
     if as_json:
         from q3cn_doctor.report.summary import host_summary, plan_json
         from q3cn_doctor.report.text import json_document, print_json
 
-        print_json(json_document(findings, facts.to_json(), plan_json(facts), host_summary(facts)))
+        document = json_document(findings, facts.to_json(), plan_json(facts),
+                                 host_summary(facts))
+        if measured is not None:
+            document["measured_speed"] = measured.get("result") or {"error": measured["text"]}
+        print_json(document)
     else:
         from q3cn_doctor.report.text import print_text
 
         print_text(findings, _header(facts.host, options), verbose, sys.stdout)
+        if measured is not None:
+            click.echo("\n" + measured["text"])
     ctx.exit(exit_code(findings, strict))
+
+
+def _measured_speed(options: Options, host) -> dict | None:
+    """check --measure on this machine: the short speed measurement (None otherwise)."""
+    if not options.measure or host.kind != "live":
+        return None
+    from q3cn_doctor.app.measure_command import short_measurement
+
+    try:
+        return short_measurement(options)
+    except KeyboardInterrupt:
+        return {"text": "Speed not measured: interrupted (llama.cpp stopped)."}
 
 
 def _header(host, options: Options) -> str:
@@ -183,7 +203,7 @@ def snapshot(ctx: click.Context, directory: str | None, tar_path: str | None, no
 
 @main.group()
 def bench() -> None:
-    """Measure this machine: `q3cn-doctor bench memory`."""
+    """Measure this machine: `q3cn-doctor bench speed`, `q3cn-doctor bench memory`."""
 
 
 @bench.command("memory")
@@ -221,6 +241,68 @@ def bench_memory(ctx: click.Context, threads: int | None, buffer_mib: int | None
         click.echo(json.dumps(bench.to_json(), indent=2))
     else:
         click.echo(bench.text())
+
+
+_RUN_OPTIONS = [
+    click.option("--method", type=click.Choice(["auto", "bench", "server"]), default="auto",
+                 show_default=True,
+                 help="llama-bench (-o json), llama-server timed through /completion, or "
+                      "auto: llama-bench where installed beside llama-server or on PATH."),
+    click.option("--repeats", type=click.IntRange(1, 50), default=3, show_default=True,
+                 help="Runs of each measurement (after a warm-up)."),
+    click.option("--allow-root", is_flag=True,
+                 help="Run llama.cpp as root when the launching user is root (refused "
+                      "otherwise: give --user NAME)."),
+    click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout."),
+]
+
+
+@bench.command("speed")
+@_apply(_RUN_OPTIONS)
+@click.option("--no-tune", is_flag=True, help="Measure the plan without the saved tune.")
+@model_options
+@click.pass_context
+def bench_speed(ctx: click.Context, method: str, repeats: int, allow_root: bool,
+                as_json: bool, no_tune: bool, **params: Any) -> None:
+    """Measure prompt (pp) and generation (tg) tokens/s of your model, run as `launch`
+    would run it, beside the speed model's prediction and its range.
+
+    The model: --model, the config file's, or the profile's file found in the Hugging
+    Face cache, ~/.cache/llama.cpp or ~/models. llama.cpp runs as the launching user
+    (--user, or the one behind sudo), never as root unless --allow-root. Ctrl-C stops
+    it. Exit status: 0 measured, 1 not measured, 130 interrupted.
+    """
+    from q3cn_doctor.app.measure_command import run_bench_speed
+
+    params["no_tune"] = no_tune
+    options = build_options(ctx, params)
+    ctx.exit(run_bench_speed(options, method, repeats, allow_root, as_json))
+
+
+@main.command(short_help="Find the fastest llama-server setting here by measuring.")
+@_apply(_RUN_OPTIONS)
+@click.option("--budget", default="3m", show_default=True, metavar="DURATION",
+              help="Time to spend measuring: 90s, 2m, 5m...")
+@click.option("--save", is_flag=True,
+              help="Also write the winner into the config file ([tune]).")
+@model_options
+@click.pass_context
+def tune(ctx: click.Context, method: str, repeats: int, allow_root: bool, as_json: bool,
+         budget: str, save: bool, **params: Any) -> None:
+    """Search threads, batch/ubatch, the KV cache type, the load mode and the expert
+    placement, starting from the plan's predicted optimum and measuring its neighbours
+    (warm-up and repeats; a point wins only beyond the noise) within --budget.
+
+    Prints what it tried with each trial's spread, and keeps the winner in your state
+    folder (~/.local/state/q3cn-doctor/tune.json) for `launch`, with the build, model
+    and machine it was measured on: `launch` refuses a tune measured on others.
+    Exit status: 0 tuned, 1 the search could not start, 130 interrupted.
+    """
+    from q3cn_doctor.app.measure_command import parse_duration, run_tune
+
+    seconds = parse_duration(budget)
+    options = build_options(ctx, params)
+    ctx.exit(run_tune(options, seconds, repeats, method, save, allow_root, as_json))
 
 
 _HOOK_KIND_OPTIONS = [
@@ -323,10 +405,14 @@ def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
 @click.option("--pid", type=click.IntRange(min=1), help="The llama-server process to re-pin.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.option("--measure", "measure_speed", is_flag=True,
+              help="With --apply: measure the model's speed before and after (a short "
+                   "llama-bench run on this machine) and keep the delta in the journal; "
+                   "--status shows it.")
 @click.pass_context
 def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes: bool,
         persist: bool, service: str | None, pid: int | None, as_json: bool, no_plugins: bool,
-        **params: Any) -> None:
+        measure_speed: bool, **params: Any) -> None:
     """Show what software can fix (a dry run), or apply, revert or list the changes.
 
     Without --apply nothing is changed. Every change is journalled under
@@ -344,8 +430,10 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
     options = build_options(ctx, params)
     options.plugins = not no_plugins
     fix_options = FixOptions(only=only, persist=persist, service=service, pid=pid)
+    if measure_speed and not do_apply:
+        raise click.UsageError("--measure goes with --apply")
     ctx.exit(run_fix(options, fix_options, apply=do_apply, revert=revert, status=show_status,
-                     yes=yes, as_json=as_json, plugins=options.plugins))
+                     yes=yes, as_json=as_json, plugins=options.plugins, measure=measure_speed))
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
@@ -375,6 +463,8 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
 @click.option("--skip", multiple=True, metavar="IDS",
               help="Skip these checks or areas before launching.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.option("--no-tune", is_flag=True,
+              help="Ignore the tune saved by `q3cn-doctor tune` (used where it matches).")
 @click.argument("server_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.pass_context
 def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_plugins: bool,

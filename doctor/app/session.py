@@ -55,6 +55,8 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
         alias=merged.get("alias"),
         seed=merged.get("seed"),
         server_args=list(merged.get("args") or []) + list(params.get("server_args") or ()),
+        tune=merged.get("tune"),
+        no_tune=bool(params.get("no_tune")),
     )
 
 

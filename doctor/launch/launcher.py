@@ -28,6 +28,7 @@ from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.serving import serving_plan
 from q3cn_doctor.plan.speed import speed
+from q3cn_doctor.plan.tuned import TuneError, check_tune, saved_tune
 
 from .identity import Identity
 
@@ -93,7 +94,7 @@ def build_plan(facts: Facts, options: Options, identity: Identity | None = None,
     notes: list[str] = [f"Runs as {identity.why}." if identity.switch else ""]
     rlimits: dict[str, tuple[int, int]] = {}
     intents, cpu = _intents(facts, options, identity, plan, serving, rlimits, notes)
-    translation = translate(intents, build, options.server_args)
+    translation = translate(intents, build, _extra_args(facts, options, notes))
     notes += translation.notes
     prefix, affinity = _placement_of_threads(facts, cpu, options, notes)
     env, env_notes = _environment(facts, plan)
@@ -255,6 +256,24 @@ def _threads_note(options: Options, cpu) -> list[str]:
         return []
     return [f"--threads {yours}: yours, kept. The CPU plan would use {cpu.threads}: "
             + (cpu.rationale[1] if len(cpu.rationale) > 1 else cpu.rationale[0])]
+
+
+def _extra_args(facts: Facts, options: Options, notes: list[str]) -> list[str]:
+    """A saved tune's llama-server arguments (noted in ``notes``) where it was measured
+    on this build, model and machine, then the user's own, which win over them;
+    LaunchError saying what changed where the tune was measured elsewhere."""
+    if options.no_tune:
+        return list(options.server_args)
+    try:
+        tune = saved_tune(facts, options.tune)
+        if tune is None:
+            return list(options.server_args)
+        check_tune(facts, tune)
+    except TuneError as exc:
+        raise LaunchError(str(exc)) from exc
+    notes.append(f"Tuned: {' '.join(tune.server_args)} (measured best by `q3cn-doctor "
+                 f"tune`, {tune.source}).")
+    return list(tune.server_args) + list(options.server_args)
 
 
 def cpu_plan(facts: Facts) -> Any:
