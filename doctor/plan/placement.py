@@ -85,7 +85,7 @@ class Placement:
 
 def placement(facts: Facts) -> Placement:
     """This run's placement (built once; FactsError where the model facts failed), as the
-    serving plan runs it: its context and physical batch, its RAM counted."""
+    serving plan runs it: its physical batch, its RAM counted."""
     return facts.derived("placement", lambda: served(facts))
 
 
@@ -206,15 +206,13 @@ def place(facts: Facts, model: ModelFacts, args: list[str] | None = None) -> Pla
 # -- the serving plan's part (plan/serving.py) ----------------------------------------------------
 
 def served(facts: Facts) -> Placement:
-    """The placement at the serving plan's context and ubatch (the compute buffer), with
-    the RAM its prompt cache and context checkpoints take added to what RAM must hold."""
+    """The placement at the serving plan's ubatch (the compute buffer), with the RAM its
+    prompt cache and context checkpoints take added to what RAM must hold."""
     from q3cn_doctor.plan.serving import serving_plan
 
     serving = serving_plan(facts)
-    model = facts.model
-    if serving.ctx_size != model.ctx_size:
-        model = at_ctx(model, serving.ctx_size)
-    plan = place(facts, model, serving.placement_args() + list(facts.options.server_args))
+    plan = place(facts, facts.model,
+                 serving.placement_args() + list(facts.options.server_args))
     if not serving.ram_bytes:
         return plan
     needed = plan.ram_needed_bytes + serving.ram_bytes

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from q3cn_doctor.facts import Facts, FactsError
+from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.model import MIB, ModelFacts, cache_bytes_per_value, int_arg
 from q3cn_doctor.units import gib
 
@@ -38,7 +38,6 @@ MIN_CACHE_RAM_MIB = 512  # below this the cache holds no long prompt: off, and s
 BATCH, UBATCH = 2048, 512  # llama-server's defaults
 PROMPT_UBATCHES = {"agent": (4096, 2048), "batch": (4096, 2048), "chat": (2048,)}
 MAX_EXPERT_LAYERS_MOVED = 2  # a larger compute buffer may cost this many layers' experts
-MIN_FIT_CTX = {"agent": 32768, "chat": 8192, "batch": 8192}  # agents need long prompts
 
 
 @dataclass
@@ -78,12 +77,8 @@ def plan_serving(facts: Facts) -> ServingPlan:
     args = list(options.server_args)
     model = facts.model
     build = _build(facts)
-    why: dict[str, str] = {}
-    ctx, why["ctx_size"] = _context(facts, model, args, use)
-    if ctx != model.ctx_size:
-        from q3cn_doctor.plan.placement import at_ctx
-
-        model = at_ctx(model, ctx)
+    why: dict[str, str] = {"ctx_size": model.basis.get("ctx_size", "")}
+    ctx = model.ctx_size
     base = place(facts, model, args)
     parallel = int_arg(args, "-np", "--parallel")
     why["parallel"] = "yours (-np)" if parallel else _slots_why(use, model)
@@ -274,24 +269,3 @@ def _batches(facts: Facts, model: ModelFacts, base, args: list[str], use: str
                            "attention layers off the GPU, more than "
                            f"{MAX_EXPERT_LAYERS_MOVED} layers' experts to RAM, or beyond "
                            "what RAM holds")
-
-
-def _context(facts: Facts, model: ModelFacts, args: list[str], use: str) -> tuple[int, str]:
-    """The context: the user's, else capped at the trained one (facts.model), and at what
-    keeps every layer's attention on the GPU (down to a floor an agent can work with)."""
-    from q3cn_doctor.plan.placement import largest_ctx_on_gpu, place
-
-    why = model.basis.get("ctx_size", "")
-    if facts.options.ctx_chosen or int_arg(args, "-c", "--ctx-size") is not None:
-        return model.ctx_size, why
-    try:
-        base = place(facts, model, args)
-    except FactsError:
-        return model.ctx_size, why
-    if base.gpus and not base.dense_fits_gpu:
-        fits = largest_ctx_on_gpu(facts, model, args)
-        if fits >= MIN_FIT_CTX[use]:
-            return fits, (f"{fits}: the largest context at which every layer's attention "
-                          f"and KV cache fit the GPU ({model.ctx_size} would leave layers "
-                          "on the CPU)")
-    return model.ctx_size, why
