@@ -334,7 +334,7 @@ def test_root_is_refused_unless_allowed(tmp_path, model, env, world):
     args = ["--model", str(model), "--server", str(standin), "--port", str(free_port()),
             "--force"]
     refused = launch(*args, env=as_root)
-    assert refused.returncode == 1 and "refusing to run llama-server as root" in refused.stderr
+    assert refused.returncode == 1 and "refusing to run llama.cpp as root" in refused.stderr
     assert not Path(env["STANDIN_RECORD"]).exists()
     printed = launch("--print", *args, env=as_root)  # showing the plan is not running it
     assert printed.returncode == 0 and "warning: refusing" in printed.stderr
@@ -366,7 +366,7 @@ def test_execute_drops_to_the_user_for_any_program(tmp_path, env, world):
     """The same exec path (execute) with a harmless program instead of llama-server."""
     from llama_server_standin import world_python
     from q3cn_doctor.host.live import LiveHost
-    from q3cn_doctor.launch.identity import launch_identity
+    from q3cn_doctor.launch.run_as import launch_identity
 
     user = nobody()
     identity = launch_identity(LiveHost(), "nobody", allow_root=False)

@@ -33,8 +33,8 @@ def run_launch(options: Options, request: LaunchRequest) -> int:
     from q3cn_doctor.checking.findings import FAIL
     from q3cn_doctor.checking.runner import SelectionError, available_checks, run_checks, select
     from q3cn_doctor.facts import Facts
-    from q3cn_doctor.launch.identity import IdentityError, launch_identity
     from q3cn_doctor.launch.launcher import LaunchError, build_plan
+    from q3cn_doctor.launch.run_as import RunAsError, launch_identity
 
     specs, _ = available_checks(options.plugins)
     try:
@@ -53,7 +53,7 @@ def run_launch(options: Options, request: LaunchRequest) -> int:
     changes = _import(command, facts, options) if command is not None else []
     try:
         identity = launch_identity(host, options.user, request.allow_root)
-    except IdentityError as exc:
+    except RunAsError as exc:
         if not showing:
             say(str(exc))
             return 1

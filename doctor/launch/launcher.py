@@ -30,7 +30,7 @@ from q3cn_doctor.plan.serving import serving_plan
 from q3cn_doctor.plan.speed import speed
 from q3cn_doctor.plan.tuned import TuneError, check_tune, saved_tune
 
-from .identity import Identity
+from .run_as import RunAs
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
 CAP_SYS_RESOURCE = 24  # raise a hard resource limit
@@ -55,7 +55,7 @@ class LaunchPlan:
     unknown_extra: list[str]  # extra arguments this build does not know
     model: dict = field(default_factory=dict)
     cpu_plan: dict | None = None
-    user: dict = field(default_factory=dict)  # who it runs as (launch/identity.py)
+    user: dict = field(default_factory=dict)  # who it runs as (launch/run_as.py)
     serving: dict = field(default_factory=dict)  # the serving plan (plan/serving.py)
     imported: list[str] = field(default_factory=list)  # changes made to your own command
 
@@ -66,7 +66,7 @@ class LaunchPlan:
         return document
 
 
-def build_plan(facts: Facts, options: Options, identity: Identity | None = None,
+def build_plan(facts: Facts, options: Options, identity: RunAs | None = None,
                imported: list[str] | None = None) -> LaunchPlan:
     """The launch plan for ``identity`` (who llama-server runs as; None: this process).
     ``imported``: the changes made to the user's own command (launch --from)."""
@@ -90,7 +90,7 @@ def build_plan(facts: Facts, options: Options, identity: Identity | None = None,
         serving = serving_plan(facts)
     except FactsError as exc:
         raise LaunchError(f"no memory plan could be made for this model here: {exc}") from exc
-    identity = identity or Identity(None, None, None)
+    identity = identity or RunAs(None, None, None)
     notes: list[str] = [f"Runs as {identity.why}." if identity.switch else ""]
     rlimits: dict[str, tuple[int, int]] = {}
     intents, cpu = _intents(facts, options, identity, plan, serving, rlimits, notes)
@@ -122,7 +122,7 @@ def build_plan(facts: Facts, options: Options, identity: Identity | None = None,
     )
 
 
-def _intents(facts: Facts, options: Options, identity: Identity, plan, serving,
+def _intents(facts: Facts, options: Options, identity: RunAs, plan, serving,
              rlimits: dict, notes: list[str]) -> tuple[Intents, Any]:
     """What the launch wants, before this build's spelling."""
     model = facts.model
@@ -450,8 +450,7 @@ def execute(plan: LaunchPlan) -> None:
             raise PermissionError(f"RLIMIT_{name}: {exc}") from exc
     if plan.affinity:
         os.sched_setaffinity(0, plan.affinity)
-    identity = Identity(**{**plan.user, "groups": tuple(plan.user.get("groups") or ())}) \
-        if plan.user else Identity(None, None, None)
+    identity = RunAs.from_json(plan.user) if plan.user else RunAs(None, None, None)
     identity.become()
     env = identity.environ(dict(os.environ))
     env.update(plan.env)
