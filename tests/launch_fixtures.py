@@ -75,6 +75,7 @@ def model_record(which: str, path: str) -> dict:
         "experts_used": profile["experts_used"], "shared_experts": profile["shared_experts"],
         "expert_ffn": profile["expert_ffn"], "expert_layers": profile["layers"],
         "vocab_size": vocab, "tensor_bytes": tensor_bytes,
+        "recurrent_state_bytes": profile.get("recurrent_state_bytes", 0),
         "tensor_types": {"routed_experts": "MXFP4", "embeddings": "Q8_0", "output": "Q8_0"},
         "basis": {"constructed": "tests/launch_fixtures.py, from " + profile["source"]},
     }

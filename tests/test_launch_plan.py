@@ -45,13 +45,13 @@ def printed(root: Path, model: str = QWEN_PATH, *extra: str) -> str:
 
 def test_guide_plan_on_the_2026_10_build(tmp_path):
     """Qwen3-Coder-Next for a coding agent: one slot, 32 context checkpoints (a hybrid
-    model), the prompt cache at half the 18.8 GiB of RAM left beside it; -ub stays 512
+    model, 2.4 GiB of them), the prompt cache at half the RAM then left; -ub stays 512
     (a larger compute buffer would push attention off the 12 GB card at ctx 131072)."""
     command = printed(guide_machine(tmp_path / "g", "2026-10"))
     assert command == (
         f"{TASKSET} {SERVER} --model {QWEN_PATH} --port 8080 {SAMPLING} --ctx-size 131072 "
         f"--fit on --fit-target 1024 --load-mode mlock {CPU_PLAN} -fa on {BATCH} "
-        "--parallel 1 --ctx-checkpoints 32 --cache-ram 9472")
+        "--parallel 1 --ctx-checkpoints 32 --cache-ram 8192")
 
 
 def test_guide_plan_on_the_2025_08_build(tmp_path):
@@ -119,7 +119,7 @@ def test_memlock_hard_limit_is_raised_to(tmp_path):
 def test_prio_where_permitted(tmp_path):
     rtprio = printed(guide_machine(tmp_path / "r", rtprio=(0, 99)))
     assert rtprio.startswith(f"prlimit --rtprio=99:99 {TASKSET} {SERVER} ") and rtprio.endswith(
-        f"{BATCH} --parallel 1 --ctx-checkpoints 32 --cache-ram 9472 --prio 2")
+        f"{BATCH} --parallel 1 --ctx-checkpoints 32 --cache-ram 8192 --prio 2")
     capable = printed(guide_machine(tmp_path / "c", capabilities=1 << 23))  # CAP_SYS_NICE
     assert capable.startswith(f"{TASKSET} {SERVER}") and capable.endswith("--prio 2")
     assert "--prio" not in printed(guide_machine(tmp_path / "n"))

@@ -30,7 +30,7 @@ def say(text: str) -> None:
 
 def run_launch(options: Options, request: LaunchRequest) -> int:
     """The exit status (where it does not become llama-server)."""
-    from q3cn_doctor.checking.findings import FAIL
+    from q3cn_doctor.checking.findings import FAIL, WARN
     from q3cn_doctor.checking.runner import SelectionError, available_checks, run_checks, select
     from q3cn_doctor.facts import Facts
     from q3cn_doctor.launch.launcher import LaunchError, build_plan
@@ -43,9 +43,9 @@ def run_launch(options: Options, request: LaunchRequest) -> int:
         raise click.UsageError(str(exc)) from exc
     showing = request.print_only or request.as_json
     host = make_host(options)
-    if host.kind != "live" and not showing and not (request.unit and options.root):
+    if host.kind != "live" and not showing and not (request.revert and options.root):
         raise click.UsageError("--snapshot and --root can only show the plan: add --print "
-                               "or --json (--root also takes --unit)")
+                               "or --json (--root also takes --unit NAME --revert)")
     if request.unit and request.revert:
         return _revert_unit(host, request.unit)
     command = _read_script(request.from_file, options) if request.from_file else None
@@ -59,7 +59,11 @@ def run_launch(options: Options, request: LaunchRequest) -> int:
             return 1
         say(f"warning: {exc}")
         identity = None
-    failed = [f for f in run_checks(facts, selected) if f.status == FAIL]
+    findings = run_checks(facts, selected)
+    failed = [f for f in findings if f.status == FAIL]
+    for finding in findings:
+        if finding.check == "server.exposure" and finding.status == WARN:
+            say(f"warning: {finding.title} ({finding.id}): {finding.recommended}")
     try:
         plan = build_plan(facts, options, identity, changes)
     except LaunchError as exc:
