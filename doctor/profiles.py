@@ -63,19 +63,3 @@ PROFILES: dict[str, dict] = {
         "source": "gpt-oss-120b model card; file size of the ggml-org MXFP4 GGUF",
     },
 }
-
-
-def _words(text: str) -> str:
-    return "-".join(text.lower().replace("_", " ").replace(".", " ").replace("-", " ").split())
-
-
-def profile_of(architecture: str, *names: str | None) -> str | None:
-    """The profile a real model file is an instance of: same architecture, and the profile's
-    model name (``qwen3-coder-next``, ``gpt-oss-120b``) in its general.name or file name.
-    None for any other model: one model's settings never go to another."""
-    for key, profile in PROFILES.items():
-        stem = _words(profile["name"].split(" ")[0])
-        if profile["architecture"] == architecture and any(
-                stem in _words(name) for name in names if name):
-            return key
-    return None

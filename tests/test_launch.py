@@ -380,3 +380,24 @@ def test_execute_drops_to_the_user_for_any_program(tmp_path, env, world):
     assert (ids["uid"], ids["gid"]) == (user.pw_uid, user.pw_gid)
     assert ids["groups"] == sorted(set(os.getgrouplist("nobody", user.pw_gid)))
     assert ids["home"] == user.pw_dir
+
+
+# -- finding the model ------------------------------------------------------------------------
+
+def test_without_a_model_the_profiles_file_is_found(tmp_path, env, world):
+    """No --model: the profile's GGUF in ~/models is found and launched; with none there,
+    the launch says where it looked."""
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
+    home = world / f"home-{tmp_path.name}"
+    (home / "models").mkdir(parents=True)
+    args = ["--server", str(standin), "--port", str(free_port()), "--force"]
+    empty = launch(*args, env=dict(env, HOME=str(home)))
+    assert empty.returncode == 1 and "launch needs a model file: no GGUF of" in empty.stderr
+    assert f"{home}/models" in empty.stderr and f"{home}/.cache/llama.cpp" in empty.stderr
+    model = write_qwen3next(home / "models" / "Qwen3-Coder-Next-MXFP4_MOE.gguf")[0]
+    model.chmod(0o644)
+    found = launch(*args, env=dict(env, HOME=str(home)))
+    assert found.returncode == 0, found.stderr
+    argv = seen(env)["argv"]
+    assert after(argv, "--model") == str(model)
+    assert after(argv, "--min-p") == "0.01"  # that model's own profile: Qwen's sampling

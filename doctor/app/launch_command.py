@@ -51,6 +51,11 @@ def run_launch(options: Options, request: LaunchRequest) -> int:
     command = _read_script(request.from_file, options) if request.from_file else None
     facts = Facts(host, options)
     changes = _import(command, facts, options) if command is not None else []
+    if not options.model and host.kind == "live":
+        found = _find_model(options, host)
+        if found is not None:
+            say(found)
+            return 1
     try:
         identity = launch_identity(host, options.user, request.allow_root)
     except RunAsError as exc:
@@ -125,6 +130,18 @@ def _import(command, facts, options: Options) -> list[str]:
     if command.cpu_list:
         options.affinity = command.cpu_list
     return imported.changes + changes
+
+
+def _find_model(options: Options, host) -> str | None:
+    """No --model: the profile's file where people keep GGUFs (the Hugging Face cache,
+    ~/.cache/llama.cpp, ~/models), set in ``options``; else why not, and where it looked."""
+    from q3cn_doctor.app.measure_command import resolve_model
+
+    try:
+        resolve_model(options, host)
+    except click.UsageError as exc:
+        return f"launch needs a model file: {exc.message}"
+    return None
 
 
 def _report(plan, failed: list, request: LaunchRequest) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
-from q3cn_doctor.profiles import PROFILES, profile_of
+from q3cn_doctor.profiles import PROFILES
 
 if TYPE_CHECKING:
     from . import Facts
@@ -244,6 +244,8 @@ def _sampling(model: ModelFacts, found, path: str) -> None:
         model.sampling = dict(found.sampling)
         model.sampling_source = "the GGUF's general.sampling.* metadata"
         return
+    from q3cn_doctor.facts.model_search import profile_of
+
     profile = profile_of(found.architecture, found.name, path.rsplit("/", 1)[-1])
     model.sampling = dict(PROFILES[profile].get("sampling") or {}) if profile else {}
     model.sampling_source = f"profile {profile} (the same model)" if model.sampling else None

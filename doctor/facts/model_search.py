@@ -80,3 +80,19 @@ def find_profile_model(host: Host, profile: str, homes: list[str]) -> ModelSearc
     search.candidates.sort(key=lambda p: (quant not in p.rsplit("/", 1)[-1].lower(), p))
     search.path = search.candidates[0] if search.candidates else None
     return search
+
+
+def _words(text: str) -> str:
+    return "-".join(text.lower().replace("_", " ").replace(".", " ").replace("-", " ").split())
+
+
+def profile_of(architecture: str, *names: str | None) -> str | None:
+    """The profile a real model file is an instance of: the same architecture, and the
+    profile's file words (``qwen3-coder-next``, ``gpt-oss-120b``) in its general.name or
+    its file name. None for any other model: one model's settings never go to another."""
+    for key, (words, _) in PROFILE_FILES.items():
+        if PROFILES[key]["architecture"] != architecture:
+            continue
+        if any(all(_words(word) in _words(name) for word in words) for name in names if name):
+            return key
+    return None
