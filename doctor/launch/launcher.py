@@ -153,6 +153,7 @@ def _intents(facts: Facts, options: Options, identity: RunAs, plan, serving,
         alias=options.alias,
         seed=options.seed,
         ctx_size=serving.ctx_size,
+        ctx_why=serving.why.get("ctx_size") or "the planned context",
         sampling=sampling,
         sampling_why=sampling_why,
         gpu=plan.gpus > 0,
@@ -233,11 +234,9 @@ def _placement_of_threads(facts: Facts, cpu, options: Options, notes: list[str]
         return ["numactl", f"--cpunodebind={cpu.numa_node}",
                 f"--membind={cpu.numa_node}"], None
     if options.affinity:
-        from q3cn_doctor.host.base import parse_cpu_list
-
-        notes.append(f"CPU affinity {options.affinity}: yours (taskset -c), set on the "
-                     "process before exec.")
-        return [], parse_cpu_list(options.affinity)
+        yours = _your_cpus(facts, options.affinity, notes)
+        if yours:
+            return [], yours
     if not _restricts(facts, cpu.cpus):
         return [], None
     notes.append(f"CPU affinity {cpu.cpu_list} set on the process before exec "
@@ -245,6 +244,29 @@ def _placement_of_threads(facts: Facts, cpu, options: Options, notes: list[str]
                  "inherits it, even where the build ignores its mask under OpenMP (llama.cpp "
                  "PR #16164, issue #26997).")
     return [], list(cpu.cpus)
+
+
+def _your_cpus(facts: Facts, cpu_list: str, notes: list[str]) -> list[int]:
+    """Your own taskset -c CPUs, those of them online here (a script written for another
+    machine may name CPUs this one lacks: taskset would refuse to start)."""
+    from q3cn_doctor.host.base import format_cpu_list, parse_cpu_list
+
+    wanted = parse_cpu_list(cpu_list)
+    try:
+        online = set(facts.cpu.online_cpus)
+    except FactsError:
+        online = set(wanted)
+    kept = [cpu for cpu in wanted if cpu in online]
+    if not kept:
+        notes.append(f"Your taskset -c {cpu_list} names no CPU online here: the plan's "
+                     "affinity instead.")
+    elif kept != wanted:
+        notes.append(f"CPU affinity {format_cpu_list(kept)}: yours (taskset -c {cpu_list}), "
+                     "less the CPUs this machine lacks, set on the process before exec.")
+    else:
+        notes.append(f"CPU affinity {cpu_list}: yours (taskset -c), set on the process "
+                     "before exec.")
+    return kept
 
 
 def _threads_note(options: Options, cpu) -> list[str]:

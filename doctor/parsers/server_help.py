@@ -206,6 +206,7 @@ class Intents:
     ubatch: int = 512
     prio: int | None = None
     sampling_why: str = "the guide's sampling settings"
+    ctx_why: str = "the planned context"
     no_mmap: bool = False  # not locked, but read into RAM (CUDA: pinned host buffers)
     seed: int | None = None
     serving: list[tuple[str, list[str], str]] = field(default_factory=list)  # flag, values, why
@@ -264,7 +265,7 @@ def translate(intents: Intents, build: Build, extra: list[str] | None = None) ->
         add("--seed", [str(intents.seed)], "the seed from the config file")
     for flag, value in intents.sampling:
         add(flag, [value], intents.sampling_why)
-    add("--ctx-size", [str(intents.ctx_size)], "the planned context")
+    add("--ctx-size", [str(intents.ctx_size)], intents.ctx_why)
     if intents.gpu:
         _gpu(intents, build, args, notes, dropped)
     if intents.lock:
