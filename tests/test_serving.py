@@ -371,3 +371,6 @@ def test_unit_needs_root(tmp_path):
     nothing = run_cli("launch", "--root", str(root), "--unit", "x", "--revert",
                       env=dict(NO_CONFIG, Q3CN_DOCTOR_EUID="0"))
     assert nothing.returncode == 0 and "nothing of ours to remove" in nothing.stderr
+    bad = run_cli("launch", "--root", str(root), "--unit", "../../etc/passwd", "--revert",
+                  env=dict(NO_CONFIG, Q3CN_DOCTOR_EUID="0"))
+    assert bad.returncode == 2 and "is not a systemd unit name" in bad.stderr

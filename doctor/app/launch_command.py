@@ -36,6 +36,11 @@ def run_launch(options: Options, request: LaunchRequest) -> int:
     from q3cn_doctor.launch.launcher import LaunchError, build_plan
     from q3cn_doctor.launch.run_as import RunAsError, launch_identity
 
+    from q3cn_doctor.options import unit_name_problem
+
+    problem = unit_name_problem(request.unit) if request.unit is not None else None
+    if problem:  # it becomes a file under /etc/systemd/system
+        raise click.BadParameter(problem, param_hint="--unit")
     specs, _ = available_checks(options.plugins)
     try:
         selected = select(specs, [], options.skip)
@@ -208,14 +213,14 @@ def _revert_unit(host, name: str) -> int:
 
 
 def _exec(plan, identity) -> int:
-    from q3cn_doctor.launch.launcher import execute, shell_command
+    from q3cn_doctor.launch.launcher import execute, shown_command
 
     model = plan.model.get("path")
     if identity is not None and identity.switch and model and not identity.can_read(model):
         say(f"{identity.name} cannot read {model} (llama-server runs as {identity.name}): "
             "move the model where that user can read it, or give --user")
         return 1
-    say(shell_command(plan) + (f"  (as {identity.name})" if identity and identity.switch
+    say(shown_command(plan) + (f"  (as {identity.name})" if identity and identity.switch
                                else ""))
     sys.stdout.flush()
     sys.stderr.flush()
