@@ -131,13 +131,17 @@ def guide_machine(root: Path, build: str = "2026-10", memlock: tuple[int, int] =
 # -- a place every user can reach ------------------------------------------------------------
 
 def world_dir(prefix: str = "q3cn-launch-") -> Path:
-    """A scratch folder under /tmp that any user can enter and write: pytest's own tmp_path
-    is 0700, and a launch run as root execs llama-server as an unprivileged user, who must
-    read the model and the stand-in and write its record."""
+    """A scratch folder under /tmp that any user can enter and read (0755: pytest's own
+    tmp_path is 0700), with ``out/`` that any user can write (sticky, as /tmp is). A launch
+    run as root execs llama-server as an unprivileged user, who must read the model and
+    the stand-in and write its record; root runs no program from a folder others can
+    change, so the programs stay outside ``out/``."""
     import tempfile
 
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    path.chmod(0o777)
+    path.chmod(0o755)
+    (path / "out").mkdir()
+    (path / "out").chmod(0o1777)
     return path
 
 

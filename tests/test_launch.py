@@ -53,7 +53,7 @@ def model(world) -> Path:
 def env(tmp_path, world) -> dict:
     """A private cache and config, where the stand-in writes what it saw (a place it can
     write as the user it runs as), and SUDO_USER=nobody where the tests run as root."""
-    record = world / f"record-{tmp_path.name}.json"
+    record = world / "out" / f"record-{tmp_path.name}.json"
     record.unlink(missing_ok=True)
     return {"XDG_CACHE_HOME": str(tmp_path / "cache"),
             "XDG_CONFIG_HOME": str(tmp_path / "config"),
@@ -370,7 +370,7 @@ def test_execute_drops_to_the_user_for_any_program(tmp_path, env, world):
 
     user = nobody()
     identity = launch_identity(LiveHost(), "nobody", allow_root=False)
-    out = world / f"ids-{tmp_path.name}.json"
+    out = world / "out" / f"ids-{tmp_path.name}.json"
     plan = LaunchPlan(server=world_python(), argv=[world_python(), "-c", HARMLESS, str(out)],
                       env={}, affinity=None, rlimits={}, args=[], notes=[], dropped=[],
                       unknown_extra=[], user=identity.to_json())

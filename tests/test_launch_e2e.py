@@ -128,7 +128,7 @@ def test_smollm2_plan_serves_and_reuses_its_cache(real_parts, tmp_path, scratch)
     assert not QWEN_SAMPLING & set(argv) and plan["model"]["sampling"] == {}
     assert argv[argv.index("--parallel") + 1] == "1"
     assert argv[argv.index("--cache-reuse") + 1] == "256" and "--cache-ram" in argv
-    log_file = scratch / "server.log"
+    log_file = scratch / "out" / "server.log"
     server = Launched([*base, "--force", "--", "--log-file", str(log_file)], env,
                       tmp_path / "launch.out")
     try:

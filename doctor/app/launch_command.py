@@ -35,10 +35,13 @@ def run_launch(options: Options, request: LaunchRequest) -> int:
     from q3cn_doctor.facts import Facts
     from q3cn_doctor.launch.launcher import LaunchError, build_plan
     from q3cn_doctor.launch.run_as import RunAsError, launch_identity
-
     from q3cn_doctor.options import unit_name_problem
 
     problem = unit_name_problem(request.unit) if request.unit is not None else None
+    if request.unit is not None and not problem and not any(
+            word in request.unit for word in ("llama", "q3cn")):
+        problem = (f"{request.unit!r}: q3cn-doctor writes only llama-server services, named "
+                   "with llama or q3cn in them (llama-server, llama-coder...)")
     if problem:  # it becomes a file under /etc/systemd/system
         raise click.BadParameter(problem, param_hint="--unit")
     specs, _ = available_checks(options.plugins)

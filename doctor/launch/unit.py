@@ -69,7 +69,7 @@ def write_unit(host: Host, plan: LaunchPlan, name: str, description: str) -> Out
     """Write (or update) the unit through the fix engine's journal."""
     target = ConfigFile(unit_path(name))
     text = unit_text(plan, name, description)
-    change = Change(FIX_ID, target, f"systemd service {name}", target.read(host),
+    change = Change(FIX_ID, target, unit_path(name), target.read(host),
                     ConfigFile.wanted(text.encode()))
     change.evaluate()
     engine = Engine(host)
