@@ -362,18 +362,15 @@ def test_unit_written_and_reverted_under_root(tmp_path):
     assert [p for p in left if not p.startswith("var")] == ["etc"]
 
 
-def test_unit_needs_root(tmp_path):
+@pytest.mark.parametrize("name, euid, code, words", [
+    ("llama-x", "1000", 1, "needs root"),
+    ("llama-x", "0", 0, "nothing of ours to remove"),
+    ("../../etc/passwd", "0", 2, "is not a systemd unit name"),
+    ("sshd", "0", 2, "writes only llama-server services"),
+])
+def test_unit_revert_refusals(tmp_path, name, euid, code, words):
     root = tmp_path / "root"
     root.mkdir()
-    result = run_cli("launch", "--root", str(root), "--unit", "llama-x", "--revert",
-                     env=dict(NO_CONFIG, Q3CN_DOCTOR_EUID="1000"))
-    assert result.returncode == 1 and "needs root" in result.stderr
-    nothing = run_cli("launch", "--root", str(root), "--unit", "llama-x", "--revert",
-                      env=dict(NO_CONFIG, Q3CN_DOCTOR_EUID="0"))
-    assert nothing.returncode == 0 and "nothing of ours to remove" in nothing.stderr
-    bad = run_cli("launch", "--root", str(root), "--unit", "../../etc/passwd", "--revert",
-                  env=dict(NO_CONFIG, Q3CN_DOCTOR_EUID="0"))
-    assert bad.returncode == 2 and "is not a systemd unit name" in bad.stderr
-    sshd = run_cli("launch", "--root", str(root), "--unit", "sshd", "--revert",
-                   env=dict(NO_CONFIG, Q3CN_DOCTOR_EUID="0"))
-    assert sshd.returncode == 2 and "writes only llama-server services" in sshd.stderr
+    result = run_cli("launch", "--root", str(root), "--unit", name, "--revert",
+                     env=dict(NO_CONFIG, Q3CN_DOCTOR_EUID=euid))
+    assert result.returncode == code and words in result.stderr
