@@ -33,7 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from q3cn_doctor.app.measure_command import keep_tune, parse_duration, tune_table
+from q3cn_doctor.app.measure_command import (
+    interruptible,
+    keep_tune,
+    parse_duration,
+    tune_table,
+)
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.host.live import LiveHost
 from q3cn_doctor.launch.launcher import build_plan
@@ -118,6 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     budget = parse_duration(args.budget)
     scratch = tempfile.mkdtemp(prefix="q3cn-bench-tune-")
+    os.chmod(scratch, 0o755)  # the parts inside are read by the user llama.cpp runs as
     os.environ["XDG_STATE_HOME"] = f"{scratch}/state"  # the saved tune stays in here
     os.environ["XDG_CONFIG_HOME"] = f"{scratch}/config"
     parts = real_parts(f"{scratch}/parts")
@@ -170,4 +176,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        with interruptible():  # Ctrl-C or SIGTERM: every llama.cpp process is stopped first
+            main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: llama.cpp stopped, nothing left running")

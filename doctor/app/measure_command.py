@@ -72,16 +72,19 @@ def progress(title: str, total_s: float | None = None) -> Iterator[Callable[[str
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGTERM ends a measurement as Ctrl-C does: KeyboardInterrupt, so every ``finally``
-    that stops a llama.cpp process runs."""
+    """Ctrl-C and SIGTERM end a measurement as KeyboardInterrupt, so every ``finally``
+    that stops a llama.cpp process runs. SIGINT is set too: a command started in the
+    background of a script inherits it ignored, and could not be stopped with it."""
     def raise_interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous = {sig: signal.signal(sig, raise_interrupt)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- the rig --------------------------------------------------------------------------------

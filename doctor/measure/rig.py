@@ -48,6 +48,17 @@ class Rig:
         argv = self.plan.argv
         return argv[:argv.index(self.plan.server)] if self.plan.server in argv else []
 
+    def can_lock(self) -> bool:
+        """Whether llama.cpp, run as ``run_as``, may lock the model in RAM: root keeps
+        CAP_IPC_LOCK, a user needs an RLIMIT_MEMLOCK as large as the model (the child
+        inherits this process's limits)."""
+        if not self.run_as.switch and os.geteuid() == 0:
+            return True
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        return soft == resource.RLIM_INFINITY or soft >= self.facts.model.file_bytes
+
     def program(self, argv: list[str]) -> Program:
         return Program(argv, self.run_as, dict(self.plan.env), self.plan.affinity)
 

@@ -17,7 +17,9 @@ The space, per machine:
 - batch/ubatch: ubatch 64 .. up to the measured prompt (256 tokens CPU-only, 2048 with
   a GPU: longer pieces than the prompt cannot differ), the batch at least the ubatch;
 - KV cache type: f16, q8_0, q4_0 (K and V alike);
-- load mode: mmap, none (read into RAM), and mlock where memlock allows it;
+- load mode: mmap, none (read into RAM), and mlock where the user llama.cpp runs as may
+  lock the model (a plan made with root's CAP_IPC_LOCK that runs as a user with an 8 MiB
+  memlock limit does not lock: it starts from mmap);
 - expert placement where the model has experts and a GPU takes part: --n-cpu-moe
   layers (0 .. every expert layer), or --fit-target MiB where the plan uses --fit.
 """
@@ -74,7 +76,7 @@ def search_space(rig: Rig) -> tuple[Setting, list[Dimension], int]:
                           "tokens); the batch follows where smaller"))
     dims.append(Dimension("cache_type", list(CACHE_TYPES), False, "tg",
                           "the KV cache's type, K and V alike"))
-    modes = ["mmap", "none"] + (["mlock"] if start.load_mode == "mlock" else [])
+    modes = ["mmap", "none"] + (["mlock"] if rig.can_lock() else [])
     dims.append(Dimension("load_mode", modes, False, "tg",
                           "mmap, read into RAM" + (", locked" if "mlock" in modes else
                                                    " (mlock: memlock does not allow it)")))
