@@ -70,29 +70,36 @@ def p90(values: list[float]) -> float:
 
 
 def run_once(argv: list[str], base_env: dict[str, str],
-             extra_env: dict[str, str]) -> tuple[float, int]:
-    """Wall-clock seconds of one whole process, and its exit status."""
+             extra_env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall-clock seconds of one whole process, the CPU seconds it and its children used
+    (user + system, from wait4: far less swayed by other load on a shared machine than
+    the wall clock), and its exit status."""
     env = dict(base_env, **extra_env)
     start = time.perf_counter()
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, env=env, check=False)
-    return time.perf_counter() - start, done.returncode
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    return elapsed, usage.ru_utime + usage.ru_stime, child.returncode
 
 
-def measure(todo, base_env: dict[str, str], warmup: int,
-            rounds: int) -> tuple[dict[str, list[float]], dict[str, set[int]]]:
+def measure(todo, base_env: dict[str, str], warmup: int, rounds: int
+            ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, set[int]]]:
     """Every command once per round, round-robin; the warm-up rounds are not kept."""
     times: dict[str, list[float]] = {name: [] for name, _, _ in todo}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in todo}
     codes: dict[str, set[int]] = {name: set() for name, _, _ in todo}
     for round_index in range(warmup + rounds):
         # Rotate who goes first, so no command always runs right after the same one.
         shift = round_index % len(todo)
         for name, argv, extra_env in todo[shift:] + todo[:shift]:
-            elapsed, code = run_once(argv, base_env, extra_env)
+            elapsed, cpu_s, code = run_once(argv, base_env, extra_env)
             if round_index >= warmup:
                 times[name].append(elapsed)
+                cpu[name].append(cpu_s)
                 codes[name].add(code)
-    return times, codes
+    return times, cpu, codes
 
 
 def main() -> int:
@@ -127,13 +134,16 @@ def main() -> int:
             base_env["PYTHONPYCACHEPREFIX"] = pyc_dir
         bytecode = ("environment as given" if args.as_is
                     else ".pyc cached in a temporary PYTHONPYCACHEPREFIX")
-        times, codes = measure(todo, base_env, args.warmup, args.rounds)
+        times, cpu, codes = measure(todo, base_env, args.warmup, args.rounds)
 
     reference = statistics.median(times[REFERENCE])
+    cpu_reference = statistics.median(cpu[REFERENCE])
     figures = {
         name: {"median_s": statistics.median(values), "p90_s": p90(values),
                "min_s": min(values),
                "ratio_to_pyperf": statistics.median(values) / reference,
+               "cpu_median_s": statistics.median(cpu[name]),
+               "cpu_ratio_to_pyperf": statistics.median(cpu[name]) / cpu_reference,
                "exit_status": sorted(codes[name])}
         for name, values in times.items()
     }
@@ -153,11 +163,13 @@ def main() -> int:
 
     print(f"{args.rounds} rounds (+{args.warmup} warm-up), interleaved; commands from {bindir}")
     print(f"bytecode: {bytecode}")
-    print(f"{'command':<12}{'median':>10}{'p90':>10}{'x pyperf':>10}  exit")
+    print(f"{'command':<12}{'median':>10}{'p90':>10}{'x pyperf':>10}"
+          f"{'cpu':>10}{'x pyperf':>10}  exit")
     for name, figure in figures.items():
         exit_text = ",".join(str(code) for code in figure["exit_status"])
         print(f"{name:<12}{figure['median_s'] * 1000:>8.1f}ms{figure['p90_s'] * 1000:>8.1f}ms"
-              f"{figure['ratio_to_pyperf']:>9.2f}x  {exit_text}")
+              f"{figure['ratio_to_pyperf']:>9.2f}x{figure['cpu_median_s'] * 1000:>8.1f}ms"
+              f"{figure['cpu_ratio_to_pyperf']:>9.2f}x  {exit_text}")
     for label, ok in verdicts.items():
         print(f"  {'met ' if ok else 'MISS'}  {label}")
     return 0

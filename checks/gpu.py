@@ -19,6 +19,7 @@ from q3cn_doctor.facts.gpu import (
     SLOWDOWNS,
     SW_POWER_CAP,
     CudaBuild,
+    Nvcc,
     clock_events,
     cuda_version_text,
     device_lost,
@@ -235,7 +236,7 @@ _GPU_LIBRARIES = ("libcu", "libvulkan", "libamdhip", "libhip", "librocblas", "li
                   "libggml-vulkan", "libggml-hip", "libggml-sycl")
 
 
-def _build_observed(build: CudaBuild) -> str:
+def _build_observed(build: CudaBuild, nvcc: Nvcc | None) -> str:
     parts = []
     if build.server:
         parts.append(f"llama-server at {build.server} (by {build.found_by})")
@@ -246,23 +247,23 @@ def _build_observed(build: CudaBuild) -> str:
             parts.append(f"{path}{how} links {', '.join(relevant) or 'no GPU library'}")
     for path, why in build.unread.items():
         parts.append(f"{path}: {why}")
-    if build.nvcc:
-        parts.append(f"nvcc {build.nvcc_release or '?'} at {build.nvcc}"
-                     + (f" ({build.nvcc_reason})" if build.nvcc_reason else ""))
+    if nvcc is not None and nvcc.path:
+        parts.append(f"nvcc {nvcc.release or '?'} at {nvcc.path}"
+                     + (f" ({nvcc.reason})" if nvcc.reason else ""))
     return "; ".join(parts)
 
 
-def _nvcc_finding(ctx: Context, build: CudaBuild, driver_version: int | None):
-    if not build.nvcc_release or not isinstance(driver_version, int):
+def _nvcc_finding(ctx: Context, nvcc: Nvcc | None, driver_version: int | None):
+    if nvcc is None or not nvcc.release or not isinstance(driver_version, int):
         return None
-    major, minor = (int(part) for part in build.nvcc_release.split("."))
+    major, minor = (int(part) for part in nvcc.release.split("."))
     driver_major = driver_version // 1000
-    observed = (f"nvcc {build.nvcc_release} at {build.nvcc}; the driver supports CUDA "
+    observed = (f"nvcc {nvcc.release} at {nvcc.path}; the driver supports CUDA "
                 f"{cuda_version_text(driver_version)}")
     if major > driver_major:
         return ctx.finding(
             WARN,
-            f"nvcc {build.nvcc_release} is newer than the driver's CUDA "
+            f"nvcc {nvcc.release} is newer than the driver's CUDA "
             f"{cuda_version_text(driver_version)}",
             observed=observed,
             recommended=f"Update the driver to one supporting CUDA {major}.x before building "
@@ -273,7 +274,7 @@ def _nvcc_finding(ctx: Context, build: CudaBuild, driver_version: int | None):
     if (major, minor) > (driver_major, driver_version % 1000 // 10):
         return ctx.finding(
             INFO,
-            f"nvcc {build.nvcc_release} is a newer minor release than the driver's CUDA "
+            f"nvcc {nvcc.release} is a newer minor release than the driver's CUDA "
             f"{cuda_version_text(driver_version)}",
             observed=observed,
             recommended="Builds run through CUDA minor-version compatibility; build for this "
@@ -291,11 +292,13 @@ def cuda(ctx: Context):
     build = ctx.facts.cuda_build
     driver_version = nvml.cuda_driver_version if nvml.init == "ok" else None
     driver = cuda_version_text(driver_version)
-    observed = _build_observed(build)
+    # The local nvcc only matters against a known driver: no command otherwise.
+    nvcc = ctx.facts.get("nvcc") if isinstance(driver_version, int) else None
+    observed = _build_observed(build, nvcc)
     findings = []
-    nvcc = _nvcc_finding(ctx, build, driver_version)
-    if nvcc is not None:
-        findings.append(nvcc)
+    nvcc_finding = _nvcc_finding(ctx, nvcc, driver_version)
+    if nvcc_finding is not None:
+        findings.append(nvcc_finding)
     if build.server is None:
         where = build.found_by if build.found_by != "PATH" else "the PATH"
         findings.insert(0, ctx.finding(

@@ -371,6 +371,20 @@ def test_cuda_nvcc_of_the_drivers_release_adds_nothing(tmp_path):
     assert list(findings_for(root, "gpu.cuda")) == ["gpu.cuda"]
 
 
+def test_cuda_runs_no_nvcc_without_a_driver_to_compare_it_with(tmp_path):
+    """nvcc's release only matters against the driver's CUDA version: with no driver the
+    preflight spends no command on it (and says nothing of it)."""
+    root = snapshot(tmp_path, fixture_nvml(NO_DRIVER),
+                    files={"/usr/local/bin/llama-server": make_elf(["libcudart.so.12"]),
+                           "/usr/local/cuda/bin/nvcc": b""},
+                    commands={"_usr_local_cuda_bin_nvcc_--version": (
+                        0, "Cuda compilation tools, release 13.0, V13.0.88\n")})
+    found = findings_for(root, "gpu.cuda")
+    assert list(found) == ["gpu.cuda"]
+    assert "nvcc" not in found["gpu.cuda"].observed
+    assert not any("nvcc" in source for source in found["gpu.cuda"].evidence)
+
+
 # -- gpu.vram ----------------------------------------------------------------------------------
 
 def test_vram_desktop_session_processes_are_named_above_300_mib():

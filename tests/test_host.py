@@ -276,6 +276,26 @@ def test_live_run_not_executable(tmp_path):
     assert LiveHost().run([str(script)]).state == PERMISSION_DENIED
 
 
+def test_live_run_all_runs_commands_side_by_side(tmp_path):
+    """Each command waits for a file only the other one creates: run one after the
+    other, the first would time out; run together, both finish."""
+    def waits_for(mine: str, theirs: str) -> list[str]:
+        return ["sh", "-c", f"touch {tmp_path / mine}; "
+                            f"while [ ! -e {tmp_path / theirs} ]; do sleep 0.01; done; echo {mine}"]
+
+    host = LiveHost()
+    first, second = host.run_all([waits_for("a", "b"), waits_for("b", "a")], timeout=10)
+    assert (first.state, first.stdout, second.stdout) == (RAN, "a\n", "b\n")
+    assert host.run(waits_for("a", "b")) is first  # remembered like run()'s
+
+
+def test_run_all_honours_faults_and_replays_in_order(tmp_path):
+    host = LiveHost()
+    host.faults["false"] = errno.EACCES
+    results = host.run_all([["true"], ["false"], ["true"]])
+    assert [r.state for r in results] == [RAN, PERMISSION_DENIED, RAN]
+
+
 def test_live_run_is_cached_per_argv(tmp_path):
     counter = tmp_path / "count"
     argv = [sys.executable, "-c", f"open({str(counter)!r}, 'a').write('x')"]

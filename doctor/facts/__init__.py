@@ -24,6 +24,7 @@ SECTIONS: dict[str, Gatherer] = {
     "nvml": gpu.gather_nvml,
     "gpus": gpu.gather_gpus,
     "cuda_build": gpu.gather_cuda_section,
+    "nvcc": gpu.gather_nvcc,
     "model": model.gather,
     "server": server.gather,
 }
@@ -109,6 +110,10 @@ class Facts:
     @property
     def cuda_build(self) -> gpu.CudaBuild:
         return self.section("cuda_build")
+
+    @property
+    def nvcc(self) -> gpu.Nvcc:
+        return self.section("nvcc")
 
     @property
     def server(self) -> server.ServerFacts:

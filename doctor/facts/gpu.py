@@ -200,7 +200,7 @@ _MAX_FILES = 16
 
 @dataclass
 class CudaBuild:
-    """Which CUDA runtime the llama-server build links, and the local nvcc."""
+    """Which CUDA runtime the llama-server build links."""
 
     server: str | None  # path of llama-server, None where not found
     found_by: str  # "--server", "PATH" or where it was looked for
@@ -210,10 +210,17 @@ class CudaBuild:
     backends: list[str]  # "cuda", "vulkan", "hip", "sycl"; empty: a CPU-only build
     runtime_library: str | None  # libcudart.so.12, or libcublas.so.12 where cudart is static
     runtime_major: int | None
-    nvcc: str | None  # path of nvcc where present
-    nvcc_release: str | None  # "12.8", from nvcc --version
-    nvcc_reason: str | None  # why nvcc gave no release
     basis: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Nvcc:
+    """The local CUDA compiler, a section of its own: only a known driver version makes
+    its release worth a command (~5 ms) in the preflight."""
+
+    path: str | None  # where nvcc is, None where absent
+    release: str | None  # "12.8", from nvcc --version
+    reason: str | None  # why nvcc gave no release
 
 
 def find_server(host: Host, options: Options) -> tuple[str | None, str]:
@@ -275,16 +282,14 @@ def gather_cuda_build(host: Host, options: Options) -> CudaBuild:
     """Read llama-server's and its own libraries' dynamic sections (doctor/elf.py), and
     any ggml backend module beside it, to tell which GPU runtime the build uses."""
     server, found_by = find_server(host, options)
-    build = CudaBuild(server, found_by, {}, {}, [], [], None, None, None, None, None,
+    build = CudaBuild(server, found_by, {}, {}, [], [], None, None,
                       basis={"server": "--server, else the first llama-server on PATH",
                              "libraries": "DT_NEEDED of llama-server and its libggml*/"
                                           "libllama* libraries (ELF dynamic section)",
-                             "runtime_major": "the N of libcudart.so.N (else libcublas.so.N)",
-                             "nvcc_release": "nvcc --version"})
+                             "runtime_major": "the N of libcudart.so.N (else libcublas.so.N)"})
     if server is not None:
         _walk(host, server, build)
     _derive(build)
-    _nvcc(host, build)
     return build
 
 
@@ -337,19 +342,19 @@ def _derive(build: CudaBuild) -> None:
                 return
 
 
-def _nvcc(host: Host, build: CudaBuild) -> None:
+def gather_nvcc(host: Host, options: Options, facts: Facts) -> Nvcc:
+    """The ``nvcc`` facts section: the first nvcc on PATH (else CUDA's default place) and
+    the release its --version names."""
     candidates = [d.rstrip("/") + "/nvcc" for d in _search_path(host)] + [
         "/usr/local/cuda/bin/nvcc"]
     path = next((c for c in candidates if host.exists(c)), None)
     if path is None:
-        return
-    build.nvcc = path
+        return Nvcc(None, None, None)
     result = host.run([path, "--version"])
     match = _NVCC_RELEASE.search(result.stdout) if result.ok else None
     if match:
-        build.nvcc_release = f"{match.group(1)}.{match.group(2)}"
-    else:
-        build.nvcc_reason = result.reason() if not result.ok else "no release line in its output"
+        return Nvcc(path, f"{match.group(1)}.{match.group(2)}", None)
+    return Nvcc(path, None, result.reason() if not result.ok else "no release line in its output")
 
 
 def read_elf(host: Host, path: str) -> ElfInfo:

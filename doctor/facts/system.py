@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from q3cn_doctor.host.base import RAN, Host
+from q3cn_doctor.host.base import RAN, CommandResult, Host
 from q3cn_doctor.options import Options
 
 if TYPE_CHECKING:
@@ -81,8 +81,8 @@ def detect_virtualization(host: Host, kernel: str | None) -> tuple[Virtualizatio
     """What this runs inside, and how that was decided."""
     if kernel and ("microsoft" in kernel.lower() or "wsl" in kernel.lower()):
         return Virtualization("wsl", "wsl"), "kernel release names Microsoft (WSL2)"
-    vm = _detect_virt(host, "--vm")
-    container = _detect_virt(host, "--container")
+    vm, container = (_detect_virt(result) for result in host.run_all(
+        [["systemd-detect-virt", "--vm"], ["systemd-detect-virt", "--container"]]))
     if vm is not None or container is not None:
         if container not in (None, "none"):
             return Virtualization("container", container, vm if vm != "none" else None), (
@@ -103,9 +103,8 @@ def detect_virtualization(host: Host, kernel: str | None) -> tuple[Virtualizatio
     return Virtualization("none"), "no hypervisor flag in /proc/cpuinfo, no container markers"
 
 
-def _detect_virt(host: Host, flag: str) -> str | None:
+def _detect_virt(result: CommandResult) -> str | None:
     """systemd-detect-virt's answer ("none" included), or None where it gave none."""
-    result = host.run(["systemd-detect-virt", flag])
     if result.state != RAN or result.returncode not in (0, 1):
         return None
     answer = result.stdout.strip()
