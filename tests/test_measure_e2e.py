@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import doctor_command, run_cli
+from conftest import alive, child_pids, doctor_command, run_cli
 from test_fix_engine import full_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.live]
@@ -42,6 +42,7 @@ def test_bench_speed_measures_pp_and_tg_beside_the_prediction(real_parts, tmp_pa
     predicted = document["predicted"]
     assert predicted["tok_s"] > 0 and predicted["low"] < predicted["tok_s"] < predicted["high"]
     assert document["verdict"] and document["command"][0].endswith("llama-bench")
+    assert "Measuring speed...\n" in result.stderr  # no terminal: plain progress lines
     last = json.loads((tmp_path / "state" / "q3cn-doctor" / "speed-last.json").read_text())
     assert last["measured"]["tg"] == measured["tg"]
     text = doctor(real_parts, tmp_path, "bench", "speed", *SHORT, *real_parts.args(),
@@ -84,7 +85,7 @@ def test_ctrl_c_stops_the_server_and_leaves_nothing_running(real_parts, tmp_path
             process.kill()
     assert process.returncode == 130, err
     assert b"Interrupted: llama.cpp stopped, nothing left running." in err
-    assert not _alive(server), f"llama-server {server} is still running"
+    assert not alive(server), f"llama-server {server} is still running"
 
 
 def test_tune_keeps_a_plan_launch_uses_and_refuses_elsewhere(real_parts, tmp_path):
@@ -146,29 +147,18 @@ def test_fix_apply_measure_under_root_records_before_and_after(real_parts, tmp_p
 # -- processes, by /proc ------------------------------------------------------------------
 
 def _wait_for_child(parent: int, exe: str, timeout: float) -> int | None:
+    """The child of ``parent`` running ``exe``, once it has started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        for pid in child_pids(parent):
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                target = os.readlink(f"/proc/{entry}/exe")
+                if os.readlink(f"/proc/{pid}/exe") == exe:
+                    return pid
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent and target == exe:
-                return int(entry)
         time.sleep(0.2)
     return None
 
 
 def _owner(pid: int) -> int:
     return os.stat(f"/proc/{pid}").st_uid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
