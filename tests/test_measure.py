@@ -305,3 +305,59 @@ def test_progress_is_a_rich_bar_on_a_terminal():
     text = output.decode(errors="replace")
     assert "trial 2: t1 b2048" in text and "\x1b[" in text  # drawn, not plain lines
     assert "Tuning..." not in text
+
+
+# -- the commands' refusals, before anything runs ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from gguf_files import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("model") / "tiny-llama.gguf")
+
+
+def measure_cli(*args: str, home: Path):
+    from test_cli import cli
+
+    env = {"HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "HF_HOME": "",
+           "HF_HUB_CACHE": "", "LLAMA_CACHE": "", "SUDO_USER": ""}
+    return cli(*args, env=env)
+
+
+def test_only_this_machine_is_measured(tmp_path):
+    result = measure_cli("bench", "speed", "--root", str(tmp_path), home=tmp_path)
+    assert result.returncode == 2 and "No such option '--root'" in result.stderr
+    tuned = measure_cli("tune", "--budget", "soon", home=tmp_path)
+    assert tuned.returncode == 2 and "'soon' is not a duration" in tuned.stderr
+
+
+def test_without_a_model_it_says_where_it_looked(tmp_path):
+    result = measure_cli("bench", "speed", home=tmp_path)
+    assert result.returncode == 2
+    assert "no GGUF of Qwen3-Coder-Next (80B-A3B) MXFP4 found in" in result.stderr
+    assert f"{tmp_path}/.cache/huggingface/hub" in result.stderr
+    assert f"{tmp_path}/models" in result.stderr and "--model PATH" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs llama.cpp as another user")
+def test_a_model_the_user_cannot_read_is_refused(tmp_path, tiny_model):
+    from llama_server_standin import write_standin
+
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    result = measure_cli("bench", "speed", "--model", str(tiny_model), "--server",
+                         str(standin), "--user", "nobody", "--ctx-size", "256",
+                         home=tmp_path)
+    assert result.returncode == 1
+    assert f"nobody, who runs llama.cpp, cannot read the model {tiny_model}" in result.stderr
+
+
+def test_llama_bench_asked_for_but_missing(tmp_path, tiny_model):
+    from llama_server_standin import write_standin
+
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    user = ["--user", "root", "--allow-root"] if os.geteuid() == 0 else []
+    result = measure_cli("bench", "speed", "--method", "bench", "--model", str(tiny_model),
+                         "--server", str(standin), "--ctx-size", "256", *user,
+                         home=tmp_path)
+    assert result.returncode == 1
+    assert f"no llama-bench beside {standin} or on PATH" in result.stderr

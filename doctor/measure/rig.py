@@ -28,7 +28,6 @@ from q3cn_doctor.measure.trials import (
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.llama_speed import help_flags
 
-METHODS = ("auto", "bench", "server")
 BENCH_NAME = "llama-bench"
 
 
