@@ -14,6 +14,7 @@ from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.gpu import device_lost
 from q3cn_doctor.facts.model import fit_targets_arg, server_arg
 from q3cn_doctor.host.base import ABSENT, CAP_SYS_NICE
+from q3cn_doctor.host.redact import redact_cmdline
 from q3cn_doctor.plan.cpu import running_servers
 from q3cn_doctor.plan.placement import DESKTOP_MIN_FIT_TARGET_MIB, desktop_gpu
 from q3cn_doctor.plan.server import LLAMA_SERVER_PORT, planned_port
@@ -309,7 +310,7 @@ def running(ctx: Context):
         rss = _rss(ctx, process.pid)
         parts.append(f"pid {process.pid}: {gib(vram.get(process.pid))} VRAM"
                      f"{'' if process.pid in vram else ' (none listed)'}, {gib(rss)} RAM "
-                     f"resident; {' '.join(process.cmdline[:8])}")
+                     f"resident; {' '.join(redact_cmdline(process.cmdline)[:8])}")
     return ctx.finding(
         WARN, f"{len(servers)} llama-server already running", observed="; ".join(parts),
         recommended="Stop it before launching another (systemctl stop <unit>, or kill the pid); to "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 DEFAULT_CTX_SIZE = 131072  # the guide's context length
@@ -29,3 +30,32 @@ class Options:
     server_args: list[str] = field(default_factory=list)  # config `args`, then launch's extras
     tune: dict | None = None  # the config file's [tune] (tune --save), plan/tuned.py
     no_tune: bool = False  # --no-tune: launch without any saved tune
+
+
+# -- names that become file names and lines of configuration files --------------------------
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
+_UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]+(?:@[A-Za-z0-9:_.\\-]*)?")
+UNIT_NAME_MAX = 255  # systemd's UNIT_NAME_MAX, less the terminating NUL
+
+
+def user_name_problem(name: str) -> str | None:
+    """Why ``name`` is no user name useradd would create (shadow's is_valid_user_name: at
+    most 32 characters of letters, digits, ``_``, ``.`` and ``-``, not starting with ``-``,
+    not all digits, a trailing ``$`` for machine accounts); None where it is one. It
+    becomes a limits.d file name and a pam_limits line: a line break would split it."""
+    if not name or len(name) > 32 or name in (".", "..") or name.isdecimal():
+        return f"{name!r} is not a user name"
+    if not _USER_NAME.fullmatch(name) or not name.isascii():
+        return f"{name!r} is not a user name (letters, digits, _ . - and a final $ only)"
+    return None
+
+
+def unit_name_problem(name: str) -> str | None:
+    """Why ``name`` (``.service`` optional) is no systemd service name (unit_name_is_valid:
+    letters, digits, ``:_.\\-``, one ``@`` after a non-empty prefix, at most 255
+    characters); None where it is one. It becomes a drop-in folder and a unit line."""
+    stem = name[:-len(".service")] if name.endswith(".service") else name
+    if (not stem or len(stem) + len(".service") > UNIT_NAME_MAX or stem.startswith(("-", "@"))
+            or not _UNIT_NAME.fullmatch(stem)):
+        return f"{name!r} is not a systemd unit name"
+    return None

@@ -13,17 +13,14 @@ wins. systemd drop-ins for one unit are read by name across /etc, /run and /usr/
 
 from __future__ import annotations
 
-import re
-
 from q3cn_doctor.fixing.dropins import dropin_files
 from q3cn_doctor.fixing.plan import RELOGIN, RESTART, Fix, FixContext
 from q3cn_doctor.fixing.targets import header, is_ours
+from q3cn_doctor.options import unit_name_problem, user_name_problem
 
 LIMITS_DIR = "/etc/security/limits.d"
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
              "/usr/lib/systemd/system", "/lib/systemd/system")
-USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$")
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+$")
 UNLIMITED = ("unlimited", "infinity", "-1")
 
 
@@ -54,13 +51,15 @@ class Memlock(Fix):
 
     def available(self, ctx: FixContext) -> str | None:
         service = ctx.fix_options.service
-        if service and not SERVICE_NAME.match(service):
-            return f"{service!r} is not a systemd unit name"
+        problem = unit_name_problem(service) if service else None
+        if problem:
+            return problem
         user = ctx.options.user
         if not service and not user:
             return "no user to set the limit for (give --user NAME)"
-        if user and not USER_NAME.match(user):
-            return f"{user!r} is not a user name"
+        problem = user_name_problem(user) if user else None
+        if problem:
+            return problem
         if not service and not ctx.host.is_dir("/etc/security"):
             return ("no /etc/security here (pam_limits is not installed); give --service NAME "
                     "to set the limit on a systemd service instead")

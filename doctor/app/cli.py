@@ -463,7 +463,13 @@ def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_
     """
     from q3cn_doctor.checking.findings import FAIL
     from q3cn_doctor.checking.runner import SelectionError, available_checks, run_checks, select
-    from q3cn_doctor.launch.launcher import LaunchError, build_plan, execute, shell_command
+    from q3cn_doctor.launch.launcher import (
+        LaunchError,
+        build_plan,
+        execute,
+        shell_command,
+        shown_command,
+    )
 
     options = build_options(ctx, params)
     options.plugins = not no_plugins
@@ -504,7 +510,7 @@ def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_
         click.echo("q3cn-doctor launch: not launched: fix the above (`q3cn-doctor check` "
                    "explains each), skip them with --skip, or use --force.", err=True)
         ctx.exit(1)
-    click.echo(f"q3cn-doctor launch: {shell_command(plan)}", err=True)
+    click.echo(f"q3cn-doctor launch: {shown_command(plan)}", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -8,6 +8,10 @@ Keys are the long option names: ``profile``, ``model``, ``server``,
 and for ``launch``: ``port``, ``host``, ``alias`` and ``args`` (extra llama-server
 arguments, a list of strings; arguments after ``launch --`` come after them and win),
 and ``[tune]``, the table ``tune --save`` writes (``write_tune``; plan/tuned.py).
+
+Run as root, the user's file is still read (their model, profile and context are what
+is judged), but it cannot make root run their code: the host runs a program such as
+``server`` as the one user who controls it, never as root (host/trust.py, SECURITY.md).
 """
 
 from __future__ import annotations

@@ -98,11 +98,11 @@ def _measure_speed(options) -> dict:
 
 def run_fix(options, fix_options: FixOptions, *, apply: bool, revert: bool, status: bool,
             yes: bool, as_json: bool, plugins: bool, measure: bool = False) -> int:
-    from q3cn_doctor.fixes.memlock import SERVICE_NAME
+    from q3cn_doctor.options import unit_name_problem
 
-    if fix_options.service is not None and not SERVICE_NAME.match(fix_options.service):
-        raise click.BadParameter(f"{fix_options.service!r} is not a systemd unit name",
-                                 param_hint="--service")
+    problem = unit_name_problem(fix_options.service) if fix_options.service is not None else None
+    if problem:
+        raise click.BadParameter(problem, param_hint="--service")
     host = _host(options)
     if status:
         return _status(host, as_json)
@@ -253,6 +253,11 @@ def _revert(host, yes: bool, as_json: bool) -> int:
     except JournalError as exc:
         return _refuse(str(exc), as_json, host, "revert")
     if not preview:
+        if host.kind in ("live", "root") and host.euid() == 0:
+            try:
+                engine.revert()  # takes the lock: removes what a killed run left behind
+            except JournalError as exc:
+                return _refuse(str(exc), as_json, host, "revert")
         if as_json:
             _print_json(_document("revert", host, results=[], message="Nothing to revert."))
         else:

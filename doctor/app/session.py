@@ -29,6 +29,12 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
             if name in ("only", "skip") and isinstance(value, str):
                 value = [value]
         merged[name] = value
+    if merged.get("user") is not None or user:
+        from q3cn_doctor.options import user_name_problem
+
+        problem = user_name_problem(merged.get("user") or user)
+        if problem:
+            raise click.BadParameter(problem, param_hint="--user")
     if merged.get("profile") not in PROFILES:
         raise click.UsageError(f"unknown profile {merged.get('profile')!r} in the config file")
     return Options(

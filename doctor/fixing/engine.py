@@ -18,8 +18,11 @@ Safety rules, kept here rather than in each fix:
   file without the header at a target is refused, and writes never follow links;
 - a value is verified by reading it back: a kernel that refuses or clamps it makes the
   fix fail, never pass silently;
-- revert restores the recorded state, never a default, and leaves alone (and reports)
-  anything changed by someone else since q3cn-doctor wrote it.
+- revert restores the recorded state (a file's bytes, mode and owner), never a default,
+  and leaves alone (and reports) anything changed by someone else since q3cn-doctor
+  wrote it; a change of several parts stopped half-way (``Target.mixed``) is restored;
+- only targets on the allow-list (``Target.not_allowed``) are ever changed or restored,
+  and a journal holding anything else is refused before revert starts (entries.py).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class Engine:
         if target.same(current, change.new):
             return Outcome(change.fix, change.what, ALREADY, "already as wanted",
                            show(current), show(change.new))
-        refusal = target.refusal(current)
+        refusal = target.not_allowed() or target.refusal(current)
         if refusal:
             return Outcome(change.fix, change.what, REFUSED, refusal, show(current))
         if change.status == ALREADY or not target.same(current, change.current):
@@ -191,9 +194,13 @@ class Engine:
 
     # -- revert and status ------------------------------------------------------------
     def revert(self, simulate: bool = False) -> list[Outcome]:
-        """Undo every open journal entry, newest first, to the exact recorded state."""
-        if simulate or not self.journal.open_entries():
+        """Undo every open journal entry, newest first, to the exact recorded state. Not
+        simulating, the lock is taken even with nothing to undo: taking it removes what a
+        killed run left (journal.py, ``_recover``)."""
+        if simulate:
             return self._revert_all(simulate=True)
+        if not self.journal.open_entries() and self.host.lstat(self.journal.directory) is None:
+            return []
         with self.journal.locked():
             return self._revert_all(simulate=False)
 
@@ -219,7 +226,9 @@ class Engine:
                 self._remove_created(entry)
                 self.journal.mark(entry, REVERTED)
             return Outcome(fix, what, UNCHANGED, "already as before", show(current), show(before))
-        if after is None or not target.same(current, after):
+        ours = after is not None and (target.same(current, after)
+                                      or target.mixed(current, before, after))
+        if not ours:
             if not simulate:
                 self.journal.mark(entry, LEFT, note=f"changed since q3cn-doctor wrote it "
                                                     f"(now {show(current)})")

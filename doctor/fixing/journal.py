@@ -50,6 +50,33 @@ class JournalError(Exception):
     """The journal cannot be read or written: nothing may be changed without it."""
 
 
+KEEP_LEFT = 50
+"""Entries left to someone else that ``--status`` keeps listing, newest kept."""
+
+
+def compacted(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The journal without finished cycles: reverted entries go (they are done), and only
+    the newest KEEP_LEFT left-alone ones stay. Thousands of apply/revert cycles then
+    leave a journal of one cycle, and each step rewrites a few kB, not megabytes."""
+    left = [index for index, entry in enumerate(entries) if entry["state"] == LEFT]
+    dropped = set(left[:-KEEP_LEFT]) if len(left) > KEEP_LEFT else set()
+    return [entry for index, entry in enumerate(entries)
+            if entry["state"] != REVERTED and index not in dropped]
+
+
+def untrusted(host: Host, path: str, found: Any, kind: str) -> str | None:
+    """Why the state folder or a file in it cannot be trusted: not a ``kind`` (a link),
+    owned by another user than root or this one, or writable by group or others."""
+    if found.kind != kind:
+        return f"{path} is a {found.kind}, not a {'folder' if kind == 'dir' else 'file'}"
+    owner = host.writer_uid()
+    if owner is not None and found.uid is not None and found.uid not in (owner, 0):
+        return f"{path} is owned by uid {found.uid}, not by root"
+    if found.mode is not None and found.mode & 0o022:
+        return f"{path} is writable by other users (mode {found.mode:04o})"
+    return None
+
+
 def _no_step(name: str) -> None:
     return None
 
@@ -79,12 +106,19 @@ class Journal:
 
     # -- reading -----------------------------------------------------------------
     def _load(self) -> list[dict[str, Any]]:
+        from q3cn_doctor.fixing.entries import entry_problem
+
         found = self.host.lstat(self.directory)
         if found is None:
             return []
-        if found.kind != "dir":
-            raise JournalError(f"{self.directory} is a {found.kind}, not a folder: q3cn-doctor "
-                               "will not keep its journal there")
+        problem = untrusted(self.host, self.directory, found, "dir")
+        if problem:
+            raise JournalError(f"{problem}: q3cn-doctor will not keep or trust a journal there; "
+                               "nothing was changed")
+        file = self.host.lstat(self.path)
+        problem = untrusted(self.host, self.path, file, "file") if file else None
+        if problem:
+            raise JournalError(f"{problem}: q3cn-doctor does not trust it; nothing was changed")
         try:
             raw = self.host.read_bytes(self.path)
         except FileNotFoundError:
@@ -103,9 +137,12 @@ class Journal:
             raise JournalError(f"{self.path} is not a journal q3cn-doctor can read ({exc}); "
                                "move it aside to start a new one") from exc
         for number, entry in enumerate(entries, 1):
-            if not _well_formed(entry):
-                raise JournalError(f"{self.path}: entry {number} is not one q3cn-doctor wrote; "
-                                   "move the file aside to start a new journal")
+            problem = None if _well_formed(entry) else "fields missing or of the wrong type"
+            problem = problem or entry_problem(entry)
+            if problem:
+                raise JournalError(f"{self.path}: entry {number} is not one q3cn-doctor wrote "
+                                   f"({problem}); nothing was changed. Move the file aside to "
+                                   "start a new journal")
         measurements = document.get("measurements") or []
         self.measurements = [m for m in measurements if isinstance(m, dict)] \
             if isinstance(measurements, list) else []
@@ -119,12 +156,30 @@ class Journal:
             self._ensure_directory()
             with self.host.locked(f"{self.directory}/{LOCK_NAME}"):
                 self.entries = self._load()
+                self._recover()
                 yield
         except OSError as exc:
             if exc.errno == errno.EBUSY:
                 raise JournalError("another `q3cn-doctor fix` is changing this machine right "
                                    "now; try again when it has finished") from exc
             raise JournalError(f"cannot lock {self.directory}: {exc.strerror or exc}") from exc
+
+    def _recover(self) -> None:
+        """What a killed run left: its temporaries (in the state folder and beside every
+        file the journal names), and closed cycles that would only grow the journal."""
+        folders = {self.directory}
+        for entry in self.entries:
+            target = entry["target"]
+            if target["kind"] in ("file", "sysctl", "sysfs"):
+                folders.add(os.path.dirname(target["path"]))
+            elif target["kind"] == "affinity":  # a --root tree's /proc status files
+                threads = (entry["before"] or {}).get("threads") or {}
+                folders.update([target["path"]] + [f"{target['path']}/task/{tid}"
+                                                   for tid in threads])
+            folders.update(entry.get("created_dirs") or [])
+        for folder in sorted(folders):
+            self.host.remove_temporaries(folder)
+        self.entries = compacted(self.entries)
 
     def open_entries(self) -> list[dict[str, Any]]:
         """Entries --revert still has to look at, newest first."""

@@ -62,7 +62,12 @@ class Change:
     reason: str = ""  # why refused
 
     def evaluate(self) -> None:
-        """Set the status from the planned states: already so, refused, or a change."""
+        """Set the status from the planned states: already so, refused, or a change. A
+        target off the allow-list (``Target.not_allowed``) is refused whatever a fix says."""
+        refusal = self.target.not_allowed()
+        if refusal:
+            self.status, self.reason = REFUSED, refusal
+            return
         if self.target.same(self.current, self.new):
             self.status, self.reason = ALREADY, ""
             return

@@ -77,8 +77,49 @@ class Target:
         another process than the ``recorded`` one): nothing to restore."""
         return False
 
+    def mixed(self, state: Any, before: Any, after: Any) -> bool:
+        """Part ``before``, part ``after``: a change of several parts stopped half-way (a
+        kill while re-pinning threads). Revert restores ``before`` over it."""
+        return False
+
+    def not_allowed(self) -> str | None:
+        """Why no fix of q3cn-doctor may change this target (the planner's allow-list, and
+        what a journal entry may name); None where one may."""
+        return None
+
+    def valid(self, state: Any) -> bool:
+        """Whether ``state`` has this kind's shape (a journal's states are checked before
+        revert writes one back)."""
+        return False
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path}
+
+
+def _plain(text: Any, limit: int = 4096) -> bool:
+    """A string of printable characters, no line break: what a kernel value can be."""
+    return (isinstance(text, str) and len(text) <= limit
+            and not any(ord(c) < 0x20 or ord(c) == 0x7f for c in text))
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+# The paths fixes/ plans changes to: nothing else is ever written or restored.
+_UNIT = r"[A-Za-z0-9:_.\\@-]{1,250}\.service"
+ALLOWED_PATHS = {
+    "sysctl": re.compile(r"/proc/sys/(?:vm/swappiness|vm/nr_hugepages|kernel/numa_balancing)\Z"),
+    "sysfs": re.compile(
+        r"/sys/(?:kernel/mm/(?:transparent_hugepage/enabled"
+        r"|hugepages/hugepages-[0-9]{1,10}kB/nr_hugepages)"
+        r"|devices/system/cpu/(?:intel_pstate/no_turbo|cpufreq/boost"
+        r"|(?:cpufreq/policy[0-9]{1,5}|cpu[0-9]{1,5}/cpufreq)"
+        r"/(?:scaling_governor|energy_performance_preference)))\Z"),
+    "file": re.compile(
+        r"/etc/(?:sysctl\.d|tmpfiles\.d|security/limits\.d|systemd/system/" + _UNIT + r"\.d)"
+        r"/[A-Za-z0-9_.@$-]{0,100}q3cn-doctor[A-Za-z0-9_.@$-]{0,100}\.conf\Z"),
+}
 
 
 class KernelValue(Target):
@@ -107,6 +148,15 @@ class KernelValue(Target):
 
     def refusal(self, state: Any) -> str | None:
         return f"{self.path} cannot be read" if state is None else None
+
+    def not_allowed(self) -> str | None:
+        pattern = ALLOWED_PATHS.get(self.kind)
+        if pattern is None or not pattern.match(self.path):
+            return f"{self.path} is not a kernel value q3cn-doctor's fixes change"
+        return None
+
+    def valid(self, state: Any) -> bool:
+        return _plain(state)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "choice": self.choice, "key": self.key}
@@ -145,22 +195,30 @@ class ConfigFile(Target):
         except OSError:
             return None
         state = self.wanted(data, found.mode if found.mode is not None else self.mode)
+        if found.uid is not None and found.gid is not None:
+            state.update(uid=found.uid, gid=found.gid)  # restored exactly by revert
         return state
 
     def write(self, host: Host, state: Any) -> None:
         if state.get("exists"):
             mode = state.get("mode")  # 0 is a mode too: restored as recorded, not defaulted
-            host.write_bytes(self.path, self.data(state), self.mode if mode is None else mode)
+            owner = (state["uid"], state["gid"]) if "uid" in state and "gid" in state else None
+            host.write_bytes(self.path, self.data(state), self.mode if mode is None else mode,
+                             owner)
         else:
             host.remove(self.path)
 
     def same(self, a: Any, b: Any) -> bool:
+        """Bytes and mode; the owner too where both states know it (a planned state does
+        not: ours is root's)."""
         if a is None or b is None:
             return False
         if not a.get("exists") or not b.get("exists"):
             return a.get("exists") == b.get("exists")
+        owners = all(key in a and key in b for key in ("uid", "gid"))
         return (a.get("type") == b.get("type") == "file" and a.get("data") == b.get("data")
-                and a.get("mode") == b.get("mode"))
+                and a.get("mode") == b.get("mode")
+                and (not owners or (a["uid"], a["gid"]) == (b["uid"], b["gid"])))
 
     def show(self, state: Any) -> str:
         if state is None:
@@ -188,6 +246,36 @@ class ConfigFile(Target):
             return (f"{self.path} exists and was not written by q3cn-doctor (no header): "
                     "it is never modified")
         return None
+
+    def not_allowed(self) -> str | None:
+        if not ALLOWED_PATHS["file"].match(self.path):
+            return f"{self.path} is not a file q3cn-doctor's fixes write"
+        return None
+
+    def valid(self, state: Any) -> bool:
+        """Absent, or a file (base64 bytes up to 1 MiB, a mode, optionally its owner), or
+        something else recorded only by its type."""
+        if not isinstance(state, dict) or not isinstance(state.get("exists"), bool):
+            return False
+        if not state["exists"]:
+            return set(state) == {"exists"}
+        if state.get("type") in ("link", "dir", "other"):
+            return set(state) == {"exists", "type"}
+        if state.get("type") != "file" or not _whole(state.get("mode"), 0, 0o7777):
+            return False
+        if not set(state) <= {"exists", "type", "data", "mode", "uid", "gid"}:
+            return False
+        if ("uid" in state) != ("gid" in state) or not all(
+                _whole(state[key], 0, 2**32 - 2) for key in ("uid", "gid") if key in state):
+            return False
+        data = state.get("data")
+        if not isinstance(data, str) or len(data) > 1_400_000:
+            return False
+        try:
+            base64.b64decode(data, validate=True)
+        except ValueError:
+            return False
+        return True
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "mode": self.mode}
@@ -245,6 +333,35 @@ class ThreadAffinity(Target):
             return True
         return recorded is not None and recorded.get("start") != state.get("start")
 
+    def mixed(self, state: Any, before: Any, after: Any) -> bool:
+        """Some threads re-pinned, the others not yet: each one the journal names reads
+        as its recorded mask before or after the change."""
+        if after is None or self.gone(state, before):
+            return False
+        threads = state["threads"]
+        return all(threads[tid] in (mask, after["threads"].get(tid))
+                   for tid, mask in before["threads"].items() if tid in threads)
+
+    def not_allowed(self) -> str | None:
+        return None if self.pid > 0 else f"{self.pid} is not a process id"
+
+    def valid(self, state: Any) -> bool:
+        if not isinstance(state, dict) or set(state) != {"start", "threads"}:
+            return False
+        if state["start"] is not None and not _whole(state["start"], 0, 2**64):
+            return False
+        threads = state["threads"]
+        if not isinstance(threads, dict) or len(threads) > 65536:
+            return False
+        for tid, cpus in threads.items():
+            if not (tid.isdecimal() and len(tid) <= 10 and _plain(cpus, 65536)):
+                return False
+            try:
+                parse_cpu_list(cpus)
+            except ValueError:
+                return False
+        return True
+
     def refusal(self, state: Any) -> str | None:
         return f"process {self.pid} is not running" if self.gone(state) else None
 
@@ -263,6 +380,9 @@ PROFILE_COMMANDS = {
     "tuned": (["tuned-adm", "active"], ["tuned-adm", "profile"]),
     "power-profiles-daemon": (["powerprofilesctl", "get"], ["powerprofilesctl", "set"]),
 }
+
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 
 
 class DaemonProfile(Target):
@@ -298,6 +418,15 @@ class DaemonProfile(Target):
             get, _ = PROFILE_COMMANDS[self.daemon]
             return f"the active {self.daemon} profile cannot be read (`{' '.join(get)}`)"
         return None
+
+    def not_allowed(self) -> str | None:
+        if self.daemon not in PROFILE_COMMANDS:
+            return f"{self.daemon} is not a daemon whose profile q3cn-doctor switches"
+        return None
+
+    def valid(self, state: Any) -> bool:
+        """A profile name: it becomes an argument of tuned-adm or powerprofilesctl."""
+        return isinstance(state, str) and bool(PROFILE_NAME.match(state))
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "daemon": self.daemon}

@@ -248,10 +248,11 @@ def chosen(host: Host, pacman: bool, apt: bool, service: str | None, *,
     if sum((pacman, apt, service is not None)) > 1:
         raise HookError("give one of --pacman, --apt and --service NAME")
     if service is not None:
-        from q3cn_doctor.fixes.memlock import SERVICE_NAME
+        from q3cn_doctor.options import unit_name_problem
 
-        if not SERVICE_NAME.match(service) or service.startswith("-"):
-            raise HookError(f"{service!r} is not a systemd unit name")
+        problem = unit_name_problem(service)
+        if problem:
+            raise HookError(problem)
         return [(SERVICE, service_unit(service))]
     if pacman:
         return [(PACMAN, None)]
@@ -273,22 +274,37 @@ class Record:
         self.hooks: dict[str, dict[str, Any]] = self._load()
 
     def _load(self) -> dict[str, dict[str, Any]]:
-        try:
-            found = self.host.lstat(self.path)
-        except OSError:
-            return {}
-        if found is None or found.kind != "file":
-            return {}
+        """The record. Refused as a whole (HookError) where the state folder or the file
+        is not root's alone, or an entry names a file or folder no hook of ours has
+        (uninstall removes what it names); a file that is no record at all is ignored:
+        without one, uninstall removes only exact copies of what it writes."""
+        from q3cn_doctor.fixing.journal import untrusted
+
+        for path, kind in ((self.host.state_dir, "dir"), (self.path, "file")):
+            found = self.host.lstat(path)
+            if found is None:
+                return {}
+            problem = untrusted(self.host, path, found, kind)
+            if problem:
+                raise HookError(f"{problem}: q3cn-doctor does not trust its record of the hooks "
+                                "there; nothing was changed")
         try:
             document = json.loads(self.host.read_bytes(self.path))
-        except (OSError, ValueError):
+        except OSError as exc:
+            raise HookError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        except ValueError:
             return {}
         if not isinstance(document, dict) or document.get("format") != RECORD_FORMAT:
             return {}
         hooks = document.get("hooks")
         if not isinstance(hooks, dict):
             return {}
-        return {path: entry for path, entry in hooks.items() if isinstance(entry, dict)}
+        for path, entry in hooks.items():
+            problem = record_problem(path, entry)
+            if problem:
+                raise HookError(f"{self.path}: the entry for {path!r} is not one q3cn-doctor "
+                                f"wrote ({problem}); nothing was changed. Move the file aside")
+        return hooks
 
     def save(self) -> None:
         from q3cn_doctor.hooks.state import make_parents
@@ -299,6 +315,38 @@ class Record:
                     "hooks": dict(sorted(self.hooks.items()))}
         self.host.write_bytes(self.path, (json.dumps(document, indent=1, sort_keys=True)
                                           + "\n").encode(), mode=0o600)
+
+
+_SHA = re.compile(r"[0-9a-f]{64}\Z")
+_DROPIN = re.compile(rf"{re.escape(UNIT_DIR)}/(?P<unit>[^/]+)\.d/{re.escape(DROPIN_NAME)}\Z")
+
+
+def record_problem(path: str, entry: Any) -> str | None:
+    """Why a hooks.json entry is not one install wrote: a path no hook has, fields of the
+    wrong kind, a created folder that is not above the file (/etc or under it)."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    kind, unit = entry.get("kind"), entry.get("unit")
+    dropin = _DROPIN.match(path) if isinstance(path, str) else None
+    if dropin:
+        from q3cn_doctor.options import unit_name_problem
+
+        if kind != SERVICE or unit != dropin.group("unit") or unit_name_problem(unit):
+            return "not the drop-in of the service it names"
+    elif (kind, unit) not in ((PACMAN, None), (APT, None)) or path != hook_path(kind):
+        return "not a path a hook of q3cn-doctor has"
+    if not isinstance(entry.get("warn_only", False), bool):
+        return "warn_only is not true or false"
+    if not all(isinstance(entry.get(key), str) and _SHA.match(entry[key])
+               for key in ("sha256", "replaces") if key in entry or key == "sha256"):
+        return "its SHA-256 is not one"
+    folders = entry.get("created_dirs") or []
+    if not isinstance(folders, list) or not all(
+            isinstance(folder, str) and (folder + "/").startswith("/etc/")
+            and path.startswith(folder + "/") and ".." not in folder.split("/")
+            for folder in folders):
+        return "a created folder is not above its file"
+    return None
 
 
 @dataclass

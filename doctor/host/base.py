@@ -18,7 +18,9 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+from q3cn_doctor.host import openat
 
 COMMAND_TIMEOUT_S = 10.0
 """Every command gets a time limit: a hung nvidia-smi must not hang a preflight."""
@@ -84,7 +86,8 @@ class CommandResult:
         return {
             NOT_INSTALLED: f"`{self.argv[0]}` is not installed",
             TIMED_OUT: f"`{self.command_line}` did not answer in time",
-            PERMISSION_DENIED: f"`{self.command_line}` was refused permission",
+            PERMISSION_DENIED: f"`{self.command_line}` was refused permission"
+                               + (f": {self.stderr.strip()}" if self.stderr.strip() else ""),
         }.get(self.state, f"`{self.command_line}` has no recorded result on this host")
 
 
@@ -141,6 +144,7 @@ class ReadOnlyHost(OSError):
 
 
 STATE_DIR = "/var/lib/q3cn-doctor"
+CACHE_LIMIT = 4 * 1024 * 1024  # the --help cache holds 16 entries of ~40 kB
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,9 @@ class Host:
         # path, or command line, -> errno: a test makes any read, write or command fail.
         # "write:" + path fails only the write; "affinity:PID/TID" fails a re-pin.
         self.faults: dict[str, int] = {}
+        # Called with (operation, path) before each system call of a write primitive: a
+        # test kills a step there (raise) or swaps a folder for a link (a race).
+        self.syscall_hook: Callable[[str, str], None] | None = None
         self._traces: list[list[str]] = []
         # Each source is read once per run: several facts and checks share /proc/cpuinfo.
         self._reads: dict[str, bytes | OSError] = {}
@@ -197,6 +204,10 @@ class Host:
         for trace in self._traces:
             if source not in trace:
                 trace.append(source)
+
+    def _syscall(self, operation: str, path: str) -> None:
+        if self.syscall_hook is not None:
+            self.syscall_hook(operation, path)
 
     def _fault(self, key: str) -> None:
         code = self.faults.get(key)
@@ -377,32 +388,41 @@ class Host:
     def load_cache(self, name: str) -> dict:
         """The doctor's cache file ``name``; empty where there is none or no cache at all.
         The doctor's own file, not the machine under test: read directly, never traced."""
-        folder = self.cache_dir()
+        folder = self._cache_folder()
         if folder is None:
             return {}
         try:
-            with open(os.path.join(folder, name), encoding="utf-8") as handle:
-                data = json.load(handle)
+            data = json.loads(openat.read_regular(folder, name, name, CACHE_LIMIT)[0])
         except (OSError, ValueError):
             return {}
+        finally:
+            os.close(folder)
         return data if isinstance(data, dict) else {}
 
     def store_cache(self, name: str, data: dict) -> None:
         """Replace the cache file ``name`` atomically; a cache that cannot be written is
         only slower next time, never an error."""
-        folder = self.cache_dir()
+        folder = self._cache_folder()
         if folder is None:
             return
-        path = os.path.join(folder, name)
-        temp = f"{path}.{os.getpid()}.tmp"
         try:
-            os.makedirs(folder, exist_ok=True)
-            with open(temp, "w", encoding="utf-8") as handle:
-                json.dump(data, handle)
-            os.replace(temp, path)
+            openat.replace_file(folder, name, json.dumps(data).encode(), 0o600, name,
+                                owner=(os.geteuid(), os.getegid()))
         except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            pass
+        finally:
+            os.close(folder)
+
+    def _cache_folder(self) -> int | None:
+        """A descriptor of ``cache_dir()``, where only this process's user controls it
+        (openat.private_folder): never a folder or link another user planted."""
+        folder = self.cache_dir()
+        if folder is None:
+            return None
+        base, name = os.path.split(folder.rstrip("/"))
+        with contextlib.suppress(OSError):
+            os.makedirs(base, 0o700, exist_ok=True)
+        return openat.private_folder(base, name, os.geteuid())
 
     def local_path(self, path: str) -> str:
         """Where ``path`` lies on this machine's own filesystem, for a library that must
@@ -470,13 +490,15 @@ class Host:
         self._fault(path)
         return self._lstat(path)
 
-    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644,
+                    owner: tuple[int, int] | None = None) -> None:
         """Replace a regular file atomically: a temporary file in the same folder,
-        fsynced, renamed over the target, the folder fsynced. Root-owned where this
-        process may chown. A symbolic link at the target is refused (ELOOP)."""
+        fsynced, renamed over the target, the folder fsynced. Owned by ``owner`` (uid,
+        gid), else by root, where this process may chown; the mode is set after the
+        owner, so a setuid bit survives. A symbolic link at the target is refused (ELOOP)."""
         self._write_fault(path)
         self._reads.pop(path, None)
-        self._write_bytes(path, data, mode)
+        self._write_bytes(path, data, mode, owner)
 
     def write_kernel_value(self, path: str, text: str) -> None:
         """Store a value into an existing /proc/sys or sysfs file, as ``echo v > file``.
@@ -504,6 +526,20 @@ class Host:
         """Remove an empty folder."""
         self._write_fault(path)
         self._remove_dir(path)
+
+    def remove_temporaries(self, folder: str) -> list[str]:
+        """Remove the ``.q3cn-doctor.*`` temporaries a killed run left in ``folder`` (a
+        write renames its temporary over the target; a kill before that leaves it)."""
+        self._write_fault(folder)
+        return self._remove_temporaries(folder)
+
+    def _remove_temporaries(self, folder: str) -> list[str]:
+        return []  # a read-only host has none of ours
+
+    def writer_uid(self) -> int | None:
+        """Who owns what this host's writes create (the state folder, the journal): this
+        process's user on a live-like host; None where nothing is written."""
+        return None
 
     @contextlib.contextmanager
     def locked(self, path: str) -> Iterator[None]:
@@ -556,7 +592,8 @@ class Host:
     def _read_only(self, path: str) -> OSError:
         return ReadOnlyHost(errno.EROFS, f"{self.describe()} is read-only", path)
 
-    def _write_bytes(self, path: str, data: bytes, mode: int) -> None:
+    def _write_bytes(self, path: str, data: bytes, mode: int,
+                     owner: tuple[int, int] | None) -> None:
         raise self._read_only(path)
 
     def _write_kernel_value(self, path: str, data: bytes) -> None:

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 
+from q3cn_doctor.host import openat
 from q3cn_doctor.host.base import (
     ABSENT,
     NOT_INSTALLED,
@@ -39,10 +40,29 @@ class LiveHost(Host):
 
     def cache_dir(self) -> str | None:
         """This user's cache folder (XDG_CACHE_HOME, else ~/.cache), for what the doctor
-        derives from files that rarely change (a llama-server's --help)."""
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                                 ".cache")
-        return os.path.join(base, "q3cn-doctor") if base.startswith("/") else None
+        derives from files that rarely change (a llama-server's --help); only where no
+        other user controls the folder (trust.controllers). Root falls back on its own
+        home's: ``sudo -E`` keeps the user's HOME, a folder that user controls."""
+        from q3cn_doctor.host import trust
+
+        euid = os.geteuid()
+        bases = [os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                   ".cache")]
+        if euid == 0:
+            bases.append(os.path.join(_home_of(0) or "/root", ".cache"))
+        for base in bases:
+            if not base.startswith("/"):
+                continue
+            existing = base
+            while not os.path.lexists(existing):  # made when first stored
+                existing = os.path.dirname(existing)
+            owners = trust.controllers(existing)
+            if owners is not None and owners <= {0, euid}:
+                return os.path.join(base, "q3cn-doctor")
+        return None
+
+    def writer_uid(self) -> int | None:
+        return os.geteuid()
 
     def _path(self, path: str) -> str:
         return path
@@ -72,9 +92,13 @@ class LiveHost(Host):
             # What exec would find, asked with a few stat calls: forking this process only
             # to hear ENOENT from every PATH entry costs milliseconds a missing tool.
             return CommandResult(argv, NOT_INSTALLED)
+        identity = _identity(argv[0], env) if os.geteuid() == 0 else {}
+        if isinstance(identity, CommandResult):
+            return CommandResult(argv, identity.state, stderr=identity.stderr)
         try:
             done = subprocess.run(
-                argv, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
+                argv, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+                **identity,
             )
         except FileNotFoundError:
             return CommandResult(argv, NOT_INSTALLED)
@@ -163,9 +187,31 @@ class LiveHost(Host):
             return []
 
     # -- writing (the fix engine) ------------------------------------------------
+    # Every write opens its folder step by step from the anchor (``/``, or the tree under
+    # --root), relative to each parent's descriptor and with O_NOFOLLOW (openat.py): a
+    # folder swapped for a link after the path was resolved is refused, never followed.
+    anchor = "/"
+
     def _target(self, path: str) -> str:
-        """The real path of ``path`` itself: a link at the last component is not followed."""
-        return path
+        """The real path of ``path`` itself: links in the folders above it are followed
+        (inside the anchor), a link at the last component is not."""
+        return resolve_under(self.anchor, path, follow_last=False)
+
+    @contextlib.contextmanager
+    def _parent(self, path: str, create: bool = False):
+        """The descriptor of the folder holding ``path`` and the name in it; missing
+        folders made 0755 where ``create``."""
+        folders, name = openat.split(self.anchor, self._target(path))
+        with openat.folder(self.anchor, folders, path, self._syscall,
+                           0o755 if create else None) as fd:
+            yield fd, name
+
+    @contextlib.contextmanager
+    def _folder(self, path: str):
+        """The descriptor of the folder ``path`` itself."""
+        folders, name = openat.split(self.anchor, self._target(path))
+        with openat.folder(self.anchor, folders + [name], path, self._syscall) as fd:
+            yield fd
 
     def _lstat(self, path: str) -> PathInfo | None:
         try:
@@ -183,65 +229,40 @@ class LiveHost(Host):
         return PathInfo(kind, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid,
                         info.st_size)
 
-    def _write_bytes(self, path: str, data: bytes, mode: int) -> None:
-        real = self._target(path)
-        directory = os.path.dirname(real)
-        os.makedirs(directory, exist_ok=True)
-        if os.path.islink(real):
-            raise OSError(errno.ELOOP, "a symbolic link is in the way; q3cn-doctor does not "
-                                       "write through links", path)
-        import tempfile
-
-        handle, temp = tempfile.mkstemp(dir=directory, prefix=".q3cn-doctor.")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fchmod(out.fileno(), mode)
-                if os.geteuid() == 0:
-                    os.fchown(out.fileno(), 0, 0)
-                os.fsync(out.fileno())
-            # rename() replaces whatever is at the name, a link included, never its target.
-            os.replace(temp, real)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-        _fsync_dir(directory)
+    def _write_bytes(self, path: str, data: bytes, mode: int,
+                     owner: tuple[int, int] | None) -> None:
+        with self._parent(path, create=True) as (fd, name):
+            openat.replace_file(fd, name, data, mode, path, owner, self._syscall)
 
     def _write_kernel_value(self, path: str, data: bytes) -> None:
-        fd = os.open(self._target(path), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            written = os.write(fd, data)  # one write: the kernel parses the whole value
-            if written != len(data):
-                raise OSError(errno.EIO, f"the kernel took {written} of {len(data)} bytes", path)
-        finally:
-            os.close(fd)
+        with self._parent(path) as (fd, name):
+            openat.store_value(fd, name, data, path, self._syscall)
 
     def _remove(self, path: str) -> None:
-        real = self._target(path)
-        os.unlink(real)
-        _fsync_dir(os.path.dirname(real))
+        with self._parent(path) as (fd, name):
+            openat.remove_file(fd, name, path, self._syscall)
 
     def _make_dir(self, path: str, mode: int) -> None:
-        real = self._target(path)
-        os.mkdir(real, mode)
-        os.chmod(real, mode, follow_symlinks=False)  # the umask narrowed it
-        if os.geteuid() == 0:
-            os.chown(real, 0, 0, follow_symlinks=False)
-        _fsync_dir(os.path.dirname(real))
+        with self._parent(path) as (fd, name):
+            openat.make_folder(fd, name, mode, None, path, self._syscall)
 
     def _remove_dir(self, path: str) -> None:
-        real = self._target(path)
-        os.rmdir(real)
-        _fsync_dir(os.path.dirname(real))
+        with self._parent(path) as (fd, name):
+            openat.remove_folder(fd, name, path, self._syscall)
+
+    def _remove_temporaries(self, folder: str) -> list[str]:
+        try:
+            with self._folder(folder) as fd:
+                return openat.remove_temporaries(fd, folder, self._syscall)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     @contextlib.contextmanager
     def _locked(self, path: str):
         import fcntl
 
-        fd = os.open(self._target(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
+        with self._parent(path) as (parent, name):
+            fd = openat.open_lock(parent, name, path, self._syscall)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -254,21 +275,37 @@ class LiveHost(Host):
     def _set_affinity(self, pid: int, tid: int, cpus: list[int]) -> None:
         if not os.path.isdir(f"/proc/{pid}/task/{tid}"):
             raise ProcessLookupError(errno.ESRCH, f"thread {tid} of process {pid} is gone")
+        self._syscall("sched_setaffinity", f"/proc/{pid}/task/{tid}")
         os.sched_setaffinity(tid, cpus)
 
 
-def _fsync_dir(directory: str) -> None:
-    """Make a rename, create or unlink in ``directory`` durable."""
+def _identity(program: str, env: dict[str, str]) -> dict | CommandResult:
+    """As root, whom to run ``program`` as (subprocess's user, group, extra_groups): root
+    only where only root can change it; else its one other controller, or not at all
+    (trust.run_as). The program is found on PATH here, so what was judged is what runs."""
+    import shutil
+
+    from q3cn_doctor.host import trust
+
+    path = program if "/" in program else shutil.which(program, path=env.get("PATH"))
+    if path is None or not os.path.exists(path):
+        return CommandResult((program,), NOT_INSTALLED)
+    decision = trust.run_as(os.path.abspath(path))
+    if isinstance(decision, str):
+        return CommandResult((program,), PERMISSION_DENIED, stderr=decision)
+    if decision is None:
+        return {"executable": path}
+    uid, gid = decision
+    return {"executable": path, "user": uid, "group": gid, "extra_groups": []}
+
+
+def _home_of(uid: int) -> str | None:
+    import pwd
+
     try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a folder; the rename itself is atomic
-    finally:
-        os.close(fd)
+        return pwd.getpwuid(uid).pw_dir
+    except KeyError:
+        return None
 
 
 def kernel_store(old: bytes, data: bytes, path: str) -> bytes:
@@ -287,27 +324,6 @@ def kernel_store(old: bytes, data: bytes, path: str) -> bytes:
         rebuilt = " ".join(f"[{c}]" if c == value else c for c in choices)
         return (rebuilt + "\n").encode()
     return (value + "\n").encode()
-
-
-def _rewrite_in_place(real: str, path: str, change) -> None:
-    """Rewrite a tree file in place, as a kernel file changes: same inode, no link followed."""
-    fd = os.open(real, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        new = change(b"".join(chunks))
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, new)
-        os.ftruncate(fd, len(new))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _with_affinity(status: bytes, cpus: list[int]) -> bytes:
@@ -357,6 +373,7 @@ class RootHost(LiveHost):
     def __init__(self, prefix: str, euid: int | None = None) -> None:
         super().__init__()
         self.prefix = os.path.abspath(prefix)
+        self.anchor = self.prefix
         self._euid = euid
 
     def describe(self) -> str:
@@ -368,14 +385,13 @@ class RootHost(LiveHost):
     def _path(self, path: str) -> str:
         return resolve_under(self.prefix, path)
 
-    def _target(self, path: str) -> str:
-        return resolve_under(self.prefix, path, follow_last=False)
-
     def euid(self) -> int | None:
         return os.geteuid() if self._euid is None else self._euid
 
     def _write_kernel_value(self, path: str, data: bytes) -> None:
-        _rewrite_in_place(self._target(path), path, lambda old: kernel_store(old, data, path))
+        with self._parent(path) as (fd, name):
+            openat.rewrite(fd, name, path, lambda old: kernel_store(old, data, path),
+                           self._syscall)
 
     def _set_affinity(self, pid: int, tid: int, cpus: list[int]) -> None:
         paths = [f"/proc/{pid}/task/{tid}/status"] + ([f"/proc/{pid}/status"] if tid == pid
@@ -384,8 +400,9 @@ class RootHost(LiveHost):
             raise ProcessLookupError(errno.ESRCH, f"thread {tid} of process {pid} is gone")
         for path in paths:
             if os.path.isfile(self._target(path)):
-                _rewrite_in_place(self._target(path), path,
-                                  lambda old: _with_affinity(old, cpus))
+                with self._parent(path) as (fd, name):
+                    openat.rewrite(fd, name, path, lambda old: _with_affinity(old, cpus),
+                                   self._syscall)
 
     def _readlink(self, path: str) -> str:
         return os.readlink(resolve_under(self.prefix, path, follow_last=False))

@@ -26,7 +26,16 @@ _WHOLE_FILES = re.compile(
 )
 _HOSTNAME_FILES = ("/etc/hostname", "/proc/sys/kernel/hostname")
 REDACTED_HOSTNAME = "redacted-host"
-_SECRET_FLAGS = ("--api-key", "--hf-token", "-hft")
+# Flags whose value is a secret: llama.cpp's --api-key, --hf-token and -hft, and any
+# program's flag that ends in key, token, secret or password. A flag naming a file
+# (--api-key-file, --ssl-key-file) keeps its value: the path is not the secret, and its
+# contents are never read. ``NAME=value`` arguments (``env HF_TOKEN=...``) and a URL's
+# password are blanked too.
+_SECRET_FLAG = re.compile(r"-{1,2}[A-Za-z0-9-]*(?:key|token|secret|passwd|password)\Z|-hft\Z",
+                          re.IGNORECASE)
+_SECRET_VARIABLE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD)=)"
+                              r".+\Z", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)")
 
 
 def redact_text(text: str) -> str:
@@ -67,20 +76,25 @@ def redact_file(path: str, data: bytes) -> bytes:
 
 
 def redact_cmdline(argv: list[str]) -> list[str]:
-    """A process's arguments with secrets (``--api-key X``, ``--api-key=X``) blanked."""
+    """A command line with its secrets blanked (``--api-key X``, ``--api-key=X``,
+    ``HF_TOKEN=X``, ``https://user:X@host``): the one function every place that shows a
+    process's or a plan's command line goes through (checks, launch, snapshots)."""
     cleaned: list[str] = []
     hide_next = False
     for arg in argv:
+        flag, eq, _ = arg.partition("=")
         if hide_next:
             cleaned.append(MARK)
             hide_next = False
-        elif arg in _SECRET_FLAGS:
+        elif _SECRET_FLAG.match(arg):
             cleaned.append(arg)
             hide_next = True
-        elif any(arg.startswith(flag + "=") for flag in _SECRET_FLAGS):
-            cleaned.append(arg.split("=", 1)[0] + "=" + MARK)
+        elif eq and flag.startswith("-") and _SECRET_FLAG.match(flag):
+            cleaned.append(flag + "=" + MARK)
+        elif _SECRET_VARIABLE.match(arg):
+            cleaned.append(_SECRET_VARIABLE.match(arg).group("name") + MARK)
         else:
-            cleaned.append(arg)
+            cleaned.append(_URL_PASSWORD.sub(lambda m: m.group("head") + MARK, arg))
     return cleaned
 
 

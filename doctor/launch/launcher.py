@@ -279,7 +279,20 @@ def _prlimit_value(value: int) -> str:
 
 
 def shell_command(plan: LaunchPlan) -> str:
-    """The plan as one shell line: env, prlimit, taskset, then llama-server, all quoted."""
+    """The plan as one shell line: env, prlimit, taskset, then llama-server, all quoted.
+    Secrets included: it is the command to run (``--print``, a unit file)."""
+    return " ".join(shlex.quote(part) for part in _shell_parts(plan))
+
+
+def shown_command(plan: LaunchPlan) -> str:
+    """The same line with its secrets blanked (``--api-key``...): what launch announces on
+    stderr before it execs, which a service manager keeps in its log."""
+    from q3cn_doctor.host.redact import redact_cmdline
+
+    return " ".join(shlex.quote(part) for part in redact_cmdline(_shell_parts(plan)))
+
+
+def _shell_parts(plan: LaunchPlan) -> list[str]:
     parts: list[str] = []
     if plan.env:
         parts += ["env"] + [f"{name}={value}" for name, value in sorted(plan.env.items())]
@@ -291,8 +304,7 @@ def shell_command(plan: LaunchPlan) -> str:
         from q3cn_doctor.host.base import format_cpu_list
 
         parts += ["taskset", "-c", format_cpu_list(plan.affinity)]
-    parts += plan.argv
-    return " ".join(shlex.quote(part) for part in parts)
+    return parts + plan.argv
 
 
 def execute(plan: LaunchPlan) -> None:
