@@ -18,6 +18,7 @@ from q3cn_doctor.measure.trials import Trial
 from q3cn_doctor.measure.tune import (
     Dimension,
     Search,
+    TuneFailed,
     compare,
     grid,
     run_search,
@@ -57,11 +58,15 @@ class ModelMeasurer:
     def _rate(self, value: float, repeats: int) -> Rate:
         return Rate.of([value * (1 + self.random.gauss(0, self.noise)) for _ in range(repeats)])
 
-    def measure(self, setting: Setting, repeats: int) -> Trial:
+    def measure(self, setting: Setting, repeats: int, timeout: float = 900) -> Trial:
         self.calls.append(setting)
-        self.clock.now += self.seconds
+        seconds = self.seconds(setting) if callable(self.seconds) else self.seconds
+        if seconds > timeout:  # stopped at the limit, as processes.run_program does
+            self.clock.now += timeout
+            return Trial(setting, None, None, timeout, "did not finish", slow=True)
+        self.clock.now += seconds
         return Trial(setting, self._rate(self.pp(setting), repeats),
-                     self._rate(self.tg(setting), repeats), self.seconds)
+                     self._rate(self.tg(setting), repeats), seconds)
 
     def command(self, setting: Setting, repeats: int) -> list[str]:
         return ["model", setting.label()]
@@ -127,6 +132,27 @@ def test_the_budget_stops_the_search_before_a_trial_it_cannot_afford():
     assert best.setting.threads == 8  # the way up, as far as the budget went
 
 
+def test_a_slow_start_is_cut_short_and_the_search_moves_on():
+    """What a busy 2-vCPU guest did: two threads (the plan) took 99 s a trial at 2 tok/s,
+    one thread 30 s at 45. The start is stopped at a third of the budget, and a trial
+    running 2.5x the quickest finished one is stopped as slower."""
+    space = [Dimension("threads", [1, 2], True, "tg", "1..2"),
+             Dimension("cache_type", ["f16", "q8_0"], False, "tg", "kv")]
+    clock = Clock()
+    measurer = ModelMeasurer(lambda s: 45.0 if s.threads == 1 else 2.0, lambda s: 130.0,
+                             seconds=lambda s: 30.0 if s.threads == 1 else 99.0,
+                             clock=clock)
+    start = with_batch(Setting(threads=2, cache_type="f16"))
+    search = Search(measurer, space, budget=120, repeats=3, clock=clock)
+    first, best, stopped = search.run(start)
+    assert first.slow and first.seconds == 40  # a third of the budget
+    assert best.setting.threads == 1 and best.tg.mean == pytest.approx(45, rel=0.01)
+    assert clock.now == 40 + 30 + 30 and stopped == "no neighbour is better"
+    never = ModelMeasurer(lambda s: 2.0, lambda s: 10.0, seconds=99.0, clock=Clock())
+    with pytest.raises(TuneFailed, match="no setting finished within its time limit"):
+        Search(never, space, budget=120, clock=never.clock).run(start)
+
+
 def test_a_pp_gain_that_costs_tg_is_refused():
     def trial(pp: float, tg: float) -> Trial:
         return Trial(Setting(), Rate.of([pp] * 3), Rate.of([tg * 0.99, tg, tg * 1.01]), 1.0)
@@ -152,10 +178,6 @@ def test_threads_batch_is_the_thread_count_with_the_best_prompt_speed():
 
 # -- replayed from a real grid --------------------------------------------------------------
 
-def replay_grid() -> dict:
-    return json.loads((TUNE / "grid-smollm2-xeon-2vcpu.json").read_text())
-
-
 class ReplayMeasurer:
     """Each setting's runs as the grid measured them on the build machine."""
 
@@ -171,8 +193,11 @@ class ReplayMeasurer:
             self.trials[setting.key()] = Trial(setting, pp, tg, item["seconds"], item["error"])
         self.clock = clock
 
-    def measure(self, setting: Setting, repeats: int) -> Trial:
+    def measure(self, setting: Setting, repeats: int, timeout: float = 900) -> Trial:
         trial = self.trials[setting.key()]
+        if trial.seconds > timeout:
+            self.clock.now += timeout
+            return Trial(setting, None, None, timeout, "did not finish", slow=True)
         self.clock.now += trial.seconds
         return trial
 
@@ -180,19 +205,26 @@ class ReplayMeasurer:
         return []
 
 
-@pytest.mark.skipif(not (TUNE / "grid-smollm2-xeon-2vcpu.json").exists(),
-                    reason="no recorded grid")
 def test_on_the_real_grid_the_tune_lands_within_5_percent_with_a_third_of_the_trials():
-    document = replay_grid()
+    """The grid bench/bench_tune.py measured on the build machine (2 vCPUs shared with
+    other jobs: two threads gave 2-16 tok/s, one thread 22-51). Replayed, the search from
+    the plan's start (two threads) finds one thread, within 5% of the grid's best steady
+    point, with at most a third of the grid's trials. Steady: runs spread under 20%; the
+    best mean of all (two threads, runs of 70, 91 and 6 tok/s) was measured while the
+    machine's load changed, and no setting gives its mean."""
+    document = json.loads((TUNE / "grid-smollm2-xeon-2vcpu.json").read_text())
     dims = [Dimension(d["name"], d["values"], d["name"] in ("threads", "ubatch"),
                       d["objective"], d["why"]) for d in document["space"]]
     start = Setting.from_json(document["start"])
     clock = Clock()
     measurer = ReplayMeasurer(document, clock)
-    result = run_search(measurer, start, dims, 256, budget=120)
-    best_tg = max(t.tg.mean for t in measurer.trials.values() if t.ok)
-    assert result.best.tg.mean >= 0.95 * best_tg
+    result = run_search(measurer, start, dims, 256, budget=120, clock=clock)
+    steady = [t for t in measurer.trials.values() if t.ok and t.tg.spread < 0.2]
+    best = max(steady, key=lambda t: t.tg.mean)
+    assert result.best.setting.threads == 1
+    assert result.best.tg.mean >= 0.95 * best.tg.mean, (result.best, best)
     assert result.runs <= len(measurer.trials) / 3
+    assert clock.now <= 120
 
 
 # -- the tune launch uses, and refuses ------------------------------------------------------

@@ -241,7 +241,9 @@ def tune_table(result) -> str:
             mark.append("start (the plan)")
         if trial.setting.key() == result.best.setting.key():
             mark.append("BEST")
-        if trial.error:
+        if trial.slow:
+            mark.append(f"slower: stopped after {trial.seconds:.0f} s")
+        elif trial.error:
             mark.append(f"failed: {trial.error[:60]}")
         pp = trial.pp.text() if trial.pp else "-"
         tg = trial.tg.text() if trial.tg else "-"
