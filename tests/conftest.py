@@ -194,3 +194,28 @@ def real_parts() -> Iterator[RealParts]:
     yield RealParts(folder, *(Path(paths[name])
                               for name in ("llama-server", "llama-bench", "model")))
     shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- processes, by /proc --------------------------------------------------------------------
+
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

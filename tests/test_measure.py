@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import alive, child_pids
 from q3cn_doctor.facts.model_search import find_profile_model
 from q3cn_doctor.host.live import LiveHost
 from q3cn_doctor.launch.run_as import RunAsError, run_as
@@ -199,7 +200,7 @@ def test_root_runs_llama_cpp_as_the_user_it_names(tmp_path):
     out = run_program(Program(["sh", "-c", "id -u; id -g; id -G; echo $HOME"], who), 30)
     uid, gid, groups, home = out.splitlines()
     assert (int(uid), int(gid), home) == (who.uid, who.gid, who.home)
-    assert 0 not in {int(g) for g in groups.split()} or who.gid == 0
+    assert "0" not in groups.split()  # root's group dropped
 
 
 # -- processes always stop ------------------------------------------------------------------
@@ -211,14 +212,14 @@ def test_stop_ends_the_whole_process_group():
     deadline = time.monotonic() + 20
     children: list[int] = []
     while time.monotonic() < deadline and not children:
-        children = _children(process.pid)
+        children = child_pids(process.pid)
         time.sleep(0.1)
     assert children, "the child never started its grandchild"
     started = time.monotonic()
     stop(process, grace=5)
     assert process.returncode == -signal.SIGTERM and time.monotonic() - started < 5
     time.sleep(0.2)
-    assert not any(_alive(pid) for pid in children)
+    assert not any(alive(pid) for pid in children)
 
 
 def test_a_failing_program_says_why():
@@ -230,27 +231,6 @@ def test_a_failing_program_says_why():
         run_program(Program(["sleep", "30"], who), 1)
     with pytest.raises(MeasureError, match="cannot start"):
         run_program(Program(["/nonexistent/llama-bench"], who), 5)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 # -- where the profile's model is found -----------------------------------------------------
@@ -277,3 +257,106 @@ def test_profile_model_in_the_hugging_face_cache(tmp_path, monkeypatch):
     assert empty.path is None
     reason = empty.reason("gpt-oss-120b-mxfp4")
     assert str(tmp_path / "llama-cache") in reason and "--model PATH" in reason
+
+
+# -- progress: rich on a terminal, plain lines otherwise --------------------------------------
+
+PROGRESS = ("from q3cn_doctor.app.measure_command import progress\n"
+            "with progress('Tuning', 10) as step:\n"
+            "    step('trial 1: t2 b2048')\n"
+            "    step('trial 2: t1 b2048')\n")
+
+
+def test_progress_is_plain_lines_without_a_terminal():
+    done = subprocess.run([sys.executable, "-c", PROGRESS], capture_output=True, text=True,
+                          timeout=60)
+    lines = done.stderr.splitlines()
+    assert lines[0] == "Tuning..." and lines[1].endswith("s] trial 1: t2 b2048")
+    assert "\x1b[" not in done.stderr and done.stdout == ""
+
+
+def test_progress_is_a_rich_bar_on_a_terminal():
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", PROGRESS], stdin=subprocess.DEVNULL,
+                               stdout=slave, stderr=slave, close_fds=True,
+                               env=dict(os.environ, TERM="xterm", COLUMNS="100"))
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if not ready:
+            if process.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert process.wait(timeout=30) == 0
+    text = output.decode(errors="replace")
+    assert "trial 2: t1 b2048" in text and "\x1b[" in text  # drawn, not plain lines
+    assert "Tuning..." not in text
+
+
+# -- the commands' refusals, before anything runs ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from gguf_files import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("model") / "tiny-llama.gguf")
+
+
+def measure_cli(*args: str, home: Path):
+    from test_cli import cli
+
+    env = {"HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "HF_HOME": "",
+           "HF_HUB_CACHE": "", "LLAMA_CACHE": "", "SUDO_USER": ""}
+    return cli(*args, env=env)
+
+
+def test_only_this_machine_is_measured(tmp_path):
+    result = measure_cli("bench", "speed", "--root", str(tmp_path), home=tmp_path)
+    assert result.returncode == 2 and "No such option '--root'" in result.stderr
+    tuned = measure_cli("tune", "--budget", "soon", home=tmp_path)
+    assert tuned.returncode == 2 and "'soon' is not a duration" in tuned.stderr
+
+
+def test_without_a_model_it_says_where_it_looked(tmp_path):
+    result = measure_cli("bench", "speed", home=tmp_path)
+    assert result.returncode == 2
+    assert "no GGUF of Qwen3-Coder-Next (80B-A3B) MXFP4 found in" in result.stderr
+    assert f"{tmp_path}/.cache/huggingface/hub" in result.stderr
+    assert f"{tmp_path}/models" in result.stderr and "--model PATH" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs llama.cpp as another user")
+def test_a_model_the_user_cannot_read_is_refused(tmp_path, tiny_model):
+    from llama_server_standin import write_standin
+
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    result = measure_cli("bench", "speed", "--model", str(tiny_model), "--server",
+                         str(standin), "--user", "nobody", "--ctx-size", "256",
+                         home=tmp_path)
+    assert result.returncode == 1
+    assert f"nobody, who runs llama.cpp, cannot read the model {tiny_model}" in result.stderr
+
+
+def test_llama_bench_asked_for_but_missing(tmp_path, tiny_model):
+    from llama_server_standin import write_standin
+
+    standin = write_standin(tmp_path / "bin", "2026-10")
+    user = ["--user", "root", "--allow-root"] if os.geteuid() == 0 else []
+    result = measure_cli("bench", "speed", "--method", "bench", "--model", str(tiny_model),
+                         "--server", str(standin), "--ctx-size", "256", *user,
+                         home=tmp_path)
+    assert result.returncode == 1
+    assert f"no llama-bench beside {standin} or on PATH" in result.stderr

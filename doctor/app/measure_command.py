@@ -72,16 +72,19 @@ def progress(title: str, total_s: float | None = None) -> Iterator[Callable[[str
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGTERM ends a measurement as Ctrl-C does: KeyboardInterrupt, so every ``finally``
-    that stops a llama.cpp process runs."""
+    """Ctrl-C and SIGTERM end a measurement as KeyboardInterrupt, so every ``finally``
+    that stops a llama.cpp process runs. SIGINT is set too: a command started in the
+    background of a script inherits it ignored, and could not be stopped with it."""
     def raise_interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous = {sig: signal.signal(sig, raise_interrupt)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- the rig --------------------------------------------------------------------------------
@@ -109,16 +112,15 @@ def resolve_model(options: Options, host) -> None:
 
 
 def make_rig(options: Options, allow_root: bool):
-    """Facts of this machine (RAM bandwidth measured, for the prediction) and the rig;
-    a ClickException saying why there is none."""
+    """Facts of this machine (never a snapshot or --root tree: the commands that measure
+    take neither), with its RAM bandwidth measured for the prediction, and the rig; a
+    ClickException saying why there is none."""
     from q3cn_doctor.facts import Facts
     from q3cn_doctor.host.live import LiveHost
     from q3cn_doctor.launch.run_as import RunAsError, run_as
     from q3cn_doctor.measure.processes import MeasureError
     from q3cn_doctor.measure.rig import make_rig as rig_for
 
-    if options.snapshot or options.root:
-        raise click.UsageError("only this machine can be measured, not --snapshot or --root")
     host = LiveHost()
     resolve_model(options, host)
     options.measure = True
@@ -135,6 +137,7 @@ def run_bench_speed(options: Options, method: str, repeats: int, allow_root: boo
                     as_json: bool) -> int:
     import json
 
+    from q3cn_doctor.measure.processes import MeasureError
     from q3cn_doctor.measure.speed_bench import run_speed_bench, store_last
 
     rig = make_rig(options, allow_root)
@@ -146,6 +149,8 @@ def run_bench_speed(options: Options, method: str, repeats: int, allow_root: boo
     except KeyboardInterrupt:
         click.echo("Interrupted: llama.cpp stopped, nothing left running.", err=True)
         return EXIT_INTERRUPTED
+    except MeasureError as exc:
+        raise click.ClickException(str(exc)) from exc
     store_last(rig.facts.host, result)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.text())
     return 0 if result.trial.ok else 1
@@ -154,16 +159,19 @@ def run_bench_speed(options: Options, method: str, repeats: int, allow_root: boo
 def short_measurement(options: Options) -> dict:
     """``check --measure``'s speed line: a short llama-bench (or server) run of the plan,
     or why none was made. Never raises (Ctrl-C excepted)."""
+    from q3cn_doctor.measure.processes import MeasureError
     from q3cn_doctor.measure.speed_bench import run_speed_bench
 
     measured = Options(**{**options.__dict__, "measure": True})
     try:
         rig = make_rig(measured, allow_root=False)
+        with interruptible():
+            result = run_speed_bench(rig, "auto", SHORT_REPEATS, pp_tokens=SHORT_PP,
+                                     tg_tokens=SHORT_TG)
     except click.ClickException as exc:
         return {"text": f"Speed not measured: {exc.format_message()}", "error": True}
-    with interruptible():
-        result = run_speed_bench(rig, "auto", SHORT_REPEATS, pp_tokens=SHORT_PP,
-                                 tg_tokens=SHORT_TG)
+    except MeasureError as exc:
+        return {"text": f"Speed not measured: {exc}", "error": True}
     return {"text": result.short(), "result": result.to_json()}
 
 
@@ -173,6 +181,7 @@ def run_tune(options: Options, budget: float, repeats: int, method: str, save: b
              allow_root: bool, as_json: bool) -> int:
     import json
 
+    from q3cn_doctor.measure.processes import MeasureError
     from q3cn_doctor.measure.tune import TuneFailed, tune
 
     options.no_tune = True  # the search starts from the plan's prediction, not an old tune
@@ -184,7 +193,7 @@ def run_tune(options: Options, budget: float, repeats: int, method: str, save: b
         click.echo("Interrupted: llama.cpp stopped, nothing left running; nothing saved.",
                    err=True)
         return EXIT_INTERRUPTED
-    except TuneFailed as exc:
+    except (TuneFailed, MeasureError) as exc:
         raise click.ClickException(str(exc)) from exc
     where = keep_tune(rig, result, options, save)
     if as_json:
@@ -232,7 +241,9 @@ def tune_table(result) -> str:
             mark.append("start (the plan)")
         if trial.setting.key() == result.best.setting.key():
             mark.append("BEST")
-        if trial.error:
+        if trial.slow:
+            mark.append(f"slower: stopped after {trial.seconds:.0f} s")
+        elif trial.error:
             mark.append(f"failed: {trial.error[:60]}")
         pp = trial.pp.text() if trial.pp else "-"
         tg = trial.tg.text() if trial.tg else "-"

@@ -220,25 +220,24 @@ class Journal:
         entry = {"seq": (self.entries[-1]["seq"] + 1) if self.entries else 1,
                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "state": PENDING}
         entry.update(fields)
-        self.entries.append(entry)
-        try:
-            self.save()
-        except JournalError:
-            self.entries.pop()
-            raise
+        self._append(self.entries, entry)
         self.step(f"record {entry['seq']}")
         return entry
 
     def record_measurement(self, **fields: Any) -> dict[str, Any]:
         """Keep a run's before/after speed (fix --apply --measure) with its changes."""
         measurement = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}
-        self.measurements.append(measurement)
+        self._append(self.measurements, measurement)
+        return measurement
+
+    def _append(self, items: list[dict[str, Any]], item: dict[str, Any]) -> None:
+        """Add ``item`` and write the journal; on failure the journal is as it was."""
+        items.append(item)
         try:
             self.save()
         except JournalError:
-            self.measurements.pop()
+            items.pop()
             raise
-        return measurement
 
     def mark(self, entry: dict[str, Any], state: str, **fields: Any) -> None:
         entry["state"] = state

@@ -33,6 +33,10 @@ class MeasureError(Exception):
     """A llama.cpp process would not start, failed, or gave no figures."""
 
 
+class TimedOut(MeasureError):
+    """A llama.cpp process ran past its time limit (and was stopped)."""
+
+
 @dataclass
 class Program:
     """How to start one llama.cpp program: argv, added environment, affinity, user."""
@@ -84,7 +88,7 @@ def run_program(program: Program, timeout: float) -> str:
         try:
             out, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise MeasureError(f"{os.path.basename(program.argv[0])} did not finish in "
+            raise TimedOut(f"{os.path.basename(program.argv[0])} did not finish in "
                                f"{timeout:.0f} s") from exc
         finally:
             stop(process)
@@ -188,5 +192,7 @@ class Server:
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 return parse_completion(answer.read())
+        except TimeoutError as exc:
+            raise TimedOut(f"/completion did not answer in {timeout:.0f} s") from exc
         except (urllib.error.URLError, OSError, SpeedOutputError) as exc:
             raise MeasureError(f"/completion failed: {exc}") from exc

@@ -28,7 +28,6 @@ from q3cn_doctor.measure.trials import (
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.llama_speed import help_flags
 
-METHODS = ("auto", "bench", "server")
 BENCH_NAME = "llama-bench"
 
 
@@ -47,6 +46,17 @@ class Rig:
         """What the plan runs llama-server under (numactl), for llama-bench as well."""
         argv = self.plan.argv
         return argv[:argv.index(self.plan.server)] if self.plan.server in argv else []
+
+    def can_lock(self) -> bool:
+        """Whether llama.cpp, run as ``run_as``, may lock the model in RAM: root keeps
+        CAP_IPC_LOCK, a user needs an RLIMIT_MEMLOCK as large as the model (the child
+        inherits this process's limits)."""
+        if not self.run_as.switch and os.geteuid() == 0:
+            return True
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        return soft == resource.RLIM_INFINITY or soft >= self.facts.model.file_bytes
 
     def program(self, argv: list[str]) -> Program:
         return Program(argv, self.run_as, dict(self.plan.env), self.plan.affinity)

@@ -17,6 +17,7 @@ from q3cn_doctor.measure.processes import (
     MeasureError,
     Program,
     Server,
+    TimedOut,
     free_port,
     loopback_argv,
     run_program,
@@ -43,6 +44,7 @@ class Trial:
     tg: Rate | None
     seconds: float
     error: str | None = None
+    slow: bool = False  # stopped at its time limit: slower than the limit allowed
 
     @property
     def ok(self) -> bool:
@@ -52,7 +54,7 @@ class Trial:
         return {"setting": self.setting.to_json(), "label": self.setting.label(),
                 "pp": self.pp.to_json() if self.pp else None,
                 "tg": self.tg.to_json() if self.tg else None,
-                "seconds": round(self.seconds, 1), "error": self.error}
+                "seconds": round(self.seconds, 1), "error": self.error, "slow": self.slow}
 
 
 class Measurer(Protocol):
@@ -60,7 +62,8 @@ class Measurer(Protocol):
     pp_tokens: int
     tg_tokens: int
 
-    def measure(self, setting: Setting, repeats: int) -> Trial: ...
+    def measure(self, setting: Setting, repeats: int,
+                timeout: float = TRIAL_TIMEOUT_S) -> Trial: ...
 
     def command(self, setting: Setting, repeats: int) -> list[str]: ...
 
@@ -71,6 +74,8 @@ def timed(setting: Setting, work: Callable[[], tuple[Rate | None, Rate | None]])
     started = time.monotonic()
     try:
         pp, tg = work()
+    except TimedOut as exc:
+        return Trial(setting, None, None, time.monotonic() - started, str(exc), slow=True)
     except (MeasureError, SpeedOutputError) as exc:
         return Trial(setting, None, None, time.monotonic() - started, str(exc))
     return Trial(setting, pp, tg, time.monotonic() - started)
@@ -95,14 +100,15 @@ class BenchMeasurer:
     def command(self, setting: Setting, repeats: int) -> list[str]:
         return self.argv(setting, repeats)
 
-    def measure(self, setting: Setting, repeats: int) -> Trial:
+    def measure(self, setting: Setting, repeats: int,
+                timeout: float = TRIAL_TIMEOUT_S) -> Trial:
         why_not = setting.bench_can_run(self.flags)
         if why_not:
             return Trial(setting, None, None, 0.0, why_not)
 
         def work() -> tuple[Rate | None, Rate | None]:
             program = self.program.with_argv(self.argv(setting, repeats))
-            records = parse_bench_json(run_program(program, TRIAL_TIMEOUT_S))
+            records = parse_bench_json(run_program(program, timeout))
             pp = next((r.rate for r in records if r.kind == "pp"), None)
             tg = next((r.rate for r in records if r.kind == "tg"), None)
             if tg is None:
@@ -131,14 +137,19 @@ class ServerMeasurer:
     def argv(self, setting: Setting, port: int) -> list[str]:
         return loopback_argv(self.command(setting, 0), port)
 
-    def measure(self, setting: Setting, repeats: int) -> Trial:
+    def measure(self, setting: Setting, repeats: int,
+                timeout: float = TRIAL_TIMEOUT_S) -> Trial:
         def work() -> tuple[Rate | None, Rate | None]:
             program = self.program.with_argv(self.argv(setting, free_port()))
             pp_samples, tg_samples = [], []
+            deadline = time.monotonic() + timeout
             with Server(program, int(program.argv[-1])) as server:
-                server.complete(self.prompt[:200], 8, TRIAL_TIMEOUT_S)  # warm-up
+                server.complete(self.prompt[:200], 8, timeout)  # warm-up
                 for _ in range(repeats):
-                    timings = server.complete(self.prompt, self.tg_tokens, TRIAL_TIMEOUT_S)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimedOut(f"the runs did not finish in {timeout:.0f} s")
+                    timings = server.complete(self.prompt, self.tg_tokens, left)
                     if timings.prompt_per_second:
                         pp_samples.append(timings.prompt_per_second)
                     if timings.predicted_per_second:

@@ -10,14 +10,20 @@ Each dimension is judged by what it changes: threads, the KV cache type, the loa
 and the expert placement by generation (tg); the physical batch by prompt processing
 (pp), never at a real cost to tg. "Better" means the difference of the means exceeds
 twice its standard error (and 1%); where it is closer the two points are measured again
-once and judged on all their runs. Every trial carries its spread.
+once and judged on all their runs. Every trial carries its spread. A trial is stopped
+once it runs 2.5 times as long as the quickest finished one (the starting point: a third
+of the budget): taking that long for the same tokens, it is slower, and waiting for it
+would spend the budget on a loser (on a busy 2-vCPU machine, two threads took 99 s where
+one took 30).
 
 The space, per machine:
 - threads: 1 .. the CPUs the plan may use;
 - batch/ubatch: ubatch 64 .. up to the measured prompt (256 tokens CPU-only, 2048 with
   a GPU: longer pieces than the prompt cannot differ), the batch at least the ubatch;
 - KV cache type: f16, q8_0, q4_0 (K and V alike);
-- load mode: mmap, none (read into RAM), and mlock where memlock allows it;
+- load mode: mmap, none (read into RAM), and mlock where the user llama.cpp runs as may
+  lock the model (a plan made with root's CAP_IPC_LOCK that runs as a user with an 8 MiB
+  memlock limit does not lock: it starts from mmap);
 - expert placement where the model has experts and a GPU takes part: --n-cpu-moe
   layers (0 .. every expert layer), or --fit-target MiB where the plan uses --fit.
 """
@@ -44,6 +50,9 @@ SIGNIFICANCE = 2.0  # standard errors a difference must exceed
 MIN_GAIN = 0.01  # and this share of the mean
 TG_TOLERANCE = 0.02  # a pp gain may cost tg no more than this share (beyond noise)
 MAX_PASSES = 3
+FIRST_SHARE = 1 / 3  # the starting point may take at most this share of the budget
+SLOW_FACTOR = 2.5  # a trial running this many times the quickest finished one is slower
+MIN_TRIAL_S = 20.0
 CPU_PROMPT, GPU_PROMPT = 256, 2048  # a CPU processes a prompt at ~100-1000 tok/s
 
 
@@ -74,7 +83,7 @@ def search_space(rig: Rig) -> tuple[Setting, list[Dimension], int]:
                           "tokens); the batch follows where smaller"))
     dims.append(Dimension("cache_type", list(CACHE_TYPES), False, "tg",
                           "the KV cache's type, K and V alike"))
-    modes = ["mmap", "none"] + (["mlock"] if start.load_mode == "mlock" else [])
+    modes = ["mmap", "none"] + (["mlock"] if rig.can_lock() else [])
     dims.append(Dimension("load_mode", modes, False, "tg",
                           "mmap, read into RAM" + (", locked" if "mlock" in modes else
                                                    " (mlock: memlock does not allow it)")))
@@ -152,7 +161,7 @@ def compare(candidate: Trial, best: Trial, objective: str) -> str:
         return "worse"
     if old is None:
         return "better"
-    if objective == "pp" and candidate.tg.mean < best.tg.mean - max(
+    if objective == "pp" and best.tg is not None and candidate.tg.mean < best.tg.mean - max(
             margin(candidate.tg, best.tg), TG_TOLERANCE * best.tg.mean):
         return "worse"  # prompt speed bought with generation speed
     gain = new.mean - old.mean
@@ -212,6 +221,24 @@ class Search:
             self.out_of_time = True
         return not self.out_of_time
 
+    def _limit(self) -> float:
+        """How long the next trial may run before it counts as slower."""
+        done = [t.seconds for t in self.order if t.ok]
+        if not done:
+            return max(MIN_TRIAL_S, self.budget * FIRST_SHARE)
+        return max(MIN_TRIAL_S, SLOW_FACTOR * min(done))
+
+    def _bounded(self, setting: Setting) -> Trial:
+        """One measurement, stopped at its limit or where the budget runs out (then the
+        search ends: the budget is a limit, not a wish)."""
+        remaining = self.budget - (self.clock() - self.started)
+        limit = self._limit()
+        trial = self.measurer.measure(setting, self.repeats, min(limit, remaining))
+        if trial.slow and remaining < limit:
+            self.out_of_time = True
+            trial.error = "stopped: the budget ran out"
+        return trial
+
     def measure(self, setting: Setting) -> Trial | None:
         """The trial of ``setting`` (measured once; None when the budget is spent)."""
         key = setting.key()
@@ -221,7 +248,7 @@ class Search:
             return None
         self.runs += 1
         self.progress(f"trial {self.runs}: {setting.label()}")
-        trial = self.measurer.measure(setting, self.repeats)
+        trial = self._bounded(setting)
         self.trials[key] = trial
         self.order.append(trial)
         return trial
@@ -232,7 +259,7 @@ class Search:
             return trial
         self.runs += 1
         self.progress(f"trial {self.runs}: {trial.setting.label()} again (too close to call)")
-        more = self.measurer.measure(trial.setting, self.repeats)
+        more = self._bounded(trial.setting)
         if not more.ok:
             return trial
         merged = Trial(trial.setting, _merge(trial.pp, more.pp), _merge(trial.tg, more.tg),
@@ -280,10 +307,10 @@ class Search:
 
     def run(self, start: Setting) -> tuple[Trial, Trial, str]:
         first = self.measure(start)
-        if first is None or not first.ok:
+        if first is None or not (first.ok or first.slow):
             raise TuneFailed(f"the starting point could not be measured: "
                              f"{first.error if first else 'no time in the budget'}")
-        best, stopped = first, "no neighbour is better"
+        best, stopped = first, "no neighbour is better"  # a slow start: any finisher wins
         for _ in range(MAX_PASSES):
             before = best.setting.key()
             for dim in self.dims:
@@ -292,6 +319,8 @@ class Search:
                 break
         if self.out_of_time:
             stopped = f"the budget ({self.budget:.0f} s) was spent"
+        if not self.trials[best.setting.key()].ok:
+            raise TuneFailed("no setting finished within its time limit: raise --budget")
         return self.trials[start.key()], self.trials[best.setting.key()], stopped
 
 
@@ -320,9 +349,10 @@ def threads_batch(trials: list[Trial], best: Trial) -> int | None:
 
 def run_search(measurer: Measurer, start: Setting, dims: list[Dimension], prompt: int,
                budget: float, repeats: int = REPEATS,
-               progress: Callable[[str], None] | None = None) -> TuneResult:
+               progress: Callable[[str], None] | None = None,
+               clock: Callable[[], float] = time.monotonic) -> TuneResult:
     """The search from ``start`` with ``measurer``, as a result to print and keep."""
-    search = Search(measurer, dims, budget, repeats, progress)
+    search = Search(measurer, dims, budget, repeats, progress, clock)
     first, best, stopped = search.run(start)
     result = TuneResult(first, best, list(search.order), dims,
                         search.clock() - search.started, stopped,
