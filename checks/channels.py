@@ -8,6 +8,7 @@ from q3cn_doctor.checking.registry import check
 from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
+from q3cn_doctor.plan.speed import compare, difference, speed, what_if
 from q3cn_doctor.units import gib
 
 CONSUMER_CHANNELS = 2  # desktop and laptop CPUs: two 64-bit channels
@@ -64,22 +65,28 @@ def channels(ctx: Context):
     used = memory.channels
     board = memory.board_channels or (CONSUMER_CHANNELS if (memory.slots or 0) > 1 else None)
     best = min(len(modules), board) if board else None
+    wanted = None  # the channels a fix of the layout would use: the speed model's input
+    cost = None
     if len(modules) == 1 and board and board > 1:
+        wanted = min(2, board)
         now, full = _bandwidth(memory, 1), _bandwidth(memory, min(2, board))
+        tokens, cost = _priced(ctx, min(2, board))
         problems.append((
             WARN, "One module: the RAM runs single-channel",
             "Add a second module of the same kit (same size and part number) in the slot the "
             "board manual names for two modules.",
-            f"Half the bandwidth of two channels: {gbps(now)} instead of {gbps(full)}, and "
-            "tokens/s with it."))
+            f"Half the bandwidth of two channels: {gbps(now)} instead of {gbps(full)}. "
+            + tokens))
     elif best and used < best:
+        wanted = best
         now, full = _bandwidth(memory, used), _bandwidth(memory, best)
+        tokens, cost = _priced(ctx, best)
         problems.append((
             WARN, f"{len(modules)} modules share {used} channel(s); {best} could be used",
             "Move the modules to the slots the board manual gives for this many modules "
             "(usually A2 and B2 for two), so each channel holds one.",
-            f"{gbps(now)} instead of {gbps(full)}: {1 - used / best:.0%} of the bandwidth, "
-            "and of tokens/s, is lost."))
+            f"{gbps(now)} instead of {gbps(full)}: {1 - used / best:.0%} of the bandwidth "
+            "is lost. " + tokens))
     sizes = {m.size_bytes for m in modules if m.size_bytes}
     speeds = {m.speed_mts for m in modules if m.speed_mts}
     parts = {m.part_number for m in modules if m.part_number}
@@ -120,4 +127,24 @@ def channels(ctx: Context):
     title = problems[0][1] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
     return ctx.finding(status, title, observed=observed + ". " + "; ".join(p[1] for p in problems),
                        recommended=" ".join(p[2] for p in problems),
-                       impact=" ".join(p[3] for p in problems))
+                       impact=" ".join(p[3] for p in problems),
+                       manual=[p[2] for p in problems], action=_action(problems[0][1]),
+                       what_if={"ram_channels": wanted} if wanted else None, cost_tok_s=cost)
+
+
+def _action(title: str) -> str:
+    """The ledger's few words for the costliest module problem."""
+    if title.startswith("One module"):
+        return "a second DIMM"
+    if "share" in title:
+        return "DIMMs in the right slots"
+    return "matching DIMMs"
+
+
+def _priced(ctx: Context, channels: int) -> tuple[str, float | None]:
+    """The speed model now and with ``channels`` channels in use."""
+    try:
+        now, then = speed(ctx.facts), what_if(ctx.facts, ram_channels=channels)
+    except FactsError:
+        return "Tokens/s fall with it.", None
+    return compare(now, then, f"with {channels} channels"), difference(now, then)

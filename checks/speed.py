@@ -5,14 +5,11 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.checks.bandwidth import (
-    HOW_TO_LIST,
-    gbps,
-    hollow,
-    ram_bytes_per_token,
-    tokens_per_s,
-)
+from q3cn_doctor.checks.bandwidth import HOW_TO_LIST, gbps, hollow
+from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.memory import theoretical_bandwidth
+from q3cn_doctor.plan.speed import compare, difference, what_if
+from q3cn_doctor.plan.speed import speed as speed_estimate
 
 GIB = 1024**3
 TOLERANCE = 0.01  # 2666 vs 2667, 3200 vs 3197: the same speed
@@ -52,23 +49,24 @@ def _rating_line(memory) -> str:
             f"{memory.rated_confidence} confidence: {memory.basis.get('rated_mts')})")
 
 
-def _cost(ctx: Context, memory, configured: int, rated: int) -> str:
-    """What running below the rating costs in tokens/s."""
-    share = configured / rated
+def _cost(ctx: Context, memory, configured: int, rated: int) -> tuple[str, float | None]:
+    """What running below the rating costs: the speed model now and at ``rated`` MT/s."""
+    bandwidth = ""
     if memory.channels:
-        now = theoretical_bandwidth(configured, memory.channels)
-        full = theoretical_bandwidth(rated, memory.channels)
-        tokens_now, tokens_full = tokens_per_s(ctx, now), tokens_per_s(ctx, full)
-        if tokens_now and tokens_full:
-            model = ctx.facts.model
-            return (f"Generation is bound by RAM bandwidth: {gbps(now)} now against {gbps(full)} "
-                    f"at {rated} MT/s over {memory.channels} channel(s), so at most "
-                    f"{tokens_now:.0f} tok/s instead of {tokens_full:.0f} tok/s for {model.name} "
-                    f"({(ram_bytes_per_token(ctx) or 0) / 1e9:.1f} GB read from RAM per token): "
-                    f"{share:.0%} of the attainable speed, {1 - share:.0%} lost.")
-    return (f"Generation is bound by RAM bandwidth, which scales with the speed: "
-            f"{configured}/{rated} = {share:.0%} of the tokens/s the kit allows, "
-            f"{1 - share:.0%} lost.")
+        bandwidth = (f"RAM bandwidth {gbps(theoretical_bandwidth(configured, memory.channels))} "
+                     f"now against {gbps(theoretical_bandwidth(rated, memory.channels))} at "
+                     f"{rated} MT/s over {memory.channels} channel(s). ")
+    try:
+        now, then = speed_estimate(ctx.facts), what_if(ctx.facts, ram_mts=rated)
+    except FactsError:
+        return (bandwidth + "Token generation reads the CPU's part of the model from RAM, so "
+                f"it slows with the RAM: {configured}/{rated} = {configured / rated:.0%} of "
+                "the bandwidth.", None)
+    return bandwidth + compare(now, then, f"at {rated} MT/s"), difference(now, then)
+
+
+HALF_RATE_STEP = ("Check the memory settings in the BIOS (a manual speed, or a failed XMP/EXPO "
+                  "that fell back) and update the BIOS.")
 
 
 def _half_rate(ctx: Context, memory, configured: int, full: int):
@@ -83,11 +81,12 @@ def _half_rate(ctx: Context, memory, configured: int, full: int):
                 PASS, f"RAM runs at {full} MT/s; the firmware reports the clock ({configured})",
                 observed=observed,
                 impact="Measured bandwidth is more than half-rate RAM could deliver.")
+        impact, cost = _cost(ctx, memory, configured, full)
         return ctx.finding(
             WARN, f"RAM really runs at half speed ({configured} of {full} MT/s)", observed=observed,
-            recommended="Check the memory settings in the BIOS (a manual speed, or a failed "
-                        "XMP/EXPO that fell back) and update the BIOS.",
-            impact=_cost(ctx, memory, configured, full))
+            recommended=HALF_RATE_STEP, impact=impact,
+            manual=[HALF_RATE_STEP], action="the BIOS memory settings",
+            what_if={"ram_mts": full}, cost_tok_s=cost)
     return ctx.finding(
         INFO,
         f"Configured {configured} MT/s is exactly half of {full}: likely the firmware "
@@ -189,7 +188,7 @@ def _at_rating(ctx: Context, memory, observed: str):
 def _below_rating(ctx: Context, memory, observed: str):
     """Slower than the rating: soldered, JEDEC modules held back, or the profile left off."""
     configured, rated = memory.configured_mts, memory.rated_mts
-    cost = _cost(ctx, memory, configured, rated)
+    cost, tok_s = _cost(ctx, memory, configured, rated)
     if memory.soldered:
         return ctx.finding(
             WARN,
@@ -199,16 +198,19 @@ def _below_rating(ctx: Context, memory, observed: str):
             recommended="Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. "
                         "Look for a BIOS update or a performance power mode; otherwise this is "
                         "the machine's limit.",
-            impact=cost)
+            impact=cost, action="a BIOS update", what_if={"ram_mts": rated},
+            manual=["Look for a BIOS update or a performance power mode in the firmware "
+                    "setup."], cost_tok_s=tok_s)
     if memory.rated_profile == "JEDEC":
+        step = ("Check the CPU's supported speed for this population, update the BIOS, and set "
+                f"the speed to {rated} MT/s in the BIOS if the board allows.")
         return ctx.finding(
             WARN, f"JEDEC modules held below their own speed: {configured} of {rated} MT/s",
             observed=observed,
             recommended=f"This is not XMP being off: the modules' own speed is {rated}. Likely "
-                        f"causes: {_held_back_reasons(memory)}. Check the CPU's supported speed "
-                        "for this population, update the BIOS, and set the speed in the BIOS if "
-                        "the board allows.",
-            impact=cost)
+                        f"causes: {_held_back_reasons(memory)}. " + step,
+            impact=cost, manual=[step], action=f"RAM at {rated} in the BIOS",
+            what_if={"ram_mts": rated}, cost_tok_s=tok_s)
     above = (f" It runs above JEDEC {memory.jedec_mts} but below the profile: a partial or "
              "manual setting." if memory.jedec_mts and configured > memory.jedec_mts * 1.01
              else "")
@@ -217,4 +219,5 @@ def _below_rating(ctx: Context, memory, observed: str):
         FAIL,
         f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is rated for",
         observed=observed + "." + above,
-        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS)
+        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS,
+        action=f"{profile} in the BIOS", what_if={"ram_mts": rated}, cost_tok_s=tok_s)

@@ -3,8 +3,9 @@
 The machines are the real dmidecode listings and udev sets (tests/fixtures/dmidecode,
 tests/fixtures/udev; SOURCES.tsv there), wrapped in small snapshots by
 test_memory_facts.mem_snapshot; RAM sizes, limits and files around them are constructed
-and named in each test. Token figures use the default profile (Qwen3-Coder-Next MXFP4,
-0.8 GB read from RAM per token): 76.8 GB/s allows 96 tok/s.
+and named in each test. Token figures use the default profile (Qwen3-Coder-Next MXFP4)
+and come from the one speed model (plan/speed.py): the tests ask it the same questions the
+checks do and hold the findings to its answers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from q3cn_doctor.facts import Facts
 from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.options import Options
 from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.plan.speed import cost, speed, tok, what_if
 from test_memory_facts import listing, mem_snapshot, udev
 
 MEMORY_CHECKS = ("memory.speed", "memory.channels", "memory.bandwidth", "memory.memlock",
@@ -57,11 +59,13 @@ def test_kit_shown_at_jedec_4800_is_a_fail_with_its_cost():
     assert "4800 MT/s, below the 6400 MT/s" in finding.title
     assert "76.8 GB/s now against 102.4 GB/s" in finding.impact
     # No GPU in this snapshot: every token reads the whole model's active part from RAM.
-    per_token = ram_per_token(host_fixture("mem-ddr5-6400kit-at-4800-dmidecode-only"))
-    assert per_token > 7e9
-    assert (f"at most {76.8e9 / per_token:.0f} tok/s instead of {102.4e9 / per_token:.0f} tok/s"
-            in finding.impact)
-    assert "75% of the attainable speed" in finding.impact
+    facts = snapshot_facts(host_fixture("mem-ddr5-6400kit-at-4800-dmidecode-only"))
+    assert placement(facts).ram_bytes_per_token > 7e9
+    now, rated = speed(facts), what_if(facts, ram_mts=6400)
+    assert now.mode == "cpu-only" and rated.tok_s > now.tok_s
+    assert (f"expects {now.text()} now and ~{tok(rated.tok_s)} at 6400 MT/s: "
+            f"{tok(rated.tok_s - now.tok_s)} tok/s lost" in finding.impact)
+    assert finding.cost_tok_s == cost(facts, ram_mts=6400) == round(rated.tok_s - now.tok_s, 1)
     assert any("EXPO" in step for step in finding.manual)
     assert any("unstable" in step for step in finding.manual)
     assert "dmidecode -t memory" in finding.evidence
@@ -93,14 +97,15 @@ def test_jedec_below_is_not_worded_as_xmp_off(tmp_path):
     finding = one(dmi(tmp_path, "018"), "memory.speed")  # 4 x 16 GB DDR5 4800 at 4000
     assert "not XMP being off" in finding.recommended
     assert "4 modules on 2 channels" in finding.recommended
-    assert not finding.manual
+    assert finding.manual and not any("XMP" in step for step in finding.manual)
 
 
 def test_soldered_memory_is_never_xmp_off(tmp_path):
     for prefix in ("035", "040", "047", "090"):
         finding = one(dmi(tmp_path, prefix), "memory.speed")
         assert finding.status == WARN
-        assert "no XMP/EXPO" in finding.recommended and not finding.manual
+        assert "no XMP/EXPO" in finding.recommended
+        assert finding.manual and not any("XMP" in step for step in finding.manual)
 
 
 def test_half_rate_decided_by_measured_bandwidth(tmp_path):
@@ -177,21 +182,24 @@ def test_udev_machine_with_mixed_speeds():
 def test_theoretical_bandwidth_and_its_token_ceiling(tmp_path):
     finding = one(dmi(tmp_path, "012"), "memory.bandwidth")  # DDR5-6000, two channels
     assert finding.status == INFO
-    per_token = ram_per_token(dmi(tmp_path, "012"))
     assert "96.0 GB/s" in finding.title
-    assert f"about {96e9 / per_token:.0f} tok/s" in finding.title
+    estimate = speed(snapshot_facts(dmi(tmp_path, "012")))
+    assert f"the speed model expects {estimate.text()}" in finding.title
     assert "not measured" in finding.observed
 
 
-def test_the_token_ceiling_counts_only_what_the_gpu_leaves_in_ram(tmp_path):
+def test_the_expected_speed_counts_only_what_the_gpu_leaves_in_ram(tmp_path):
     """With the guide's RTX 4070 the GPU holds attention and the shared expert: a token
     reads only the routed experts from RAM, so the same RAM allows far more tok/s."""
+    cpu_only = speed(snapshot_facts(dmi(tmp_path, "012")))
     root = Path(dmi(tmp_path, "012"))
     shutil.copy(Path(host_fixture("gpu-rtx4070-desktop")) / "nvml.json", root / "nvml.json")
     per_token = ram_per_token(str(root))
     assert 0.5e9 < per_token < 1.2e9  # about the profile's 0.8 GB of routed experts
     finding = one(str(root), "memory.bandwidth")
-    assert f"about {96e9 / per_token:.0f} tok/s" in finding.title
+    estimate = speed(snapshot_facts(str(root)))
+    assert estimate.tok_s > 2 * cpu_only.tok_s
+    assert f"the speed model expects {estimate.text()}" in finding.title
 
 
 def test_measured_bandwidth_far_under_theory_warns(tmp_path):
@@ -201,10 +209,15 @@ def test_measured_bandwidth_far_under_theory_warns(tmp_path):
     facts.memory.measured = {"bytes_per_s": 30e9, "method": "test"}
     (low,) = run_checks(facts, select(specs, ["memory.bandwidth"], []))
     assert low.status == WARN and "31%" in low.title
+    # the shortfall's price: the speed model at the measured figure against a healthy one
+    healthy = Facts(SnapshotHost(root), Options(snapshot=root))
+    assert low.cost_tok_s == round(speed(healthy).tok_s - what_if(
+        healthy, ram_bytes_per_s=30e9).tok_s, 1) > 0
+    facts = Facts(SnapshotHost(root), Options(snapshot=root))
     facts.memory.measured = {"bytes_per_s": 70e9, "method": "test"}
     (good,) = run_checks(facts, select(specs, ["memory.bandwidth"], []))
     assert good.status == PASS and "73%" in good.title
-    assert f"about {70e9 / ram_per_token(root):.0f} tok/s" in good.impact
+    assert f"expects {what_if(healthy, ram_bytes_per_s=70e9).text()}" in good.impact
 
 
 def test_measure_under_snapshot_says_it_cannot(tmp_path):
