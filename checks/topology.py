@@ -183,5 +183,5 @@ def _priced(ctx: Context, the_plan: CpuPlan, threads: int | None,
         then = what_if(ctx.facts, threads=the_plan.threads, smt_threads=0)
     except FactsError:
         return IMPACT, None
-    return IMPACT + " " + compare(now, then, f"with the plan's {the_plan.threads} threads"), \
-        difference(now, then)
+    return IMPACT + " " + compare(now, then, f"with the plan's {the_plan.threads} threads",
+                                  f"with its {threads} threads"), difference(now, then)

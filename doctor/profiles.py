@@ -35,11 +35,8 @@ PROFILES: dict[str, dict] = {
         "shared_experts": 1,
         "expert_ffn": 512,
         "hidden": 2048,
-        # 10 experts x 3 matrices x 2048 x 512 x 48 layers = 1.51 G params. The 2.36 G
-        # other parameters (attention, Gated DeltaNet, shared experts, embeddings, output)
-        # take at most 2.5 GB (Q8_0, llama-quantize's type beside MXFP4 experts), so the
-        # experts hold the rest of the file: 45.6 GB over 77.3 G params (4.7 bits: some
-        # expert tensors above MXFP4's 4.25), 0.89 GB of them read per generated token.
+        # 10 experts x 3 matrices x 2048 x 512 x 48 layers = 1.51 G params at
+        # MXFP4's 4.25 bits: about 0.8 GB read per generated token.
         "routed_bytes_per_token": 800_000_000,
         # The token embedding table (151936 x 2048 at Q8_0): a token reads one row of it.
         "embedding_bytes": 330_000_000,

@@ -15,6 +15,10 @@ ASSUMED_GPU_BANDWIDTH = 400e9  # a card neither NVML nor the table knows: said s
 # part shares its desktop sibling's name but not its memory (an "RTX 4090 Laptop GPU" is
 # a 256-bit 4080-class chip), so laptop names are matched only against laptop keys.
 GPU_BANDWIDTH = {
+    # Pascal and Volta (still common second-hand cards)
+    "GTX 1060": 192e9, "GTX 1070": 256e9, "GTX 1070 Ti": 256e9, "GTX 1080": 320e9,
+    "GTX 1080 Ti": 484e9, "TITAN Xp": 548e9, "P40": 347e9, "P100": 732e9, "V100": 900e9,
+    "TITAN V": 653e9,
     # Turing
     "GTX 1650": 128e9, "GTX 1650 SUPER": 192e9, "GTX 1660": 192e9, "GTX 1660 SUPER": 336e9,
     "GTX 1660 Ti": 288e9, "RTX 2060": 336e9, "RTX 2060 SUPER": 448e9, "RTX 2070": 448e9,
@@ -42,15 +46,24 @@ GPU_BANDWIDTH = {
     "RTX 5070": 672e9, "RTX 5070 Ti": 896e9, "RTX 5080": 960e9, "RTX 5090": 1792e9,
     "RTX PRO 4000 Blackwell": 672e9, "RTX PRO 4500 Blackwell": 896e9,
     "RTX PRO 5000 Blackwell": 1344e9, "RTX PRO 6000 Blackwell": 1792e9,
-    # Laptops ("... Laptop GPU"; Turing laptops are named like desktops and use NVML's figure)
+    # Laptops ("... Laptop GPU"; Turing laptops are named like desktops, their Max-Q parts
+    # "... with Max-Q Design", with slower memory)
+    "GTX 1650 with Max-Q": 128e9, "GTX 1660 Ti with Max-Q": 288e9,
+    "RTX 2060 with Max-Q": 264e9, "RTX 2070 with Max-Q": 384e9,
+    "RTX 2070 Super with Max-Q": 352e9, "RTX 2080 with Max-Q": 384e9,
+    "RTX 2080 Super with Max-Q": 352e9,
+    "RTX PRO 6000 Blackwell Max-Q": 1792e9,  # a 300 W workstation card, the same memory
     "RTX 3050 Laptop": 192e9, "RTX 3050 Ti Laptop": 192e9, "RTX 3060 Laptop": 336e9,
     "RTX 3070 Laptop": 448e9, "RTX 3070 Ti Laptop": 448e9, "RTX 3080 Laptop": 448e9,
     "RTX 3080 Ti Laptop": 512e9, "RTX 4050 Laptop": 192e9, "RTX 4060 Laptop": 256e9,
     "RTX 4070 Laptop": 256e9, "RTX 4080 Laptop": 432e9, "RTX 4090 Laptop": 576e9,
-    "RTX 5090 Laptop": 896e9,
+    "RTX 5060 Laptop": 384e9, "RTX 5070 Laptop": 384e9, "RTX 5090 Laptop": 896e9,
+    # AMD Radeon (ROCm/Vulkan builds)
+    "RX 6800": 512e9, "RX 6800 XT": 512e9, "RX 6900 XT": 512e9, "RX 7600": 288e9,
+    "RX 7800 XT": 624e9, "RX 7900 XT": 800e9, "RX 7900 XTX": 960e9, "RX 9070": 640e9,
+    "RX 9070 XT": 640e9, "Radeon VII": 1024e9,
 }
 MOBILE_WORDS = ("laptop", "max-q", "mobile")
-
 
 
 def gpu_bandwidth(device: dict) -> tuple[float, str]:
@@ -72,8 +85,12 @@ def gpu_bandwidth(device: dict) -> tuple[float, str]:
 def table_key(name: str) -> str | None:
     """The longest table name found in ``name`` as whole words, a laptop part only among
     the laptop keys: "RTX 4090 Laptop GPU" must never read as the desktop RTX 4090."""
-    mobile = any(word in name.lower() for word in MOBILE_WORDS)
+    mobile = _mobile(name)
     matches = [key for key in GPU_BANDWIDTH
-               if ("laptop" in key.lower()) == mobile
+               if _mobile(key) == mobile
                and re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", name, re.I)]
     return max(matches, key=len) if matches else None
+
+
+def _mobile(name: str) -> bool:
+    return any(word in name.lower() for word in MOBILE_WORDS)

@@ -31,14 +31,14 @@ from dataclasses import dataclass, field
 
 # Fitted by bench/bench_speed_model.py on bench/speed_calibration.tsv (see its header for
 # the points); tests/test_speed_model.py checks these equal the fit.
-RAM_FRACTION = 0.875
-THREAD_BYTES_S = 21.9e9
-VRAM_FRACTION = 0.774
-FIXED_MS = 0.93
-TRANSITION_MS = 0.121
+RAM_FRACTION = 0.847
+THREAD_BYTES_S = 24.8e9
+VRAM_FRACTION = 0.782
+FIXED_MS = 0.900
+TRANSITION_MS = 0.1197
 # The cross-validated error: 80% of the calibration points fall within this share of
 # their prediction (bench/bench_speed_model.py prints it); the range quoted is that wide.
-RANGE_ERROR = 0.20
+RANGE_ERROR = 0.18
 
 SMT_PACE = 0.55  # a thread sharing its core with another runs at about this share of it
 

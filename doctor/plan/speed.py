@@ -124,19 +124,20 @@ def difference(now: SpeedEstimate, then: SpeedEstimate) -> float | None:
     return round(then.tok_s - now.tok_s, 1)
 
 
-def compare(now: SpeedEstimate, then: SpeedEstimate, how: str) -> str:
-    """One sentence a finding quotes: ``~30 tok/s now, ~37 with the RAM at 6000 MT/s: 7
-    tok/s lost (the speed model; 33 ms per token: ...)``."""
+def compare(now: SpeedEstimate, then: SpeedEstimate, how: str, as_is: str = "now") -> str:
+    """One sentence a finding quotes: ``The speed model expects ~30 tok/s (25-36) now and
+    ~37 at 6000 MT/s: 7 tok/s lost (33 ms per token: ...)``; ``as_is`` names the first run."""
     gained = difference(now, then)
     if gained is None:
-        return (f"The speed model cannot price this: now {now.text()}, {how} {then.text()}.")
+        return (f"The speed model cannot price this: {as_is} {now.text()}, {how} "
+                f"{then.text()}.")
     if gained >= 0.1:
         verdict = f"{tok(gained)} tok/s lost"
     elif gained <= -0.1:
         verdict = f"it would be {tok(-gained)} tok/s slower"
     else:
         verdict = "no measurable difference"
-    return (f"The speed model expects {now.text()} now and ~{tok(then.tok_s)} {how}: "
+    return (f"The speed model expects {now.text()} {as_is} and ~{tok(then.tok_s)} {how}: "
             f"{verdict} ({now.basis.split(';')[0]}).")
 
 
@@ -319,9 +320,12 @@ def _run(facts: Facts, changes: dict) -> _Run:
     memory = facts.get("memory")
     if swap:
         mode = DISK_BOUND
+        mapped = "--no-mmap" not in args and "--mlock" not in args
         note = (f"the model's RAM part ({gib(plan.ram_needed_bytes)} with the OS) exceeds the "
-                f"RAM ({gib(getattr(memory, 'total_bytes', None))}): with mmap, what does not "
-                "fit is read from disk for every token")
+                f"RAM ({gib(getattr(memory, 'total_bytes', None))}): "
+                + ("with mmap, what does not fit is read from disk for every token" if mapped
+                   else "without mmap it goes to swap, read back for every token, or the load "
+                        "fails"))
     peak, ram_basis = _ram_peak(facts, changes)
     nodes, policy = _numa(facts, args, changes)
     if peak and nodes > 1 and policy != "distribute":
@@ -377,8 +381,8 @@ def _basis(run: _Run, ms: dict[str, float], tok_s: float | None, depth: int) -> 
                       sorted(ms.items(), key=lambda kv: -kv[1]) if value >= 0.5)
     work = run.work(depth)
     lines = [f"{sum(ms.values()):.0f} ms per token: {parts}" if tok_s else
-             "the disk's read speed is unknown: far below the RAM-bound speed"
-             if run.mode == DISK_BOUND else "the RAM bandwidth is unknown"]
+             "the RAM bandwidth is unknown" if not work.known() else
+             "the disk's read speed is unknown: far below the RAM-bound speed"]
     if run.why:
         lines.append(f"{run.mode}: {run.why}")
     if work.ram_bytes:
