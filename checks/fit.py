@@ -28,7 +28,9 @@ def fit(ctx: Context):
     observed = (f"RAM {gib(total)}"
                 + (f", {gib(reserved)} reserved as hugetlb pages" if reserved else "")
                 + f"; the model needs {gib(plan.ram_bytes)} in RAM ({plan.basis})"
-                f" + {gib(plan.headroom_bytes)} for the OS = {gib(need)}")
+                + (f" + {gib(plan.serving_ram_bytes)} for serving ({plan.serving_basis})"
+                   if plan.serving_ram_bytes else "")
+                + f" + {gib(plan.headroom_bytes)} for the OS = {gib(need)}")
     if total < need:
         return ctx.finding(
             FAIL, f"The model does not fit in RAM: {gib(need - total)} short", observed=observed,

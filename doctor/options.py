@@ -17,6 +17,7 @@ class Options:
     profile: str = DEFAULT_PROFILE
     server: str | None = None
     ctx_size: int = DEFAULT_CTX_SIZE
+    ctx_size_given: bool = False  # chosen by the user: never capped at the trained context
     user: str | None = None
     config: str | None = None
     only: list[str] = field(default_factory=list)
@@ -28,6 +29,17 @@ class Options:
     host: str | None = None  # llama-server's --host, from the config file
     alias: str | None = None  # llama-server's --alias, from the config file
     server_args: list[str] = field(default_factory=list)  # config `args`, then launch's extras
+    tune: dict | None = None  # the config file's [tune] (tune --save), plan/tuned.py
+    no_tune: bool = False  # --no-tune: launch without any saved tune
+    seed: int | None = None  # llama-server's --seed, from the config file
+    serve_for: str = "agent"  # launch --for: agent, chat or batch (plan/serving.py)
+    server_env: dict[str, str] = field(default_factory=dict)  # from an imported command
+    affinity: str | None = None  # CPUs of an imported command's taskset -c
+
+    @property
+    def ctx_chosen(self) -> bool:
+        """The context is the user's (given, or other than the default): never capped."""
+        return self.ctx_size_given or self.ctx_size != DEFAULT_CTX_SIZE
 
 
 # -- names that become file names and lines of configuration files --------------------------

@@ -14,6 +14,13 @@ PROFILES: dict[str, dict] = {
     "qwen3-coder-next-mxfp4": {
         "name": "Qwen3-Coder-Next (80B-A3B) MXFP4",
         "architecture": "qwen3next",
+        # Model card: 262,144 tokens native context. Sampling: the guide's (the model
+        # card's temperature 1.0, top_p 0.95, top_k 40, with unsloth's min_p 0.01).
+        "context_length": 262144,
+        "sampling": {"temp": 1.0, "top_p": 0.95, "top_k": 40, "min_p": 0.01},
+        # 36 Gated DeltaNet layers x (3 x (4096 + 2 x 16 x 128) conv + 128 x 4096 state)
+        # f32 values (ssm.conv_kernel 4, inner_size 4096, group_count 16, state_size 128).
+        "recurrent_state_bytes": 36 * (3 * (4096 + 2 * 16 * 128) + 128 * 4096) * 4,
         # File size of the MXFP4 GGUF the guide runs (44.73 GiB).
         "file_bytes": round(44.73 * GIB),
         # Model card / GGUF metadata: 48 blocks, every 4th full attention (12), the
@@ -38,6 +45,9 @@ PROFILES: dict[str, dict] = {
     "gpt-oss-120b-mxfp4": {
         "name": "gpt-oss-120b MXFP4",
         "architecture": "gpt-oss",
+        # Model card: 131,072 tokens; OpenAI's recommended sampling: temperature 1.0, top_p 1.0.
+        "context_length": 131072,
+        "sampling": {"temp": 1.0, "top_p": 1.0},
         "file_bytes": round(59.02 * GIB),  # the ggml-org MXFP4 GGUF (59.02 GiB)
         # Model card: 36 layers alternating 128-token sliding window and full
         # attention; 8 KV heads of 64; 128 experts, 4 active.

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,82 @@ def snapshot_host():
     from q3cn_doctor.host.snapshot import SnapshotHost
 
     return lambda name: SnapshotHost(host_fixture(name))
+
+
+# -- the real parts: a real llama.cpp build and a real model ----------------------------------
+
+PARTS_SCRIPT = REPO / "scripts" / "real-parts"
+PARTS_TIME_LIMIT_S = 1500  # a first build is ~6 min on 2 cores; CI stays under 20 min
+REQUIRE_PARTS = "Q3CN_REQUIRE_PARTS"
+"""Set (CI's command sets it) to make parts that cannot be fetched a failure, not a skip."""
+UNPRIVILEGED = "nobody"  # who llama.cpp runs as when the tests run as root
+
+
+class RealParts:
+    """scripts/real-parts' llama-server, llama-bench and SmolLM2, where the user llama.cpp
+    runs as can read them, and the doctor options that run it that way."""
+
+    def __init__(self, folder: Path, server: Path, bench: Path, model: Path) -> None:
+        self.folder, self.server, self.bench, self.model = folder, server, bench, model
+        self.user = UNPRIVILEGED if os.geteuid() == 0 else None
+
+    def args(self) -> list[str]:
+        """--server, --model and --user for a doctor command that runs llama.cpp."""
+        user = ["--user", self.user] if self.user else []
+        return ["--server", str(self.server), "--model", str(self.model), *user]
+
+    def env(self, tmp_path: Path) -> dict[str, str]:
+        """A private config, state and cache folder: the tests never touch the real ones."""
+        return {"XDG_CONFIG_HOME": str(tmp_path / "config"),
+                "XDG_STATE_HOME": str(tmp_path / "state"),
+                "XDG_CACHE_HOME": str(tmp_path / "cache"), "SUDO_USER": ""}
+
+
+@pytest.fixture(scope="session")
+def real_parts() -> Iterator[RealParts]:
+    """Fetch and build the real parts once a session (cached by version across sessions).
+    Skipped only where they cannot be downloaded (no network) and Q3CN_REQUIRE_PARTS is
+    unset; any other failure, or any failure under Q3CN_REQUIRE_PARTS, fails the tests
+    that need them."""
+    folder = Path(tempfile.mkdtemp(prefix="q3cn-parts-"))
+    try:
+        done = subprocess.run([sys.executable, str(PARTS_SCRIPT), "--time-limit",
+                               str(PARTS_TIME_LIMIT_S), "--link-into", str(folder)],
+                              capture_output=True, text=True,
+                              timeout=PARTS_TIME_LIMIT_S + 60, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"scripts/real-parts ran past {PARTS_TIME_LIMIT_S} s")
+    message = f"scripts/real-parts exited {done.returncode}: {done.stderr.strip()[-3000:]}"
+    if done.returncode == 3 and not os.environ.get(REQUIRE_PARTS):
+        pytest.skip(f"the real llama.cpp build and model cannot be downloaded here: {message}")
+    if done.returncode != 0:
+        pytest.fail(message)
+    paths = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    yield RealParts(folder, *(Path(paths[name])
+                              for name in ("llama-server", "llama-bench", "model")))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- processes, by /proc --------------------------------------------------------------------
+
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -75,6 +75,7 @@ def model_record(which: str, path: str) -> dict:
         "experts_used": profile["experts_used"], "shared_experts": profile["shared_experts"],
         "expert_ffn": profile["expert_ffn"], "expert_layers": profile["layers"],
         "vocab_size": vocab, "tensor_bytes": tensor_bytes,
+        "recurrent_state_bytes": profile.get("recurrent_state_bytes", 0),
         "tensor_types": {"routed_experts": "MXFP4", "embeddings": "Q8_0", "output": "Q8_0"},
         "basis": {"constructed": "tests/launch_fixtures.py, from " + profile["source"]},
     }
@@ -213,3 +214,28 @@ def vulkan_machine(root: Path) -> Path:
     meta["environ"]["PATH"] = f"{VULKAN_BIN}:/usr/bin:/bin"
     (root / "snapshot.json").write_text(json.dumps(meta, indent=1))
     return root
+
+
+# -- a place every user can reach ------------------------------------------------------------
+
+def world_dir(prefix: str = "q3cn-launch-") -> Path:
+    """A scratch folder under /tmp that any user can enter and read (0755: pytest's own
+    tmp_path is 0700), with ``out/`` that any user can write (sticky, as /tmp is). A launch
+    run as root execs llama-server as an unprivileged user, who must read the model and
+    the stand-in and write its record; root runs no program from a folder others can
+    change, so the programs stay outside ``out/``."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    (path / "out").mkdir()
+    (path / "out").chmod(0o1777)
+    return path
+
+
+def drop_env() -> dict:
+    """The launch's environment for an exec test: as root, SUDO_USER=nobody, so llama-server
+    (the stand-in) runs as nobody, as `sudo q3cn-doctor launch` would run it as you."""
+    import os
+
+    return {"SUDO_USER": "nobody"} if os.geteuid() == 0 else {}

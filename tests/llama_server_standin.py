@@ -103,6 +103,8 @@ def main(build: str) -> None:
         "argv": argv,
         "executable": sys.argv[0],
         "pid": os.getpid(),
+        "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "egid": os.getegid(),
+        "groups": sorted(os.getgroups()),
         "environ": dict(os.environ),
         "affinity": sorted(os.sched_getaffinity(0)),
         "rlimits": limits,
@@ -114,11 +116,23 @@ def main(build: str) -> None:
     sys.exit(int(os.environ.get("STANDIN_EXIT", "0")))
 
 
+def world_python() -> str:
+    """An interpreter any user can run: this one, unless it sits in a folder others cannot
+    enter (a pyenv under /root), else the system's. The launch drops to an unprivileged
+    user when run as root, and the stand-in then runs as that user."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        real = Path(os.path.realpath(candidate))
+        if real.exists() and all(folder.stat().st_mode & 0o001 for folder in real.parents):
+            return candidate
+    return sys.executable
+
+
 def write_standin(directory: Path, build: str, name: str = "llama-server") -> Path:
-    """An executable ``directory/name`` that runs this stand-in as ``build``."""
+    """An executable ``directory/name`` that runs this stand-in as ``build`` (stdlib only:
+    it may run under the system's interpreter)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
-    path.write_text(f"#!{sys.executable}\n"
+    path.write_text(f"#!{world_python()}\n"
                     "import sys\n"
                     f"sys.path.insert(0, {str(HERE)!r})\n"
                     "import llama_server_standin\n"

@@ -47,8 +47,9 @@ def test_gpu_present_passes_for_the_amd_card_with_a_vulkan_build(tmp_path):
 
 def test_launch_plan_for_the_vulkan_build(tmp_path):
     command = printed(vulkan_machine(tmp_path / "v"))
-    args = shlex.split(command)
-    assert args[0] == VULKAN_SERVER
+    words = shlex.split(command)
+    args = words[words.index(VULKAN_SERVER):]  # after the process affinity (taskset -c)
+    assert words[:2] == ["taskset", "-c"] and args[0] == VULKAN_SERVER
     assert Build.from_help((FIXTURES / "llama-server/help-vulkan-2026-08-commit-7e4c0a9.txt")
                            .read_text()).unknown(args[1:]) == []
     assert "--fit on --fit-target 1024" in command and "-fa on" in command

@@ -22,8 +22,9 @@ LADDER: list[tuple[str, ...]] = [
     ("facts",),
     ("plan",),
     ("checking",),
-    ("report", "fixing", "measure"),
+    ("report", "fixing"),
     ("checks", "fixes", "launch"),
+    ("measure",),  # runs llama.cpp as the launch plan says
     ("hooks",),
     ("app",),
 ]

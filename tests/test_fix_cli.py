@@ -259,6 +259,44 @@ def test_applying_a_fix_that_cannot_run_here_exits_1(tmp_path):
     assert (zram / "proc/sys/vm/swappiness").read_text() == "100\n"
 
 
+def test_apply_measure_keeps_before_and_after_with_the_journal(root, monkeypatch):
+    """fix --apply --measure under --root: a tree runs no llama.cpp, so here (and only
+    here) the measurement is stubbed; tests/test_measure_e2e.py measures for real."""
+    from click.testing import CliRunner
+    from q3cn_doctor.app import fix_command
+    from q3cn_doctor.app.cli import main
+
+    readings = iter([{"tg": 20.0, "pp": 150.0, "method": "llama-bench", "text": "",
+                      "error": None},
+                     {"tg": 31.5, "pp": 160.0, "method": "llama-bench", "text": "",
+                      "error": None}])
+    monkeypatch.setattr(fix_command, "_measure_speed", lambda options: next(readings))
+    monkeypatch.setenv("Q3CN_DOCTOR_EUID", "0")
+    monkeypatch.setenv("XDG_CONFIG_HOME", NO_XDG)
+    runner = CliRunner()
+    applied = runner.invoke(main, ["fix", "--root", str(root), "--user", "alice", "--apply",
+                                   "--yes", "--only", "sysctl.swappiness", "--measure"])
+    assert applied.exit_code == 0, applied.output
+    assert "Measured: sysctl.swappiness: tg 20.0 -> 31.5 tok/s (+11.5, +57.5%; llama-bench)" \
+        in applied.output
+    journal = json.loads((root / STATE / "journal.json").read_text())
+    [measured] = journal["measurements"]
+    assert measured["fixes"] == ["sysctl.swappiness"] and measured["before"]["tg"] == 20.0
+    assert measured["run"] == journal["entries"][0]["run"]
+    status = fix(root, "--status")
+    assert "sysctl.swappiness: tg 20.0 -> 31.5 tok/s" in status.stdout
+    document = validate(json.loads(fix(root, "--status", "--json").stdout))
+    assert document["measurements"][0]["after"]["tg"] == 31.5
+    reverted = fix(root, "--revert", "--yes", env=ROOT_ENV)
+    assert reverted.returncode == 0, reverted.stdout + reverted.stderr
+    assert len(json.loads((root / STATE / "journal.json").read_text())["measurements"]) == 1
+
+
+def test_measure_goes_with_apply(root):
+    result = fix(root, "--measure")
+    assert result.returncode == 2 and "--measure goes with --apply" in result.stderr
+
+
 def test_only_limits_the_manual_steps_to_the_named_fixes(tmp_path):
     """`fix --only X` plans X and lists only the steps by hand of the findings X answers."""
     short = make_root(tmp_path / "short", mem_gib=16, disk_swap=True, swappiness=60)

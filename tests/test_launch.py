@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import doctor_command, run_cli
 from gguf_files import write_qwen3next
-from launch_fixtures import guide_machine, record_command
+from launch_fixtures import drop_env, guide_machine, record_command, world_dir
 from llama_server_standin import help_text, version_text, write_standin
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.host.snapshot import SnapshotHost
@@ -33,17 +35,30 @@ REPO_TESTS = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return write_qwen3next(tmp_path_factory.mktemp("model") / "qwen3next-tiny.gguf")[0]
+def world():
+    """A folder the user llama-server runs as can reach (see launch_fixtures.world_dir)."""
+    folder = world_dir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def model(world) -> Path:
+    path = write_qwen3next(world / "qwen3next-tiny.gguf")[0]
+    path.chmod(0o644)
+    return path
 
 
 @pytest.fixture
-def env(tmp_path) -> dict:
-    """A private cache and config, and where the stand-in writes what it saw."""
+def env(tmp_path, world) -> dict:
+    """A private cache and config, where the stand-in writes what it saw (a place it can
+    write as the user it runs as), and SUDO_USER=nobody where the tests run as root."""
+    record = world / "out" / f"record-{tmp_path.name}.json"
+    record.unlink(missing_ok=True)
     return {"XDG_CACHE_HOME": str(tmp_path / "cache"),
             "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "STANDIN_RECORD": str(tmp_path / "record.json"),
-            "Q3CN_TEST_MARKER": "inherited"}
+            "STANDIN_RECORD": str(record),
+            "Q3CN_TEST_MARKER": "inherited", **drop_env()}
 
 
 def free_port() -> int:
@@ -68,8 +83,8 @@ def after(argv: list[str], flag: str) -> str | None:
 # -- each build gets its own spelling ----------------------------------------------------------
 
 @pytest.mark.parametrize("build", ["2025-08", "2026-10"])
-def test_exec_translates_for_the_build(tmp_path, model, env, build):
-    standin = write_standin(tmp_path / "bin", build)
+def test_exec_translates_for_the_build(tmp_path, model, env, build, world):
+    standin = write_standin(world / "bin" / tmp_path.name, build)
     port = free_port()
     result = launch("--model", str(model), "--server", str(standin), "--port", str(port),
                     "--ctx-size", "8192", "--force", env=env)
@@ -104,9 +119,9 @@ def test_exec_translates_for_the_build(tmp_path, model, env, build):
     assert f"q3cn-doctor launch: {standin} --model" in result.stderr
 
 
-def test_the_process_becomes_llama_server(tmp_path, model, env):
+def test_the_process_becomes_llama_server(tmp_path, model, env, world):
     """Same pid (exec, not a child), and llama-server's exit status is the launch's."""
-    standin = write_standin(tmp_path / "bin", "2026-10")
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
     process = subprocess.Popen(
         doctor_command() + ["launch", "--model", str(model), "--server", str(standin),
                             "--port", str(free_port()), "--force"],
@@ -117,14 +132,16 @@ def test_the_process_becomes_llama_server(tmp_path, model, env):
     assert seen(env)["pid"] == process.pid
 
 
-def test_extra_arguments_and_config(tmp_path, model, env):
-    standin = write_standin(tmp_path / "bin", "2026-10")
+def test_extra_arguments_and_config(tmp_path, model, env, world):
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
     config = Path(env["XDG_CONFIG_HOME"]) / "q3cn-doctor" / "config.toml"
     config.parent.mkdir(parents=True)
     port = free_port()
     config.write_text(f'model = "{model}"\nserver = "{standin}"\nport = {port}\n'
                       'alias = "coder"\nargs = ["-ctk", "q8_0"]\n')
-    result = launch("--force", "--", "--ctx-size", "4096", "-fa", "off", env=env)
+    # --config: under sudo (SUDO_USER=nobody here) the file read is nobody's, not this one
+    result = launch("--config", str(config), "--force", "--", "--ctx-size", "4096", "-fa",
+                    "off", env=env)
     assert result.returncode == 0, result.stderr
     argv = seen(env)["argv"]
     assert after(argv, "--port") == str(port) and after(argv, "--alias") == "coder"
@@ -134,8 +151,8 @@ def test_extra_arguments_and_config(tmp_path, model, env):
 
 # -- what blocks a launch ----------------------------------------------------------------------
 
-def test_a_failing_check_blocks_the_launch(tmp_path, model, env):
-    standin = write_standin(tmp_path / "bin", "2026-10")
+def test_a_failing_check_blocks_the_launch(tmp_path, model, env, world):
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -151,8 +168,8 @@ def test_a_failing_check_blocks_the_launch(tmp_path, model, env):
     assert after(seen(env)["argv"], "--port") == str(port)
 
 
-def test_a_flag_the_build_refuses_blocks_the_launch(tmp_path, model, env):
-    standin = write_standin(tmp_path / "bin", "2026-10")
+def test_a_flag_the_build_refuses_blocks_the_launch(tmp_path, model, env, world):
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
     result = launch("--model", str(model), "--server", str(standin), "--port",
                     str(free_port()), "--skip", "gpu", "--", "--no-mmap", env=env)
     assert result.returncode == 1
@@ -164,11 +181,11 @@ def test_a_flag_the_build_refuses_blocks_the_launch(tmp_path, model, env):
     assert forced.returncode == 1 and "error: invalid argument: --no-mmap" in forced.stderr
 
 
-def test_no_plan_without_a_server_or_a_model(tmp_path, model, env):
+def test_no_plan_without_a_server_or_a_model(tmp_path, model, env, world):
     missing = launch("--model", str(model), "--server", str(tmp_path / "nope"), "--force",
                      env=env)
     assert missing.returncode == 1 and "llama-server not found" in missing.stderr
-    standin = write_standin(tmp_path / "bin", "2026-10")
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
     no_model = launch("--server", str(standin), "--force", env=env)
     assert no_model.returncode == 1 and "needs a model file" in no_model.stderr
     broken = launch("--model", str(tmp_path / "gone.gguf"), "--server", str(standin),
@@ -177,10 +194,10 @@ def test_no_plan_without_a_server_or_a_model(tmp_path, model, env):
     assert not Path(env["STANDIN_RECORD"]).exists()
 
 
-def test_a_server_that_cannot_be_executed(tmp_path, model, env):
+def test_a_server_that_cannot_be_executed(tmp_path, model, env, world):
     """--help answered once (and cached by path, size and mtime); the file then loses its
     execute bit (chmod keeps the mtime): the exec fails and the launch says so (126)."""
-    standin = write_standin(tmp_path / "bin", "2026-10")
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
     args = ["--model", str(model), "--server", str(standin), "--port", str(free_port()),
             "--force"]
     assert launch(*args, env=env).returncode == 0
@@ -191,10 +208,10 @@ def test_a_server_that_cannot_be_executed(tmp_path, model, env):
     assert result.returncode == 126 and "cannot start" in result.stderr
 
 
-def test_print_is_what_launch_runs(tmp_path, model, env):
+def test_print_is_what_launch_runs(tmp_path, model, env, world):
     import shlex
 
-    standin = write_standin(tmp_path / "bin", "2025-08")
+    standin = write_standin(world / "bin" / tmp_path.name, "2025-08")
     args = ["--model", str(model), "--server", str(standin), "--port", str(free_port())]
     printed = launch("--print", *args, env=env)
     assert printed.returncode == 0, printed.stderr
@@ -228,8 +245,8 @@ def run_plan(plan: LaunchPlan, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to restrict")
-def test_execute_sets_affinity_limits_and_environment(tmp_path, env):
-    standin = write_standin(tmp_path / "bin", "2026-10")
+def test_execute_sets_affinity_limits_and_environment(tmp_path, env, world):
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
     first = sorted(os.sched_getaffinity(0))[0]
     hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
     hard = -1 if hard == resource.RLIM_INFINITY else hard
@@ -250,10 +267,10 @@ def test_execute_sets_affinity_limits_and_environment(tmp_path, env):
 
 
 @pytest.mark.parametrize("build", ["2025-08", "2026-10"])
-def test_guide_plan_executes_on_each_build(tmp_path, env, build):
+def test_guide_plan_executes_on_each_build(tmp_path, env, build, world):
     """The guide machine's plan (an RTX 4070: --fit or --n-cpu-moe), made from its snapshot
     with the stand-in installed there, executed for real: the build accepts every flag."""
-    standin = write_standin(tmp_path / "bin", build)
+    standin = write_standin(world / "bin" / tmp_path.name, build)
     root = guide_machine(tmp_path / "guide", build)
     placeholder = root / "fs" / str(standin).lstrip("/")
     placeholder.parent.mkdir(parents=True, exist_ok=True)
@@ -277,3 +294,110 @@ def test_guide_plan_executes_on_each_build(tmp_path, env, build):
         assert "--n-cpu-moe" not in argv
     assert after(argv, "--threads") == "6" and after(argv, "--cpu-strict") == "1"
     assert after(argv, "--port") == "8123"
+
+
+# -- never root ----------------------------------------------------------------------------------
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+
+
+def nobody() -> pwd.struct_passwd:
+    return pwd.getpwnam("nobody")
+
+
+@ROOT_ONLY
+def test_under_sudo_llama_server_runs_as_that_user(tmp_path, model, env, world):
+    """SUDO_USER=nobody: the exec'd process has nobody's uid, gid and groups (root's are
+    dropped), nobody's HOME/USER, no SUDO_* variables; the plan says so."""
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
+    result = launch("--model", str(model), "--server", str(standin), "--port",
+                    str(free_port()), "--force", env=dict(env, SUDO_USER="nobody"))
+    assert result.returncode == 0, result.stderr
+    record, user = seen(env), nobody()
+    assert (record["uid"], record["euid"]) == (user.pw_uid, user.pw_uid) != (0, 0)
+    assert (record["gid"], record["egid"]) == (user.pw_gid, user.pw_gid)
+    assert record["groups"] == sorted(set(os.getgrouplist("nobody", user.pw_gid)))
+    assert 0 not in record["groups"]
+    assert record["environ"]["USER"] == "nobody" and record["environ"]["HOME"] == user.pw_dir
+    assert not [name for name in record["environ"] if name.startswith("SUDO_")]
+    assert "(as nobody)" in result.stderr
+    planned = json.loads(launch("--json", "--model", str(model), "--server", str(standin),
+                                env=dict(env, SUDO_USER="nobody")).stdout)
+    assert planned["user"]["name"] == "nobody" and planned["user"]["switch"] is True
+    assert "--prio" not in planned["argv"]  # nobody has no CAP_SYS_NICE
+
+
+@ROOT_ONLY
+def test_root_is_refused_unless_allowed(tmp_path, model, env, world):
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
+    as_root = {k: v for k, v in env.items() if k != "SUDO_USER"}
+    args = ["--model", str(model), "--server", str(standin), "--port", str(free_port()),
+            "--force"]
+    refused = launch(*args, env=as_root)
+    assert refused.returncode == 1 and "refusing to run llama.cpp as root" in refused.stderr
+    assert not Path(env["STANDIN_RECORD"]).exists()
+    printed = launch("--print", *args, env=as_root)  # showing the plan is not running it
+    assert printed.returncode == 0 and "warning: refusing" in printed.stderr
+    allowed = launch("--allow-root", *args, env=as_root)
+    assert allowed.returncode == 0, allowed.stderr
+    assert seen(env)["uid"] == 0
+
+
+@ROOT_ONLY
+def test_a_user_who_cannot_read_the_model_is_told(tmp_path, env, world):
+    """The model under pytest's 0700 tmp_path: nobody cannot reach it, and the launch says
+    so before exec instead of llama-server failing to open it."""
+    hidden = write_qwen3next(tmp_path / "hidden.gguf")[0]
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
+    result = launch("--model", str(hidden), "--server", str(standin), "--port",
+                    str(free_port()), "--force", env=env)
+    assert result.returncode == 1 and "nobody cannot read" in result.stderr
+
+
+HARMLESS = """
+import json, os, sys
+json.dump({"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+           "home": os.environ.get("HOME")}, open(sys.argv[1], "w"))
+"""
+
+
+@ROOT_ONLY
+def test_execute_drops_to_the_user_for_any_program(tmp_path, env, world):
+    """The same exec path (execute) with a harmless program instead of llama-server."""
+    from llama_server_standin import world_python
+    from q3cn_doctor.host.live import LiveHost
+    from q3cn_doctor.launch.run_as import launch_identity
+
+    user = nobody()
+    identity = launch_identity(LiveHost(), "nobody", allow_root=False)
+    out = world / "out" / f"ids-{tmp_path.name}.json"
+    plan = LaunchPlan(server=world_python(), argv=[world_python(), "-c", HARMLESS, str(out)],
+                      env={}, affinity=None, rlimits={}, args=[], notes=[], dropped=[],
+                      unknown_extra=[], user=identity.to_json())
+    result = run_plan(plan, env)
+    assert result.returncode == 0, result.stderr
+    ids = json.loads(out.read_text())
+    assert (ids["uid"], ids["gid"]) == (user.pw_uid, user.pw_gid)
+    assert ids["groups"] == sorted(set(os.getgrouplist("nobody", user.pw_gid)))
+    assert ids["home"] == user.pw_dir
+
+
+# -- finding the model ------------------------------------------------------------------------
+
+def test_without_a_model_the_profiles_file_is_found(tmp_path, env, world):
+    """No --model: the profile's GGUF in ~/models is found and launched; with none there,
+    the launch says where it looked."""
+    standin = write_standin(world / "bin" / tmp_path.name, "2026-10")
+    home = world / f"home-{tmp_path.name}"
+    (home / "models").mkdir(parents=True)
+    args = ["--server", str(standin), "--port", str(free_port()), "--force"]
+    empty = launch(*args, env=dict(env, HOME=str(home)))
+    assert empty.returncode == 1 and "launch needs a model file: no GGUF of" in empty.stderr
+    assert f"{home}/models" in empty.stderr and f"{home}/.cache/llama.cpp" in empty.stderr
+    model = write_qwen3next(home / "models" / "Qwen3-Coder-Next-MXFP4_MOE.gguf")[0]
+    model.chmod(0o644)
+    found = launch(*args, env=dict(env, HOME=str(home)))
+    assert found.returncode == 0, found.stderr
+    argv = seen(env)["argv"]
+    assert after(argv, "--model") == str(model)
+    assert after(argv, "--min-p") == "0.01"  # that model's own profile: Qwen's sampling

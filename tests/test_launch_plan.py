@@ -27,6 +27,7 @@ NO_CONFIG = {"XDG_CONFIG_HOME": "/nonexistent-q3cn-doctor-test-xdg"}
 SAMPLING = "--jinja --temp 1.0 --top-p 0.95 --top-k 40 --min-p 0.01"
 CPU_PLAN = "--threads 6 --threads-batch 12 --cpu-mask 0x555 --cpu-strict 1 --cpu-range-batch 0-11"
 BATCH = "--batch-size 2048 --ubatch-size 512"
+TASKSET = "taskset -c 0-11"  # the process affinity, kept beside the build's own mask flags
 
 
 def launch(*args: str) -> tuple[int, str, str]:
@@ -44,28 +45,46 @@ def printed(root: Path, model: str = QWEN_PATH, *extra: str) -> str:
 # -- the guide's machine, both builds ----------------------------------------------------------
 
 def test_guide_plan_on_the_2026_10_build(tmp_path):
+    """Qwen3-Coder-Next for a coding agent: one slot, 32 context checkpoints (a hybrid
+    model, 2.4 GiB of them), the prompt cache at half the RAM then left; -ub stays 512
+    (a larger compute buffer would push attention off the 12 GB card at ctx 131072)."""
     command = printed(guide_machine(tmp_path / "g", "2026-10"))
     assert command == (
-        f"{SERVER} --model {QWEN_PATH} --port 8080 {SAMPLING} --ctx-size 131072 "
-        f"--fit on --fit-target 1024 --load-mode mlock {CPU_PLAN} -fa on {BATCH}")
+        f"{TASKSET} {SERVER} --model {QWEN_PATH} --port 8080 {SAMPLING} --ctx-size 131072 "
+        f"--fit on --fit-target 1024 --load-mode mlock {CPU_PLAN} -fa on {BATCH} "
+        "--parallel 1 --ctx-checkpoints 32 --cache-ram 8192")
 
 
 def test_guide_plan_on_the_2025_08_build(tmp_path):
     """No --fit: --n-cpu-moe from the VRAM plan (12 GB hold the non-expert weights and the
-    3 GiB KV cache, no whole layer of experts); --no-mmap --mlock in that order; bare -fa."""
+    3 GiB KV cache, no whole layer of experts); --no-mmap --mlock in that order; bare -fa;
+    no --ctx-checkpoints for a hybrid model nor --cache-ram in that build."""
     code, command, err = launch("--print", "--snapshot", str(guide_machine(
         tmp_path / "g", "2025-08")), "--model", QWEN_PATH)
     assert code == 0
     assert command == (
-        f"{SERVER} --model {QWEN_PATH} --port 8080 {SAMPLING} --ctx-size 131072 "
-        f"--n-gpu-layers 999 --n-cpu-moe 48 --no-mmap --mlock {CPU_PLAN} -fa {BATCH}")
+        f"{TASKSET} {SERVER} --model {QWEN_PATH} --port 8080 {SAMPLING} --ctx-size 131072 "
+        f"--n-gpu-layers 999 --n-cpu-moe 48 --no-mmap --mlock {CPU_PLAN} -fa {BATCH} "
+        "--parallel 1")
     # that build predates qwen3next: the plan is shown, and the failing check named
     assert "server.build:architecture" in err
 
 
-def test_gpt_oss_keeps_one_layer_of_experts_on_the_gpu(tmp_path):
-    command = printed(guide_machine(tmp_path / "g", "2025-08"), GPT_OSS_PATH)
-    assert "--n-gpu-layers 999 --n-cpu-moe 34 " in command
+def test_gpt_oss_prompt_batch_costs_two_layers_of_experts(tmp_path):
+    """gpt-oss-120b keeps 2 of 36 layers' experts on the GPU at -ub 512 (--n-cpu-moe 34);
+    for an agent the plan takes -ub 4096 (prompt processing 3-4x faster with experts in
+    RAM) and re-fits the VRAM for its compute buffer: --n-cpu-moe 36. OpenAI's sampling
+    (temperature 1.0, top_p 1.0), never Qwen's; sliding-window checkpoints."""
+    root = guide_machine(tmp_path / "g", "2025-08")
+    command = printed(root, GPT_OSS_PATH)
+    assert "--n-gpu-layers 999 --n-cpu-moe 36 " in command
+    assert "--jinja --temp 1.0 --top-p 1.0 --ctx-size" in command and "--top-k" not in command
+    assert command.endswith("--batch-size 4096 --ubatch-size 4096 --parallel 1 "
+                            "--swa-checkpoints 32")
+    chat = printed(root, GPT_OSS_PATH, "--for", "chat")
+    assert "--n-cpu-moe 35 " in chat and "--ubatch-size 2048" in chat
+    plain = printed(root, GPT_OSS_PATH, "--", "-ub", "512")
+    assert "--n-cpu-moe 34 " in plain and plain.endswith("-ub 512")
 
 
 def test_every_planned_flag_is_one_the_build_lists(tmp_path):
@@ -78,27 +97,32 @@ def test_every_planned_flag_is_one_the_build_lists(tmp_path):
 
 
 def test_memlock_too_small_leaves_the_model_unlocked(tmp_path):
+    """Not locked, but still read into RAM on this CUDA build (--load-mode none, or
+    --no-mmap on the older build): pinned host buffers, never swapped."""
     root = guide_machine(tmp_path / "g", memlock=(8 << 20, 8 << 20))
     command = printed(root)
-    assert "--load-mode" not in command and "--mlock" not in command
+    assert "--load-mode none " in command and "mlock" not in command
+    old = printed(guide_machine(tmp_path / "o", "2025-08", memlock=(8 << 20, 8 << 20)))
+    assert " --no-mmap " in old and "--mlock" not in old
     code, out, _ = launch("--json", "--snapshot", str(root), "--model", QWEN_PATH)
     plan = json.loads(out)
     assert any("RLIMIT_MEMLOCK is 8192 KiB" in note for note in plan["notes"])
+    assert any("pinned host buffers" in note for note in plan["notes"])
 
 
 def test_memlock_hard_limit_is_raised_to(tmp_path):
     root = guide_machine(tmp_path / "g", memlock=(8 << 20, -1))
     command = printed(root)
-    assert command.startswith(f"prlimit --memlock=unlimited:unlimited {SERVER} ")
+    assert command.startswith(f"prlimit --memlock=unlimited:unlimited {TASKSET} {SERVER} ")
     assert "--load-mode mlock" in command
 
 
 def test_prio_where_permitted(tmp_path):
     rtprio = printed(guide_machine(tmp_path / "r", rtprio=(0, 99)))
-    assert rtprio.startswith(f"prlimit --rtprio=99:99 {SERVER} ") and rtprio.endswith(
-        f"{BATCH} --prio 2")
+    assert rtprio.startswith(f"prlimit --rtprio=99:99 {TASKSET} {SERVER} ") and rtprio.endswith(
+        f"{BATCH} --parallel 1 --ctx-checkpoints 32 --cache-ram 8192 --prio 2")
     capable = printed(guide_machine(tmp_path / "c", capabilities=1 << 23))  # CAP_SYS_NICE
-    assert capable.startswith(SERVER) and capable.endswith("--prio 2")
+    assert capable.startswith(f"{TASKSET} {SERVER}") and capable.endswith("--prio 2")
     assert "--prio" not in printed(guide_machine(tmp_path / "n"))
 
 
@@ -119,9 +143,9 @@ def test_config_file_port_alias_and_args(tmp_path):
     code, out, err = launch("--print", "--snapshot", str(guide_machine(tmp_path / "g")),
                             "--config", str(config))
     assert code == 0, err
-    assert out.startswith(f"{SERVER} --model {GPT_OSS_PATH} --host 0.0.0.0 --port 8181 "
-                          "--alias gpt-oss --jinja")
-    assert out.endswith(f"{BATCH} --fit-target 2048") and out.count("--fit-target") == 1
+    assert out.startswith(f"{TASKSET} {SERVER} --model {GPT_OSS_PATH} --host 0.0.0.0 "
+                          "--port 8181 --alias gpt-oss --jinja")
+    assert out.endswith("--fit-target 2048") and out.count("--fit-target") == 1
 
 
 def test_json_plan(tmp_path):
@@ -129,7 +153,8 @@ def test_json_plan(tmp_path):
                           "--model", QWEN_PATH)
     plan = json.loads(out)
     assert plan["command"] == printed(guide_machine(tmp_path / "h"))
-    assert plan["argv"][0] == SERVER and plan["affinity"] is None  # llama.cpp pins itself
+    # llama.cpp pins its threads, and the process affinity holds them there too
+    assert plan["argv"][0] == SERVER and plan["affinity"] == list(range(12))
     assert plan["cpu_plan"]["threads"] == 6
     assert plan["model"]["memory_plan"]["n_cpu_moe"] == 48
     flags = {arg["flag"]: arg for arg in plan["args"]}

@@ -76,8 +76,9 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
 @click.option("--measure", is_flag=True,
-              help="Also time the RAM's read bandwidth and the model file's first GiB, and "
-                   "sample CPU load, clocks and throttling (seconds; this machine only).")
+              help="Also time the RAM's read bandwidth and the model file's first GiB, "
+                   "sample CPU load, clocks and throttling, and measure the model's speed (a "
+                   "short llama-bench run of the plan); seconds, this machine only.")
 @click.option("--hook", "hook_mode", is_flag=True,
               help="For a package manager's hook: print only what got worse since the last "
                    "run, one line each; at most 5 s; always exit 0.")
@@ -114,9 +115,12 @@ def check(ctx: click.Context, as_json: bool, html_path: str | None, list_checks:
                                  for failure in plugin_failures])
         return
     facts, findings = _run_selected(options)
+    measured = _measured_speed(options, facts.host)
     from q3cn_doctor.app.reporting import emit
 
     emit(facts, findings, options, as_json=as_json, verbose=verbose, html_path=html_path)
+    if measured and not as_json:
+        click.echo("\n" + measured)
     ctx.exit(exit_code(findings, strict))
 
 
@@ -162,6 +166,25 @@ def report(ctx: click.Context, html_path: str, no_plugins: bool, **params: Any) 
     plan = fix_plan(facts, findings)
     write_html(html_path, facts, findings, options,
                make_ledger(facts, findings, options, plan), plan)
+
+
+def _measured_speed(options: Options, host) -> str | None:
+    """check --measure on this machine: the short speed measurement of the plan, kept where
+    the report's ledger quotes it beside the estimate; its text (None where not run)."""
+    if not options.measure or host.kind != "live":
+        return None
+    from q3cn_doctor.app.measure_command import short_measurement
+    from q3cn_doctor.report.ledger import remember_measured
+
+    try:
+        answer = short_measurement(options)
+    except KeyboardInterrupt:
+        return "Speed not measured: interrupted (llama.cpp stopped)."
+    measured = (answer.get("result") or {}).get("measured") or {}
+    tg = (measured.get("tg") or {}).get("mean")
+    if isinstance(tg, (int, float)):
+        remember_measured(host, float(tg), "check --measure")
+    return answer.get("text") or None
 
 
 @main.command()
@@ -213,7 +236,7 @@ def snapshot(ctx: click.Context, directory: str | None, tar_path: str | None, no
 
 @main.group()
 def bench() -> None:
-    """Measure this machine: `q3cn-doctor bench memory`."""
+    """Measure this machine: `q3cn-doctor bench speed`, `q3cn-doctor bench memory`."""
 
 
 @bench.command("memory")
@@ -251,6 +274,68 @@ def bench_memory(ctx: click.Context, threads: int | None, buffer_mib: int | None
         click.echo(json_text(bench.to_json()))
     else:
         write_plain(sys.stdout, bench.text().splitlines())
+
+
+_RUN_OPTIONS = [
+    click.option("--method", type=click.Choice(["auto", "bench", "server"]), default="auto",
+                 show_default=True,
+                 help="llama-bench (-o json), llama-server timed through /completion, or "
+                      "auto: llama-bench where installed beside llama-server or on PATH."),
+    click.option("--repeats", type=click.IntRange(1, 50), default=3, show_default=True,
+                 help="Runs of each measurement (after a warm-up)."),
+    click.option("--allow-root", is_flag=True,
+                 help="Run llama.cpp as root when the launching user is root (refused "
+                      "otherwise: give --user NAME)."),
+    click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout."),
+]
+
+
+@bench.command("speed")
+@_apply(_RUN_OPTIONS)
+@click.option("--no-tune", is_flag=True, help="Measure the plan without the saved tune.")
+@model_options
+@click.pass_context
+def bench_speed(ctx: click.Context, method: str, repeats: int, allow_root: bool,
+                as_json: bool, no_tune: bool, **params: Any) -> None:
+    """Measure prompt (pp) and generation (tg) tokens/s of your model, run as `launch`
+    would run it, beside the speed model's prediction and its range.
+
+    The model: --model, the config file's, or the profile's file found in the Hugging
+    Face cache, ~/.cache/llama.cpp or ~/models. llama.cpp runs as the launching user
+    (--user, or the one behind sudo), never as root unless --allow-root. Ctrl-C stops
+    it. Exit status: 0 measured, 1 not measured, 130 interrupted.
+    """
+    from q3cn_doctor.app.measure_command import run_bench_speed
+
+    params["no_tune"] = no_tune
+    options = build_options(ctx, params)
+    ctx.exit(run_bench_speed(options, method, repeats, allow_root, as_json))
+
+
+@main.command(short_help="Find the fastest llama-server setting here by measuring.")
+@_apply(_RUN_OPTIONS)
+@click.option("--budget", default="3m", show_default=True, metavar="DURATION",
+              help="Time to spend measuring: 90s, 2m, 5m...")
+@click.option("--save", is_flag=True,
+              help="Also write the winner into the config file ([tune]).")
+@model_options
+@click.pass_context
+def tune(ctx: click.Context, method: str, repeats: int, allow_root: bool, as_json: bool,
+         budget: str, save: bool, **params: Any) -> None:
+    """Search threads, batch/ubatch, the KV cache type, the load mode and the expert
+    placement, starting from the plan's predicted optimum and measuring its neighbours
+    (warm-up and repeats; a point wins only beyond the noise) within --budget.
+
+    Prints what it tried with each trial's spread, and keeps the winner in your state
+    folder (~/.local/state/q3cn-doctor/tune.json) for `launch`, with the build, model
+    and machine it was measured on: `launch` refuses a tune measured on others.
+    Exit status: 0 tuned, 1 the search could not start, 130 interrupted.
+    """
+    from q3cn_doctor.app.measure_command import parse_duration, run_tune
+
+    seconds = parse_duration(budget)
+    options = build_options(ctx, params)
+    ctx.exit(run_tune(options, seconds, repeats, method, save, allow_root, as_json))
 
 
 _HOOK_KIND_OPTIONS = [
@@ -354,11 +439,14 @@ def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
 @click.option("--pid", type=click.IntRange(min=1), help="The llama-server process to re-pin.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.option("--measure", "measure_speed", is_flag=True,
+              help="With --apply: measure the model's speed before and after (a short "
+                   "llama-bench run on this machine) and keep the delta in the journal; "
+                   "--status shows it.")
 @click.pass_context
 def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes: bool,
         persist: bool | None, service: str | None, pid: int | None, as_json: bool,
-        no_plugins: bool,
-        **params: Any) -> None:
+        no_plugins: bool, measure_speed: bool, **params: Any) -> None:
     """Show what software can fix (a dry run), or apply, revert or list the changes.
 
     Without --apply nothing is changed. Every change is journalled under
@@ -377,94 +465,63 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
     options.plugins = not no_plugins
     fix_options = FixOptions(only=only, persist=persist is not False, service=service, pid=pid,
                              persist_asked=persist is True)
+    if measure_speed and not do_apply:
+        raise click.UsageError("--measure goes with --apply")
     ctx.exit(run_fix(options, fix_options, apply=do_apply, revert=revert, status=show_status,
-                     yes=yes, as_json=as_json, plugins=options.plugins))
+                     yes=yes, as_json=as_json, plugins=options.plugins, measure=measure_speed))
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
 @host_options
 @click.option("--port", type=click.IntRange(1, 65535),
               help="Port llama-server listens on [default: the config file's, else 8080].")
+@click.option("--for", "serve_for", type=click.Choice(["agent", "chat", "batch"]),
+              default="agent", show_default=True,
+              help="How it is used: a coding agent (one slot, prompt cache, checkpoints, "
+                   "a prompt-sized batch), a chat, or batch jobs (several slots).")
+@click.option("--from", "from_file", type=click.Path(dir_okay=False, exists=True),
+              help="Import your own llama-server command (a script like the guide's "
+                   "run.sh): its choices are kept, translated for this build, and each "
+                   "change printed.")
+@click.option("--allow-root", is_flag=True,
+              help="Run llama-server as root when the launching user is root (refused "
+                   "otherwise: under sudo it runs as you, or give --user NAME).")
+@click.option("--unit", metavar="NAME",
+              help="Write the plan as the systemd service NAME (User=, limits, affinity, "
+                   "ExecStart=) instead of launching; with --revert, remove it.")
+@click.option("--revert", is_flag=True, help="With --unit: remove the service written.")
 @click.option("--print", "print_only", is_flag=True,
-              help="Print the equivalent shell command instead of launching.")
+              help="Print the equivalent shell command instead of launching (the reasons "
+                   "go to stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON instead.")
 @click.option("--force", is_flag=True, help="Launch even when a check fails.")
 @click.option("--skip", multiple=True, metavar="IDS",
               help="Skip these checks or areas before launching.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.option("--no-tune", is_flag=True,
+              help="Ignore the tune saved by `q3cn-doctor tune` (used where it matches).")
 @click.argument("server_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]")
 @click.pass_context
 def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_plugins: bool,
-           **params: Any) -> None:
+           serve_for: str, from_file: str | None, allow_root: bool, unit: str | None,
+           revert: bool, **params: Any) -> None:
     """Run the checks, then replace this process with llama-server, tuned for this
-    machine and written in the flags its build accepts.
+    machine, this model and how it is used, and written in the flags its build accepts.
 
-    Arguments after `--` go to llama-server last and win over the plan's. With
-    --print or --json nothing is launched (and --snapshot shows another machine's
-    plan). Exit status: 1 a check failed (unless --force) or no plan could be made,
-    2 usage error; once launched, llama-server's own.
+    Arguments after `--` go to llama-server last and win over the plan's; --from imports
+    your own command the same way. Under sudo llama-server runs as you (SUDO_USER, or
+    --user), never as root unless --allow-root. With --print or --json nothing is launched
+    (and --snapshot shows another machine's plan). Exit status: 1 a check failed (unless
+    --force) or no plan could be made, 2 usage error; once launched, llama-server's own.
     """
-    from q3cn_doctor.checking.findings import FAIL
-    from q3cn_doctor.checking.runner import SelectionError, available_checks, run_checks, select
-    from q3cn_doctor.launch.launcher import (
-        LaunchError,
-        build_plan,
-        execute,
-        shell_command,
-        shown_command,
-    )
+    from q3cn_doctor.app.launch_command import LaunchRequest, run_launch
 
+    if revert and not unit:
+        raise click.UsageError("--revert goes with --unit NAME")
     options = build_options(ctx, params)
     options.plugins = not no_plugins
-    specs, _ = available_checks(options.plugins)
-    try:
-        selected = select(specs, [], options.skip)
-    except SelectionError as exc:
-        raise click.UsageError(str(exc)) from exc
-    from q3cn_doctor.facts import Facts
-
-    host = make_host(options)
-    if host.kind != "live" and not (print_only or as_json):
-        raise click.UsageError("--snapshot and --root can only show the plan: add --print "
-                               "or --json")
-    facts = Facts(host, options)
-    failed = [f for f in run_checks(facts, selected) if f.status == FAIL]
-    say = _launch_say
-    try:
-        plan = build_plan(facts, options)
-    except LaunchError as exc:
-        say(str(exc))
-        ctx.exit(1)
-    for flag in plan.unknown_extra:
-        say(f"warning: this llama-server does not know {flag}")
-    if failed:
-        say("failing checks:")
-        for finding in failed:
-            say(f"  [fail] {finding.id}: {finding.title}", prefix=False)
-    if as_json:
-        from q3cn_doctor.report.output import json_text
-
-        click.echo(json_text(plan.to_json()))
-        return
-    if print_only:
-        click.echo(shell_command(plan))
-        return
-    if failed and not force:
-        say("not launched: fix the above (`q3cn-doctor check` explains each), skip them "
-            "with --skip, or use --force.")
-        ctx.exit(1)
-    say(shown_command(plan))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        execute(plan)
-    except OSError as exc:
-        say(f"cannot start {plan.argv[0]}: {exc}")
-        ctx.exit(127 if isinstance(exc, FileNotFoundError) else 126)
-
-
-def _launch_say(text: str, prefix: bool = True) -> None:
-    """A line of ``launch`` on stderr, escaped: it quotes paths, flags and check titles."""
-    from q3cn_doctor.report.output import printable
-
-    click.echo(printable(("q3cn-doctor launch: " if prefix else "") + text), err=True)
+    options.serve_for = serve_for
+    request = LaunchRequest(print_only=print_only, as_json=as_json, force=force,
+                            from_file=from_file, allow_root=allow_root, unit=unit,
+                            revert=revert)
+    ctx.exit(run_launch(options, request))

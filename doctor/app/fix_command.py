@@ -84,8 +84,25 @@ def _confirm(question: str, yes: bool) -> str | None:
     return "not confirmed. Nothing was changed."
 
 
+def _measure_speed(options) -> dict:
+    """This machine's tokens/s now, for fix --apply --measure: the short measurement of
+    the launch plan (app/measure_command.py) on the live machine, whatever host the fixes
+    go to. Its own function so tests can stub it where the host cannot run llama.cpp."""
+    from q3cn_doctor.app.measure_command import short_measurement
+    from q3cn_doctor.options import Options
+
+    live = Options(**{**options.__dict__, "root": None, "snapshot": None})
+    answer = short_measurement(live)
+    result = answer.get("result") or {}
+    measured = result.get("measured") or {}
+    return {"tg": (measured.get("tg") or {}).get("mean"),
+            "pp": (measured.get("pp") or {}).get("mean"),
+            "method": result.get("method"), "text": answer["text"],
+            "error": measured.get("error") or (answer["text"] if answer.get("error") else None)}
+
+
 def run_fix(options, fix_options: FixOptions, *, apply: bool, revert: bool, status: bool,
-            yes: bool, as_json: bool, plugins: bool) -> int:
+            yes: bool, as_json: bool, plugins: bool, measure: bool = False) -> int:
     from q3cn_doctor.options import unit_name_problem
 
     problem = unit_name_problem(fix_options.service) if fix_options.service is not None else None
@@ -114,12 +131,12 @@ def run_fix(options, fix_options: FixOptions, *, apply: bool, revert: bool, stat
 
             print_plan(plan, host, sys.stdout, ledger=make_ledger(facts, findings, options, plan))
         return EXIT_OK
-    return _apply(host, options, facts, findings, plan, specs, yes, as_json)
+    return _apply(host, options, facts, findings, plan, specs, yes, as_json, measure)
 
 
 # -- apply ------------------------------------------------------------------------------------
 def _apply(host, options, facts, findings: list[Finding], plan: Plan, specs, yes: bool,
-           as_json: bool) -> int:
+           as_json: bool, measure: bool = False) -> int:
     # A refused fix, or one named with --only that cannot run here, fails the command.
     refused = [p for p in plan.fixes if p.status == REFUSED
                or (p.requested and p.status == "unavailable")]
@@ -152,6 +169,7 @@ def _apply(host, options, facts, findings: list[Finding], plan: Plan, specs, yes
     if why_not:
         return _refuse(why_not, as_json, host, "apply", plan=plan.to_json())
     engine = Engine(host)
+    before = _announce_measure(options, "before") if measure else None
     try:
         outcomes = engine.apply(plan)
     except JournalError as exc:
@@ -160,17 +178,51 @@ def _apply(host, options, facts, findings: list[Finding], plan: Plan, specs, yes
                 "lists them, `--revert` undoes them." if made else " Nothing was changed.")
         return _refuse(f"{exc}.{tail}", as_json, host, "apply", plan=plan.to_json())
     checks = _recheck(host, options, findings, plan, specs)
+    measured = _record_measure(engine, options, plan, before) if measure else None
     failed = [o for o in outcomes if o.result in (FAILED_OUTCOME, REFUSED)]
     if as_json:
         _print_json(_document("apply", host, plan=plan.to_json(),
-                              results=[o.to_json() for o in outcomes], checks=checks))
+                              results=[o.to_json() for o in outcomes], checks=checks,
+                              **({"measured": measured} if measured else {})))
     else:
         print_outcomes("Applied", outcomes, sys.stdout)
         print_checks(checks, sys.stdout)
+        if measured:
+            sys.stdout.write(f"\nMeasured: {measurement_text(measured)}\n")
         if failed:
             _say("Some fixes did not take: see above. `q3cn-doctor fix --revert` undoes "
                        "what was applied.")
     return EXIT_FAILED if failed or refused else EXIT_OK
+
+
+def _announce_measure(options, when: str) -> dict:
+    click.echo(f"Measuring speed {when} the changes...", err=True)
+    return _measure_speed(options)
+
+
+def _record_measure(engine: Engine, options, plan: Plan, before: dict) -> dict:
+    """Measure after the changes and keep before/after in the journal."""
+    after = _announce_measure(options, "after")
+    fixes = [p.fix_id for p in plan.fixes
+             if p.selected and any(c.status == CHANGE for c in p.changes)]
+    fields = {"run": engine.run_id, "fixes": fixes, "before": before, "after": after}
+    try:
+        return engine.journal.record_measurement(**fields)
+    except JournalError as exc:
+        click.echo(f"q3cn-doctor: the measurement was not kept: {exc}", err=True)
+        return fields
+
+
+def measurement_text(measured: dict) -> str:
+    """"tg 61.0 -> 74.2 tok/s (+13.2, +21.6%)", or why it is missing."""
+    before, after = measured.get("before") or {}, measured.get("after") or {}
+    old, new = before.get("tg"), after.get("tg")
+    fixes = ", ".join(measured.get("fixes") or []) or "the run's fixes"
+    if old is None or new is None:
+        why = before.get("error") or after.get("error") or "not measured"
+        return f"{fixes}: no before/after ({why})"
+    return (f"{fixes}: tg {old:.1f} -> {new:.1f} tok/s ({new - old:+.1f}, "
+            f"{new / old - 1:+.1%}; {after.get('method') or 'measured'})")
 
 
 def _why_not(fix_plan) -> str:
@@ -251,9 +303,12 @@ def _status(host, as_json: bool) -> int:
         rows = Engine(host).status()
     except JournalError as exc:
         return _refuse(str(exc), as_json, host, "status")
+    measurements = Engine(host).journal.measurements
     if as_json:
-        _print_json(_document("status", host, journal=rows))
+        _print_json(_document("status", host, journal=rows, measurements=measurements))
         return EXIT_OK
+    for measured in measurements:
+        click.echo(f"Measured {measured.get('time', '')}: {measurement_text(measured)}")
     if not rows:
         _say("No change by q3cn-doctor is in effect.")
         return EXIT_OK

@@ -20,10 +20,13 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
     except config.ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     merged: dict[str, Any] = {}
+    chosen: set[str] = set()  # keys the user set, on the command line or in a config file
     for name in config.KEYS:
         value = params.get(name)
         source = ctx.get_parameter_source(name) if name in params else None
         given = source not in (None, click.core.ParameterSource.DEFAULT)
+        if given or name in settings:
+            chosen.add(name)
         if not given and name in settings:
             value = settings[name]
             if name in ("only", "skip") and isinstance(value, str):
@@ -44,6 +47,7 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
         profile=merged["profile"],
         server=merged["server"],
         ctx_size=int(merged["ctx_size"]),
+        ctx_size_given="ctx_size" in chosen,
         # A snapshot's default user is the recorded one (make_host fills it in), not
         # whoever replays it.
         user=merged["user"] or (None if params.get("snapshot") else user),
@@ -55,7 +59,10 @@ def build_options(ctx: click.Context, params: dict[str, Any]) -> Options:
         port=merged.get("port"),
         host=merged.get("host"),
         alias=merged.get("alias"),
+        seed=merged.get("seed"),
         server_args=list(merged.get("args") or []) + list(params.get("server_args") or ()),
+        tune=merged.get("tune"),
+        no_tune=bool(params.get("no_tune")),
     )
 
 

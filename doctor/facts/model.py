@@ -68,6 +68,10 @@ class ModelFacts:
     dense_bytes_per_token: int = 0  # everything else a token reads (not the embedding table)
     embedding_bytes: int = 0  # the token embedding table: stays in RAM, a row read per token
     cache_type: str = "f16"
+    # -- the model's own recommendations -----------------------------------------------------
+    sampling: dict = field(default_factory=dict)  # temp, top_k... (general.sampling.* names)
+    sampling_source: str | None = None  # where they came from; None: llama-server's defaults
+    recurrent_state_bytes: int = 0  # one sequence's recurrent state (hybrid/recurrent models)
 
 
 def kv_cache_bytes(profile: dict, ctx_size: int, bytes_per_value: float = KV_BYTES_PER_VALUE
@@ -125,11 +129,16 @@ def fit_targets_arg(args: list[str]) -> list[int] | None:
 def gather(host: Host, options: Options, facts: Facts) -> ModelFacts:
     args = list(getattr(options, "server_args", None) or [])
     ctx_size = int_arg(args, "-c", "--ctx-size") or options.ctx_size
+    chosen = int_arg(args, "-c", "--ctx-size") is not None or options.ctx_chosen
     cache_type = (server_arg(args, "-ctk", "--cache-type-k") or "f16").lower()
     value_type = (server_arg(args, "-ctv", "--cache-type-v") or cache_type).lower()
     model = _from_profile(options, ctx_size)
     if options.model:
         _from_file(host, options.model, model)
+    trained = model.context_length
+    capped = not chosen and bool(trained) and ctx_size > trained
+    if capped:
+        ctx_size = trained
     model.cache_type = cache_type if value_type == cache_type else f"{cache_type}/{value_type}"
     per_value = cache_bytes_per_value(model.cache_type)
     model.kv_cache_bytes = kv_cache_bytes(asdict(model), ctx_size, per_value)
@@ -140,8 +149,11 @@ def gather(host: Host, options: Options, facts: Facts) -> ModelFacts:
            f"{model.sliding_window_tokens} tokens" if model.sliding_window_tokens else "")
         + ("; recurrent layers keep a fixed state instead" if model.recurrent_layers else ""))
     model.ctx_size = ctx_size
-    model.basis["ctx_size"] = "-c in the server arguments" if int_arg(
-        args, "-c", "--ctx-size") else "--ctx-size"
+    model.basis["ctx_size"] = (
+        f"the model's trained context ({trained}): the default {options.ctx_size} is beyond it"
+        if capped else "-c in the server arguments" if int_arg(args, "-c", "--ctx-size")
+        else "--ctx-size" if chosen else f"the default, within the trained context {trained}"
+        if trained else "the default")
     return model
 
 
@@ -153,7 +165,8 @@ def _windowed_layers(model: ModelFacts) -> int:
 
 def _from_profile(options: Options, ctx_size: int) -> ModelFacts:
     profile = PROFILES[options.profile]
-    fields = {key: profile[key] for key in profile if key != "embedding_bytes"}
+    known = ModelFacts.__dataclass_fields__
+    fields = {key: profile[key] for key in profile if key in known}
     model = ModelFacts(
         profile=options.profile,
         ctx_size=ctx_size,
@@ -169,6 +182,8 @@ def _from_profile(options: Options, ctx_size: int) -> ModelFacts:
     model.basis["routed_bytes"] = "routed bytes per token x experts / experts used"
     model.basis["dense_bytes_per_token"] = ("the file less its routed experts and the token "
                                             "embedding table (profile)")
+    model.sampling = dict(profile.get("sampling") or {})
+    model.sampling_source = f"profile {options.profile}" if model.sampling else None
     return model
 
 
@@ -213,6 +228,8 @@ def _from_file(host: Host, path: str, model: ModelFacts) -> None:
     model.embedding_bytes = found.tensor_bytes.get("embeddings", 0)
     model.routed_bytes_per_token = found.routed_bytes_per_token
     model.dense_bytes_per_token = found.dense_bytes_per_token
+    model.recurrent_state_bytes = found.recurrent_state_bytes
+    _sampling(model, found, path)
     model.source = f"GGUF {path}" + (f" ({len(found.files)} split files)"
                                      if len(found.files) > 1 else "")
     model.basis.update({f"gguf.{key}": value for key, value in found.basis.items()})
@@ -225,3 +242,15 @@ def _from_file(host: Host, path: str, model: ModelFacts) -> None:
     })
 
 
+def _sampling(model: ModelFacts, found, path: str) -> None:
+    """The file's own general.sampling.*; else the profile of that very model; else none
+    (llama-server's defaults): one model's sampling never goes to another."""
+    if found.sampling:
+        model.sampling = dict(found.sampling)
+        model.sampling_source = "the GGUF's general.sampling.* metadata"
+        return
+    from q3cn_doctor.facts.model_search import profile_of
+
+    profile = profile_of(found.architecture, found.name, path.rsplit("/", 1)[-1])
+    model.sampling = dict(PROFILES[profile].get("sampling") or {}) if profile else {}
+    model.sampling_source = f"profile {profile} (the same model)" if model.sampling else None

@@ -193,22 +193,25 @@ class Engine:
                        f"{now} (undone by a later change or a daemon?)", applied.before, now)
 
     # -- revert and status ------------------------------------------------------------
-    def revert(self, simulate: bool = False) -> list[Outcome]:
-        """Undo every open journal entry, newest first, to the exact recorded state. Not
-        simulating, the lock is taken even with nothing to undo: taking it removes what a
-        killed run left (journal.py, ``_recover``)."""
+    def revert(self, simulate: bool = False,
+               only: Callable[[dict[str, Any]], bool] | None = None) -> list[Outcome]:
+        """Undo every open journal entry (or those ``only`` selects, as ``launch --unit
+        NAME --revert`` does), newest first, to the exact recorded state. Not simulating,
+        the lock is taken even with nothing to undo: taking it removes what a killed run
+        left (journal.py, ``_recover``)."""
         if simulate:
-            return self._revert_all(simulate=True)
+            return self._revert_all(simulate=True, only=only)
         if not self.journal.open_entries() and self.host.lstat(self.journal.directory) is None:
             return []
         with self.journal.locked():
-            return self._revert_all(simulate=False)
+            return self._revert_all(simulate=False, only=only)
 
-    def _revert_all(self, simulate: bool) -> list[Outcome]:
+    def _revert_all(self, simulate: bool,
+                    only: Callable[[dict[str, Any]], bool] | None = None) -> list[Outcome]:
         # Every target is rebuilt before any is restored: an entry this version cannot
         # read (JournalError) stops the revert before it has changed anything.
         work = [(entry, target_from_json(entry["target"]))
-                for entry in self.journal.open_entries()]
+                for entry in self.journal.open_entries() if only is None or only(entry)]
         return [self._revert_one(entry, target, simulate) for entry, target in work]
 
     def _revert_one(self, entry: dict[str, Any], target: Target, simulate: bool) -> Outcome:

@@ -17,6 +17,9 @@ a crash anywhere leaves something revert restores exactly.
 
 The whole journal is rewritten atomically on each step (a few kB at most), so
 it is always one consistent JSON document: the old one or the new one.
+
+Beside the entries, ``measurements`` keeps what ``fix --apply --measure`` measured
+before and after a run's changes (tokens/s), by run: ``fix --status`` shows the delta.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class Journal:
         self.directory = host.state_dir
         self.path = f"{self.directory}/{JOURNAL_NAME}"
         self.step = step or _no_step
+        self.measurements: list[dict[str, Any]] = []
         self.entries: list[dict[str, Any]] = self._load()
 
     # -- reading -----------------------------------------------------------------
@@ -139,6 +143,9 @@ class Journal:
                 raise JournalError(f"{self.path}: entry {number} is not one q3cn-doctor wrote "
                                    f"({problem}); nothing was changed. Move the file aside to "
                                    "start a new journal")
+        measurements = document.get("measurements") or []
+        self.measurements = [m for m in measurements if isinstance(m, dict)] \
+            if isinstance(measurements, list) else []
         return entries
 
     @contextlib.contextmanager
@@ -199,6 +206,8 @@ class Journal:
     def save(self) -> None:
         document = {"format": FORMAT, "tool": f"q3cn-doctor {__version__}",
                     "entries": self.entries}
+        if self.measurements:
+            document["measurements"] = self.measurements
         data = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
         try:
             self._ensure_directory()
@@ -211,14 +220,24 @@ class Journal:
         entry = {"seq": (self.entries[-1]["seq"] + 1) if self.entries else 1,
                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "state": PENDING}
         entry.update(fields)
-        self.entries.append(entry)
+        self._append(self.entries, entry)
+        self.step(f"record {entry['seq']}")
+        return entry
+
+    def record_measurement(self, **fields: Any) -> dict[str, Any]:
+        """Keep a run's before/after speed (fix --apply --measure) with its changes."""
+        measurement = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}
+        self._append(self.measurements, measurement)
+        return measurement
+
+    def _append(self, items: list[dict[str, Any]], item: dict[str, Any]) -> None:
+        """Add ``item`` and write the journal; on failure the journal is as it was."""
+        items.append(item)
         try:
             self.save()
         except JournalError:
-            self.entries.pop()
+            items.pop()
             raise
-        self.step(f"record {entry['seq']}")
-        return entry
 
     def mark(self, entry: dict[str, Any], state: str, **fields: Any) -> None:
         entry["state"] = state

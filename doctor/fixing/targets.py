@@ -119,7 +119,10 @@ ALLOWED_PATHS = {
     "file": re.compile(
         r"/etc/(?:sysctl\.d|tmpfiles\.d|modules-load\.d|security/limits\.d|systemd/system/"
         + _UNIT + r"\.d)"
-        r"/[A-Za-z0-9_.@$-]{0,100}q3cn-doctor[A-Za-z0-9_.@$-]{0,100}\.conf\Z"),
+        r"/[A-Za-z0-9_.@$-]{0,100}q3cn-doctor[A-Za-z0-9_.@$-]{0,100}\.conf\Z"
+        # launch --unit NAME: a llama-server service of ours (launch/unit.py)
+        r"|/etc/systemd/system/[A-Za-z0-9:_.-]{0,100}(?:llama|q3cn)[A-Za-z0-9:_.@-]{0,100}"
+        r"\.service\Z"),
 }
 
 

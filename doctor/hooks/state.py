@@ -53,14 +53,10 @@ def memory_dir(host: Host) -> str:
     """Where the last result is kept: root's state folder, else the user's."""
     if host.euid() == 0:
         return host.state_dir
-    env = host.environ()
-    base = env.get("XDG_STATE_HOME", "")
-    if not base.startswith("/"):
-        home = env.get("HOME", "")
-        if not home.startswith("/"):
-            raise HookStateError("neither XDG_STATE_HOME nor HOME is set: no state folder")
-        base = home.rstrip("/") + "/.local/state"
-    return base.rstrip("/") + "/q3cn-doctor"
+    folder = host.user_state_dir()
+    if folder is None:
+        raise HookStateError("neither XDG_STATE_HOME nor HOME is set: no state folder")
+    return folder
 
 
 def memory_path(host: Host) -> str:

@@ -581,6 +581,18 @@ class Host:
     state_dir = STATE_DIR
     """Where the fix engine keeps its journal (mapped under the prefix on a RootHost)."""
 
+    def user_state_dir(self) -> str | None:
+        """This user's state folder: ``$XDG_STATE_HOME/q3cn-doctor``, default
+        ``~/.local/state/q3cn-doctor``; None where neither variable is set."""
+        env = self.environ()
+        base = env.get("XDG_STATE_HOME", "")
+        if not base.startswith("/"):
+            home = env.get("HOME", "")
+            if not home.startswith("/"):
+                return None
+            base = home.rstrip("/") + "/.local/state"
+        return base.rstrip("/") + "/q3cn-doctor"
+
     def _write_fault(self, path: str) -> None:
         self._fault(path)
         self._fault("write:" + path)

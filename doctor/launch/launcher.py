@@ -26,10 +26,15 @@ from q3cn_doctor.parsers.server_help import Intents, translate
 from q3cn_doctor.plan.cpu import PRIO_HIGH, PRIO_HIGH_RTPRIO
 from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
+from q3cn_doctor.plan.serving import serving_plan
 from q3cn_doctor.plan.speed import speed, what_if
+from q3cn_doctor.plan.tuned import TuneError, check_tune, saved_tune
 from q3cn_doctor.report.output import shell_line
 
+from .run_as import RunAs
+
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
+CAP_SYS_RESOURCE = 24  # raise a hard resource limit
 GIB = 1024**3
 
 
@@ -50,6 +55,9 @@ class LaunchPlan:
     unknown_extra: list[str]  # extra arguments this build does not know
     model: dict = field(default_factory=dict)
     cpu_plan: dict | None = None
+    user: dict = field(default_factory=dict)  # who it runs as (launch/run_as.py)
+    serving: dict = field(default_factory=dict)  # the serving plan (plan/serving.py)
+    imported: list[str] = field(default_factory=list)  # changes made to your own command
 
     def to_json(self) -> dict:
         document = asdict(self)
@@ -58,16 +66,20 @@ class LaunchPlan:
         return document
 
 
-def build_plan(facts: Facts, options: Options) -> LaunchPlan:
-    """The launch plan, or LaunchError saying why none can be made: a facts section that
-    could not be gathered (a damaged GGUF, a corrupt ELF, a hostile snapshot) is one."""
+def build_plan(facts: Facts, options: Options, identity: RunAs | None = None,
+               imported: list[str] | None = None) -> LaunchPlan:
+    """The launch plan for ``identity`` (who llama-server runs as; None: this process), or
+    LaunchError saying why none can be made: a facts section that could not be gathered
+    (a damaged GGUF, a corrupt ELF, a hostile snapshot) is one. ``imported``: the changes
+    made to the user's own command (launch --from)."""
     try:
-        return _build_plan(facts, options)
+        return _build_plan(facts, options, identity, imported)
     except FactsError as exc:
         raise LaunchError(f"no plan can be made: {exc}") from exc
 
 
-def _build_plan(facts: Facts, options: Options) -> LaunchPlan:
+def _build_plan(facts: Facts, options: Options, identity: RunAs | None,
+                imported: list[str] | None) -> LaunchPlan:
     server = facts.server
     if server.path is None:
         where = "the path given with --server" if server.found_by == "--server" else "PATH"
@@ -85,52 +97,23 @@ def _build_plan(facts: Facts, options: Options) -> LaunchPlan:
         raise LaunchError(f"cannot read the model: {model.error}")
     try:
         plan = placement(facts)
+        serving = serving_plan(facts)
     except FactsError as exc:
         raise LaunchError(f"no memory plan could be made for this model here: {exc}") from exc
-    notes: list[str] = []
+    identity = identity or RunAs(None, None, None)
+    notes: list[str] = [f"Runs as {identity.why}." if identity.switch else ""]
     rlimits: dict[str, tuple[int, int]] = {}
-    limits = _rlimits(facts)
-    lock, why_lock = _lock_decision(facts, plan.ram_bytes, limits, rlimits)
-    notes.append(why_lock)
-    prio, why_prio = _prio_decision(facts, limits, rlimits)
-    notes.append(why_prio)
-    cpu = cpu_plan(facts)
-    cpus_known = cpu is not None and bool(cpu.cpus)
-    if cpu is not None and not cpus_known:
-        # The CPU plan's one-thread fallback would cripple generation: llama.cpp keeps
-        # its own default instead (a thread per core it sees).
-        notes.append("No --threads: this host's CPUs are unknown, so llama.cpp picks its own "
-                     "thread count.")
-    targets = plan.fit_target_mib or [1024]
-    intents = Intents(
-        model=options.model,
-        port=planned_port(options, facts),
-        host=options.host,
-        alias=options.alias,
-        ctx_size=model.ctx_size,
-        gpu=plan.gpus > 0,
-        fit_target_mib=targets[:1] if len(set(targets)) == 1 else targets,
-        n_cpu_moe=plan.n_cpu_moe if model.experts else None,
-        gpu_layers=None if plan.dense_fits_gpu else plan.gpu_layers,
-        lock=lock,
-        thread_args=cpu.thread_args() if cpus_known else [],
-        affinity_args=cpu.affinity_args() if cpus_known else [],
-        prio=prio,
-    )
-    translation = translate(intents, build, options.server_args)
+    intents, cpu = _intents(facts, options, identity, plan, serving, rlimits, notes)
+    translation = translate(intents, build, _extra_args(facts, options, notes))
     notes += translation.notes
-    affinity = None
-    prefix: list[str] = []
-    if cpus_known:
-        if cpu.numa_node is not None:
-            prefix = ["numactl", f"--cpunodebind={cpu.numa_node}", f"--membind={cpu.numa_node}"]
-            notes.append(f"numactl binds threads and memory to NUMA node {cpu.numa_node}.")
-        elif not translation.affinity_by_flags and _restricts(facts, cpu.cpus):
-            affinity = list(cpu.cpus)
-            notes.append(f"CPU affinity {cpu.cpu_list} set on the process before exec "
-                         "(sched_setaffinity): every thread it starts inherits it.")
+    prefix, affinity = _placement_of_threads(facts, cpu, options, notes)
     env, env_notes = _environment(facts, plan)
-    notes += env_notes
+    notes += env_notes + _threads_note(options, cpu)
+    for name, value in options.server_env.items():
+        if name == "LLAMA_SET_ROWS":
+            continue  # a no-op since llama.cpp PR #15505: left out, as the note says
+        env[name] = value
+        notes.append(f"{name}={value}: yours, kept.")
     return LaunchPlan(
         server=server.path,
         argv=prefix + [server.path] + translation.argv(),
@@ -141,11 +124,69 @@ def _build_plan(facts: Facts, options: Options) -> LaunchPlan:
         notes=[note for note in notes if note],
         dropped=translation.dropped,
         unknown_extra=translation.unknown_extra,
-        model={"path": model.path, "name": model.name, "architecture": model.architecture,
-               "ctx_size": model.ctx_size, **_expected(facts, cpu),
-               "memory_plan": plan.to_json()},
+        model=_model_json(facts, plan, cpu),
         cpu_plan=cpu.to_json() if cpu is not None else None,
+        user=identity.to_json(),
+        serving=serving.to_json(),
+        imported=list(imported or []),
     )
+
+
+def _intents(facts: Facts, options: Options, identity: RunAs, plan, serving,
+             rlimits: dict, notes: list[str]) -> tuple[Intents, Any]:
+    """What the launch wants, before this build's spelling."""
+    model = facts.model
+    limits = _rlimits(facts)
+    if identity.switch:
+        lock, why_lock = _lock_decision(facts, plan.ram_bytes, limits, rlimits, identity.name)
+        prio, why_prio = None, (f"No --prio: llama-server runs as {identity.name}, without "
+                                "root's CAP_SYS_NICE (its threads would only warn \"failed to "
+                                "set thread priority\").")
+    else:
+        lock, why_lock = _lock_decision(facts, plan.ram_bytes, limits, rlimits)
+        prio, why_prio = _prio_decision(facts, limits, rlimits)
+    no_mmap, why_load = _load_mode(facts, lock, plan, why_lock)
+    notes += [why_lock, why_load, why_prio]
+    cpu = cpu_plan(facts)
+    cpus_known = cpu is not None and bool(cpu.cpus)
+    if cpu is not None and not cpus_known:
+        # The CPU plan's one-thread fallback would cripple generation: llama.cpp keeps
+        # its own default instead (a thread per core it sees).
+        notes.append("No --threads: this host's CPUs are unknown, so llama.cpp picks its own "
+                     "thread count.")
+    targets = plan.fit_target_mib or [1024]
+    sampling, sampling_why = _sampling(model)
+    return Intents(
+        model=options.model,
+        port=planned_port(options, facts),
+        host=options.host,
+        alias=options.alias,
+        seed=options.seed,
+        ctx_size=serving.ctx_size,
+        ctx_why=serving.why.get("ctx_size") or "the planned context",
+        sampling=sampling,
+        sampling_why=sampling_why,
+        gpu=plan.gpus > 0,
+        fit_target_mib=targets[:1] if len(set(targets)) == 1 else targets,
+        n_cpu_moe=plan.n_cpu_moe if model.experts else None,
+        gpu_layers=None if plan.dense_fits_gpu else plan.gpu_layers,
+        lock=lock,
+        no_mmap=no_mmap,
+        thread_args=cpu.thread_args() if cpus_known else [],
+        affinity_args=cpu.affinity_args() if cpus_known else [],
+        prio=prio,
+        batch=serving.batch,
+        ubatch=serving.ubatch,
+        serving=_serving_intents(serving, facts.server.build()),
+    ), cpu
+
+
+def _model_json(facts: Facts, plan, cpu: Any) -> dict:
+    model = facts.model
+    return {"path": model.path, "name": model.name, "architecture": model.architecture,
+            "ctx_size": plan.ctx_size, "trained_ctx": model.context_length,
+            "sampling": model.sampling, "sampling_source": model.sampling_source,
+            **_expected(facts, cpu), "memory_plan": plan.to_json()}
 
 
 def _expected(facts: Facts, cpu: Any) -> dict:
@@ -160,6 +201,123 @@ def _expected(facts: Facts, cpu: Any) -> dict:
         rated > configured else None
     return {"expected_tok_s": estimate.tok_s, "expected_range": [estimate.low, estimate.high],
             "expected_tok_s_at_ctx": estimate.tok_s_at_ctx, "expected_tok_s_rated": faster}
+
+
+SAMPLING_FLAGS = {"temp": "--temp", "top_k": "--top-k", "top_p": "--top-p", "min_p": "--min-p",
+                  "xtc_probability": "--xtc-probability", "xtc_threshold": "--xtc-threshold",
+                  "penalty_last_n": "--repeat-last-n", "penalty_repeat": "--repeat-penalty",
+                  "mirostat": "--mirostat", "mirostat_tau": "--mirostat-ent",
+                  "mirostat_eta": "--mirostat-lr", "sequence": "--samplers"}
+
+
+def _sampling(model) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The model's own sampling as llama-server flags, and where it came from. None: the
+    build's defaults (no other model's settings)."""
+    pairs = tuple((SAMPLING_FLAGS[key], _number(value)) for key, value in model.sampling.items()
+                  if key in SAMPLING_FLAGS)
+    return pairs, f"the model's recommended sampling ({model.sampling_source})"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if value != int(value) else f"{value:.1f}"
+    return str(value)
+
+
+def _serving_intents(serving, build) -> list[tuple[str, list[str], str]]:
+    """The serving plan's flags (only those this build has; the translation drops others)."""
+    why = serving.why
+    wanted: list[tuple[str, list[str], str]] = [
+        ("--parallel", [str(serving.parallel)], why["parallel"])]
+    if serving.kv_unified:
+        wanted.append(("--kv-unified", [], why["kv_unified"]))
+    if serving.cache_reuse:
+        wanted.append(("--cache-reuse", [str(serving.cache_reuse)], why["cache_reuse"]))
+    if serving.checkpoints is not None and serving.checkpoints_flag:
+        wanted.append((serving.checkpoints_flag, [str(serving.checkpoints)],
+                       why["checkpoints"]))
+    if serving.cache_ram_mib is not None:
+        wanted.append(("--cache-ram", [str(serving.cache_ram_mib)], why["cache_ram"]))
+    wanted.append(("--ubatch-size", [str(serving.ubatch)], why["batch"]))
+    return [item for item in wanted if item[0] == "--ubatch-size" or build is None
+            or build.knows(item[0])]
+
+
+def _placement_of_threads(facts: Facts, cpu, options: Options, notes: list[str]
+                          ) -> tuple[list[str], list[int] | None]:
+    """numactl for a one-node plan; else the process affinity, set before exec as well as
+    the build's own mask flags: llama.cpp has ignored --cpu-mask under OpenMP (its default
+    threading) in some releases (PR #16164, issue #26997), and a process affinity holds for
+    every thread whatever the build does."""
+    if cpu is None or not cpu.cpus:
+        return [], None
+    if cpu.numa_node is not None:
+        notes.append(f"numactl binds threads and memory to NUMA node {cpu.numa_node}.")
+        return ["numactl", f"--cpunodebind={cpu.numa_node}",
+                f"--membind={cpu.numa_node}"], None
+    if options.affinity:
+        yours = _your_cpus(facts, options.affinity, notes)
+        if yours:
+            return [], yours
+    if not _restricts(facts, cpu.cpus):
+        return [], None
+    notes.append(f"CPU affinity {cpu.cpu_list} set on the process before exec "
+                 "(sched_setaffinity) as well as by the build's own flags: every thread "
+                 "inherits it, even where the build ignores its mask under OpenMP (llama.cpp "
+                 "PR #16164, issue #26997).")
+    return [], list(cpu.cpus)
+
+
+def _your_cpus(facts: Facts, cpu_list: str, notes: list[str]) -> list[int]:
+    """Your own taskset -c CPUs, those of them online here (a script written for another
+    machine may name CPUs this one lacks: taskset would refuse to start)."""
+    from q3cn_doctor.host.base import format_cpu_list, parse_cpu_list
+
+    wanted = parse_cpu_list(cpu_list)
+    try:
+        online = set(facts.cpu.online_cpus)
+    except FactsError:
+        online = set(wanted)
+    kept = [cpu for cpu in wanted if cpu in online]
+    if not kept:
+        notes.append(f"Your taskset -c {cpu_list} names no CPU online here: the plan's "
+                     "affinity instead.")
+    elif kept != wanted:
+        notes.append(f"CPU affinity {format_cpu_list(kept)}: yours (taskset -c {cpu_list}), "
+                     "less the CPUs this machine lacks, set on the process before exec.")
+    else:
+        notes.append(f"CPU affinity {cpu_list}: yours (taskset -c), set on the process "
+                     "before exec.")
+    return kept
+
+
+def _threads_note(options: Options, cpu) -> list[str]:
+    """Your own --threads is kept; the CPU plan's count and reason beside it."""
+    from q3cn_doctor.facts.model import int_arg
+
+    yours = int_arg(list(options.server_args), "-t", "--threads")
+    if yours is None or cpu is None or not cpu.cpus or yours == cpu.threads:
+        return []
+    return [f"--threads {yours}: yours, kept. The CPU plan would use {cpu.threads}: "
+            + (cpu.rationale[1] if len(cpu.rationale) > 1 else cpu.rationale[0])]
+
+
+def _extra_args(facts: Facts, options: Options, notes: list[str]) -> list[str]:
+    """A saved tune's llama-server arguments (noted in ``notes``) where it was measured
+    on this build, model and machine, then the user's own, which win over them;
+    LaunchError saying what changed where the tune was measured elsewhere."""
+    if options.no_tune:
+        return list(options.server_args)
+    try:
+        tune = saved_tune(facts, options.tune)
+        if tune is None:
+            return list(options.server_args)
+        check_tune(facts, tune)
+    except TuneError as exc:
+        raise LaunchError(str(exc)) from exc
+    notes.append(f"Tuned: {' '.join(tune.server_args)} (measured best by `q3cn-doctor "
+                 f"tune`, {tune.source}).")
+    return list(tune.server_args) + list(options.server_args)
 
 
 def cpu_plan(facts: Facts) -> Any:
@@ -199,9 +357,12 @@ def _covers(limit: int, need: int) -> bool:
     return limit == UNLIMITED or limit >= need
 
 
-def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict) -> tuple[bool, str]:
+def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict,
+                   as_user: str | None = None) -> tuple[bool, str]:
     """Lock the model's RAM part where RAM holds it and memlock allows (raising the soft
-    limit to the hard one where that is enough)."""
+    limit to the hard one where that is enough). ``as_user``: root plans for the user it
+    drops to, who keeps root's limits but none of its capabilities; with CAP_SYS_RESOURCE
+    root raises RLIMIT_MEMLOCK to unlimited first (what LimitMEMLOCK=infinity does)."""
     try:
         total = facts.memory.total_bytes
     except FactsError:
@@ -211,7 +372,11 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict) -> tupl
         return False, (f"Model not locked in RAM: its RAM part ({need / GIB:.1f} GiB) and "
                        f"the OS headroom exceed RAM ({total / GIB:.1f} GiB); mmap lets the "
                        "kernel page it instead.")
-    if _capable(facts, CAP_IPC_LOCK):
+    if as_user and _capable(facts, CAP_SYS_RESOURCE):
+        rlimits["MEMLOCK"] = (UNLIMITED, UNLIMITED)
+        return True, (f"Model locked in RAM: RLIMIT_MEMLOCK raised to unlimited as root, "
+                      f"then kept by {as_user} after the drop (CAP_IPC_LOCK is not).")
+    if not as_user and _capable(facts, CAP_IPC_LOCK):
         return True, "Model locked in RAM (CAP_IPC_LOCK: no memlock limit applies)."
     memlock = limits.get("MEMLOCK")
     if memlock is None:
@@ -224,8 +389,24 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict) -> tupl
         return True, (f"Model locked in RAM: RLIMIT_MEMLOCK raised from {_limit(soft)} to its "
                       f"hard limit {_limit(hard)} before exec.")
     return False, (f"Model not locked in RAM: RLIMIT_MEMLOCK is {_limit(hard)}, below its "
-                   f"{need / GIB:.1f} GiB (see memory.memlock; `q3cn-doctor fix --only "
-                   "memlock.limit` raises it).")
+                   f"{need / GIB:.1f} GiB"
+                   + (f" (root here lacks CAP_SYS_RESOURCE to raise it for {as_user})"
+                      if as_user else "")
+                   + " (see memory.memlock; `q3cn-doctor fix --only memlock.limit` raises it).")
+
+
+def _load_mode(facts: Facts, lock: bool, plan, why_lock: str) -> tuple[bool, str]:
+    """Where locking is refused by the memlock limit, a CUDA build still reads the model
+    into RAM (--no-mmap / --load-mode none): its CPU weights then sit in pinned host
+    buffers, which cannot be swapped and upload to the GPU faster. Where RAM is short,
+    mmap stays (the kernel can page it)."""
+    if lock or plan.ram_bytes == 0 or "RLIMIT_MEMLOCK" not in why_lock:
+        return False, ""
+    backends = getattr(facts.get("server"), "backends", None) or []
+    if "cuda" not in backends:
+        return False, ""
+    return True, ("Read into RAM without mmap (not locked): on this CUDA build the CPU "
+                  "weights sit in pinned host buffers, which cannot be swapped out.")
 
 
 def _prio_decision(facts: Facts, limits: dict, rlimits: dict) -> tuple[int | None, str]:
@@ -318,16 +499,22 @@ def _shell_parts(plan: LaunchPlan) -> list[str]:
 
 
 def execute(plan: LaunchPlan) -> None:
-    """Become llama-server: raise the limits, take the affinity, set the environment,
-    exec. Returns only by raising OSError (the program could not be started)."""
+    """Become llama-server: raise the limits (as root, before the drop), take the
+    affinity, drop to the planned user, set the environment, exec. Returns only by
+    raising OSError (the program could not be started, or privileges not dropped)."""
     import resource
 
     for name, (soft, hard) in plan.rlimits.items():
         number = getattr(resource, "RLIMIT_" + name)
-        resource.setrlimit(number, tuple(resource.RLIM_INFINITY if v == UNLIMITED else v
-                                         for v in (soft, hard)))
+        try:
+            resource.setrlimit(number, tuple(resource.RLIM_INFINITY if v == UNLIMITED else v
+                                             for v in (soft, hard)))
+        except ValueError as exc:  # above the hard limit, without CAP_SYS_RESOURCE
+            raise PermissionError(f"RLIMIT_{name}: {exc}") from exc
     if plan.affinity:
         os.sched_setaffinity(0, plan.affinity)
-    env = dict(os.environ)
+    identity = RunAs.from_json(plan.user) if plan.user else RunAs(None, None, None)
+    identity.become()
+    env = identity.environ(dict(os.environ))
     env.update(plan.env)
     os.execvpe(plan.argv[0], plan.argv, env)

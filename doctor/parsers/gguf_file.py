@@ -36,6 +36,11 @@ SWA_PATTERN = {"gpt-oss": 2, "gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 
                "llama4": 4, "exaone4": 4}
 
 _BLOCK = re.compile(r"^blk\.(\d{1,6})\.(.+)$")
+SAMPLING_KEYS = ("sequence", "top_k", "top_p", "min_p", "xtc_probability", "xtc_threshold",
+                 "temp", "penalty_last_n", "penalty_repeat", "mirostat", "mirostat_tau",
+                 "mirostat_eta")
+"""The general.sampling.* keys llama.cpp reads (src/llama-arch.cpp, LLM_KV_GENERAL_SAMPLING_*)."""
+STATE_BYTES = 4  # llama.cpp keeps recurrent state in f32 (type_r, type_s)
 MAX_LAYERS = 4096  # far beyond any model; a larger block_count is a damaged header
 # What a real model's header holds, with room to spare; more is a damaged or hostile file,
 # refused before the reader walks it (a sparse file of zeros is 2^30 empty strings).
@@ -89,6 +94,12 @@ class GgufModel:
     tensor_bytes: dict[str, int] = field(default_factory=dict)  # by class, TENSOR_CLASSES
     tensor_types: dict[str, str] = field(default_factory=dict)  # by class, the largest type
     basis: dict[str, str] = field(default_factory=dict)
+    # The model's own recommended sampling (general.sampling.*: temp, top_k, ...), as given.
+    sampling: dict[str, Any] = field(default_factory=dict)
+    # One sequence's recurrent state over every recurrent layer (f32 conv + SSM state, as
+    # llama.cpp's llama_hparams::n_embd_r/n_embd_s size it): what each extra slot and each
+    # context checkpoint of a hybrid model holds.
+    recurrent_state_bytes: int = 0
 
     @property
     def routed_bytes(self) -> int:
@@ -443,7 +454,31 @@ def model_of(path: str, files: list[GgufFile], reader, tensors: list[tuple[str, 
         tensor_types={group: counter.most_common(1)[0][0] for group, counter in types.items()
                       if counter},
         basis=basis,
+        sampling=sampling_of(reader),
+        recurrent_state_bytes=_recurrent_state(key, len(recurrent)),
     ))
+
+
+def sampling_of(reader) -> dict[str, Any]:
+    """The general.sampling.* values present, by their short name (``temp``, ``top_k``)."""
+    found = {}
+    for name in SAMPLING_KEYS:
+        value = metadata_value(reader, f"general.sampling.{name}")
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            found[name] = value
+    return found
+
+
+def _recurrent_state(key, layers: int) -> int:
+    """Bytes of one sequence's recurrent state: per layer (conv_kernel - 1) x (inner +
+    2 x groups x state) conv values plus state x inner SSM values (Mamba-2 and Gated
+    DeltaNet layouts, llama_hparams::n_embd_r/n_embd_s), in f32."""
+    if not layers:
+        return 0
+    conv, inner = _int(key("ssm.conv_kernel")) or 0, _int(key("ssm.inner_size")) or 0
+    state, groups = _int(key("ssm.state_size")) or 0, _int(key("ssm.group_count")) or 0
+    per_layer = max(0, conv - 1) * (inner + 2 * groups * state) + state * inner
+    return layers * per_layer * STATE_BYTES
 
 
 def _file_type_name(value: int | None) -> str | None:

@@ -205,6 +205,11 @@ class Intents:
     batch: int = 2048
     ubatch: int = 512
     prio: int | None = None
+    sampling_why: str = "the guide's sampling settings"
+    ctx_why: str = "the planned context"
+    no_mmap: bool = False  # not locked, but read into RAM (CUDA: pinned host buffers)
+    seed: int | None = None
+    serving: list[tuple[str, list[str], str]] = field(default_factory=list)  # flag, values, why
 
 
 @dataclass
@@ -256,13 +261,17 @@ def translate(intents: Intents, build: Build, extra: list[str] | None = None) ->
         add("--alias", [intents.alias], "the model name clients see")
     if intents.jinja:
         add("--jinja", [], "the model's own chat template (tool calls need it)")
+    if intents.seed is not None:
+        add("--seed", [str(intents.seed)], "the seed from the config file")
     for flag, value in intents.sampling:
-        add(flag, [value], "the guide's sampling settings")
-    add("--ctx-size", [str(intents.ctx_size)], "the planned context")
+        add(flag, [value], intents.sampling_why)
+    add("--ctx-size", [str(intents.ctx_size)], intents.ctx_why)
     if intents.gpu:
         _gpu(intents, build, args, notes, dropped)
     if intents.lock:
         _lock(build, args, notes, dropped)
+    elif intents.no_mmap:
+        _no_mmap(build, args, dropped)
     for group in _pairs(intents.thread_args):
         add(group[0], group[1:], "the CPU plan: one generation thread per fast core")
     affinity_by_flags = False
@@ -290,14 +299,26 @@ def translate(intents: Intents, build: Build, extra: list[str] | None = None) ->
             else:
                 args.append(Arg(flash, [], "flash attention (this build's -fa takes no value)"))
                 notes.append("-fa: this build's flag takes no value; -fa on would be rejected.")
-    add("--batch-size", [str(intents.batch)], "the guide's logical batch")
-    add("--ubatch-size", [str(intents.ubatch)], "the guide's physical batch")
+    batch_why = next((why for flag, _, why in intents.serving if flag == "--ubatch-size"),
+                     None)
+    add("--batch-size", [str(intents.batch)], batch_why or "the guide's logical batch")
+    add("--ubatch-size", [str(intents.ubatch)], batch_why or "the guide's physical batch")
+    for flag, values, why in intents.serving:
+        if flag != "--ubatch-size":
+            add(flag, values, why)
     if intents.prio is not None:
         add("--prio", [str(intents.prio)], "high thread priority, permitted here")
     extra = list(extra or [])
-    groups = build.split_args(extra)
+    kept = _not_replaced(args, build, extra, notes)
+    return Translation(kept, notes, dropped, affinity_by_flags, extra, build.unknown(extra))
+
+
+def _not_replaced(args: list[Arg], build: Build, extra: list[str], notes: list[str]
+                  ) -> list[Arg]:
+    """The plan's flags that none of the user's own arguments replaces (a flag of one
+    concern, CONFLICTS, replaces the plan's whole group)."""
     replaced = set()
-    for group in groups:
+    for group in build.split_args(extra):
         name = build.canonical(group[0].partition("=")[0])
         replaced.add(name)
         for conflict in CONFLICTS:
@@ -308,7 +329,7 @@ def translate(intents: Intents, build: Build, extra: list[str] | None = None) ->
     overridden = [arg.flag for arg in args if arg not in kept]
     if overridden:
         notes.append("Replaced by your extra arguments: " + ", ".join(overridden) + ".")
-    return Translation(kept, notes, dropped, affinity_by_flags, extra, build.unknown(extra))
+    return kept
 
 
 def _pairs(args: list[str]) -> list[list[str]]:
@@ -373,3 +394,172 @@ def _lock(build: Build, args: list[Arg], notes: list[str], dropped: list[str]) -
                      "--mlock --no-mmap does not lock (llama.cpp PR #26133).")
         return
     dropped.append("locking the model in RAM: this build has neither --load-mode nor --mlock")
+
+
+def _no_mmap(build: Build, args: list[Arg], dropped: list[str]) -> None:
+    why = ("read into RAM rather than mapped: on a CUDA build the CPU weights then sit in "
+           "pinned host buffers, which cannot be swapped out and upload faster")
+    load = build.spec("--load-mode")
+    if load is not None and (not load.choices or "none" in load.choices):
+        args.append(Arg("--load-mode", ["none"], why))
+    elif build.knows("--no-mmap"):
+        args.append(Arg("--no-mmap", [], why))
+    else:
+        dropped.append("--no-mmap: this build has neither --load-mode nor --no-mmap")
+
+
+# -- the user's own command, in this build's words ---------------------------------------------
+
+FLASH_VALUES = {"on": "on", "1": "on", "true": "on", "off": "off", "0": "off", "false": "off",
+                "auto": "auto"}
+LOCK_FLAGS = ("--mlock", "--no-mmap", "--mmap", "--no-mlock")
+LOAD_MODE_FLAGS = ("--load-mode", "-lm")
+FIT_FLAGS = ("--fit", "-fit")
+FIT_VALUE_FLAGS = ("--fit-target", "-fitt", "--fit-ctx", "-fitc")
+CHECKPOINT_FLAGS = ("-ctxcp", "--ctx-checkpoints", "--swa-checkpoints")
+
+
+@dataclass
+class Imported:
+    """A user's llama-server arguments as this build spells them."""
+
+    args: list[str]  # without the model (the launch gives it)
+    model: str | None
+    changes: list[str]  # what was changed, and why
+
+
+def import_args(args: list[str], build: Build, gpu: bool = True) -> Imported:
+    """Translate another build's (or the guide's) arguments for this build: the load mode,
+    flash attention's value, --fit where absent, checkpoints' name; a flag this build does
+    not know is left out (it would refuse to start). Everything else is kept as given."""
+    kept: list[str] = []
+    changes: list[str] = []
+    model = None
+    lock: list[str] = []
+    fixed_ctx = server_ctx(args)
+    for group in _import_groups(args, build):
+        name, value = group[0].partition("=")[0], _value(group)
+        if name in ("-m", "--model"):
+            model = value
+        elif name in LOCK_FLAGS or name in LOAD_MODE_FLAGS:
+            lock += [name] + ([value] if value is not None else [])
+        elif name in ("-fa", "--flash-attn"):
+            kept += _import_flash(build, value, changes)
+        elif (name in FIT_FLAGS or name in FIT_VALUE_FLAGS) and not build.knows(name):
+            changes.append(f"{' '.join(group)} dropped: this build has no --fit"
+                           + ("; the plan places the experts with --n-gpu-layers/--n-cpu-moe "
+                              "from the VRAM plan" if gpu and name in FIT_FLAGS else ""))
+        elif name in ("--fit-ctx", "-fitc") and fixed_ctx not in (None, 0):
+            changes.append(f"{' '.join(group)} dropped: it only acts with -c 0, and the "
+                           f"context is fixed at {fixed_ctx} (server.flags)")
+        elif name in CHECKPOINT_FLAGS and not build.knows(name):
+            kept += _import_checkpoints(build, group, changes)
+        elif not build.knows(name):
+            changes.append(f"{' '.join(group)} dropped: this build does not know {name} "
+                           "(it would refuse to start)")
+        else:
+            kept += group
+    kept += _import_lock(build, lock, changes)
+    return Imported(kept, model, changes)
+
+
+def server_ctx(args: list[str]) -> int | None:
+    """The -c/--ctx-size in an argument list, as a number (None where absent)."""
+    found = None
+    for index, arg in enumerate(args):
+        flag, eq, inline = arg.partition("=")
+        if flag in ("-c", "--ctx-size"):
+            text = inline if eq else (args[index + 1] if index + 1 < len(args) else "")
+            found = int(text) if text.isdecimal() else found
+    return found
+
+
+def _value(group: list[str]) -> str | None:
+    flag, eq, inline = group[0].partition("=")
+    return inline if eq else (group[1] if len(group) > 1 else None)
+
+
+def _import_groups(args: list[str], build: Build) -> list[list[str]]:
+    """[flag, values...] groups, with the drifted flags' own arity: -fa and --fit take an
+    optional on|off|auto, --mlock and --no-mmap none, whatever this build says."""
+    groups: list[list[str]] = []
+    index = 0
+    while index < len(args):
+        word = args[index]
+        name = word.partition("=")[0]
+        if "=" not in word and (name in ("-fa", "--flash-attn") + FIT_FLAGS):
+            nxt = args[index + 1] if index + 1 < len(args) else None
+            take = nxt is not None and nxt.lower() in FLASH_VALUES
+            groups.append([word] + ([nxt] if take else []))
+            index += 2 if take else 1
+        elif name in LOCK_FLAGS:
+            groups.append([word])
+            index += 1
+        else:
+            group = build.split_args(args[index:])[0]
+            groups.append(group)
+            index += len(group)
+    return groups
+
+
+def _import_flash(build: Build, value: str | None, changes: list[str]) -> list[str]:
+    wanted = FLASH_VALUES.get((value or "on").lower(), "on")
+    spec = build.spec("-fa") or build.spec("--flash-attn")
+    given = "-fa" + (f" {value}" if value else "")
+    if spec is None:
+        changes.append(f"{given} dropped: this build has no flash attention flag")
+        return []
+    flag = "-fa" if "-fa" in spec.names else spec.name
+    if spec.takes_value:
+        if value is None:
+            changes.append(f"-fa -> {flag} on: this build's -fa takes a value")
+        return [flag, wanted]
+    if wanted == "off":
+        changes.append(f"{given} dropped: flash attention is off unless -fa is given in "
+                       "this build")
+        return []
+    if value is not None:
+        changes.append(f"{given} -> {flag}: this build's -fa takes no value (it would "
+                       "refuse '{value}')".replace("{value}", value))
+    return [flag]
+
+
+def _import_checkpoints(build: Build, group: list[str], changes: list[str]) -> list[str]:
+    other = next((name for name in CHECKPOINT_FLAGS if build.knows(name)), None)
+    if other is None:
+        changes.append(f"{' '.join(group)} dropped: this build makes no context checkpoints")
+        return []
+    changes.append(f"{group[0]} -> {other}: this build's name for context checkpoints")
+    return [other] + group[1:]
+
+
+def _import_lock(build: Build, words: list[str], changes: list[str]) -> list[str]:
+    """--no-mmap/--mlock or --load-mode MODE, in this build's words."""
+    if not words:
+        return []
+    given = " ".join(words)
+    mode = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in LOAD_MODE_FLAGS),
+                None)
+    if mode is None:
+        mlock, no_mmap = "--mlock" in words, "--no-mmap" in words
+        mode = ("mlock" if mlock and no_mmap else "none" if no_mmap else
+                "mmap+mlock" if mlock else "mmap")
+    load = build.spec("--load-mode")
+    if load is not None and (not load.choices or mode in load.choices):
+        if words[0] not in LOAD_MODE_FLAGS:
+            changes.append(f"{given} -> --load-mode {mode}: "
+                           + ("this build replaced --mlock/--no-mmap (it rejects them)"
+                              if not build.knows("--mlock") else "the one spelling whose "
+                              "meaning does not depend on order (llama.cpp PR #26133)"))
+        return ["--load-mode", mode]
+    legacy = {"mlock": ["--no-mmap", "--mlock"], "none": ["--no-mmap"],
+              "mmap+mlock": ["--mlock"], "mmap": []}.get(mode)
+    if legacy is None or not all(build.knows(flag) for flag in legacy):
+        changes.append(f"{given} dropped: this build cannot load the model that way")
+        return []
+    if legacy != words:
+        changes.append(f"{given} -> {' '.join(legacy) or '(mmap, the default)'}: this "
+                       "build predates --load-mode" + ("; --no-mmap before --mlock, the "
+                                                       "order that locks" if mode == "mlock"
+                                                       else ""))
+    return legacy

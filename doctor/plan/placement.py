@@ -74,15 +74,20 @@ class Placement:
     transitions: int = 0  # CPU<->GPU hand-overs in one token's graph
     kv_gpu_share: float = 0.0  # share of the KV cache (attention layers) on the GPUs
     flags: str = ""  # the user's placement flags it follows ("": the fit-style plan)
+    serving_ram_bytes: int = 0  # the prompt cache and context checkpoints (plan/serving.py)
+    serving_basis: str = ""
 
     @property
     def headroom_bytes(self) -> int:
-        return self.ram_needed_bytes - self.ram_bytes
+        return self.ram_needed_bytes - self.ram_bytes - self.serving_ram_bytes
 
     @property
     def needed_basis(self) -> str:
-        """How ram_needed_bytes was reached: the basis plus the OS headroom."""
-        return f"{self.basis}; plus {self.headroom_bytes // GIB} GiB for the OS"
+        """How ram_needed_bytes was reached: the basis plus the serving RAM and the OS
+        headroom."""
+        serving = (f"; plus {self.serving_ram_bytes / GIB:.1f} GiB for serving "
+                   f"({self.serving_basis})" if self.serving_ram_bytes else "")
+        return f"{self.basis}{serving}; plus {self.headroom_bytes // GIB} GiB for the OS"
 
     @property
     def dense_need_bytes(self) -> int:
@@ -94,9 +99,9 @@ class Placement:
 
 
 def placement(facts: Facts) -> Placement:
-    """This run's placement (built once; FactsError where the model facts failed)."""
-    return facts.derived("placement", lambda: place(facts, facts.model,
-                                                    facts.options.server_args))
+    """This run's placement (built once; FactsError where the model facts failed), as the
+    serving plan runs it: its physical batch, its RAM counted."""
+    return facts.derived("placement", lambda: served(facts))
 
 
 def desktop_gpu(device: dict) -> bool:
@@ -346,3 +351,22 @@ def _placement(model: ModelFacts, shape: _Shape, map_: _Layers, flags: Placement
         transitions=_transitions(shape, map_, len(gpus), flags.split_mode),
         kv_gpu_share=kv_share if gpus else 0.0, flags=flags.describe() if flags.explicit
         else "")
+
+
+# -- the serving plan's part (plan/serving.py) ----------------------------------------------------
+
+def served(facts: Facts) -> Placement:
+    """The placement at the serving plan's ubatch (the compute buffer), with the RAM its
+    prompt cache and context checkpoints take added to what RAM must hold."""
+    from q3cn_doctor.plan.serving import serving_plan
+
+    serving = serving_plan(facts)
+    plan = place(facts, facts.model,
+                 serving.placement_args() + list(facts.options.server_args))
+    if not serving.ram_bytes:
+        return plan
+    needed = plan.ram_needed_bytes + serving.ram_bytes
+    total = getattr(facts.get("memory"), "total_bytes", None)
+    return replace(plan, ram_needed_bytes=needed, serving_ram_bytes=serving.ram_bytes,
+                   serving_basis=serving.ram_basis,
+                   fits_ram=None if total is None else needed <= total)
