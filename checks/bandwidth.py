@@ -1,4 +1,5 @@
-"""RAM bandwidth: the ceiling on tokens/s, in theory and (with --measure) measured."""
+"""RAM bandwidth, in theory and (with --measure) measured, and what the speed model expects
+of generation at it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts import FactsError
-from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.plan.speed import PROBE_SHARE, compare, difference, speed, what_if
 
 FAR_UNDER = 0.5  # measured read bandwidth below this share of theoretical is a warning
 HOW_TO_LIST = ("Run `sudo q3cn-doctor check`: dmidecode needs root. Without root the doctor "
@@ -25,29 +26,15 @@ def gbps(bytes_per_s: float | None) -> str:
     return "unknown" if bytes_per_s is None else f"{bytes_per_s / 1e9:.1f} GB/s"
 
 
-def ram_bytes_per_token(ctx: Context) -> int | None:
-    """What one generated token reads from RAM on this machine (the placement); None where
-    nothing is (the GPUs hold it all) or the placement is unknown."""
+def expectation(ctx: Context, **changes) -> str:
+    """``the speed model expects ~37 tok/s (31-43) for <model>`` (with ``changes``: the
+    what-if, e.g. a measured bandwidth)."""
     try:
-        return placement(ctx.facts).ram_bytes_per_token or None
+        estimate = what_if(ctx.facts, **changes) if changes else speed(ctx.facts)
+        name = ctx.facts.model.name
     except FactsError:
-        return None
-
-
-def tokens_per_s(ctx: Context, bytes_per_s: float | None) -> float | None:
-    """The generation ceiling a bandwidth allows: bytes/s over bytes read per token."""
-    per_token = ram_bytes_per_token(ctx)
-    return bytes_per_s / per_token if bytes_per_s and per_token else None
-
-
-def ceiling(ctx: Context, bytes_per_s: float | None) -> str:
-    """``about 48 tok/s`` for a bandwidth, naming the model's bytes per token."""
-    tokens = tokens_per_s(ctx, bytes_per_s)
-    if tokens is None:
-        return "an unknown number of tok/s"
-    per_token = ram_bytes_per_token(ctx) or 0
-    return (f"about {tokens:.0f} tok/s at most for {ctx.facts.model.name} "
-            f"({per_token / 1e9:.1f} GB read from RAM per token)")
+        return "the speed model cannot say how fast generation runs"
+    return f"the speed model expects {estimate.text()} for {name}"
 
 
 @check("memory.bandwidth", "RAM read bandwidth, theoretical and (with --measure) measured")
@@ -69,21 +56,27 @@ def bandwidth(ctx: Context):
               if theoretical else f"theoretical unknown ({basis.get('theoretical_bytes_per_s')})")
     if measured is None:
         return ctx.finding(
-            INFO, f"Theoretical RAM bandwidth {gbps(theoretical)}: {ceiling(ctx, theoretical)}",
+            INFO, f"Theoretical RAM bandwidth {gbps(theoretical)}: {expectation(ctx)}",
             observed=f"{theory}; measured: {basis.get('measured')}",
             recommended="Measure it with `q3cn-doctor check --measure` or `q3cn-doctor bench "
                         "memory` on the machine itself: real read bandwidth is what token "
                         "generation gets.",
-            impact="Token generation reads the active weights from RAM once per token, so RAM "
-                   "bandwidth caps tokens/s.")
+            impact="Token generation reads the CPU's part of the weights from RAM once per "
+                   "token, so RAM bandwidth sets much of its pace.")
     observed = f"measured {gbps(measured)} ({memory.measured.get('method')}); {theory}"
     if theoretical is None:
         return ctx.finding(INFO,
-                           f"Measured RAM read bandwidth {gbps(measured)}: "
-                           f"{ceiling(ctx, measured)}",
+                           f"Measured RAM read bandwidth {gbps(measured)}: {expectation(ctx)}",
                            observed=observed)
     share = measured / theoretical
     if share < FAR_UNDER:
+        healthy = theoretical * PROBE_SHARE
+        try:
+            now, then = speed(ctx.facts), what_if(ctx.facts, ram_bytes_per_s=healthy)
+            impact, cost = compare(now, then, f"reading a healthy {gbps(healthy)}"), \
+                difference(now, then)
+        except FactsError:
+            impact, cost = "Tokens/s follow the measured bandwidth.", None
         return ctx.finding(
             WARN,
             f"Measured RAM bandwidth {gbps(measured)} is {share:.0%} of the theoretical "
@@ -93,10 +86,9 @@ def bandwidth(ctx: Context):
                         "a speed the firmware reports but does not run, other programs streaming "
                         "memory, a VM's share of the host, or CPU power saving (see "
                         "cpu.governor). Re-run `q3cn-doctor bench memory` on an idle machine.",
-            impact=f"Tokens/s follow the measured figure: {ceiling(ctx, measured)}, against "
-                   f"{ceiling(ctx, theoretical)} in theory.")
+            impact=impact, cost_tok_s=cost)
     return ctx.finding(
         PASS,
         f"Measured RAM read bandwidth {gbps(measured)}, {share:.0%} of the theoretical "
         f"{gbps(theoretical)}",
-        observed=observed, impact=f"Generation ceiling: {ceiling(ctx, measured)}.")
+        observed=observed, impact=f"At this bandwidth {expectation(ctx)}.")

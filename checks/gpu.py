@@ -10,6 +10,7 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
+from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.gpu import (
     ABSENT,
     AMD,
@@ -33,15 +34,22 @@ from q3cn_doctor.plan.placement import (
     Placement,
     largest_ctx_on_gpu,
     placement,
+    usable_gpus,
 )
+from q3cn_doctor.plan.speed import compare, difference, speed, what_if
 from q3cn_doctor.units import gib
+
+# The oldest driver branch each CUDA major version runs on (NVIDIA's minor version
+# compatibility table, docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html).
+MIN_DRIVER_BRANCH = {11: 450, 12: 525, 13: 580}
 
 BUSY_PROCESS_BYTES = 300 * MIB
 """A process holding more VRAM than this is worth naming: --fit leaves its share in RAM."""
+MOSTLY_USED = 0.5
+"""VRAM used beyond this share with no process listed for most of it: held out of sight."""
 
 # Usable bytes per second per lane after line coding, by PCIe generation.
 PCIE_LANE_BYTES_S = {1: 0.25e9, 2: 0.5e9, 3: 0.985e9, 4: 1.969e9, 5: 3.938e9, 6: 7.563e9}
-REFERENCE_BANDWIDTH = 100e9  # bytes/s: the CPU-only figure is given per 100 GB/s of RAM
 
 
 _CPU_ONLY_ARGS = {("-ngl", "0"), ("--n-gpu-layers", "0"), ("--gpu-layers", "0"),
@@ -130,13 +138,25 @@ _INIT_FIX = {
 
 
 def _cpu_only_cost(ctx: Context) -> str:
-    model = ctx.facts.model
-    per_token = model.routed_bytes_per_token + model.dense_bytes_per_token
-    rate = REFERENCE_BANDWIDTH / per_token
-    return (f"CPU-only, each token of {model.name} reads about {per_token / 1e9:.1f} GB from "
-            f"RAM, so generation tops out near {rate:.0f} tok/s per 100 GB/s of memory "
-            "bandwidth (dual-channel DDR5-6000 peaks at 96 GB/s), and prompt processing "
-            "runs on the CPU at a small fraction of GPU speed.")
+    """What this run does without the GPU: the speed model's CPU-only estimate."""
+    try:
+        estimate, name = speed(ctx.facts), ctx.facts.model.name
+    except FactsError:
+        return "CPU-only, generation reads every active weight from RAM at a fraction of GPU speed."
+    expects = (f"the speed model expects {estimate.text()} for {name}" if estimate.tok_s
+               else f"the speed model cannot put a figure on {name}")
+    return (f"CPU-only, {expects} ({estimate.basis.split(';')[0]}), and prompt processing "
+            "runs on the CPU at a small fraction of GPU speed; what this GPU would add is "
+            "unknown until its driver answers.")
+
+
+def _with_gpu(ctx: Context) -> tuple[str, float | None]:
+    """The speed model with the GPU this build or driver cannot use, and without it."""
+    try:
+        now, then = speed(ctx.facts), what_if(ctx.facts, cpu_only=False)
+    except FactsError:
+        return "", None
+    return " " + compare(now, then, "with the GPU"), difference(now, then)
 
 
 @check("gpu.present", "An NVIDIA GPU whose driver answers, or what was found instead")
@@ -157,6 +177,7 @@ def present(ctx: Context):
                     recommended=_INIT_FIX["NVML_ERROR_GPU_IS_LOST"],
                     impact="A lost GPU holds no layers, so the model's share planned for it runs "
                            "from RAM, or llama-server fails to start.",
+                    manual=[_INIT_FIX["NVML_ERROR_GPU_IS_LOST"]], action=f"reseat GPU {index}",
                     item=index))
             elif "error" in device:
                 findings.append(ctx.finding(
@@ -174,6 +195,9 @@ def present(ctx: Context):
                              f"compute capability {cc}; {driver}",
                     item=index))
         return findings
+    others = _sysfs_present(ctx)
+    if others:
+        return others
     if nvml.init == ABSENT:
         return ctx.finding(
             SKIP, "GPU unknown: this host has no NVML reading",
@@ -227,7 +251,82 @@ def present(ctx: Context):
                            impact=_cpu_only_cost(ctx))
     # No software fix: `fix` lists the driver install as a manual step.
     return ctx.finding(FAIL, title + ": the model would run CPU-only", observed=observed,
-                       recommended=fix, impact=_cpu_only_cost(ctx), manual=[fix])
+                       recommended=fix, impact=_cpu_only_cost(ctx), manual=[fix],
+                       action="a working NVIDIA driver")
+
+
+def _sysfs_present(ctx: Context) -> list:
+    """AMD or Intel GPUs (from sysfs) that this Vulkan, HIP or SYCL build can use."""
+    findings = []
+    for device in ctx.facts.get("sysfs_gpus", []):
+        index = str(device["index"])
+        total, used = device.get("memory_total_bytes"), device.get("memory_used_bytes")
+        link = device.get("pcie") or {}
+        observed = (f"{device['vendor']} {device['name']} ({device['card']}, driver "
+                    f"{device.get('driver') or 'none'}, PCI {device.get('pci_bus_id') or '?'}): "
+                    f"{gib(total)} VRAM, {gib(used)} used; PCIe {link.get('speed_current')} "
+                    f"x{link.get('width_current')} of {link.get('speed_max')} "
+                    f"x{link.get('width_max')}; llama-server's {device['backend']} backend "
+                    "drives it")
+        if total is None:
+            findings.append(ctx.finding(
+                INFO, f"{device['vendor']} {device['name']}: VRAM unknown", observed=observed,
+                recommended="The plan keeps the model in RAM: this driver does not report "
+                            "VRAM in sysfs.", item=index))
+            continue
+        loader = _vulkan_loader(ctx, device) if device["backend"] == "vulkan" else None
+        if loader is not None:
+            findings.append(ctx.finding(loader[0], loader[1], observed=f"{observed}; {loader[2]}",
+                                        recommended=loader[3], impact=loader[4],
+                                        item=index, cost_tok_s=loader[5]))
+            continue
+        findings.append(ctx.finding(
+            PASS, f"{device['vendor']} {device['name']} with {gib(total)} VRAM for the "
+                  f"{device['backend']} build", observed=observed, item=index))
+    return findings
+
+
+VULKAN_DRIVERS = {"AMD": "Mesa's RADV (mesa-vulkan-drivers on Debian, Ubuntu and Fedora, "
+                         "vulkan-radeon on Arch)",
+                  "Intel": "Mesa's ANV (mesa-vulkan-drivers on Debian, Ubuntu and Fedora, "
+                           "vulkan-intel on Arch)",
+                  "NVIDIA": "the NVIDIA driver's Vulkan ICD (it ships with the driver)"}
+_VENDOR_WORDS = {"AMD": ("amd", "radeon", "radv"), "Intel": ("intel", "arc"),
+                 "NVIDIA": ("nvidia", "geforce", "rtx", "quadro")}
+
+
+def _vulkan_loader(ctx: Context, device: dict) -> tuple | None:
+    """What `vulkaninfo --summary` says of this card: no driver of its own (the build runs
+    on the CPU), or two drivers (llama.cpp sees the card twice); None where all is well."""
+    from q3cn_doctor.parsers.vulkaninfo import software
+
+    vulkan = ctx.facts.get("vulkan")
+    if vulkan is None or vulkan.state != "ran":
+        return None
+    words = _VENDOR_WORDS.get(device["vendor"], ())
+    listed = [d for d in vulkan.devices if not software(d) and (
+        d.get("vendorID", "").lower() == str(device.get("vendor_id")) if "vendorID" in d
+        else any(w in d.get("deviceName", "").lower() for w in words))]
+    names = "; ".join(f"GPU{d['index']}: {d.get('deviceName', '?')} "
+                      f"({d.get('driverName') or d.get('driverInfo') or 'driver ?'})"
+                      for d in vulkan.devices) or "no device"
+    seen = f"vulkaninfo --summary lists {names}"
+    if not listed:
+        now, cpu = speed(ctx.facts), what_if(ctx.facts, cpu_only=True)
+        gain = difference(cpu, now)
+        return (FAIL, f"The Vulkan loader finds no driver for the {device['vendor']} "
+                      f"{device['name']}", seen,
+                f"Install {VULKAN_DRIVERS.get(device['vendor'], 'its Vulkan driver')}, then "
+                "check `vulkaninfo --summary` lists the card.",
+                "llama-server's Vulkan backend finds no GPU and runs on the CPU. "
+                + compare(cpu, now, "with the driver"), gain)
+    if len(listed) > 1:
+        return (WARN, f"Two Vulkan drivers list the {device['name']}", seen,
+                f"Keep one driver (remove the other ICD), or start llama-server with "
+                f"GGML_VK_VISIBLE_DEVICES={listed[0]['index']}.",
+                "llama.cpp sees the one card as two devices and splits the model between "
+                "them, or fails (llama.cpp issue #9516).", None)
+    return None
 
 
 # -- gpu.cuda -----------------------------------------------------------------------------------
@@ -270,6 +369,7 @@ def _nvcc_finding(ctx: Context, nvcc: Nvcc | None, driver_version: int | None):
                         f"llama.cpp here, or build with a CUDA {driver_major}.x toolkit.",
             impact="A llama.cpp built with this nvcc stops at start-up with \"CUDA driver version "
                    "is insufficient for CUDA runtime version\" and generates nothing.",
+            manual=[_driver_step(major, driver_major)], action=_driver_action(major),
             item="nvcc")
     if (major, minor) > (driver_major, driver_version % 1000 // 10):
         return ctx.finding(
@@ -284,6 +384,42 @@ def _nvcc_finding(ctx: Context, nvcc: Nvcc | None, driver_version: int | None):
                    "full speed.",
             item="nvcc")
     return None
+
+
+_CUDA_BUILD_STEP = ("Install a CUDA build of llama-server: build llama.cpp with "
+                    "`cmake -B build -DGGML_CUDA=ON`, or take a CUDA release or container.")
+
+
+def _driver_action(cuda_major: int) -> str:
+    branch = MIN_DRIVER_BRANCH.get(cuda_major)
+    return f"NVIDIA driver {branch}+" if branch else f"a driver for CUDA {cuda_major}"
+
+
+def _driver_step(cuda_major: int, driver_major: int) -> str:
+    """The by-hand step for a CUDA runtime newer than the driver: a newer driver, or a
+    build for the CUDA the driver has."""
+    branch = MIN_DRIVER_BRANCH.get(cuda_major)
+    newer = (f"the NVIDIA driver {branch} or newer" if branch
+             else f"an NVIDIA driver that supports CUDA {cuda_major}.x")
+    return (f"Install {newer}, then reboot; or use a llama-server built with CUDA "
+            f"{driver_major}.x.")
+
+
+def _cpu_only_build(ctx: Context, observed: str, gpus: bool):
+    """A CPU-only llama-server: a problem only where a GPU sits idle beside it."""
+    priced, cost = _with_gpu(ctx) if gpus else ("", None)
+    return ctx.finding(
+        WARN if gpus else INFO,
+        "llama-server is a CPU-only build" + (" on a machine with an NVIDIA GPU" if gpus else ""),
+        observed=observed,
+        recommended="Use a CUDA build (cmake -DGGML_CUDA=ON, or a CUDA release/container)."
+                    if gpus else "",
+        impact=("A CPU-only build leaves the GPU idle: attention and prompt processing run "
+                "on the CPU, several times slower." + priced if gpus
+                else "Nothing is offloaded either way."),
+        manual=[_CUDA_BUILD_STEP] if gpus else [],
+        action="a CUDA build of llama-server" if gpus else "",
+        what_if={"cpu_only": False} if gpus else None, cost_tok_s=cost)
 
 
 @check("gpu.cuda", "The llama-server build's CUDA runtime is one the driver supports")
@@ -313,17 +449,7 @@ def cuda(ctx: Context):
         return findings
     gpus = ctx.facts.gpus
     if not build.backends:
-        status = WARN if gpus else INFO
-        findings.insert(0, ctx.finding(
-            status,
-            "llama-server is a CPU-only build"
-            + (" on a machine with an NVIDIA GPU" if gpus else ""),
-            observed=observed,
-            recommended="Use a CUDA build (cmake -DGGML_CUDA=ON, or a CUDA release/container)."
-                        if gpus else "",
-            impact=("A CPU-only build leaves the GPU idle: attention and prompt processing run "
-                    "on the CPU, several times slower." if gpus
-                    else "Nothing is offloaded either way.")))
+        findings.insert(0, _cpu_only_build(ctx, observed, bool(gpus)))
         return findings
     if "cuda" not in build.backends:
         findings.insert(0, ctx.finding(
@@ -348,6 +474,7 @@ def cuda(ctx: Context):
         return findings
     needs = f"CUDA {build.runtime_major}.x ({build.runtime_library})"
     if build.runtime_major > driver_version // 1000:
+        priced, cost = _with_gpu(ctx)
         findings.insert(0, ctx.finding(
             FAIL, f"llama-server needs {needs}; the driver supports only CUDA {driver}",
             observed=f"{observed}; driver {nvml.driver_version or 'unknown'} supports CUDA "
@@ -355,7 +482,11 @@ def cuda(ctx: Context):
             recommended=f"Update the NVIDIA driver to one supporting CUDA {build.runtime_major}.x, "
                         f"or use a llama-server built with CUDA {driver_version // 1000}.x.",
             impact="It stops at start-up with \"CUDA driver version is insufficient for CUDA "
-                   "runtime version\", or falls back to the CPU at a fraction of the speed."))
+                   "runtime version\", or falls back to the CPU at a fraction of the speed."
+                   + priced,
+            manual=[_driver_step(build.runtime_major, driver_version // 1000)],
+            action=_driver_action(build.runtime_major), what_if={"cpu_only": False},
+            cost_tok_s=cost))
         return findings
     findings.insert(0, ctx.finding(
         PASS, f"llama-server's {needs} runs on the driver's CUDA {driver}",
@@ -364,6 +495,13 @@ def cuda(ctx: Context):
 
 
 # -- gpu.vram -----------------------------------------------------------------------------------
+
+def _freed_vram(ctx: Context, device: dict, held: int) -> list[int]:
+    """Each usable GPU's free VRAM (in the speed model's order) with ``held`` back on
+    ``device``: the speed model's input once those programs are closed."""
+    return [int(g["memory_free_bytes"]) + (held if g.get("index") == device.get("index") else 0)
+            for g in usable_gpus(ctx.facts)]
+
 
 def _other_processes(device: dict) -> tuple[list[dict], str]:
     processes = device.get("processes")
@@ -382,9 +520,26 @@ def _other_processes(device: dict) -> tuple[list[dict], str]:
     return big, "processes: " + (", ".join(parts) if parts else "none")
 
 
+def _unseen_use(device: dict) -> int | None:
+    """VRAM in use that no listed process accounts for, where the GPU is mostly used:
+    processes of another container or PID namespace, or of another user, that NVML does
+    not show here. None where nothing worth a warning is unaccounted for."""
+    total, used = value(device.get("memory_total_bytes")), value(device.get("memory_used_bytes"))
+    processes = device.get("processes")
+    if not (isinstance(total, int) and isinstance(used, int) and isinstance(processes, list)):
+        return None
+    listed = sum(p["used_bytes"] for p in processes if isinstance(p.get("used_bytes"), int))
+    unseen = used - listed
+    if used > total * MOSTLY_USED and unseen > used * MOSTLY_USED:
+        return unseen
+    return None
+
+
 @check("gpu.vram", "Free VRAM, other programs holding it, and room for attention + KV cache")
 def vram(ctx: Context):
     devices = _devices(ctx)
+    if not devices and ctx.facts.get("sysfs_gpus"):
+        return _sysfs_vram(ctx)
     if not devices:
         return _no_gpu(ctx)
     plan = placement(ctx.facts)
@@ -405,6 +560,20 @@ def vram(ctx: Context):
         big, listing = _other_processes(device)
         observed = (f"{gib(free)} free of {gib(total)} (used {gib(used)}, "
                     f"{device.get('memory_api', 'v2')} memory API); {listing}")
+        unseen = _unseen_use(device)
+        if not big and unseen:
+            findings.append(ctx.finding(
+                WARN, f"{_label(device)}: {gib(unseen)} of VRAM is held by processes not listed "
+                      "here",
+                observed=observed,
+                recommended="Find what holds it on the host: `nvidia-smi` there (or in the other "
+                            "container, or as the other user; a container sees only its own "
+                            "processes), and stop it before starting llama-server.",
+                impact=f"--fit places about one expert layer fewer per "
+                       f"{gib(int(layer_bytes))} held, and each layer left in RAM adds its "
+                       "weights to what every token reads at RAM speed.",
+                item=index))
+            continue
         if not big:
             findings.append(ctx.finding(PASS, f"{_label(device)}: {gib(free)} VRAM free",
                                         observed=observed, item=index))
@@ -412,21 +581,57 @@ def vram(ctx: Context):
         held = sum(p["used_bytes"] for p in big)
         names = ", ".join(sorted({str(p.get("name") or f"pid {p.get('pid')}") for p in big}))
         running_server = any("llama-server" in str(p.get("name")) for p in big)
+        step = (("Stop the running llama-server before launching another; close"
+                 if running_server else "Close")
+                + f" or move {names} off this GPU before starting llama-server "
+                "(browsers: turn off hardware acceleration; a desktop on the integrated "
+                "GPU frees the NVIDIA one).")
+        priced, cost = _priced_freed(ctx, device, held)
         findings.append(ctx.finding(
             WARN, f"{_label(device)}: other programs hold {_mib(held)} of VRAM ({names})",
-            observed=observed,
-            recommended=("Stop the running llama-server before launching another; close"
-                         if running_server else "Close")
-                        + f" or move {names} off this GPU before starting llama-server "
-                        "(browsers: turn off hardware acceleration; a desktop on the integrated "
-                        "GPU frees the NVIDIA one).",
+            observed=observed, recommended=step, manual=[step], action=f"close {names}",
+            what_if={"vram_free_bytes": _freed_vram(ctx, device, held)},
             impact=f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, "
                    "and each layer left in RAM adds its weights to what every token reads at RAM "
-                   "speed.",
+                   "speed." + priced,
+            item=index, cost_tok_s=cost))
+    if counted:
+        findings.append(_fit(ctx, plan, counted))
+    return findings
+
+
+def _sysfs_vram(ctx: Context) -> list:
+    """Free VRAM of AMD or Intel GPUs as sysfs reports it (no per-process figures there),
+    then the same fit judgement as for NVIDIA GPUs."""
+    plan = placement(ctx.facts)
+    findings, counted = [], []
+    for device in ctx.facts.get("sysfs_gpus", []):
+        index = str(device["index"])
+        free = device.get("memory_free_bytes")
+        if free is None:
+            findings.append(ctx.finding(SKIP, f"GPU {index} ({device['name']}): VRAM unknown",
+                                        observed=f"{device['card']}: no VRAM figures in sysfs",
+                                        item=index))
+            continue
+        counted.append(index)
+        findings.append(ctx.finding(
+            PASS, f"GPU {index} ({device['name']}): {gib(free)} VRAM free",
+            observed=f"{gib(free)} free of {gib(device.get('memory_total_bytes'))} "
+                     f"({device['card']} mem_info_vram_total/used; sysfs names no processes)",
             item=index))
     if counted:
         findings.append(_fit(ctx, plan, counted))
     return findings
+
+
+def _priced_freed(ctx: Context, device: dict, held: int) -> tuple[str, float | None]:
+    """The speed model with ``held`` bytes more free on this GPU."""
+    try:
+        free = _freed_vram(ctx, device, held)
+        now, then = speed(ctx.facts), what_if(ctx.facts, vram_free_bytes=free)
+    except (FactsError, KeyError, TypeError):
+        return "", None
+    return " " + compare(now, then, "with that VRAM free"), difference(now, then)
 
 
 def _fit(ctx: Context, plan: Placement, counted: list[str]):
@@ -450,14 +655,22 @@ def _fit(ctx: Context, plan: Placement, counted: list[str]):
             item="fit")
     fits = largest_ctx_on_gpu(ctx.facts, model, list(ctx.options.server_args))
     if fits >= CTX_STEP:
+        try:
+            now, then = speed(ctx.facts), what_if(ctx.facts, ctx_size=fits)
+            priced, cost = " " + compare(now, then, f"at ctx {fits}"), difference(now, then)
+        except FactsError:
+            priced, cost = "", None
         return ctx.finding(
             WARN, f"Attention + KV cache at ctx {model.ctx_size} do not fit; ctx {fits} does",
             observed=observed,
             recommended=f"Run with --ctx-size {fits} (or free VRAM, or a quantized KV cache "
                         "such as -ctk q8_0 -ctv q8_0).",
             impact="What does not fit leaves attention layers in RAM, which every token then "
-                   "computes on the CPU at a fraction of GPU speed.",
-            item="fit")
+                   "computes on the CPU at a fraction of GPU speed." + priced,
+            manual=[f"Launch with `q3cn-doctor launch --ctx-size {fits}` (or `ctx_size = {fits}` "
+                    "in the config file), or free VRAM, or add `-- -ctk q8_0 -ctv q8_0` for a "
+                    "quantized KV cache."],
+            action=f"--ctx-size {fits}", item="fit", cost_tok_s=cost)
     return ctx.finding(
         WARN,
         f"Attention and shared weights alone ({gib(plan.resident_bytes)}) do not fit in "
@@ -466,7 +679,9 @@ def _fit(ctx: Context, plan: Placement, counted: list[str]):
         recommended="Free VRAM, use a GPU with more memory, or a smaller quant of the model.",
         impact="llama-server keeps part of the always-active weights in RAM, so every token "
                "waits on the CPU for them.",
-        item="fit")
+        manual=["Free VRAM (close what holds it), use a GPU with more memory, or a smaller quant "
+                "of the model."],
+        action="more free VRAM or a smaller quant", item="fit")
 
 
 # -- gpu.pcie -----------------------------------------------------------------------------------
@@ -536,17 +751,28 @@ def pcie(ctx: Context):
                     f"{routed / now:.1f} s per batch at {now / 1e9:.1f} GB/s instead of "
                     f"{routed / best:.1f} s at {best / 1e9:.1f} GB/s.")
         laptop = "laptop" in str(value(device.get("name")) or "").lower()
+        impact = (cost or "Prompt processing streams experts over PCIe, so a slower link "
+                          "slows it.") + GENERATION_OVER_PCIE
+        title = f"{_label(device)}: PCIe link {' and '.join(problems)}"
+        if laptop:  # nothing a person can change: a note, not a warning
+            findings.append(ctx.finding(
+                INFO, title, observed=observed, impact=impact, item=index,
+                recommended="A laptop wires its GPU's lanes; nothing to change, but expect "
+                            "slower prompt processing."))
+            continue
+        step = ("Move the GPU to the CPU's x16 slot (usually the top one), drop bifurcation or "
+                "risers that force fewer lanes or a lower generation, and set the slot to "
+                "Auto/Gen4+ in the BIOS.")
         findings.append(ctx.finding(
-            WARN, f"{_label(device)}: PCIe link {' and '.join(problems)}", observed=observed,
-            recommended="A laptop wires its GPU's lanes; nothing to change, but expect slower "
-                        "prompt processing." if laptop else
-                        "Move the GPU to the CPU's x16 slot, drop bifurcation or risers that "
-                        "force fewer lanes or a lower generation, and set the slot to Auto/Gen4+ "
-                        "in the BIOS.",
-            impact=cost or "Prompt processing streams experts over PCIe, so a slower link slows "
-                           "it.",
-            item=index))
+            WARN, title, observed=observed, recommended=step, impact=impact, manual=[step],
+            action="GPU in the x16 slot", item=index))
     return findings
+
+
+# Generation crosses the link only at the CPU<->GPU hand-overs, a few kilobytes of hidden
+# state each: the speed model's per-hand-over cost is the synchronisation, not the copy.
+GENERATION_OVER_PCIE = (" Token generation barely changes: it sends only a few kilobytes "
+                        "across the link at each CPU<->GPU hand-over.")
 
 
 # -- gpu.power ----------------------------------------------------------------------------------
@@ -586,8 +812,12 @@ def power(ctx: Context):
             if slow:
                 warns.append("clocks held down by " + ", ".join(slow))
                 fixes.append("improve cooling and airflow, check the power cables and PSU")
-            if events & SW_POWER_CAP and not (isinstance(default, int) and isinstance(
-                    limit, int) and limit < default):
+            lowered = isinstance(default, int) and isinstance(limit, int) and limit < default
+            if events & SW_POWER_CAP and events & IDLE:
+                # Both bits at once: NVML reports the cap while the GPU idles at its lowest
+                # clocks; it draws a few watts, far from any limit.
+                parts.append("the power-cap bit is set while idle (no load to cap)")
+            elif events & SW_POWER_CAP and not lowered:
                 infos.append("running at its power limit (normal under full load)")
         if persistence is False:
             parts.append("persistence mode off")
@@ -597,9 +827,10 @@ def power(ctx: Context):
         observed = "; ".join(parts) + ("; idle" if isinstance(events, int) and events & IDLE
                                        else "")
         if warns:
+            advice = "; ".join(fixes).capitalize() + "."
             findings.append(ctx.finding(
                 WARN, f"{_label(device)}: {'; '.join(warns)}", observed=observed,
-                recommended="; ".join(fixes).capitalize() + ".",
+                recommended=advice, manual=[advice], action="GPU power and cooling",
                 impact="Prompt processing is bound by the GPU's clocks and slows about in "
                        "proportion; generation, bound by RAM, loses less.",
                 item=index))

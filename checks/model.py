@@ -1,9 +1,9 @@
 """The model: the --model file as llama.cpp will read it, and the speed to expect.
 
-``model.speed`` is a roofline: the bytes one generated token reads from RAM and from
-VRAM (plan.placement) over each side's bandwidth, at shares of peak fitted to
-the guide's figures (about 40 tok/s for Qwen3-Coder-Next, 30 for gpt-oss-120b on an
-i5-12600K, RTX 4070 12 GB and dual-channel DDR5-6000).
+``model.speed`` quotes the one speed model (plan/speed.py): the time a token takes to
+read its weights from RAM and VRAM, a fixed cost and the CPU<->GPU hand-overs, with
+constants fitted to public measured runs (bench/speed_calibration.tsv); the range is
+the fit's cross-validated error.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.plan.speed import DISK_BOUND, what_if
 from q3cn_doctor.plan.speed import speed as speed_estimate
 from q3cn_doctor.units import gib
 
@@ -72,7 +73,7 @@ def model_file(ctx: Context):
                        observed=observed)
 
 
-@check("model.speed", "Expected generation speed on this machine (a calibrated roofline)")
+@check("model.speed", "Expected generation speed on this machine (the speed model)")
 def speed(ctx: Context):
     model = ctx.facts.model
     plan = placement(ctx.facts)
@@ -85,24 +86,52 @@ def speed(ctx: Context):
     if not plan.dense_fits_gpu and plan.gpus:
         where += f"; only {plan.gpu_layers} of {model.layers} layers' attention fit the GPU"
     observed = f"{where}. {estimate.basis}"
+    if estimate.tok_s_at_ctx and estimate.tok_s and estimate.ctx_size:
+        observed += (f". At a full context ({estimate.ctx_size} tokens) about "
+                     f"{estimate.tok_s_at_ctx:.0f} tok/s")
+    if estimate.tok_s is None and estimate.mode == DISK_BOUND:
+        return ctx.finding(
+            WARN, f"Generation with {model.name} pages from disk: far below "
+                  + (f"~{estimate.high:.0f} tok/s" if estimate.high else "RAM speed"),
+            observed=observed,
+            recommended="See memory.fit: a smaller quant, more RAM, or more of the model on "
+                        "the GPU.",
+            manual=["Pick a smaller quant of the model, add RAM, or put more of it on the GPU, "
+                    "so its weights fit in RAM and VRAM."],
+            action="more RAM or a smaller model", what_if={"swap_bound": False},
+            impact="Every token reads the weights that do not fit in RAM from storage.")
     if estimate.tok_s is None:
         return ctx.finding(
             SKIP, "Expected speed unknown: RAM bandwidth unknown", observed=observed,
             recommended="Run `sudo q3cn-doctor check` (dmidecode lists the RAM's speed and "
                         "channels) or `q3cn-doctor check --measure`.")
-    title = f"Expected ~{estimate.tok_s:.0f} tok/s generating with {model.name}"
-    rated = estimate.tok_s_rated
-    if rated and rated >= estimate.tok_s * RATED_GAIN:
-        title += f"; ~{rated:.0f} with RAM at its rated speed"
+    title = f"Expected {estimate.text()} generating with {model.name}"
+    memory = ctx.facts.get("memory")
+    configured, rated = (getattr(memory, "configured_mts", None),
+                         getattr(memory, "rated_mts", None))
+    if configured and rated and rated > configured:
+        faster = what_if(ctx.facts, ram_mts=rated).tok_s
+        if faster and faster >= estimate.tok_s * RATED_GAIN:
+            title += f"; ~{faster:.0f} with RAM at its rated speed"
+    if estimate.mode != "gpu":
+        title += f" ({estimate.mode})"
     if plan.gpus and not plan.dense_fits_gpu:
+        step = (f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so every "
+                f"layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit the GPU.")
         return ctx.finding(
             WARN, title + " (attention layers left on the CPU)", observed=observed,
-            recommended=f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so "
-                        f"every layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit "
-                        f"the GPU.",
+            recommended=step, manual=[step], action="a smaller --ctx-size",
             impact="Layers whose attention runs on the CPU read their weights and KV cache from "
                    "RAM for every token.")
-    return ctx.finding(
-        INFO, title, observed=observed,
-        impact="Generation reads every active weight once per token: the RAM part over RAM "
-               "bandwidth sets most of the pace.")
+    return ctx.finding(INFO, title, observed=observed, impact=_dominant(estimate))
+
+
+def _dominant(estimate) -> str:
+    """Which term sets the pace, from the estimate's own breakdown."""
+    names = {"ram": "reading the RAM part", "vram": "reading the VRAM part",
+             "fixed": "the fixed per-token cost", "transitions": "CPU<->GPU hand-overs",
+             "disk": "reading from disk"}
+    total = sum(estimate.ms.values()) or 1
+    key = max(estimate.ms, key=estimate.ms.get)
+    return (f"Generation reads every active weight once per token; {names[key]} takes the "
+            f"largest share of its time ({estimate.ms[key] / total:.0%}).")

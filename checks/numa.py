@@ -10,10 +10,12 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
+from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.cpu import CpuFacts
 from q3cn_doctor.facts.model import server_arg
 from q3cn_doctor.host.base import format_cpu_list
 from q3cn_doctor.plan.cpu import RunningServer, plan_for, running_servers
+from q3cn_doctor.plan.speed import compare, difference, speed, what_if
 from q3cn_doctor.units import gib
 
 BALANCING = "kernel.numa_balancing"
@@ -100,8 +102,19 @@ def numa(ctx: Context):
     if balancing not in (None, "0"):
         advice += f" Set {BALANCING}=0 as well: llama.cpp warns that it hurts."
         fixes.append("sysctl.numa_balancing")
+    impact, cost = _IMPACT, None
+    if the_plan.numa == "distribute":  # the model prices spreading over every node's RAM
+        try:
+            now, then = speed(ctx.facts), what_if(ctx.facts, numa_policy="distribute")
+            impact += " " + compare(now, then, "with --numa distribute")
+            cost = difference(now, then)
+        except FactsError:
+            pass
     return ctx.finding(WARN, f"{cpu.numa_nodes} NUMA nodes and no NUMA policy planned",
-                       observed=observed, recommended=advice, impact=_IMPACT, fixes=fixes)
+                       observed=observed, recommended=advice, impact=impact, fixes=fixes,
+                       manual=[advice], action="a NUMA policy at launch",
+                       what_if={"numa_policy": "distribute"}
+                       if the_plan.numa != "numactl" else None, cost_tok_s=cost)
 
 
 _IMPACT = ("Threads reading the model from another node's memory get a fraction of local "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
+from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.cpu import CoreClass, CpuFacts
 from q3cn_doctor.host.base import format_cpu_list
 from q3cn_doctor.plan.cpu import (
@@ -21,6 +22,7 @@ from q3cn_doctor.plan.cpu import (
     plan_for,
     running_servers,
 )
+from q3cn_doctor.plan.speed import compare, difference, what_if
 
 IMPACT = ("llama.cpp splits each matrix product evenly over its threads and waits for the "
           "last one, so a thread on a slow core holds back every token.")
@@ -164,5 +166,22 @@ def _judge_server(ctx: Context, cpu: CpuFacts, the_plan: CpuPlan, server: Runnin
                    f"{server.pid}` (its thread count changes only with a restart).")
     title = (f"llama-server (pid {server.pid}) may run threads on the slow cores" if slow
              else f"llama-server (pid {server.pid}) runs more threads than it has CPUs")
-    return ctx.finding(WARN, title, observed=observed, recommended=recommended, impact=IMPACT,
-                       item=f"pid{server.pid}", fixes=["cpu.affinity"])
+    impact, cost = _priced(ctx, the_plan, threads, max(0, (threads or 0) - capacity)
+                           or len(slow))
+    return ctx.finding(WARN, title, observed=observed, recommended=recommended, impact=impact,
+                       item=f"pid{server.pid}", fixes=["cpu.affinity"], cost_tok_s=cost)
+
+
+def _priced(ctx: Context, the_plan: CpuPlan, threads: int | None,
+            slowed: int) -> tuple[str, float | None]:
+    """The speed model with the running server's threads, ``slowed`` of them on a slow or
+    shared core (the team runs at their pace), against the plan's threads."""
+    if not threads or not the_plan.threads:
+        return IMPACT, None
+    try:
+        now = what_if(ctx.facts, threads=threads, smt_threads=slowed)
+        then = what_if(ctx.facts, threads=the_plan.threads, smt_threads=0)
+    except FactsError:
+        return IMPACT, None
+    return IMPACT + " " + compare(now, then, f"with the plan's {the_plan.threads} threads",
+                                  f"with its {threads} threads"), difference(now, then)

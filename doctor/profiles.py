@@ -1,8 +1,9 @@
 """Embedded model profiles: what the checks assume when no --model file is given.
 
 Every number names its source. ``routed_bytes_per_token`` is what generation
-reads from RAM per token when the experts live there: it sets the speed
-ceiling on a bandwidth-bound machine.
+reads from RAM per token when the experts live there; the rest of the file less
+``embedding_bytes`` (the token embedding table, of which a token reads one row) is
+what it reads of the always-active weights.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ PROFILES: dict[str, dict] = {
         # 10 experts x 3 matrices x 2048 x 512 x 48 layers = 1.51 G params at
         # MXFP4's 4.25 bits: about 0.8 GB read per generated token.
         "routed_bytes_per_token": 800_000_000,
+        # The token embedding table (151936 x 2048 at Q8_0): a token reads one row of it.
+        "embedding_bytes": 330_000_000,
         "source": "Qwen3-Coder-Next model card and GGUF metadata; file size of the MXFP4 GGUF",
     },
     "gpt-oss-120b-mxfp4": {
@@ -50,6 +53,8 @@ PROFILES: dict[str, dict] = {
         "hidden": 2880,
         # 4 experts x 3 x 2880 x 2880 x 36 layers = 3.58 G params at 4.25 bits.
         "routed_bytes_per_token": 1_900_000_000,
+        # The token embedding table (201088 x 2880 at Q8_0): a token reads one row of it.
+        "embedding_bytes": 615_000_000,
         "source": "gpt-oss-120b model card; file size of the ggml-org MXFP4 GGUF",
     },
 }

@@ -15,8 +15,12 @@ ORDER = [
     #                       sysctl.d file, grouped with the memory fixes.
     "sysctl.numa_balancing",  # no dependency either: where the model's pages stay is a
     #                           memory setting, so with those, before the CPU fixes.
+    "spd.driver",  # no dependency: a read-only driver that changes no memory setting; with
+    #                the memory fixes, before the CPU ones.
     "memlock.limit",  # files only, effective at the next login or service restart:
     #                   nothing else here reads them, so anywhere; last of the memory ones.
+    "rtprio.limit",  # files only too (limits.d, a service drop-in), read by nothing else:
+    #                  beside memlock.limit, whose placement it shares.
     # Then the CPUs llama-server runs on.
     "cpu.governor",  # before cpu.boost: where tuned or power-profiles-daemon runs, this
     #                  switches its profile, and a profile switch may set boost itself

@@ -135,11 +135,12 @@ def test_swap_warns_when_ram_is_short_of_the_model():
 
 def test_swap_passes_when_gpus_take_enough_of_the_model(tmp_path):
     """Two RTX 4090s take whole layers of experts: what is left, plus 4 GiB for the OS, fits
-    the 31.0 GiB of RAM. One does not: its 21.4 GiB usable takes 11 of 48 expert layers."""
+    the 31.0 GiB of RAM. One does not at a 262144-token context: its 21.4 GiB usable, less
+    the 6 GiB KV cache, takes 14 of 48 expert layers."""
     ram = 32489496 * KIB
     one_gpu = with_gpus(copy_fixture(LAPTOP, tmp_path / "one"), 1)
-    assert placement(snapshot_facts(one_gpu)).ram_needed_bytes > ram
-    assert one(one_gpu, "memory.swap").status == WARN
+    assert placement(snapshot_facts(one_gpu, ctx_size=262144)).ram_needed_bytes > ram
+    assert one(one_gpu, "memory.swap", ctx_size=262144).status == WARN
     root = with_gpus(copy_fixture(LAPTOP, tmp_path / "two"), 2)
     need = placement(snapshot_facts(root)).ram_needed_bytes
     finding = one(root, "memory.swap")
@@ -217,7 +218,7 @@ def test_hugepages_2048_x_2m_fail_on_31_gib():
 
 
 def test_hugepages_are_what_stops_the_model_fitting_beside_one_gpu(tmp_path):
-    """With an RTX 4090 the model needs 31.0 GiB: more than the 27.5 GiB the pages leave,
+    """With an RTX 4090 the model needs 31.3 GiB: more than the 27.5 GiB the pages leave,
     less than the 31.5 GiB there would be without them."""
     root = with_gpus(copy_fixture(H8QM8, tmp_path), 1)
     finding = check(root, "memory.hugepages")["memory.hugepages"]
@@ -225,7 +226,7 @@ def test_hugepages_are_what_stops_the_model_fitting_beside_one_gpu(tmp_path):
     need = placement(snapshot_facts(root)).ram_needed_bytes
     assert left < need <= total
     assert finding.status == FAIL
-    assert finding.observed.endswith("leaving 27.5 GiB; the model needs about 31.0 GiB")
+    assert finding.observed.endswith("leaving 27.5 GiB; the model needs about 31.3 GiB")
 
 
 def test_hugepages_fit_beside_two_gpus(tmp_path):
@@ -263,18 +264,40 @@ def test_thp_mode_is_reported():
     assert finding.status == INFO
     assert finding.check == "memory.hugepages"
     assert finding.title == "Transparent huge pages: madvise"
-    assert finding.observed == "/sys/kernel/mm/transparent_hugepage/enabled = [madvise]"
+    assert finding.observed.startswith(
+        "/sys/kernel/mm/transparent_hugepage/enabled = [madvise]; the plan maps the model")
     assert finding.fixes == []
     assert "/sys/kernel/mm/transparent_hugepage/enabled" in finding.evidence
 
 
-def test_thp_never_offers_the_fix(tmp_path):
+def test_thp_does_not_matter_for_a_mapped_model(tmp_path):
+    """The build machine's RAM cannot hold the model: it stays mapped from its file, and THP
+    does not back the page cache, so no mode is advised and no fix offered."""
     root = copy_fixture(BUILD, tmp_path)
     write(root, "/sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
     finding = check(root, "memory.hugepages")["memory.hugepages:thp"]
     assert (finding.status, finding.title) == (INFO, "Transparent huge pages: never")
-    assert finding.fixes == ["thp.mode"]
-    assert finding.recommended
+    assert finding.fixes == [] and not finding.recommended
+
+
+def test_thp_for_a_model_read_into_ram_only_always_helps(tmp_path):
+    """The guide's 64 GB machine reads the model into RAM: llama.cpp does not madvise, so
+    madvise mode gives it nothing and only `always` is advised (a manual step, measured by
+    bench); the thp.mode fix (madvise) is offered from never for other programs only."""
+    from launch_fixtures import guide_machine
+
+    root = guide_machine(tmp_path / "g")
+    for mode, fixes in (("madvise", []), ("never", ["thp.mode"])):
+        text = " ".join(f"[{m}]" if m == mode else m for m in ("always", "madvise", "never"))
+        write(root, "/sys/kernel/mm/transparent_hugepage/enabled", text + "\n")
+        finding = check(root, "memory.hugepages")["memory.hugepages:thp"]
+        assert finding.title == f"Transparent huge pages: {mode}: llama.cpp's buffers get none"
+        assert "does not madvise" in finding.recommended and finding.fixes == fixes
+        assert finding.manual[0].startswith("echo always > ")
+    write(root, "/sys/kernel/mm/transparent_hugepage/enabled", "[always] madvise never\n")
+    finding = check(root, "memory.hugepages")["memory.hugepages:thp"]
+    assert finding.title == "Transparent huge pages: always" and "back the model" in \
+        finding.impact
 
 
 # -- cpu.governor ---------------------------------------------------------------------------------

@@ -98,6 +98,13 @@ def _layers(argv: list[str]) -> str:
     ({"name": "NVIDIA RTX PRO 6000 Blackwell Workstation Edition"}, 1792),
     ({"name": "NVIDIA GeForce RTX 2080 Ti"}, 616),
     ({"name": "NVIDIA GeForce RTX 4070 Ti SUPER"}, 672),
+    # Turing laptops: the plain name is the desktop's memory, Max-Q parts run it slower
+    ({"name": "NVIDIA GeForce RTX 2070 with Max-Q Design"}, 384),
+    ({"name": "NVIDIA GeForce RTX 2070"}, 448),
+    ({"name": "NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition"}, 1792),
+    ({"name": "NVIDIA GeForce RTX 5070 Laptop GPU"}, 384),
+    ({"name": "Tesla P40"}, 347),
+    ({"name": "AMD Radeon RX 7900 XTX"}, 960),
     ({"name": "NVIDIA L40S"}, 864),
     ({"name": "Some Future GPU"}, 400),  # assumed, and the basis says so
 ])

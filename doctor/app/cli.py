@@ -66,19 +66,26 @@ def main() -> None:
               help="Run only these checks or areas (comma-separated or repeated).")
 @click.option("--skip", multiple=True, metavar="IDS", help="Skip these checks or areas.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the report as one self-contained HTML page (for a bug report "
+                   "or a forum post).")
 @click.option("--list", "list_checks", is_flag=True, help="List every check and exit.")
-@click.option("-v", "--verbose", is_flag=True, help="Show where every value came from.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show every finding in full, where each value came from, and where a "
+                   "token's time goes (with --json: llama-server's parsed --help too).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
 @click.option("--measure", is_flag=True,
-              help="Also time the RAM's read bandwidth (about a second) and the model's "
-                   "speed (a short llama-bench run of the plan); this machine only.")
+              help="Also time the RAM's read bandwidth and the model file's first GiB, "
+                   "sample CPU load, clocks and throttling, and measure the model's speed "
+                   "(a short llama-bench run of the plan); seconds; this machine only.")
 @click.option("--hook", "hook_mode", is_flag=True,
               help="For a package manager's hook: print only what got worse since the last "
                    "run, one line each; at most 5 s; always exit 0.")
 @click.pass_context
-def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, strict: bool,
-          no_plugins: bool, hook_mode: bool, **params: Any) -> None:
+def check(ctx: click.Context, as_json: bool, html_path: str | None, list_checks: bool,
+          verbose: bool, strict: bool, no_plugins: bool, hook_mode: bool,
+          **params: Any) -> None:
     """Run every check and report what costs tokens/s.
 
     Exit status: 0 nothing failed (warnings alone exit 0), 1 a check failed
@@ -89,52 +96,29 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
         from q3cn_doctor.app.hook_command import check_hook
 
         flags = {"--json": as_json, "--list": list_checks, "--verbose": verbose,
-                 "--strict": strict, "--measure": params.get("measure")}
+                 "--strict": strict, "--measure": params.get("measure"),
+                 "--html": bool(html_path)}
         check_hook(ctx, params, not no_plugins, [name for name, on in flags.items() if on])
         return
     from q3cn_doctor.checking.findings import exit_code
-    from q3cn_doctor.checking.runner import (
-        SelectionError,
-        available_checks,
-        run_checks,
-        select,
-        select_failures,
-    )
-    from q3cn_doctor.report.text import print_check_list
 
     options = build_options(ctx, params)
     options.plugins = not no_plugins
-    specs, plugin_failures = available_checks(options.plugins)
     if list_checks:
+        from q3cn_doctor.checking.runner import available_checks
+        from q3cn_doctor.report.text import print_check_list
+
+        specs, plugin_failures = available_checks(options.plugins)
         print_check_list(specs, sys.stdout)
         for failure in plugin_failures:
             click.echo(f"{failure.title}: {failure.observed}", err=True)
         return
-    try:
-        selected = select(specs, options.only, options.skip)
-    except SelectionError as exc:
-        raise click.UsageError(str(exc)) from exc
-    from q3cn_doctor.facts import Facts
-
-    facts = Facts(make_host(options), options)
-    findings = select_failures(plugin_failures, options.only, options.skip) + run_checks(
-        facts, selected)
+    facts, findings = _run_selected(options)
     measured = _measured_speed(options, facts.host)
-    if as_json:
-        from q3cn_doctor.report.summary import host_summary, plan_json
-        from q3cn_doctor.report.text import json_document, print_json
+    from q3cn_doctor.app.reporting import emit
 
-        document = json_document(findings, facts.to_json(), plan_json(facts),
-                                 host_summary(facts))
-        if measured is not None:
-            document["measured_speed"] = measured.get("result") or {"error": measured["text"]}
-        print_json(document)
-    else:
-        from q3cn_doctor.report.text import print_text
-
-        print_text(findings, _header(facts.host, options), verbose, sys.stdout)
-        if measured is not None:
-            click.echo("\n" + measured["text"])
+    emit(facts, findings, options, as_json=as_json, verbose=verbose, html_path=html_path,
+         measured=measured)
     ctx.exit(exit_code(findings, strict))
 
 
@@ -147,13 +131,51 @@ def _measured_speed(options: Options, host) -> dict | None:
     try:
         return short_measurement(options)
     except KeyboardInterrupt:
-        return {"text": "Speed not measured: interrupted (llama.cpp stopped)."}
+        return {"text": "Speed not measured: interrupted (llama.cpp stopped).", "error": True}
 
 
-def _header(host, options: Options) -> str:
-    model = (options.model.rsplit("/", 1)[-1] if options.model
-             else PROFILES[options.profile]["name"])
-    return f"q3cn-doctor {__version__}: {host.describe()}, {model}, ctx {options.ctx_size}"
+def _run_selected(options: Options) -> tuple[Any, list]:
+    """The facts and the findings of the checks --only/--skip select (plugins included)."""
+    from q3cn_doctor.checking.runner import (
+        SelectionError,
+        available_checks,
+        run_checks,
+        select,
+        select_failures,
+    )
+    from q3cn_doctor.facts import Facts
+
+    specs, plugin_failures = available_checks(options.plugins)
+    try:
+        selected = select(specs, options.only, options.skip)
+    except SelectionError as exc:
+        raise click.UsageError(str(exc)) from exc
+    facts = Facts(make_host(options), options)
+    return facts, select_failures(plugin_failures, options.only, options.skip) + run_checks(
+        facts, selected)
+
+
+@main.command()
+@click.argument("html_path", type=click.Path(dir_okay=False), metavar="FILE.html")
+@host_options
+@click.option("--only", multiple=True, metavar="IDS",
+              help="Run only these checks or areas (comma-separated or repeated).")
+@click.option("--skip", multiple=True, metavar="IDS", help="Skip these checks or areas.")
+@click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.pass_context
+def report(ctx: click.Context, html_path: str, no_plugins: bool, **params: Any) -> None:
+    """Run every check and write FILE.html: one self-contained page (the speed ledger,
+    the problems, the fix plan and the facts; no external files) to attach to a bug
+    report or a forum post. Same as `check --html FILE.html`, without the text.
+    """
+    options = build_options(ctx, params)
+    options.plugins = not no_plugins
+    facts, findings = _run_selected(options)
+    from q3cn_doctor.app.reporting import fix_plan, make_ledger, write_html
+
+    plan = fix_plan(facts, findings)
+    write_html(html_path, facts, findings, options,
+               make_ledger(facts, findings, options, plan), plan)
 
 
 @main.command()
@@ -395,8 +417,9 @@ def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
               help="Undo every change still in effect, newest first, to the recorded values.")
 @click.option("--status", "show_status", is_flag=True, help="Show the changes now in effect.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--persist/--runtime-only", default=True, show_default=True,
-              help="Also write the files that keep a fix across reboots.")
+@click.option("--persist/--runtime-only", default=None,
+              help="Also write the files that keep a fix across reboots (the default; "
+                   "spd.driver persists only when --persist is named).")
 @click.option("--only", multiple=True, metavar="FIXIDS",
               help="Plan or apply only these fixes (comma-separated or repeated), including "
                    "ones no finding asks for.")
@@ -411,8 +434,8 @@ def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
                    "--status shows it.")
 @click.pass_context
 def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes: bool,
-        persist: bool, service: str | None, pid: int | None, as_json: bool, no_plugins: bool,
-        measure_speed: bool, **params: Any) -> None:
+        persist: bool | None, service: str | None, pid: int | None, as_json: bool,
+        no_plugins: bool, measure_speed: bool, **params: Any) -> None:
     """Show what software can fix (a dry run), or apply, revert or list the changes.
 
     Without --apply nothing is changed. Every change is journalled under
@@ -429,7 +452,8 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
     only = list(params.pop("only", ()) or ())
     options = build_options(ctx, params)
     options.plugins = not no_plugins
-    fix_options = FixOptions(only=only, persist=persist, service=service, pid=pid)
+    fix_options = FixOptions(only=only, persist=persist is not False, service=service, pid=pid,
+                             persist_asked=persist is True)
     if measure_speed and not do_apply:
         raise click.UsageError("--measure goes with --apply")
     ctx.exit(run_fix(options, fix_options, apply=do_apply, revert=revert, status=show_status,

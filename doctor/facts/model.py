@@ -66,6 +66,7 @@ class ModelFacts:
     # -- on this machine ----------------------------------------------------------------------
     routed_bytes: int = 0  # all routed experts
     dense_bytes_per_token: int = 0  # everything else a token reads (not the embedding table)
+    embedding_bytes: int = 0  # the token embedding table: stays in RAM, a row read per token
     cache_type: str = "f16"
 
 
@@ -152,7 +153,7 @@ def _windowed_layers(model: ModelFacts) -> int:
 
 def _from_profile(options: Options, ctx_size: int) -> ModelFacts:
     profile = PROFILES[options.profile]
-    fields = {key: profile[key] for key in profile}
+    fields = {key: profile[key] for key in profile if key != "embedding_bytes"}
     model = ModelFacts(
         profile=options.profile,
         ctx_size=ctx_size,
@@ -162,9 +163,12 @@ def _from_profile(options: Options, ctx_size: int) -> ModelFacts:
     )
     experts, used = model.experts, max(1, model.experts_used)
     model.routed_bytes = model.routed_bytes_per_token * experts // used
-    model.dense_bytes_per_token = max(0, model.file_bytes - model.routed_bytes)
+    embeddings = profile.get("embedding_bytes", 0)
+    model.dense_bytes_per_token = max(0, model.file_bytes - model.routed_bytes - embeddings)
+    model.embedding_bytes = embeddings
     model.basis["routed_bytes"] = "routed bytes per token x experts / experts used"
-    model.basis["dense_bytes_per_token"] = "the file less its routed experts (profile)"
+    model.basis["dense_bytes_per_token"] = ("the file less its routed experts and the token "
+                                            "embedding table (profile)")
     return model
 
 
@@ -206,6 +210,7 @@ def _from_file(host: Host, path: str, model: ModelFacts) -> None:
     model.tensor_bytes = dict(found.tensor_bytes)
     model.tensor_types = dict(found.tensor_types)
     model.routed_bytes = found.routed_bytes
+    model.embedding_bytes = found.tensor_bytes.get("embeddings", 0)
     model.routed_bytes_per_token = found.routed_bytes_per_token
     model.dense_bytes_per_token = found.dense_bytes_per_token
     model.source = f"GGUF {path}" + (f" ({len(found.files)} split files)"

@@ -24,13 +24,13 @@ from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
+from q3cn_doctor.plan.cpu import PRIO_HIGH, PRIO_HIGH_RTPRIO
 from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
-from q3cn_doctor.plan.speed import speed
+from q3cn_doctor.plan.speed import speed, what_if
 from q3cn_doctor.plan.tuned import TuneError, check_tune, saved_tune
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
-PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
 GIB = 1024**3
 
 
@@ -123,7 +123,6 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
                          "(sched_setaffinity): every thread it starts inherits it.")
     env, env_notes = _environment(facts, plan)
     notes += env_notes
-    estimate = speed(facts)
     return LaunchPlan(
         server=server.path,
         argv=prefix + [server.path] + translation.argv(),
@@ -135,8 +134,8 @@ def build_plan(facts: Facts, options: Options) -> LaunchPlan:
         dropped=translation.dropped,
         unknown_extra=translation.unknown_extra,
         model={"path": model.path, "name": model.name, "architecture": model.architecture,
-               "ctx_size": model.ctx_size, "expected_tok_s": estimate.tok_s,
-               "expected_tok_s_rated": estimate.tok_s_rated, "memory_plan": plan.to_json()},
+               "ctx_size": model.ctx_size, **_expected(facts, cpu),
+               "memory_plan": plan.to_json()},
         cpu_plan=cpu.to_json() if cpu is not None else None,
     )
 
@@ -157,6 +156,20 @@ def _extra_args(facts: Facts, options: Options, notes: list[str]) -> list[str]:
     notes.append(f"Tuned: {' '.join(tune.server_args)} (measured best by `q3cn-doctor "
                  f"tune`, {tune.source}).")
     return list(tune.server_args) + list(options.server_args)
+
+
+def _expected(facts: Facts, cpu: Any) -> dict:
+    """The speed model's figures for this launch (with the NUMA policy it sets): now, its
+    range, at a full context, and with the RAM at its rated speed where it runs below it."""
+    numa = {"numa_policy": cpu.numa} if cpu is not None and cpu.numa else {}
+    estimate = what_if(facts, **numa) if numa else speed(facts)
+    memory = facts.get("memory")
+    configured, rated = (getattr(memory, "configured_mts", None),
+                         getattr(memory, "rated_mts", None))
+    faster = what_if(facts, ram_mts=rated, **numa).tok_s if configured and rated and \
+        rated > configured else None
+    return {"expected_tok_s": estimate.tok_s, "expected_range": [estimate.low, estimate.high],
+            "expected_tok_s_at_ctx": estimate.tok_s_at_ctx, "expected_tok_s_rated": faster}
 
 
 def cpu_plan(facts: Facts) -> Any:
@@ -226,19 +239,24 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict) -> tupl
 
 
 def _prio_decision(facts: Facts, limits: dict, rlimits: dict) -> tuple[int | None, str]:
+    """--prio 2 where the threads may take SCHED_FIFO priority 80, as ggml asks for it:
+    CAP_SYS_NICE, or an RLIMIT_RTPRIO of 80 (raising the soft limit to the hard one)."""
     if _capable(facts, CAP_SYS_NICE):
         return PRIO_HIGH, "--prio 2: CAP_SYS_NICE allows high thread priority."
     rtprio = limits.get("RTPRIO")
     if rtprio is not None:
         soft, hard = rtprio
-        if soft != 0:
+        if _covers(soft, PRIO_HIGH_RTPRIO):
             return PRIO_HIGH, "--prio 2: RLIMIT_RTPRIO allows high thread priority."
-        if hard != 0:
+        if _covers(hard, PRIO_HIGH_RTPRIO):
             rlimits["RTPRIO"] = (hard, hard)
             return PRIO_HIGH, (f"--prio 2: RLIMIT_RTPRIO raised to its hard limit "
                                f"{'unlimited' if hard == UNLIMITED else hard} before exec.")
-    return None, ("No --prio: without CAP_SYS_NICE or an RLIMIT_RTPRIO llama.cpp only warns "
-                  "\"failed to set thread priority\".")
+    return None, ("No --prio: its threads ask for SCHED_FIFO priority "
+                  f"{PRIO_HIGH_RTPRIO}, which needs CAP_SYS_NICE or an RLIMIT_RTPRIO of "
+                  f"{PRIO_HIGH_RTPRIO} (see server.rtprio; `q3cn-doctor fix --only "
+                  "rtprio.limit`); without it llama.cpp only warns \"failed to set thread "
+                  "priority\".")
 
 
 def _limit(value: int) -> str:
@@ -257,7 +275,8 @@ def _environment(facts: Facts, plan) -> tuple[dict[str, str], list[str]]:
                      "(2025-08).")
     else:
         notes.append("LLAMA_SET_ROWS not set: a no-op since llama.cpp PR #15505 (2025-08).")
-    full_gpu = plan.gpus == 1 and plan.dense_fits_gpu and plan.ram_bytes_per_token == 0
+    full_gpu = (plan.gpus == 1 and plan.dense_fits_gpu and plan.ram_bytes_per_token == 0
+                and "cuda" in (getattr(facts.get("server"), "backends", None) or ["cuda"]))
     if "GGML_CUDA_GRAPH_OPT" in inherited:
         notes.append(f"GGML_CUDA_GRAPH_OPT={inherited['GGML_CUDA_GRAPH_OPT']} kept from your "
                      "environment.")

@@ -1,8 +1,9 @@
 """``q3cn-doctor bench memory``: this machine's RAM read bandwidth, beside its theory.
 
 The measurement is doctor/bandwidth.py's (threads scanning a large buffer with libc
-memchr); this module adds the theoretical figure from the memory facts, the token
-ceiling it sets for the model, and optionally sysbench run the same way for comparison.
+memchr); this module adds the theoretical figure from the memory facts, the tok/s the
+speed model expects at the measured figure, and optionally sysbench run the same way for
+comparison.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class MemoryBench:
     sysbench_bytes_per_s: float | None = None
     sysbench_note: str | None = None
     notes: list[str] = field(default_factory=list)
+    under_load: dict = field(default_factory=dict)  # clocks, throttling, temperatures
 
     @property
     def agreement(self) -> float | None:
@@ -68,6 +70,7 @@ class MemoryBench:
             "sysbench_bytes_per_s": self.sysbench_bytes_per_s,
             "sysbench_note": self.sysbench_note,
             "agreement": self.agreement,
+            "under_load": self.under_load,
         }
 
     def text(self) -> str:
@@ -83,8 +86,8 @@ class MemoryBench:
         else:
             lines.append(f"Theoretical: unknown ({self.theoretical_basis})")
         if self.tokens_per_s:
-            lines.append(f"Token generation ceiling for {self.model}: about "
-                         f"{self.tokens_per_s:.0f} tok/s")
+            lines.append(f"At this bandwidth the speed model expects about "
+                         f"{self.tokens_per_s:.0f} tok/s for {self.model}")
         if self.sysbench_bytes_per_s:
             agreement = self.agreement or 0
             verdict = "agree" if abs(agreement - 1) <= AGREEMENT else "DISAGREE"
@@ -97,17 +100,36 @@ class MemoryBench:
         return "\n".join(lines)
 
 
+def _under_load(facts, watched: dict) -> str:
+    """One line on the CPUs during the measurement (cpu.clocks and cpu.thermal judge it under
+    `check --measure`)."""
+    from q3cn_doctor.host.sampler import clock_share
+
+    thermal = facts.get("thermal")
+    share = clock_share(watched, thermal.max_khz if thermal else {})
+    events = sum(n for n in watched.get("throttle_delta", {}).values() if n > 0)
+    hottest = max(watched.get("zone_peak_mc", {}).values(), default=None)
+    parts = [f"clocks at {share:.0%} of their maximum" if share is not None else
+             "clocks not readable", f"{events} thermal-throttle events"]
+    if hottest:
+        parts.append(f"hottest zone {hottest / 1000:.0f} C")
+    return "Under this load: " + ", ".join(parts) + "."
+
+
 def run_memory_bench(host: Host, facts, threads: int | None = None,
                      buffer_bytes: int | None = None, sysbench: bool = False) -> MemoryBench:
     """Measure this machine (a live host), with the facts for the theoretical figure."""
     from q3cn_doctor.facts import FactsError
     from q3cn_doctor.host import bandwidth
-    from q3cn_doctor.plan.placement import placement
+    from q3cn_doctor.plan.speed import what_if
 
     threads = threads or bandwidth.plan_threads(host)
     buffer_bytes = buffer_bytes or bandwidth.plan_buffer_bytes(host)
-    result = bandwidth.measure_read_bandwidth(buffer_bytes, threads)
-    notes: list[str] = []
+    from q3cn_doctor.host.sampler import watch_load
+
+    result, watched = watch_load(lambda: bandwidth.measure_read_bandwidth(buffer_bytes,
+                                                                         threads))
+    notes: list[str] = [_under_load(facts, watched)]
     try:
         memory = facts.memory
         theoretical, configured, channels = (memory.theoretical_bytes_per_s,
@@ -118,14 +140,14 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
                          "theoretical figure.")
     except FactsError as exc:
         theoretical, configured, channels, basis = None, None, None, str(exc)
-    try:
-        per_token = placement(facts).ram_bytes_per_token
-        tokens = result.bytes_per_s / per_token if per_token else None
+    try:  # the speed model at the measured bandwidth, as model.speed would quote it
+        tokens = what_if(facts, ram_bytes_per_s=result.bytes_per_s).tok_s
         name = facts.model.name
     except FactsError:
         tokens, name = None, "the model"
     bench = MemoryBench(result.to_json(), theoretical, basis, configured, channels,
-                        tokens, name, notes=notes)
+                        tokens, name, notes=[note for note in notes if note])
+    bench.under_load = watched
     if sysbench:
         answer = host.run(sysbench_argv(result.threads), timeout=SYSBENCH_TIMEOUT_S)
         if answer.ok:

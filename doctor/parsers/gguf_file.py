@@ -95,9 +95,11 @@ class GgufModel:
     @property
     def dense_bytes_per_token(self) -> int:
         """What one token reads of everything else: all of it but the routed experts and
-        the embedding table (a token reads one row of that)."""
+        the embedding table (a token reads one row of that), unless the model has no output
+        tensor: then the embedding table is also the output head, read whole every token."""
+        tied = not self.tensor_bytes.get(OUTPUT)
         return sum(size for name, size in self.tensor_bytes.items()
-                   if name not in (ROUTED, EMBEDDINGS))
+                   if name != ROUTED and (name != EMBEDDINGS or tied))
 
     def to_json(self) -> dict:
         return asdict(self)

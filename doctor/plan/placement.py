@@ -2,15 +2,19 @@
 
 memory.fit, memory.swap, memory.hugepages, memory.memlock, gpu.vram, model.speed, the
 CPU plan's NUMA choice and the launch all read the same ``Placement``, built once a run
-from the model, GPU and RAM facts the way llama-server's ``--fit`` (or ``--n-cpu-moe N``)
-would place it: every layer's non-expert weights, the KV cache and the compute buffer on
-the GPUs first, then as many layers' routed experts as fit in what is left after each
-GPU's ``--fit-target`` margin; the rest stays in RAM.
+from the model, GPU and RAM facts. Where the user's arguments place the model (-ngl,
+--n-cpu-moe, --cpu-moe, -ot: plan/placement_flags.py) it follows them; otherwise it
+places it the way llama-server's ``--fit`` (or ``--n-cpu-moe N``) would: every layer's
+non-expert weights, the KV cache and the compute buffer on the GPUs first, then as many
+layers' routed experts as fit in what is left after each GPU's ``--fit-target`` margin;
+the rest stays in RAM. Either way the result is a per-layer map (which part of each layer
+sits on a GPU), from which the bytes, the bytes each token reads on each side and the
+CPU<->GPU transitions of a token follow.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.model import (
@@ -21,6 +25,12 @@ from q3cn_doctor.facts.model import (
     fit_targets_arg,
     int_arg,
     kv_cache_bytes,
+)
+from q3cn_doctor.plan.placement_flags import (
+    PlacementFlags,
+    gpu_shares,
+    output_on_gpu,
+    parse_flags,
 )
 
 FIT_TARGET_MIB = 1024  # llama-server's --fit-target default, per device: the plan's too
@@ -59,6 +69,11 @@ class Placement:
     ram_bytes_per_token: int  # what one generated token reads from RAM
     gpu_bytes_per_token: int  # and from VRAM
     basis: str = ""  # how ram_bytes was reached (the OS headroom is not in it)
+    gpu_shares: list[float] = field(default_factory=list)  # each GPU's share of the VRAM part
+    split_mode: str = "layer"  # llama.cpp --split-mode: layers one GPU after another, or rows
+    transitions: int = 0  # CPU<->GPU hand-overs in one token's graph
+    kv_gpu_share: float = 0.0  # share of the KV cache (attention layers) on the GPUs
+    flags: str = ""  # the user's placement flags it follows ("": the fit-style plan)
 
     @property
     def headroom_bytes(self) -> int:
@@ -94,9 +109,12 @@ def desktop_gpu(device: dict) -> bool:
 
 
 def usable_gpus(facts: Facts) -> list[dict]:
-    """The GPUs NVML read without error and whose free VRAM it reported."""
-    return [g for g in facts.get("gpus", []) if "error" not in g
-            and isinstance(g.get("memory_free_bytes"), int)]
+    """The GPUs NVML read without error and whose free VRAM it reported; where none does,
+    the AMD or Intel GPUs a Vulkan, HIP or SYCL build can use, with their VRAM from sysfs."""
+    nvidia = [g for g in facts.get("gpus", []) if "error" not in g
+              and isinstance(g.get("memory_free_bytes"), int)]
+    return nvidia or [g for g in facts.get("sysfs_gpus", [])
+                      if isinstance(g.get("memory_free_bytes"), int)]
 
 
 def compute_buffer_bytes(model: ModelFacts, ubatch: int = UBATCH_TOKENS) -> int:
@@ -125,74 +143,206 @@ def largest_ctx_on_gpu(facts: Facts, model: ModelFacts, args: list[str]) -> int:
     return low * CTX_STEP
 
 
-def _experts(model: ModelFacts, layers_on_gpu: int, expert_layers: int) -> int:
-    """The routed-expert bytes of ``layers_on_gpu`` whole layers (all of them: every byte)."""
-    return model.routed_bytes * layers_on_gpu // expert_layers if expert_layers else 0
-
-
 def _targets(gpus: list[dict], args: list[str]) -> list[int]:
     given = fit_targets_arg(args)
     return [given[min(index, len(given) - 1)] if given else FIT_TARGET_MIB
             for index in range(len(gpus))]
 
 
-def place(facts: Facts, model: ModelFacts, args: list[str] | None = None) -> Placement:
-    """Place ``model``: the dense part first, then whole layers of routed experts."""
+@dataclass
+class _Layers:
+    """Which share of each layer sits on the GPUs: its always-active part (attention,
+    shared expert), its routed experts and its KV cache; and the output head."""
+
+    dense: list[float]
+    experts: list[float]
+    kv: list[float]
+    output: bool
+
+
+@dataclass
+class _Shape:
+    """The model's bytes, per layer where llama.cpp places whole layers."""
+
+    layers: int
+    expert_layers: int
+    resident: int  # non-expert weights, without the embedding table (its copy where tied)
+    output: int  # the output head (part of ``resident``)
+    embeddings: int
+    kv: int
+    routed: int
+    shared_expert: bool = False
+
+    @classmethod
+    def of(cls, model: ModelFacts) -> _Shape:
+        layers = max(1, model.layers)
+        tensors = model.tensor_bytes or {}
+        embeddings = model.embedding_bytes or tensors.get("embeddings", 0)
+        resident = max(0, model.file_bytes - model.routed_bytes - embeddings)
+        # No output tensor: the embedding table doubles as the output head (tied), and
+        # llama.cpp copies it to the output's device, where every token reads it whole.
+        tied = bool(tensors) and not tensors.get("output") and embeddings > 0
+        if tied:
+            resident += embeddings
+        output = embeddings if tied else min(tensors.get("output", 0), resident)
+        return cls(layers=layers,
+                   expert_layers=model.expert_layers or (layers if model.experts else 0),
+                   resident=resident, output=output, embeddings=embeddings,
+                   kv=model.kv_cache_bytes, routed=model.routed_bytes,
+                   shared_expert=bool(model.shared_experts))
+
+    def has_experts(self, layer: int) -> bool:
+        """Leading layers are the dense ones (DeepSeek's first 3, GLM-4.5's first)."""
+        return layer >= self.layers - self.expert_layers
+
+    @property
+    def per_layer_experts(self) -> int:
+        return self.routed // self.expert_layers if self.expert_layers else 0
+
+
+def _fit_layers(shape: _Shape, usable: int, compute: int, gpus: int) -> _Layers:
+    """--fit's placement: every layer's dense part and KV first, then the routed experts
+    of whole layers, the last layers first (--n-cpu-moe N keeps layers 0..N-1 in RAM)."""
+    layers = shape.layers
+    if not gpus:
+        return _Layers([0.0] * layers, [0.0] * layers, [0.0] * layers, False)
+    if shape.resident + shape.kv + compute <= usable:
+        room = usable - shape.resident - shape.kv - compute
+        on_gpu = min(shape.expert_layers, room // shape.per_layer_experts) \
+            if shape.per_layer_experts else 0
+        experts = [1.0 if i >= layers - on_gpu else 0.0 for i in range(layers)]
+        return _Layers([1.0] * layers, experts, [1.0] * layers, True)
+    per_layer = (shape.resident + shape.kv) / layers  # whole layers' attention, the last ones
+    count = max(0, min(layers, int((usable - compute) // per_layer))) if per_layer else layers
+    dense = [1.0 if i >= layers - count else 0.0 for i in range(layers)]
+    return _Layers(dense, [0.0] * layers, list(dense), False)
+
+
+def _flag_layers(shape: _Shape, flags: PlacementFlags, gpus: int) -> _Layers:
+    """The user's own placement: -ot patterns, --cpu-moe/--n-cpu-moe, then -ngl."""
+    layers = shape.layers
+    if not gpus or flags.no_gpu:
+        return _Layers([0.0] * layers, [0.0] * layers, [0.0] * layers, False)
+    shares = [gpu_shares(flags, i, layers, shape.shared_expert) for i in range(layers)]
+    offloaded = layers if flags.gpu_layers is None else min(layers, flags.gpu_layers)
+    kv = [1.0 if i >= layers - offloaded else 0.0 for i in range(layers)]
+    return _Layers([d for d, _ in shares],
+                   [e if shape.has_experts(i) else 0.0 for i, (_, e) in enumerate(shares)],
+                   kv, output_on_gpu(flags, layers))
+
+
+def _transitions(shape: _Shape, map_: _Layers, gpus: int, split_mode: str) -> int:
+    """CPU<->GPU hand-overs in one token's graph: each time the next part of a layer runs
+    on the other side, twice more for a part split between them; GPU-to-GPU hand-overs
+    with several GPUs (every layer with --split-mode row)."""
+    if not gpus or not any(map_.dense) and not any(map_.experts):
+        return 0
+    count, side = 0, None
+    for layer in range(shape.layers):
+        parts = [map_.dense[layer]] + ([map_.experts[layer]] if shape.has_experts(layer)
+                                       else [])
+        for share in parts:
+            here = share >= 0.5
+            count += 2 if 0 < share < 1 else 0
+            if side is not None and here != side:
+                count += 1
+            side = here
+    if gpus > 1:
+        count += shape.layers if split_mode == "row" else gpus - 1
+    return count
+
+
+def _gpu_split(gpus: list[dict], flags: PlacementFlags, targets: list[int]) -> list[float]:
+    """Each GPU's share of the VRAM part: -ts where given, one GPU with --split-mode none,
+    else in proportion to what each has free beyond its margin (llama.cpp's default)."""
+    if not gpus:
+        return []
+    if flags.split_mode == "none":
+        main = min(flags.main_gpu, len(gpus) - 1)
+        return [1.0 if i == main else 0.0 for i in range(len(gpus))]
+    weights = (flags.tensor_split or [])[:len(gpus)]
+    weights += [0.0] * (len(gpus) - len(weights))
+    if not flags.tensor_split or not sum(weights):
+        weights = [max(0, int(g["memory_free_bytes"]) - t * MIB) for g, t in zip(gpus, targets)]
+    total = sum(weights) or 1
+    return [w / total for w in weights]
+
+
+def place(facts: Facts, model: ModelFacts, args: list[str] | None = None,
+          gpus: list[dict] | None = None) -> Placement:
+    """Place ``model`` on this machine (``gpus`` replaces its usable GPUs: a what-if)."""
+    return layout(model, usable_gpus(facts) if gpus is None else gpus, args,
+                  getattr(facts.get("memory"), "total_bytes", None))
+
+
+def layout(model: ModelFacts, gpus: list[dict], args: list[str] | None = None,
+           memory_total: int | None = None) -> Placement:
+    """Place ``model`` on ``gpus`` (NVML device dicts with ``memory_free_bytes``) as the
+    user's flags ask, else the dense part first, then whole layers of routed experts."""
     args = list(args or [])
-    gpus = usable_gpus(facts)
+    flags = parse_flags(args)
+    if flags.no_gpu:
+        gpus = []
     ubatch = int_arg(args, "-ub", "--ubatch-size") or UBATCH_TOKENS
     targets = _targets(gpus, args)
     free = sum(int(g["memory_free_bytes"]) for g in gpus)
     usable = sum(max(0, int(g["memory_free_bytes"]) - t * MIB) for g, t in zip(gpus, targets))
-    layers = max(1, model.layers)
-    expert_layers = model.expert_layers or (layers if model.experts else 0)
-    per_layer_experts = model.routed_bytes // expert_layers if expert_layers else 0
-    # llama.cpp keeps the token embedding table in RAM (a token reads one row of it).
-    embeddings = (model.tensor_bytes or {}).get("embeddings", 0)
-    resident = max(0, model.file_bytes - model.routed_bytes - embeddings)
-    kv = model.kv_cache_bytes
+    shape = _Shape.of(model)
     compute = compute_buffer_bytes(model, ubatch) if gpus else 0
+    map_ = (_flag_layers(shape, flags, len(gpus)) if flags.explicit
+            else _fit_layers(shape, usable, compute, len(gpus)))
+    return _placement(model, shape, map_, flags, gpus, targets, (free, usable, compute),
+                      memory_total)
+
+
+def _placement(model: ModelFacts, shape: _Shape, map_: _Layers, flags: PlacementFlags,
+               gpus: list[dict], targets: list[int], vram: tuple[int, int, int],
+               total: int | None) -> Placement:
+    """The byte counts of a per-layer map (``vram``: free, usable, compute buffer)."""
+    free, usable, compute = vram
+    layers = shape.layers
+    dense_layer = (shape.resident - shape.output) / layers
+    dense_share = sum(map_.dense) / layers
+    kv_share = sum(map_.kv) / layers
+    experts_on_gpu = sum(map_.experts)
+    expert_share = experts_on_gpu / shape.expert_layers if shape.expert_layers else 0.0
+    output = shape.output if map_.output else 0
+    gpu_bytes = (int(dense_layer * sum(map_.dense)) + output + int(shape.kv * kv_share)
+                 + int(shape.routed * expert_share) + compute) if gpus else 0
+    ram = (shape.routed - int(shape.routed * expert_share) + shape.embeddings
+           + int(dense_layer * (layers - sum(map_.dense))) + (shape.output - output)
+           + shape.kv - int(shape.kv * kv_share))
     if not gpus:
-        gpu_layers = experts_on_gpu = gpu_bytes = 0
-    elif resident + kv + compute <= usable:
-        gpu_layers = layers
-        room = usable - resident - kv - compute
-        experts_on_gpu = min(expert_layers, room // per_layer_experts) if per_layer_experts \
-            else 0
-        gpu_bytes = resident + kv + compute + _experts(model, experts_on_gpu, expert_layers)
-    else:  # not even the dense part fits: whole layers stay on the CPU
-        per_layer = (resident + kv) / layers
-        gpu_layers = max(0, min(layers, int((usable - compute) // per_layer))) \
-            if per_layer else layers
-        experts_on_gpu = 0
-        gpu_bytes = int(gpu_layers * per_layer) + compute if gpu_layers else 0
-    cpu_share = (layers - gpu_layers) / layers
-    ram = (model.routed_bytes - _experts(model, experts_on_gpu, expert_layers) + embeddings
-           + int((resident + kv) * cpu_share))
-    routed_cpu_share = (expert_layers - experts_on_gpu) / expert_layers if expert_layers else 0
-    if gpu_layers < layers:
-        routed_cpu_share = max(routed_cpu_share, cpu_share)
-    total = getattr(facts.get("memory"), "total_bytes", None)
+        ram = shape.routed + shape.embeddings + shape.resident + shape.kv
+    dense_tokens = max(0, model.dense_bytes_per_token - shape.output)
+    gpu_per_token = (model.routed_bytes_per_token * expert_share + dense_tokens * dense_share
+                     + (shape.output if map_.output else 0)) if gpus else 0
+    gpu_layers = sum(1 for share in map_.dense if share >= 0.5)
+    experts_whole = round(experts_on_gpu)
     basis = f"{model.name} at ctx {model.ctx_size}: " + (
+        f"{len(gpus)} GPU(s): {free / GIB:.1f} GiB free; the user's placement "
+        f"{flags.describe()}" if flags.explicit and gpus else
         f"{len(gpus)} GPU(s): {free / GIB:.1f} GiB free less --fit-target "
-         f"{'/'.join(str(t) for t in targets)} MiB; non-expert weights "
-         f"{resident / GIB:.1f} GiB, KV cache {kv / GIB:.1f} GiB and compute buffer "
-         f"{compute / GIB:.2f} GiB first, then whole layers of routed experts "
-         f"({per_layer_experts / GIB:.2f} GiB each)" if gpus else
+        f"{'/'.join(str(t) for t in targets)} MiB; non-expert weights "
+        f"{shape.resident / GIB:.1f} GiB, KV cache {shape.kv / GIB:.1f} GiB and compute "
+        f"buffer {compute / GIB:.2f} GiB first, then whole layers of routed experts "
+        f"({shape.per_layer_experts / GIB:.2f} GiB each)" if gpus else
         "no usable NVIDIA GPU: everything in RAM")
     return Placement(
         ctx_size=model.ctx_size, gpus=len(gpus),
         desktop_gpus=[int(g.get("index", i)) for i, g in enumerate(gpus) if desktop_gpu(g)],
         fit_target_mib=targets, vram_free_bytes=free, vram_usable_bytes=usable,
-        resident_bytes=resident, expert_layer_bytes=per_layer_experts,
-        compute_buffer_bytes=compute, kv_cache_bytes=kv, gpu_layers=gpu_layers,
-        expert_layers_on_gpu=experts_on_gpu,
-        n_cpu_moe=layers - experts_on_gpu if expert_layers else 0,
+        resident_bytes=shape.resident, expert_layer_bytes=shape.per_layer_experts,
+        compute_buffer_bytes=compute, kv_cache_bytes=shape.kv, gpu_layers=gpu_layers,
+        expert_layers_on_gpu=experts_whole,
+        n_cpu_moe=layers - experts_whole if shape.expert_layers else 0,
         gpu_bytes=gpu_bytes, ram_bytes=ram, ram_needed_bytes=ram + OS_HEADROOM_BYTES,
-        dense_fits_gpu=bool(gpus) and gpu_layers == layers,
+        dense_fits_gpu=bool(gpus) and gpu_layers == layers and gpu_bytes <= usable + MIB,
         fits_ram=None if total is None else ram + OS_HEADROOM_BYTES <= total,
-        ram_bytes_per_token=int(model.routed_bytes_per_token * routed_cpu_share
-                                + model.dense_bytes_per_token * cpu_share),
-        gpu_bytes_per_token=int(model.routed_bytes_per_token * (1 - routed_cpu_share)
-                                + model.dense_bytes_per_token * (1 - cpu_share)),
-        basis=basis)
+        ram_bytes_per_token=int(model.routed_bytes_per_token + model.dense_bytes_per_token
+                                - gpu_per_token),
+        gpu_bytes_per_token=int(gpu_per_token), basis=basis,
+        gpu_shares=_gpu_split(gpus, flags, targets), split_mode=flags.split_mode,
+        transitions=_transitions(shape, map_, len(gpus), flags.split_mode),
+        kv_gpu_share=kv_share if gpus else 0.0, flags=flags.describe() if flags.explicit
+        else "")
