@@ -48,9 +48,9 @@ def test_bench_speed_measures_pp_and_tg_beside_the_prediction(real_parts, tmp_pa
     text = doctor(real_parts, tmp_path, "bench", "speed", *SHORT, *real_parts.args(),
                   "--ctx-size", "2048")
     assert "tg (generation, 64 tokens):" in text.stdout and "predicted tg: ~" in text.stdout
-    report = doctor(real_parts, tmp_path, "check", "--only", "model.speed",
+    ledger = doctor(real_parts, tmp_path, "check", "--only", "model.speed", "--measure",
                     *real_parts.args(), "--ctx-size", "2048")
-    assert "[measured: " in report.stdout  # the ledger quotes the last measurement
+    assert "[measured: " in ledger.stdout  # the report's ledger quotes the measurement
 
 
 def test_bench_speed_through_llama_server(real_parts, tmp_path):
