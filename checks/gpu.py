@@ -27,6 +27,7 @@ from q3cn_doctor.facts.gpu import (
     error_of,
     value,
 )
+from q3cn_doctor.parsers.procfs import bounded_int
 from q3cn_doctor.plan.placement import (
     CTX_STEP,
     MIB,
@@ -703,7 +704,7 @@ def _slot_width(ctx: Context, device: dict) -> int | None:
         return None
     domain, rest = bus.split(":", 1)
     text = ctx.host.cat(f"/sys/bus/pci/devices/{domain[-4:].lower()}:{rest.lower()}/max_link_width")
-    return int(text) if text and text.isdecimal() else None
+    return bounded_int(text)
 
 
 @check("gpu.pcie", "PCIe link as wide and as fast as the GPU and slot allow")

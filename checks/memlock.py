@@ -6,6 +6,7 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.host.base import UNLIMITED
+from q3cn_doctor.parsers.procfs import bounded_int
 from q3cn_doctor.plan.placement import placement
 from q3cn_doctor.units import gib
 
@@ -19,8 +20,9 @@ def passwd(ctx: Context) -> dict[str, tuple[int, int]]:
     users = {}
     for line in (ctx.host.cat("/etc/passwd") or "").splitlines():
         parts = line.split(":")
-        if len(parts) >= 4 and parts[2].isdecimal() and parts[3].isdecimal():
-            users[parts[0]] = (int(parts[2]), int(parts[3]))
+        ids = (bounded_int(parts[2]), bounded_int(parts[3])) if len(parts) >= 4 else (None, None)
+        if ids[0] is not None and ids[1] is not None:
+            users[parts[0]] = (ids[0], ids[1])
     return users
 
 
@@ -39,7 +41,8 @@ def parse_limit(value: str) -> int | None:
     value = value.strip().lower()
     if value in ("unlimited", "infinity", "-1"):
         return UNLIMITED
-    return int(value) * KIB if value.isdecimal() else None
+    kib = bounded_int(value)
+    return None if kib is None else kib * KIB
 
 
 def limits_conf_value(ctx: Context, user: str, gid: int | None, item: str,

@@ -15,6 +15,7 @@ from q3cn_doctor.facts.gpu import device_lost
 from q3cn_doctor.facts.model import fit_targets_arg, server_arg
 from q3cn_doctor.host.base import ABSENT, CAP_SYS_NICE
 from q3cn_doctor.host.redact import redact_cmdline
+from q3cn_doctor.parsers.procfs import bounded_int
 from q3cn_doctor.plan.cpu import running_servers
 from q3cn_doctor.plan.placement import DESKTOP_MIN_FIT_TARGET_MIB, desktop_gpu
 from q3cn_doctor.plan.server import LLAMA_SERVER_PORT, planned_port
@@ -201,7 +202,8 @@ def flags(ctx: Context):
                        "with CUDA out of memory mid-run.",
                 item="fit-target"))
     prio = server_arg(args, "--prio")
-    if prio and prio.lstrip("-").isdecimal() and int(prio) >= 2:
+    level = bounded_int(prio, signed=True)
+    if level is not None and level >= 2:
         caps = ctx.host.capabilities()
         try:
             rtprio = ctx.host.rlimits().get("RTPRIO")
@@ -288,8 +290,9 @@ def _rss(ctx: Context, pid: int) -> int | None:
     for line in (ctx.host.cat(f"/proc/{pid}/status") or "").splitlines():
         if line.startswith("VmRSS:"):
             parts = line.split()
-            if len(parts) >= 2 and parts[1].isdecimal():
-                return int(parts[1]) * 1024
+            kib = bounded_int(parts[1]) if len(parts) >= 2 else None
+            if kib is not None:
+                return kib * 1024
     return None
 
 

@@ -443,6 +443,26 @@ def test_spd_driver_leaves_a_loaded_or_builtin_driver_alone(tmp_path):
     assert fix.status == REFUSED and "built into the kernel" in fix.changes[0].reason
 
 
+def test_spd_driver_cures_nothing_itself(tmp_path):
+    """Loading the SPD driver lets memory.speed read the real rating; it speeds nothing
+    up. A memory.speed failure that offers it keeps its XMP/EXPO steps by hand, and the
+    ledger counts no gain for `fix --apply`."""
+    from q3cn_doctor.app.reporting import cured_by
+    from q3cn_doctor.checking.findings import FAIL, Finding
+
+    root = spd_root(tmp_path)
+    facts = Facts(RootHost(str(root), euid=0), Options(root=str(root), plugins=False))
+    xmp_off = Finding(id="memory.speed", check="memory.speed", area="memory", status=FAIL,
+                      title="RAM below its XMP rating", fixes=["spd.driver"],
+                      manual=["Enable XMP in the BIOS."], cost_tok_s=12.0,
+                      what_if={"ram_mts": 3200})
+    plan = build_plan(facts, [xmp_off], FixOptions())
+    (fix,) = plan.fixes
+    assert fix.status == CHANGE and fix.gain_tok_s is None
+    assert plan.manual == [("memory.speed", "Enable XMP in the BIOS.")]
+    assert cured_by(plan) == set()
+
+
 def snapshot_plan(directory: Path, fix_id: str):
     facts = Facts(SnapshotHost(str(directory)), Options(snapshot=str(directory), plugins=False))
     specs, _ = available_checks(False)

@@ -152,6 +152,13 @@ def test_success_gives_the_documented_layout(install):
     assert len(readings["devices"]) == 2
 
 
+def test_conform_keeps_every_field_the_live_reader_writes(install):
+    install()
+    readings = nvml.read_nvml(timeout=5)
+    assert readings["init"] == "ok"
+    assert nvml.conform(readings) == readings  # a field the layout adds is added to _DEVICE
+
+
 @pytest.mark.parametrize("code, reason", [
     ("NVML_ERROR_DRIVER_NOT_LOADED", "Driver Not Loaded"),
     ("NVML_ERROR_LIBRARY_NOT_FOUND", "NVML Shared Library Not Found"),

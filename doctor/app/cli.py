@@ -106,12 +106,13 @@ def check(ctx: click.Context, as_json: bool, html_path: str | None, list_checks:
     options.plugins = not no_plugins
     if list_checks:
         from q3cn_doctor.checking.runner import available_checks
+        from q3cn_doctor.report.output import write_plain
         from q3cn_doctor.report.text import print_check_list
 
         specs, plugin_failures = available_checks(options.plugins)
         print_check_list(specs, sys.stdout)
-        for failure in plugin_failures:
-            click.echo(f"{failure.title}: {failure.observed}", err=True)
+        write_plain(sys.stderr, [f"{failure.title}: {failure.observed}"
+                                 for failure in plugin_failures])
         return
     facts, findings = _run_selected(options)
     measured = _measured_speed(options, facts.host)
@@ -220,7 +221,9 @@ def snapshot(ctx: click.Context, directory: str | None, tar_path: str | None, no
     where = " and ".join(p for p in (directory, tar_path) if p)
     redaction = "kept private data (--no-redact)" if no_redact else (
         "serial numbers, UUIDs, hostname and non-allow-listed environment removed")
-    click.echo(f"Snapshot written to {where}; {redaction}.", err=True)
+    from q3cn_doctor.report.output import printable
+
+    click.echo(printable(f"Snapshot written to {where}; {redaction}."), err=True)
 
 
 @main.group()
@@ -257,12 +260,12 @@ def bench_memory(ctx: click.Context, threads: int | None, buffer_mib: int | None
                                  buffer_mib * 2**20 if buffer_mib else None, with_sysbench)
     except (OSError, MemoryError) as exc:
         raise click.ClickException(f"cannot measure: {exc}") from exc
-    if as_json:
-        import json
+    from q3cn_doctor.report.output import json_text, write_plain
 
-        click.echo(json.dumps(bench.to_json(), indent=2))
+    if as_json:
+        click.echo(json_text(bench.to_json()))
     else:
-        click.echo(bench.text())
+        write_plain(sys.stdout, bench.text().splitlines())
 
 
 _RUN_OPTIONS = [
@@ -510,35 +513,42 @@ def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_
                                "or --json")
     facts = Facts(host, options)
     failed = [f for f in run_checks(facts, selected) if f.status == FAIL]
+    say = _launch_say
     try:
         plan = build_plan(facts, options)
     except LaunchError as exc:
-        click.echo(f"q3cn-doctor launch: {exc}", err=True)
+        say(str(exc))
         ctx.exit(1)
     for flag in plan.unknown_extra:
-        click.echo(f"q3cn-doctor launch: warning: this llama-server does not know {flag}",
-                   err=True)
+        say(f"warning: this llama-server does not know {flag}")
     if failed:
-        click.echo("q3cn-doctor launch: failing checks:", err=True)
+        say("failing checks:")
         for finding in failed:
-            click.echo(f"  [fail] {finding.id}: {finding.title}", err=True)
+            say(f"  [fail] {finding.id}: {finding.title}", prefix=False)
     if as_json:
-        import json
+        from q3cn_doctor.report.output import json_text
 
-        click.echo(json.dumps(plan.to_json(), indent=2))
+        click.echo(json_text(plan.to_json()))
         return
     if print_only:
         click.echo(shell_command(plan))
         return
     if failed and not force:
-        click.echo("q3cn-doctor launch: not launched: fix the above (`q3cn-doctor check` "
-                   "explains each), skip them with --skip, or use --force.", err=True)
+        say("not launched: fix the above (`q3cn-doctor check` explains each), skip them "
+            "with --skip, or use --force.")
         ctx.exit(1)
-    click.echo(f"q3cn-doctor launch: {shown_command(plan)}", err=True)
+    say(shown_command(plan))
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         execute(plan)
     except OSError as exc:
-        click.echo(f"q3cn-doctor launch: cannot start {plan.argv[0]}: {exc}", err=True)
+        say(f"cannot start {plan.argv[0]}: {exc}")
         ctx.exit(127 if isinstance(exc, FileNotFoundError) else 126)
+
+
+def _launch_say(text: str, prefix: bool = True) -> None:
+    """A line of ``launch`` on stderr, escaped: it quotes paths, flags and check titles."""
+    from q3cn_doctor.report.output import printable
+
+    click.echo(printable(("q3cn-doctor launch: " if prefix else "") + text), err=True)

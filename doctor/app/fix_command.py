@@ -7,7 +7,6 @@ read-only snapshot); 2 usage error (click).
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any, TextIO
 
@@ -33,6 +32,7 @@ from q3cn_doctor.fixing.plan import (
     UnknownFix,
     build_plan,
 )
+from q3cn_doctor.report.output import json_text, printable, write_plain
 from q3cn_doctor.version import __version__
 
 SCHEMA_VERSION = 1
@@ -57,13 +57,18 @@ def _document(mode: str, host, **parts: Any) -> dict[str, Any]:
 
 
 def _print_json(document: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.write(json_text(document) + "\n")
+
+
+def _say(text: str, err: bool = False) -> None:
+    """One line for people; what the machine or the journal said is escaped in it."""
+    click.echo(printable(text), err=err)
 
 
 def _refuse(message: str, as_json: bool, host, mode: str, **parts: Any) -> int:
     if as_json:
         _print_json(_document(mode, host, refused=message, **parts))
-    click.echo(f"q3cn-doctor: {message}", err=True)
+    _say(f"q3cn-doctor: {message}", err=True)
     return EXIT_FAILED
 
 
@@ -74,7 +79,7 @@ def _confirm(question: str, yes: bool) -> str | None:
     if not sys.stdin.isatty():
         return ("refusing to change this machine without confirmation: no terminal to ask "
                 "on; add --yes to go ahead. Nothing was changed.")
-    if click.confirm(question, default=False, err=True):
+    if click.confirm(printable(question), default=False, err=True):
         return None
     return "not confirmed. Nothing was changed."
 
@@ -151,7 +156,7 @@ def _apply(host, options, facts, findings: list[Finding], plan: Plan, specs, yes
                                   message=message))
         else:
             print_plan(plan, host, sys.stdout, applying=True)
-            click.echo(message)
+            _say(message)
         return EXIT_FAILED if refused else EXIT_OK
     denied = needs_root(todo, host)
     if denied:
@@ -185,7 +190,7 @@ def _apply(host, options, facts, findings: list[Finding], plan: Plan, specs, yes
         if measured:
             sys.stdout.write(f"\nMeasured: {measurement_text(measured)}\n")
         if failed:
-            click.echo("Some fixes did not take: see above. `q3cn-doctor fix --revert` undoes "
+            _say("Some fixes did not take: see above. `q3cn-doctor fix --revert` undoes "
                        "what was applied.")
     return EXIT_FAILED if failed or refused else EXIT_OK
 
@@ -263,7 +268,7 @@ def _revert(host, yes: bool, as_json: bool) -> int:
         if as_json:
             _print_json(_document("revert", host, results=[], message="Nothing to revert."))
         else:
-            click.echo("Nothing to revert: the journal holds no change still in effect.")
+            _say("Nothing to revert: the journal holds no change still in effect.")
         return EXIT_OK
     if host.kind not in ("live", "root"):
         return _refuse(f"{host.describe()} is read-only.", as_json, host, "revert")
@@ -288,7 +293,7 @@ def _revert(host, yes: bool, as_json: bool) -> int:
     else:
         print_outcomes("Reverted", outcomes, sys.stdout)
         if any(o.result == LEFT for o in outcomes):
-            click.echo("Left alone: changed by someone else since q3cn-doctor wrote it; "
+            _say("Left alone: changed by someone else since q3cn-doctor wrote it; "
                        "review those by hand.")
     return EXIT_FAILED if bad else EXIT_OK
 
@@ -305,17 +310,19 @@ def _status(host, as_json: bool) -> int:
     for measured in measurements:
         click.echo(f"Measured {measured.get('time', '')}: {measurement_text(measured)}")
     if not rows:
-        click.echo("No change by q3cn-doctor is in effect.")
+        _say("No change by q3cn-doctor is in effect.")
         return EXIT_OK
-    click.echo(f"Changes by q3cn-doctor on {host.describe()} (newest first):")
+    _say(f"Changes by q3cn-doctor on {host.describe()} (newest first):")
     for row in rows:
-        click.echo(f"  #{row['seq']} {row['time']}  {row['fix']}: {row['what']}: "
+        _say(f"  #{row['seq']} {row['time']}  {row['fix']}: {row['what']}: "
                    f"{row['before']} -> {row['after']}  [{row['state']}; {row['now']}]")
-    click.echo("`q3cn-doctor fix --revert` restores the values and files as they were.")
+    _say("`q3cn-doctor fix --revert` restores the values and files as they were.")
     return EXIT_OK
 
 
 # -- text ---------------------------------------------------------------------------------------
+# Every line goes out through write_plain or layout.write_lines: a value the machine or the
+# journal gave (a governor, a file's old contents, a reason) is escaped there.
 def _gain(value: float | None) -> str:
     return f" (gains ~{value:.0f} tok/s)" if value and value >= 0.5 else ""
 
@@ -335,48 +342,51 @@ def print_plan(plan: Plan, host, out: TextIO, applying: bool = False, ledger=Non
     head = f"q3cn-doctor {__version__} fix plan for {host.describe()}"
     if not applying:
         head += " (dry run: nothing is changed; add --apply to apply)"
-    out.write(head + "\n")
+    write_plain(out, [head])
     if ledger is not None:
-        out.write("\n")
+        write_plain(out, [""])
         _print_ledger(ledger, out)
-    euid = host.euid()
+    write_plain(out, plan_lines(plan, host, applying, ledger, out))
+
+
+def plan_lines(plan: Plan, host, applying: bool, ledger, out: TextIO) -> list[str]:
+    """The plan for people after its headline, one line each."""
+    lines: list[str] = []
     unavailable = [p for p in plan.fixes if p.status == "unavailable"]
     shown = [p for p in plan.fixes_by_gain() if p.status != "unavailable"]
     if not shown:
-        out.write("\nNo fix to make: no failing or warning finding offers one.\n")
+        lines += ["", "No fix to make: no failing or warning finding offers one."]
     for fix_plan in shown:
         label = {CHANGE: "", ALREADY: " (already applied)", REFUSED: " (REFUSED)",
                  "optional": " (optional: only informational findings ask for it; "
                              f"apply with --only {fix_plan.fix_id})"}[fix_plan.status]
-        out.write(f"\n{fix_plan.fix_id}: {fix_plan.title}{label}{_gain(fix_plan.gain_tok_s)}\n")
+        lines += ["", f"{fix_plan.fix_id}: {fix_plan.title}{label}{_gain(fix_plan.gain_tok_s)}"]
         for finding in fix_plan.findings:
-            out.write(f"  cures {finding.id} [{finding.status}]: {finding.title}\n")
+            lines.append(f"  cures {finding.id} [{finding.status}]: {finding.title}")
         if fix_plan.requested and not fix_plan.findings:
-            out.write("  asked for with --only (no finding calls for it)\n")
+            lines.append("  asked for with --only (no finding calls for it)")
         for change in fix_plan.changes:
             target = change.target
             root = ", needs root" if change.needs_root else ""
             state = {ALREADY: "  [already so]", REFUSED: f"  [REFUSED: {change.reason}]",
                      CHANGE: ""}[change.status]
-            out.write(f"  - {change.what} [{target.kind}]: {target.show(change.current)} -> "
-                      f"{target.show(change.new)}; takes effect {EFFECTS[change.effect]}"
-                      f"{root}{state}\n")
-        for note in fix_plan.notes:
-            out.write(f"  note: {note}\n")
-        for step in fix_plan.manual:
-            out.write(f"  by hand: {step}\n")
+            lines.append(f"  - {change.what} [{target.kind}]: {target.show(change.current)} -> "
+                         f"{target.show(change.new)}; takes effect {EFFECTS[change.effect]}"
+                         f"{root}{state}")
+        lines += [f"  note: {note}" for note in fix_plan.notes]
+        lines += [f"  by hand: {step}" for step in fix_plan.manual]
     if unavailable:
-        out.write("\nNot available here:\n")
-        for fix_plan in unavailable:
-            out.write(f"  {fix_plan.fix_id}: {fix_plan.reason}\n")
+        lines += ["", "Not available here:"]
+        lines += [f"  {fix_plan.fix_id}: {fix_plan.reason}" for fix_plan in unavailable]
     if plan.manual:
-        out.write("\nManual steps (software cannot do these), costliest problem first:\n")
-        _print_manual(plan, ledger, out)
-    if not applying and plan.pending_changes() and euid != 0:
-        out.write("\nNot running as root: --apply will need sudo.\n")
+        lines += ["", "Manual steps (software cannot do these), costliest problem first:"]
+        lines += _manual_lines(plan, ledger, out)
+    if not applying and plan.pending_changes() and host.euid() != 0:
+        lines += ["", "Not running as root: --apply will need sudo."]
+    return lines
 
 
-def _print_manual(plan: Plan, ledger, out: TextIO) -> None:
+def _manual_lines(plan: Plan, ledger, out: TextIO) -> list[str]:
     """Each finding's steps by hand under its id, with what it gains: first the steps the
     ledger counts, in its order and at its price (each on top of those before), then the
     others by their own cost."""
@@ -388,31 +398,34 @@ def _print_manual(plan: Plan, ledger, out: TextIO) -> None:
     for finding_id, step in plan.manual_by_gain():
         steps.setdefault(finding_id, []).append(step)
     width = width_of(out)
+    lines: list[str] = []
     for finding_id, texts in steps.items():
         if not texts:
             continue
         head = f"  {finding_id}{_gain(gains.get(finding_id, plan.gains.get(finding_id)))}:"
         if len(texts) == 1:
-            out.write("\n".join(wrap(texts[0], width, head + " ", "      ")) + "\n")
+            lines += wrap(texts[0], width, head + " ", "      ")
             continue
-        out.write(head + "\n")
+        lines.append(head)
         for text in texts:
-            out.write("\n".join(wrap(text, width, "    - ", "      ")) + "\n")
+            lines += wrap(text, width, "    - ", "      ")
+    return lines
 
 
 def print_outcomes(title: str, outcomes: list[Outcome], out: TextIO) -> None:
-    out.write(f"\n{title}:\n")
+    lines = ["", f"{title}:"]
     for outcome in outcomes:
         values = (f": {outcome.before} -> {outcome.after}"
                   if outcome.before or outcome.after else "")
         detail = f" ({outcome.detail})" if outcome.detail else ""
-        out.write(f"  [{_MARKS.get(outcome.result, outcome.result)}] {outcome.fix}: "
-                  f"{outcome.what}{values}{detail}\n")
+        lines.append(f"  [{_MARKS.get(outcome.result, outcome.result)}] {outcome.fix}: "
+                     f"{outcome.what}{values}{detail}")
+    write_plain(out, lines)
 
 
 def print_checks(rows: list[dict], out: TextIO) -> None:
     if not rows:
         return
-    out.write("\nChecks, before -> after:\n")
-    for row in rows:
-        out.write(f"  {row['id']}: {row['before'] or '-'} -> {row['after']}  {row['title']}\n")
+    write_plain(out, ["", "Checks, before -> after:"] + [
+        f"  {row['id']}: {row['before'] or '-'} -> {row['after']}  {row['title']}"
+        for row in rows])

@@ -78,7 +78,9 @@ def make_host(options: Options):
         try:
             host = open_snapshot(options.snapshot)
         except SnapshotError as exc:
-            raise click.BadParameter(str(exc), param_hint="--snapshot") from exc
+            from q3cn_doctor.report.output import printable  # names from the archive
+
+            raise click.BadParameter(printable(exc), param_hint="--snapshot") from exc
         options.user = options.user or host.recorded_user()
         return host
     if options.root:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from q3cn_doctor.host.base import MAX_CPU_ID, Host, parse_cpu_list
 from q3cn_doctor.options import Options
-from q3cn_doctor.parsers.procfs import cache_size_bytes
+from q3cn_doctor.parsers.procfs import bounded_int, cache_size_bytes
 
 if TYPE_CHECKING:
     from . import Facts
@@ -194,18 +194,16 @@ def _cpus(host: Host, path: str) -> list[int] | None:
 
 
 def _int(host: Host, path: str) -> int | None:
-    text = _text(host, path)
-    try:
-        return int(text) if text else None
-    except ValueError:
-        return None
+    return bounded_int(_text(host, path), signed=True)
 
 
 def parse_cpu_mask(text: str) -> list[int]:
     """The kernel's hex CPU mask (``00000000,003f0000,0000003f``) as CPU ids."""
-    digits = text.replace("\x00", "").replace(",", "").strip()
-    value = int(digits, 16) if digits else 0
-    return [bit for bit in range(value.bit_length()) if value >> bit & 1]
+    digits = text.replace("\x00", "").replace(",", "").strip().lstrip("0")
+    if len(digits) * 4 > MAX_CPU_ID + 1:
+        raise ValueError(f"a CPU mask of {len(digits)} hex digits names CPUs beyond {MAX_CPU_ID}")
+    bits = bin(int(digits, 16))[:1:-1] if digits else ""  # lowest bit first
+    return [cpu for cpu, bit in enumerate(bits) if bit == "1"]
 
 
 def cpu_mask(cpus: list[int]) -> str:
@@ -293,11 +291,11 @@ def _policies(host: Host) -> list[FrequencyPolicy]:
     linked: dict[str, list[int]] | None = None
     for folder in sorted(folders, key=_number_in):
         cpus_text = _text(host, folder + "/affected_cpus") or _text(host, folder + "/related_cpus")
-        cpus = [int(c) for c in (cpus_text or "").split()
-                if c.isdecimal() and int(c) <= MAX_CPU_ID]
-        if not cpus and (match := re.search(r"/cpu(\d+)/cpufreq$", folder)):
+        cpus = [cpu for word in (cpus_text or "").split()
+                if (cpu := bounded_int(word)) is not None and cpu <= MAX_CPU_ID]
+        if not cpus and (match := re.search(r"/cpu(\d{1,5})/cpufreq$", folder)):
             cpus = [int(match.group(1))]
-        if not cpus and (match := re.search(r"/(policy(\d+))$", folder)):
+        if not cpus and (match := re.search(r"/(policy(\d{1,5}))$", folder)):
             # No CPU list (a partial copy of sysfs): the cpuN/cpufreq links say which
             # CPUs share the policy; policyN is at least named after CPU N.
             if linked is None:
@@ -323,7 +321,7 @@ def _cpus_by_policy_link(host: Host) -> dict[str, list[int]]:
             target = host.readlink(link)
         except OSError:  # a folder (the older layout), not a link
             continue
-        cpu = re.search(r"/cpu(\d+)/cpufreq$", link)
+        cpu = re.search(r"/cpu(\d{1,5})/cpufreq$", link)
         if cpu:
             found.setdefault(target.rstrip("/").rsplit("/", 1)[-1], []).append(int(cpu.group(1)))
     return {name: sorted(cpus) for name, cpus in found.items()}
@@ -331,7 +329,7 @@ def _cpus_by_policy_link(host: Host) -> dict[str, list[int]]:
 
 def _number_in(path: str) -> int:
     digits = re.findall(r"\d+", path)
-    return int(digits[-1]) if digits else 0
+    return (bounded_int(digits[-1]) or 0) if digits else 0
 
 
 # -- topology -------------------------------------------------------------------------------
@@ -588,8 +586,9 @@ def _numa(host: Host) -> tuple[list[NumaNode], str]:
     how = f"{NODE_ROOT}/online"
     if not ids:
         try:
-            ids = sorted(int(name[4:]) for name in host.listdir(NODE_ROOT)
-                         if name.startswith("node") and name[4:].isdecimal())
+            ids = sorted(node for name in host.listdir(NODE_ROOT)
+                         if name.startswith("node") and (node := bounded_int(name[4:])) is not None
+                         and node <= MAX_CPU_ID)
         except OSError:
             return [], f"no {NODE_ROOT}"
         how = f"the node folders in {NODE_ROOT}"
@@ -605,8 +604,8 @@ def _numa(host: Host) -> tuple[list[NumaNode], str]:
                 cpus = []
         memory = None
         match = re.search(r"MemTotal:\s+(\d+)\s*kB", host.cat(base + "/meminfo") or "")
-        if match:
-            memory = int(match.group(1)) * 1024
+        if match and (kib := bounded_int(match.group(1))) is not None:
+            memory = kib * 1024
         nodes.append(NumaNode(node, cpus, memory))
     return nodes, f"{how}; nodeN/cpulist (else cpumap) and nodeN/meminfo"
 
@@ -665,7 +664,8 @@ def gather(host: Host, options: Options, facts: Facts) -> CpuFacts:
     blocks = parse_cpuinfo(cpuinfo)
     shared = _shared_keys(cpuinfo)
     first = dict(shared, **blocks[0]) if blocks else shared
-    by_id = {int(b["processor"]): dict(shared, **b) for b in blocks if b["processor"].isdecimal()}
+    by_id = {cpu: dict(shared, **b) for b in blocks
+             if (cpu := bounded_int(b["processor"])) is not None and cpu <= MAX_CPU_ID}
 
     listed = _cpus(host, CPU_ROOT + "/online")
     present = _cpus(host, CPU_ROOT + "/present")
@@ -779,7 +779,7 @@ def gather(host: Host, options: Options, facts: Facts) -> CpuFacts:
         frequency_policies=policies,
         basis=basis,
         arch=arch,
-        family=int(first["cpu family"]) if first.get("cpu family", "").isdecimal() else None,
+        family=bounded_int(first.get("cpu family")),
         physical_cores=len(cores) or None,
         sockets=sockets,
         smt=smt,

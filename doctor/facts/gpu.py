@@ -190,9 +190,9 @@ _BACKEND_LINKS = (  # what a library links, and the backend that says
     (LazyPattern(r"^lib(?:amdhip64|hipblas|rocblas)\.so\.\d+$"), "hip"),
     (LazyPattern(r"^libsycl\.so\.\d+$"), "sycl"),
 )
-_RUNTIME = LazyPattern(r"^libcudart\.so\.(\d+)$")
-_CUBLAS = LazyPattern(r"^libcublas\.so\.(\d+)$")
-_NVCC_RELEASE = LazyPattern(r"release (\d+)\.(\d+)")
+_RUNTIME = LazyPattern(r"^libcudart\.so\.(\d{1,4})$")
+_CUBLAS = LazyPattern(r"^libcublas\.so\.(\d{1,4})$")
+_NVCC_RELEASE = LazyPattern(r"release (\d{1,4})\.(\d{1,4})\b")
 _SYSTEM_LIB_DIRS = ("/usr/local/lib", "/usr/local/lib64", "/usr/lib", "/usr/lib64",
                     "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
 _MAX_FILES = 16

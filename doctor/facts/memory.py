@@ -32,7 +32,7 @@ from q3cn_doctor.parsers.dmidecode import (
 from q3cn_doctor.parsers.memtypes import data_rate, family
 from q3cn_doctor.parsers.patterns import LazyPattern
 from q3cn_doctor.parsers.platforms import Platform, platform_of
-from q3cn_doctor.parsers.procfs import parse_meminfo, parse_thp
+from q3cn_doctor.parsers.procfs import bounded_int, parse_meminfo, parse_thp
 
 if TYPE_CHECKING:
     from q3cn_doctor.parsers.spd import SpdModule
@@ -161,28 +161,28 @@ def theoretical_bandwidth(mts: float, channels: int, bus_bytes: int = 8) -> floa
 def parse_swaps(text: str) -> list[SwapDevice]:
     devices = []
     for line in text.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) < 4 or not (parts[2].isdecimal() and parts[3].isdecimal()):
+        parts = line.split() + ["", "", "", ""]
+        size, used = bounded_int(parts[2]), bounded_int(parts[3])
+        if size is None or used is None:
             continue
         path = parts[0].replace("\\040", " ")
         kind = "zram" if re.match(r"^/dev/zram\d+$", path) else parts[1]
-        priority = int(parts[4]) if len(parts) > 4 and re.match(r"^-?\d+$", parts[4]) else None
-        devices.append(SwapDevice(path, kind, int(parts[2]) * KIB, int(parts[3]) * KIB, priority))
+        priority = bounded_int(parts[4], signed=True)
+        devices.append(SwapDevice(path, kind, size * KIB, used * KIB, priority))
     return devices
 
 
 def _hugepage_pools(host: Host) -> list[HugePagePool]:
     pools = []
     for directory in host.glob("/sys/kernel/mm/hugepages/hugepages-*kB"):
-        size = re.search(r"hugepages-(\d+)kB$", directory)
-        total = host.cat(directory + "/nr_hugepages")
-        if not size or total is None or not total.isdecimal():
+        size = re.search(r"hugepages-(\d{1,12})kB$", directory)
+        total = bounded_int(host.cat(directory + "/nr_hugepages"))
+        if not size or total is None:
             continue
-        free = host.cat(directory + "/free_hugepages") or "0"
-        reserved = host.cat(directory + "/resv_hugepages") or "0"
         pools.append(HugePagePool(
-            int(size.group(1)) * KIB, int(total),
-            int(free) if free.isdecimal() else 0, int(reserved) if reserved.isdecimal() else 0,
+            int(size.group(1)) * KIB, total,
+            bounded_int(host.cat(directory + "/free_hugepages")) or 0,
+            bounded_int(host.cat(directory + "/resv_hugepages")) or 0,
         ))
     return pools
 
@@ -207,8 +207,7 @@ def gather(host: Host, options: Options, facts: Facts) -> MemoryFacts:
     elif swaps_text is None and "SwapTotal" in meminfo:
         basis["swap"] = "/proc/meminfo SwapTotal = 0 (no /proc/swaps)"
 
-    swappiness_text = host.sysctl("vm.swappiness")
-    swappiness = int(swappiness_text) if swappiness_text and swappiness_text.isdecimal() else None
+    swappiness = bounded_int(host.sysctl("vm.swappiness"))
     basis["swappiness"] = "/proc/sys/vm/swappiness"
 
     pools = _hugepage_pools(host)

@@ -12,6 +12,7 @@ from q3cn_doctor.parsers.gguf_file import (
     GgufError,
     GgufFile,
     GgufModel,
+    check_header,
     metadata_value,
     model_of,
     reader_class,
@@ -39,7 +40,12 @@ def _read_files(host: Host, path: str) -> GgufModel:
             raise GgufError(f"split part {part} is missing (the model has {len(parts)} parts)")
         reader = _open(host, part)
         readers.append(reader)
-        files.append(GgufFile(part, host.stat(part).size, len(reader.tensors)))
+        size = host.stat(part).size
+        beyond = next((t.name for t in reader.tensors
+                       if int(t.data_offset) + int(t.n_bytes) > size), None)
+        if beyond is not None:
+            raise GgufError(f"{part}: tensor {beyond} lies past the end of the file")
+        files.append(GgufFile(part, size, len(reader.tensors)))
     first = next((r for r in readers if metadata_value(r, "general.architecture")), None)
     if first is None:
         raise GgufError(f"{parts[0]} has no general.architecture: not a model GGUF")
@@ -65,8 +71,10 @@ def _open(host: Host, path: str):
     with host.mapped(path) as view:
         if view[:4] != MAGIC:
             raise GgufError(f"{path} is not a GGUF file (no GGUF magic)")
+        check_header(view, path)
     try:
         return reader_class()(host.local_path(path))
-    except (ValueError, KeyError, IndexError, OverflowError, struct.error) as exc:
+    except (ValueError, KeyError, IndexError, OverflowError, struct.error, RecursionError,
+            MemoryError) as exc:
         # OverflowError: a damaged length field pointing past any possible offset.
         raise GgufError(f"{path}: {exc}") from exc

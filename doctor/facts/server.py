@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.patterns import LazyPattern
+from q3cn_doctor.parsers.procfs import bounded_int
 
 from .gpu import find_server
 
@@ -176,7 +177,7 @@ def _apply_help(server: ServerFacts, text: str | None, error: str | None) -> Non
     server.flags = sorted({name for spec in specs for name in spec.names})
     port = next((spec for spec in specs if "--port" in spec.names), None)
     if port is not None and port.default and port.default.isdecimal():
-        server.default_port = int(port.default)
+        server.default_port = bounded_int(port.default)
 
 
 def _apply_version(server: ServerFacts, text: str | None) -> None:
@@ -187,7 +188,7 @@ def _apply_version(server: ServerFacts, text: str | None) -> None:
         server.version = match.group("text")
         build = _BUILD.search(server.version) or _NUMBER_ONLY.search(server.version)
         commit = _COMMIT.search(server.version)
-        server.build_number = int(build.group(1)) if build else None
+        server.build_number = bounded_int(build.group(1)) if build else None
         server.commit = commit.group(1) if commit else None
     compiler = _COMPILER.search(text)
     server.compiler = compiler.group(1) if compiler else None

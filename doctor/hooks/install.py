@@ -559,9 +559,11 @@ def status_rows(host: Host) -> list[Row]:
 
 # -- the commands ------------------------------------------------------------------------------
 def _echo(text: str = "", err: bool = False) -> None:
+    """One line for people; the record's and the machine's values are escaped in it."""
     import click
+    from q3cn_doctor.report.output import printable
 
-    click.echo(text, err=err)
+    click.echo(printable(text), err=err)
 
 
 def _describe(row: Row) -> list[str]:
@@ -685,8 +687,10 @@ def run_status(host: Host, as_json: bool) -> int:
     rows = status_rows(host)
     last = _last_check(host)
     if as_json:
-        _echo(json.dumps({"hooks": [r.to_json() for r in rows], "last_check": last},
-                         indent=2))
+        from q3cn_doctor.report.output import json_text
+
+        sys.stdout.write(json_text({"hooks": [r.to_json() for r in rows],
+                                    "last_check": last}) + "\n")
         return 0
     for row in rows:
         name = f"{row.unit} guard" if row.kind == SERVICE else f"{row.kind} hook"

@@ -288,9 +288,10 @@ def print_hook_result(result: HookResult) -> None:
     """Print the lines for a package manager's log; a closed stdout is not an error."""
     if sys.stdout is None:  # started with stdout closed: nowhere to say it
         return
+    from q3cn_doctor.report.output import write_plain
+
     try:
-        for line in result.lines:
-            sys.stdout.write(line + "\n")
+        write_plain(sys.stdout, result.lines)
         sys.stdout.flush()
     except Exception:  # noqa: BLE001 - a closed pipe, a full disk: never an exit status
         # Nowhere to write: keep the interpreter's flush at exit from failing too.

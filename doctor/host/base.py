@@ -16,6 +16,8 @@ import json
 import mmap
 import os
 import re
+import stat as stat_module
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,14 +26,25 @@ from q3cn_doctor.host import openat
 
 COMMAND_TIMEOUT_S = 10.0
 """Every command gets a time limit: a hung nvidia-smi must not hang a preflight."""
+RUN_BUDGET_S = 60.0
+"""And all the commands of a run (the NVML reading too) share one: with every tool hung,
+``check`` still ends in about this, not in ten seconds a tool. It leaves room for what is
+slow on its own: an uncached ``--help`` and ``--version`` of a CUDA build initialise
+every GPU first (facts/server.py allows 30 s each)."""
+BUDGET_SPENT = "the run's time for commands is spent"
+
+OUTPUT_CAP = 8 * 1024**2
+"""What is kept of a command's stdout, and of its stderr: dmidecode of a large server is
+about 1 MiB. A command printing more is stopped (its process group killed)."""
 
 # Command outcomes other than "it ran": the snapshot's .rc files hold these words.
 RAN = "ran"
 NOT_INSTALLED = "not-installed"
 TIMED_OUT = "timed-out"
 PERMISSION_DENIED = "permission-denied"
+TOO_MUCH_OUTPUT = "too-much-output"  # stopped at OUTPUT_CAP
 ABSENT = "absent"  # this host has no answer: --root runs nothing, a snapshot lacks it
-COMMAND_STATES = (NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED)
+COMMAND_STATES = (NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED, TOO_MUCH_OUTPUT)
 
 # Where a test injects a failure into a command, the errno says which outcome.
 _ERRNO_TO_STATE = {
@@ -64,7 +77,7 @@ class CommandResult:
     """What a command gave: its output and exit status, or why it did not run."""
 
     argv: tuple[str, ...]
-    state: str  # RAN, NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED or ABSENT
+    state: str  # RAN, NOT_INSTALLED, TIMED_OUT, PERMISSION_DENIED, TOO_MUCH_OUTPUT or ABSENT
     returncode: int | None = None
     stdout: str = ""
     stderr: str = ""
@@ -88,6 +101,8 @@ class CommandResult:
             TIMED_OUT: f"`{self.command_line}` did not answer in time",
             PERMISSION_DENIED: f"`{self.command_line}` was refused permission"
                                + (f": {self.stderr.strip()}" if self.stderr.strip() else ""),
+            TOO_MUCH_OUTPUT: f"`{self.command_line}` printed more than "
+                             f"{OUTPUT_CAP // 2**20} MiB and was stopped",
         }.get(self.state, f"`{self.command_line}` has no recorded result on this host")
 
 
@@ -139,6 +154,72 @@ def parse_cpu_list(text: str) -> list[int]:
     return cpus
 
 
+KIB, MIB = 1024, 1024**2
+# The most bytes a genuine file at each place holds, first match wins: a read of more is
+# refused (EFBIG), so a 3 GiB sparse "meminfo" in a snapshot or a tree costs 64 KiB.
+# A sysfs attribute is one page (64 KiB on some arm64 kernels); /proc/cpuinfo of 8192
+# CPUs is about 16 MiB; the journal and the hooks' memory live in the state folder.
+READ_LIMITS: tuple[tuple[str, int], ...] = (
+    ("/proc/cpuinfo", 32 * MIB),
+    ("/proc/sys/", 64 * KIB),
+    ("/proc/meminfo", 64 * KIB),
+    ("/proc/swaps", 4 * MIB),
+    ("/proc/cmdline", 64 * KIB),
+    ("/sys/", 1 * MIB),
+    ("/var/lib/q3cn-doctor/", 256 * MIB),
+)
+DEFAULT_READ_LIMIT = 16 * MIB
+
+
+def read_limit(path: str) -> int:
+    """The most bytes ``path`` may hold here (READ_LIMITS, else DEFAULT_READ_LIMIT)."""
+    return next((limit for place, limit in READ_LIMITS if path == place or (
+        place.endswith("/") and path.startswith(place))), DEFAULT_READ_LIMIT)
+
+
+def _size_text(size: int) -> str:
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // KIB} KiB"
+
+
+def open_regular(real: str, path: str) -> int:
+    """A descriptor of the regular file at ``real``, opened without blocking: a FIFO,
+    a device or a socket where a file belongs is refused (EINVAL), never waited on."""
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat_module.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat_module.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)", path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(real: str, path: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file at ``real`` (``path`` as the caller names it), or
+    OSError: not a regular file (``open_regular``), or more than ``limit`` bytes (EFBIG,
+    by default what a genuine ``path`` holds: ``read_limit``)."""
+    limit = read_limit(path) if limit is None else limit
+    fd = open_regular(real, path)
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = os.read(fd, min(MIB, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"larger than {_size_text(limit)}, more than a "
+                                           "genuine one holds", path)
+    finally:
+        os.close(fd)
+
+
 class ReadOnlyHost(OSError):
     """Raised when something tries to change a snapshot."""
 
@@ -179,6 +260,7 @@ class Host:
         self._reads: dict[str, bytes | OSError] = {}
         self._runs: dict[tuple[str, ...], CommandResult] = {}
         self._processes: list[Process] | None = None  # the process list, read once too
+        self._budget_s = RUN_BUDGET_S  # command time left to this run (RUN_BUDGET_S)
 
     def forget(self) -> None:
         """Drop remembered reads, so the next read sees the machine as it is now (after a fix)."""
@@ -258,14 +340,17 @@ class Host:
         """
         self.note(path)
         self._fault(path)
-        with open(self._real_path(path), "rb") as handle:
+        fd = open_regular(self._real_path(path), path)
+        try:
             try:
-                view = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                view = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             except ValueError:  # an empty file cannot be mapped
                 yield b""
                 return
             with view:
                 yield view
+        finally:
+            os.close(fd)
 
     def stat(self, path: str) -> FileStat:
         """Size, mode, owner and modification time (following links, inside the host)."""
@@ -304,37 +389,65 @@ class Host:
                     except OSError:
                         continue
                     found.extend(child_base + n for n in sorted(names) if fnmatch.fnmatch(n, part))
-                elif self._exists(child_base + part):
+                elif self._exists_quiet(child_base + part):
                     found.append(child_base + part)
             matches = found
         return matches
+
+    def _exists_quiet(self, path: str) -> bool:
+        try:
+            return self._exists(path)
+        except OSError:  # a link loop on the way (ELOOP)
+            return False
 
     def sysctl(self, name: str) -> str | None:
         """A kernel tunable by its dotted name (``vm.swappiness``), or None."""
         return self.cat("/proc/sys/" + name.replace(".", "/"))
 
-    def run(self, argv: list[str], timeout: float = COMMAND_TIMEOUT_S) -> CommandResult:
-        """Run a command (argv list, never a shell) with a time limit."""
+    def run(self, argv: list[str], timeout: float = COMMAND_TIMEOUT_S,
+            budgeted: bool = True) -> CommandResult:
+        """Run a command (argv list, never a shell) with a time limit, within the run's
+        budget (RUN_BUDGET_S) unless ``budgeted`` is False: a measurement the user asked
+        for (``bench memory --sysbench``) has its own limit only."""
         argv_t = tuple(argv)
         line = " ".join(argv_t)
         self.note(line)
         code = self.faults.get(line)
         if code is not None:
             return CommandResult(argv_t, _ERRNO_TO_STATE.get(code, PERMISSION_DENIED))
-        if argv_t not in self._runs:
+        if argv_t not in self._runs and not budgeted:
             self._runs[argv_t] = self._run(argv_t, timeout)
+        elif argv_t not in self._runs:
+            self._runs[argv_t] = self._within_budget(
+                lambda left: self._run(argv_t, min(timeout, left)),
+                CommandResult(argv_t, TIMED_OUT, stderr=BUDGET_SPENT))
         return self._runs[argv_t]
 
     def run_all(self, argvs: list[list[str]],
                 timeout: float = COMMAND_TIMEOUT_S) -> list[CommandResult]:
         """Several commands, each as ``run`` gives it; a host that can starts them all at
         once, so a run waits for the slowest rather than for their sum (systemd-detect-virt
-        takes ~12 ms a call, and the virtualization fact needs two)."""
+        takes ~12 ms a call, and the virtualization fact needs two). Together they are
+        charged to the run's budget for the time they took."""
         pending = [tuple(argv) for argv in argvs
                    if tuple(argv) not in self._runs and " ".join(argv) not in self.faults]
         if len(pending) > 1:
-            self._runs.update(self._run_together(list(dict.fromkeys(pending)), timeout))
+            pending = list(dict.fromkeys(pending))
+            spent = {argv: CommandResult(argv, TIMED_OUT, stderr=BUDGET_SPENT) for argv in pending}
+            self._runs.update(self._within_budget(
+                lambda left: self._run_together(pending, min(timeout, left)), spent))
         return [self.run(argv, timeout) for argv in argvs]
+
+    def _within_budget(self, call: Any, spent: Any) -> Any:
+        """``call(seconds left)`` charged to the run's budget (RUN_BUDGET_S); ``spent``
+        where nothing is left."""
+        if self._budget_s <= 0:
+            return spent
+        started = time.monotonic()
+        try:
+            return call(self._budget_s)
+        finally:
+            self._budget_s -= time.monotonic() - started
 
     # -- primitives every host supplies ------------------------------------
     def _read_bytes(self, path: str) -> bytes:

@@ -6,16 +6,14 @@ import contextlib
 import errno
 import os
 import stat
-import subprocess
 
 from q3cn_doctor.host import openat
 from q3cn_doctor.host.base import (
     ABSENT,
+    BUDGET_SPENT,
     NOT_INSTALLED,
     PERMISSION_DENIED,
-    RAN,
     RLIMIT_NAMES,
-    TIMED_OUT,
     UNLIMITED,
     CommandResult,
     Host,
@@ -23,8 +21,13 @@ from q3cn_doctor.host.base import (
     Process,
     format_cpu_list,
     parse_cpu_list,
+    read_regular,
     resolve_under,
 )
+
+PROCESS_FILE_LIMIT = 8 * 1024**2
+"""A process's status or command line (ARG_MAX is 2 MiB by default, a quarter of the
+stack limit at most)."""
 
 # Commands print for people; pin the locale so their output parses the same everywhere.
 _COMMAND_ENV = {"LC_ALL": "C", "LANG": "C"}
@@ -68,8 +71,7 @@ class LiveHost(Host):
         return path
 
     def _read_bytes(self, path: str) -> bytes:
-        with open(self._path(path), "rb") as handle:
-            return handle.read()
+        return read_regular(self._path(path), path)
 
     def _listdir(self, path: str) -> list[str]:
         return os.listdir(self._path(path))
@@ -87,6 +89,8 @@ class LiveHost(Host):
         return os.path.isdir(self._path(path))
 
     def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
+        from q3cn_doctor.host.process import run_command
+
         env = dict(os.environ, **_COMMAND_ENV)
         if not _on_path(argv[0], env.get("PATH", os.defpath)):
             # What exec would find, asked with a few stat calls: forking this process only
@@ -95,26 +99,7 @@ class LiveHost(Host):
         identity = _identity(argv[0], env) if os.geteuid() == 0 else {}
         if isinstance(identity, CommandResult):
             return CommandResult(argv, identity.state, stderr=identity.stderr)
-        try:
-            done = subprocess.run(
-                argv, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
-                **identity,
-            )
-        except FileNotFoundError:
-            return CommandResult(argv, NOT_INSTALLED)
-        except PermissionError:
-            return CommandResult(argv, PERMISSION_DENIED)
-        except subprocess.TimeoutExpired:
-            return CommandResult(argv, TIMED_OUT)
-        except OSError as exc:
-            return CommandResult(argv, PERMISSION_DENIED, stderr=str(exc))
-        return CommandResult(
-            argv,
-            RAN,
-            done.returncode,
-            done.stdout.decode("utf-8", errors="replace"),
-            done.stderr.decode("utf-8", errors="replace"),
-        )
+        return run_command(argv, timeout, env, **identity)
 
     def _run_together(self, argvs: list[tuple[str, ...]],
                       timeout: float) -> dict[tuple[str, ...], CommandResult]:
@@ -135,11 +120,15 @@ class LiveHost(Host):
         return results
 
     def nvml(self) -> dict:
-        from q3cn_doctor.host.nvml import (
-            read_nvml,  # pynvml costs ~50 ms: only when a GPU check asks
+        from q3cn_doctor.host.nvml import (  # pynvml costs ~50 ms: only when a GPU check asks
+            NVML_TIMEOUT_S,
+            conform,
+            read_nvml,
         )
 
-        return read_nvml()
+        return conform(self._within_budget(
+            lambda left: read_nvml(min(NVML_TIMEOUT_S, left)),
+            {"init": "timed-out", "reason": BUDGET_SPENT}))
 
     def environ(self) -> dict[str, str]:
         return dict(os.environ)
@@ -175,8 +164,8 @@ class LiveHost(Host):
     # list (and snapshot.json), cached as a whole, not traced or recorded one by one.
     def _cat_quiet(self, path: str) -> str | None:
         try:
-            with open(self._path(path), "rb") as handle:
-                return handle.read().decode("utf-8", errors="replace")
+            return read_regular(self._path(path), path, PROCESS_FILE_LIMIT).decode(
+                "utf-8", errors="replace")
         except OSError:
             return None
 

@@ -20,6 +20,12 @@ snapshots, fixtures and the device snapshot::
 A call that failed is stored as ``{"error": "<NVML error name>"}`` in its
 value's place (a device whose handle could not be had is ``{"index", "error"}``),
 so a replay gives the same finding as the live run.
+
+``conform`` holds this layout to its types at the door: an nvml.json from a snapshot
+is anybody's file, so a value of the wrong type (a name that is a number, a byte
+count that is a string, NaN, a negative size) becomes ``{"error": "invalid-reading"}``
+(unknown, as a failed call is), a key the layout lacks is dropped, and the checks
+see only the types above. A field added to the layout is added to ``_DEVICE`` too.
 """
 
 from __future__ import annotations
@@ -42,6 +48,115 @@ LIBRARY_NOT_FOUND_REASON = "NVML Shared Library Not Found"
 """pynvml's text for NVML_ERROR_LIBRARY_NOT_FOUND, as str(NVMLError) gives it."""
 
 _stuck: threading.Thread | None = None  # a reading that never came back
+
+
+INVALID = "invalid-reading"
+"""The error stored in place of a value of the wrong type (a damaged or hand-made nvml.json)."""
+MAX_VALUE = 2**63 - 1  # no count, size, clock or id NVML gives comes near it
+
+
+def _count(item: Any) -> bool:
+    return isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= MAX_VALUE
+
+
+def _signed(item: Any) -> bool:  # a NUMA node id: -1 where NVML knows none
+    return isinstance(item, int) and not isinstance(item, bool) and -1 <= item <= MAX_VALUE
+
+
+def _text_value(item: Any) -> bool:
+    return isinstance(item, str)
+
+
+def _flag(item: Any) -> bool:
+    return isinstance(item, bool)
+
+
+def _capability(item: Any) -> bool:
+    return isinstance(item, list) and len(item) == 2 and all(_count(part) for part in item)
+
+
+def _cpu_ids(item: Any) -> bool:
+    return isinstance(item, list) and all(_count(cpu) and cpu < 2**20 for cpu in item)
+
+
+def _pcie(item: Any) -> dict | None:
+    if not isinstance(item, dict):
+        return None
+    return {key: _checked(item[key], _count) for key in _PCIE if key in item}
+
+
+def _process_list(item: Any) -> list | None:
+    if not isinstance(item, list):
+        return None
+    return [{"pid": entry["pid"],
+             "name": entry.get("name") if isinstance(entry.get("name"), str) else None,
+             "used_bytes": entry.get("used_bytes") if _count(entry.get("used_bytes")) else None}
+            for entry in item if isinstance(entry, dict) and _count(entry.get("pid"))]
+
+
+_PCIE = ("gen_current", "gen_max", "gen_gpu_max", "width_current", "width_max")
+# Each device field and its test: the value is kept where it passes, else INVALID.
+_DEVICE: dict[str, Any] = {
+    "index": _count, "name": _text_value, "uuid": _text_value, "pci_bus_id": _text_value,
+    "memory_total_bytes": _count, "memory_used_bytes": _count, "memory_free_bytes": _count,
+    "memory_reserved_bytes": lambda item: item is None or _count(item),
+    "memory_api": _text_value, "memory_bus_width_bits": _count,
+    "memory_clock_max_mhz": _count, "compute_capability": _capability,
+    "persistence_mode": _flag, "power_limit_mw": _count, "power_default_limit_mw": _count,
+    "clocks_event_reasons": _count, "cpu_affinity": _cpu_ids, "numa_node": _signed,
+}
+# Fields of several values: a shaper gives the conformed value, None for the wrong shape.
+_SHAPED = {"pcie": _pcie, "processes": _process_list}
+
+
+def _stored_error(item: Any) -> bool:
+    return isinstance(item, dict) and set(item) == {"error"}
+
+
+def _checked(item: Any, test: Any) -> Any:
+    """``item`` where it passes ``test``; a stored NVML error as it is; else INVALID."""
+    if _stored_error(item):
+        return {"error": item["error"] if isinstance(item["error"], str) else INVALID}
+    return item if test(item) else {"error": INVALID}
+
+
+def _conform_device(position: int, device: Any) -> dict:
+    if not isinstance(device, dict):
+        return {"index": position, "error": INVALID}
+    found = {key: _checked(device[key], test) for key, test in _DEVICE.items()
+             if key in device}
+    for key, shape in _SHAPED.items():
+        if key in device:
+            shaped = None if _stored_error(device[key]) else shape(device[key])
+            found[key] = _checked(device[key], lambda _: False) if shaped is None else shaped
+    if "error" in device:  # the handle itself failed: the error name, not a value
+        found["error"] = device["error"] if isinstance(device["error"], str) else INVALID
+    if not _count(found.get("index")):
+        found["index"] = position
+    return found
+
+
+def conform(readings: Any) -> dict:
+    """NVML readings held to the layout above (see the module's docstring)."""
+    if not isinstance(readings, dict):
+        return {"init": INVALID, "reason": "the NVML readings are not an object"}
+    init = readings.get("init")
+    found: dict[str, Any] = {"init": init if isinstance(init, str) else INVALID}
+    reason = readings.get("reason")
+    if isinstance(reason, str):
+        found["reason"] = reason
+    elif not isinstance(init, str):
+        found["reason"] = "the NVML readings have no valid init"
+    for key, test in (("driver_version", _text_value), ("cuda_driver_version", _count)):
+        if key in readings:
+            found[key] = _checked(readings[key], test)
+    if "devices" in readings:
+        devices = readings["devices"]
+        if isinstance(devices, list):
+            found["devices"] = [_conform_device(n, d) for n, d in enumerate(devices)]
+        else:
+            found["devices"] = _checked(devices, lambda _: False)
+    return found
 
 
 def read_nvml(timeout: float = NVML_TIMEOUT_S) -> dict:

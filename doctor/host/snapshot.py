@@ -12,15 +12,19 @@ Whatever a snapshot lacks reads as absent on that host.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import datetime
 import errno
+import gzip
+import io
 import json
 import mmap
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -30,14 +34,19 @@ from q3cn_doctor.host.base import (
     ABSENT,
     COMMAND_STATES,
     ENV_ALLOW,
+    MIB,
+    OUTPUT_CAP,
     RAN,
     CommandResult,
     Host,
     Process,
     command_slug,
+    open_regular,
+    read_regular,
     resolve_under,
 )
 from q3cn_doctor.host.live import LiveHost
+from q3cn_doctor.host.nvml import conform
 from q3cn_doctor.version import __version__
 
 FORMAT_VERSION = 1
@@ -45,6 +54,12 @@ _SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json", "model.json", "ser
                    "elf.json", "load.json")
 LEGACY_ELF_SUFFIX = ".elf.json"  # format 1 snapshots kept an ELF reading beside its file
 NVML_ABSENT = {"init": "absent", "reason": "not in this snapshot"}
+# The most bytes each part of a snapshot may hold (a real one is far below): larger
+# parts read as absent, so a hostile snapshot cannot make a replay read gigabytes.
+META_LIMIT = 64 * MIB  # snapshot.json: every process and listing of a large machine
+RECORD_LIMIT = 64 * MIB  # nvml.json, model.json, server.json, elf.json
+OUTPUT_LIMIT = OUTPUT_CAP  # a command's .out or .err: what a live run keeps of it
+RC_LIMIT = 64
 
 
 class SnapshotError(Exception):
@@ -61,18 +76,15 @@ class SnapshotHost(Host):
         self.directory = os.path.abspath(directory)
         # Every path inside the snapshot is resolved within it: a symlinked fs/, cmd/ or
         # snapshot.json (a crafted archive) must not turn a replay into a live read.
-        self.fs = resolve_under(self.directory, "/fs")
-        meta_path = resolve_under(self.directory, "/snapshot.json")
-        self.meta: dict = {}
-        if os.path.exists(meta_path):
-            try:
-                with open(meta_path, encoding="utf-8") as handle:
-                    self.meta = json.load(handle)
-            except (OSError, ValueError) as exc:
-                raise SnapshotError(f"{meta_path} is not a readable snapshot.json: {exc}") from exc
-        self._errors = {path: getattr(errno, name, errno.EIO)
-                        for path, name in self.meta.get("errors", {}).items()}
-        self._listings: dict[str, list[str]] = self.meta.get("listings", {})
+        try:
+            self.fs = resolve_under(self.directory, "/fs")
+            self.meta = _load_meta(self.directory)
+        except OSError as exc:  # a link loop (ELOOP), a FIFO, a file too large
+            raise SnapshotError(f"{self.directory} is not a readable snapshot: "
+                                f"{exc.strerror or exc}") from exc
+        # Validated at the door: the checks see these well typed, or not at all.
+        self._errors = _recorded_errors(self.meta.get("errors"))
+        self._listings = _recorded_listings(self.meta.get("listings"))
         self._records: dict[str, dict] = {}  # <kind>.json, read on first use
 
     def describe(self) -> str:
@@ -85,8 +97,7 @@ class SnapshotHost(Host):
 
     def _read_bytes(self, path: str) -> bytes:
         self._recorded_error(path)
-        with open(resolve_under(self.fs, path), "rb") as handle:
-            return handle.read()
+        return read_regular(resolve_under(self.fs, path), path)
 
     def _listdir(self, path: str) -> list[str]:
         self._recorded_error(path)
@@ -108,15 +119,18 @@ class SnapshotHost(Host):
 
     def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
         base = "/cmd/" + command_slug(argv)
-        rc_text = _read_optional(resolve_under(self.directory, base + ".rc"))
-        stdout = _read_optional(resolve_under(self.directory, base + ".out"))
+        rc_text = _read_optional(self.directory, base + ".rc", RC_LIMIT)
+        stdout = _read_optional(self.directory, base + ".out", OUTPUT_LIMIT)
+        if stdout is None and _present(self.directory, base + ".out"):
+            return CommandResult(argv, ABSENT, stderr=f"{base}.out is not a regular file of "
+                                                      f"at most {OUTPUT_LIMIT // MIB} MiB")
         if rc_text is None and stdout is None:
             return CommandResult(argv, ABSENT, stderr="not in this snapshot")
         # An output pasted alone (a bug report's dmidecode) is a command that ran and
         # exited 0: only a recording writes the .rc beside it.
         rc_text = "0" if rc_text is None else rc_text.strip()
         stdout = stdout or ""
-        stderr = _read_optional(resolve_under(self.directory, base + ".err")) or ""
+        stderr = _read_optional(self.directory, base + ".err", OUTPUT_LIMIT) or ""
         if rc_text in COMMAND_STATES:
             return CommandResult(argv, rc_text, None, stdout, stderr)
         try:
@@ -125,14 +139,14 @@ class SnapshotHost(Host):
             return CommandResult(argv, ABSENT, stderr=f"unreadable {base}.rc")
 
     def nvml(self) -> dict:
-        text = _read_optional(resolve_under(self.directory, "/nvml.json"))
+        text = _read_optional(self.directory, "/nvml.json")
         if text is None:
             return dict(NVML_ABSENT)
         try:
             readings = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {"init": "NVML_ERROR_UNKNOWN", "reason": "nvml.json is not valid JSON"}
-        return readings if isinstance(readings, dict) else dict(NVML_ABSENT)
+        return conform(readings)
 
     # A value of the wrong shape (a hand-edited or damaged snapshot.json) reads as absent.
     def environ(self) -> dict[str, str]:
@@ -174,17 +188,11 @@ class SnapshotHost(Host):
         -> its GGUF facts). Snapshots before elf.json kept an ELF reading beside the
         file's placeholder, as ``fs/<path>.elf.json``: those replay too."""
         if kind not in self._records:
-            text = _read_optional(resolve_under(self.directory, f"/{kind}.json"))
-            try:
-                record = json.loads(text) if text is not None else {}
-            except ValueError:
-                record = {}
+            record = _json_or_none(_read_optional(self.directory, f"/{kind}.json"))
             self._records[kind] = record if isinstance(record, dict) else {}
         found = self._records[kind].get(key)
         if found is None and kind == "elf":
-            text = _read_optional(resolve_under(self.fs, key + LEGACY_ELF_SUFFIX))
-            with contextlib.suppress(ValueError):
-                found = json.loads(text) if text is not None else None
+            found = _json_or_none(_read_optional(self.fs, key + LEGACY_ELF_SUFFIX))
         return found
 
 
@@ -209,12 +217,70 @@ def _process(entry: object) -> Process | None:
     )
 
 
-def _read_optional(path: str) -> str | None:
+def _read_optional(directory: str, path: str, limit: int = RECORD_LIMIT) -> str | None:
+    """The text of ``path`` inside ``directory`` (links resolved within it), or None where
+    it is absent, not a regular file or larger than ``limit``."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", errors="replace")
+        return read_regular(resolve_under(directory, path), path, limit).decode(
+            "utf-8", errors="replace")
     except OSError:
         return None
+
+
+def _present(directory: str, path: str) -> bool:
+    try:
+        return os.path.lexists(resolve_under(directory, path))
+    except OSError:
+        return False
+
+
+def _json_or_none(text: str | None) -> Any:
+    """A recorded JSON document, or None where there is none or it does not parse (a
+    document nested thousands deep raises RecursionError in the parser)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _load_meta(directory: str) -> dict:
+    """snapshot.json as an object (empty where there is none); SnapshotError where it is
+    not JSON or not an object, OSError where it cannot be read."""
+    meta_path = resolve_under(directory, "/snapshot.json")
+    if not os.path.lexists(meta_path):
+        return {}
+    try:
+        meta = json.loads(read_regular(meta_path, "/snapshot.json", META_LIMIT))
+    except (ValueError, RecursionError) as exc:
+        raise SnapshotError(f"{meta_path} is not a readable snapshot.json: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise SnapshotError(f"{meta_path} is not a snapshot.json: it holds a "
+                            f"{type(meta).__name__}, not an object")
+    return meta
+
+
+def _recorded_errors(errors: object) -> dict[str, int]:
+    """``errors`` (path -> errno name) as path -> errno number; an entry that is not a
+    path and a name is dropped, a name this system lacks reads as EIO."""
+    if not isinstance(errors, dict):
+        return {}
+    found = {}
+    for path, name in errors.items():
+        if isinstance(path, str):
+            known = isinstance(name, str) and name in errno.errorcode.values()
+            found[path] = getattr(errno, name) if known else errno.EIO
+    return found
+
+
+def _recorded_listings(listings: object) -> dict[str, list[str]]:
+    """``listings`` (folder -> names): only lists of names are kept."""
+    if not isinstance(listings, dict):
+        return {}
+    return {path: list(names) for path, names in listings.items()
+            if isinstance(path, str) and isinstance(names, list)
+            and all(isinstance(name, str) and name and "/" not in name for name in names)}
 
 
 class RecordingHost(LiveHost):
@@ -413,7 +479,7 @@ class ExtractedSnapshot(SnapshotHost):
         self._tmp = tempfile.TemporaryDirectory(prefix="q3cn-doctor-snapshot-")
         try:
             _safe_extract(tar_path, self._tmp.name)
-        except (OSError, tarfile.TarError) as exc:
+        except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # damaged, or a bomb
             self._tmp.cleanup()
             raise SnapshotError(f"cannot read snapshot archive {tar_path}: {exc}") from exc
         root = self._tmp.name
@@ -429,19 +495,65 @@ class ExtractedSnapshot(SnapshotHost):
         return f"snapshot {self.archive}"
 
 
+ARCHIVE_BYTES = 64 * MIB
+"""The most an archive may unpack to, headers included: a real snapshot is a few MiB."""
+ARCHIVE_MEMBERS = 32768  # files, folders and links: sysfs of a 512-CPU machine is ~20000
+ARCHIVE_DEPTH = 64  # folders from the top: sysfs's deepest path is about 20
+ARCHIVE_NAME = 4096  # characters in one member's name (PATH_MAX)
+
+
+class _Capped(io.RawIOBase):
+    """A decompressed stream that stops (TarError) past ARCHIVE_BYTES: every byte the
+    archive unpacks to passes here, member data and tar headers alike."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream, self.count = stream, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(min(len(buffer), ARCHIVE_BYTES + 1 - self.count))
+        self.count += len(data)
+        if self.count > ARCHIVE_BYTES:
+            raise tarfile.TarError(f"it unpacks to more than {ARCHIVE_BYTES // MIB} MiB; "
+                                   "a snapshot is a few MiB")
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _decompressed(raw: Any) -> Any:
+    """The tar stream inside ``raw``: gzip (what ``snapshot --tar`` writes), bzip2 or
+    none. xz is refused: its header alone can make the decoder allocate 1.5 GiB."""
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw, mode="rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        raise tarfile.TarError("an xz archive: recompress it as .tar.gz (tar czf)")
+    return raw
+
+
 def _safe_extract(tar_path: str, destination: str) -> None:
     """Unpack without letting a member escape: no absolute or ``..`` names, no
-    device files, and no file written through a link the archive itself made."""
+    device files, and no file written through a link the archive itself made.
+    Bounded: ARCHIVE_BYTES unpacked, ARCHIVE_MEMBERS members, ARCHIVE_DEPTH folders
+    deep; sparse members (a GiB of holes in a few bytes), hard links and devices are
+    skipped. Read as a stream, once: a bomb is stopped at the cap, never held."""
     links: set[str] = set()
-    with tarfile.open(tar_path, "r:*") as archive:
-        for member in archive.getmembers():
-            name = os.path.normpath(member.name)
-            parts = name.split(os.sep)
-            if name.startswith(("/", "..")) or ".." in parts:
-                raise tarfile.TarError(f"unsafe member name {member.name!r}")
-            # parts[:len(parts)] is the member itself: writing a file over a link
-            # member of the same name would write wherever the link points.
-            if any("/".join(parts[:i]) in links for i in range(1, len(parts) + 1)):
+    with os.fdopen(open_regular(tar_path, tar_path), "rb") as raw, \
+            tarfile.open(fileobj=_Capped(_decompressed(raw)), mode="r|") as archive:
+        for count, member in enumerate(archive, 1):
+            if count > ARCHIVE_MEMBERS:
+                raise tarfile.TarError(f"more than {ARCHIVE_MEMBERS} members")
+            name = _member_name(member)
+            # The member itself too: writing a file over a link member of the same name
+            # would write wherever the link points.
+            if any("/".join(name.split("/")[:i]) in links
+                   for i in range(1, name.count("/") + 2)):
                 raise tarfile.TarError(f"member {member.name!r} lies behind or over a link")
             target = os.path.join(destination, name)
             if member.issym():
@@ -450,12 +562,25 @@ def _safe_extract(tar_path: str, destination: str) -> None:
                 links.add(name)
             elif member.isdir():
                 os.makedirs(target, exist_ok=True)
-            elif member.isfile():
+            elif member.isfile() and not member.issparse():
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                source = archive.extractfile(member)
                 with open(target, "wb") as out:
-                    shutil.copyfileobj(source, out)
-            # hard links, devices and fifos have no place in a snapshot: skipped
+                    shutil.copyfileobj(archive.extractfile(member), out)
+            # hard links, sparse files, devices and fifos have no place in a snapshot
+
+
+def _member_name(member: tarfile.TarInfo) -> str:
+    """A member's name, normalised; TarError where it is unsafe or absurd."""
+    name = os.path.normpath(member.name)
+    parts = name.split(os.sep)
+    if name.startswith(("/", "..")) or ".." in parts:
+        raise tarfile.TarError(f"unsafe member name {member.name[:200]!r}")
+    if len(parts) > ARCHIVE_DEPTH:
+        raise tarfile.TarError(f"a member nested {len(parts)} folders deep, deeper than "
+                               f"{ARCHIVE_DEPTH}")
+    if len(name) > ARCHIVE_NAME:
+        raise tarfile.TarError(f"a member name of {len(name)} characters")
+    return name
 
 
 def open_snapshot(path: str) -> SnapshotHost:

@@ -16,7 +16,6 @@ this process before it becomes llama-server.
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +28,7 @@ from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.speed import speed, what_if
 from q3cn_doctor.plan.tuned import TuneError, check_tune, saved_tune
+from q3cn_doctor.report.output import shell_line
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
 GIB = 1024**3
@@ -60,6 +60,15 @@ class LaunchPlan:
 
 
 def build_plan(facts: Facts, options: Options) -> LaunchPlan:
+    """The launch plan, or LaunchError saying why none can be made: a facts section that
+    could not be gathered (a damaged GGUF, a corrupt ELF, a hostile snapshot) is one."""
+    try:
+        return _build_plan(facts, options)
+    except FactsError as exc:
+        raise LaunchError(f"no plan can be made: {exc}") from exc
+
+
+def _build_plan(facts: Facts, options: Options) -> LaunchPlan:
     server = facts.server
     if server.path is None:
         where = "the path given with --server" if server.found_by == "--server" else "PATH"
@@ -298,9 +307,10 @@ def _prlimit_value(value: int) -> str:
 
 
 def shell_command(plan: LaunchPlan) -> str:
-    """The plan as one shell line: env, prlimit, taskset, then llama-server, all quoted.
-    Secrets included: it is the command to run (``--print``, a unit file)."""
-    return " ".join(shlex.quote(part) for part in _shell_parts(plan))
+    """The plan as one shell line: env, prlimit, taskset, then llama-server, all quoted
+    (a control character in a path or an argument in bash's ``$'...'`` form). Secrets
+    included: it is the command to run (``--print``, a unit file)."""
+    return shell_line(_shell_parts(plan))
 
 
 def shown_command(plan: LaunchPlan) -> str:
@@ -308,7 +318,7 @@ def shown_command(plan: LaunchPlan) -> str:
     stderr before it execs, which a service manager keeps in its log."""
     from q3cn_doctor.host.redact import redact_cmdline
 
-    return " ".join(shlex.quote(part) for part in redact_cmdline(_shell_parts(plan)))
+    return shell_line(redact_cmdline(_shell_parts(plan)))
 
 
 def _shell_parts(plan: LaunchPlan) -> list[str]:

@@ -149,7 +149,8 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
                         tokens, name, notes=[note for note in notes if note])
     bench.under_load = watched
     if sysbench:
-        answer = host.run(sysbench_argv(result.threads), timeout=SYSBENCH_TIMEOUT_S)
+        answer = host.run(sysbench_argv(result.threads), timeout=SYSBENCH_TIMEOUT_S,
+                          budgeted=False)
         if answer.ok:
             bench.sysbench_bytes_per_s = parse_sysbench(answer.stdout)
             if bench.sysbench_bytes_per_s is None:

@@ -22,6 +22,7 @@ _PT_LOAD, _PT_DYNAMIC = 1, 2
 _SHT_DYNAMIC = 6
 _DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
 _DT_SONAME, _DT_RPATH, _DT_RUNPATH = 14, 15, 29
+_MAX_DYNAMIC_ENTRIES = 65536  # a real dynamic section has under a hundred
 _MACHINES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv", 21: "ppc64"}
 
 
@@ -47,18 +48,30 @@ class ElfInfo:
 
     @classmethod
     def from_json(cls, record: dict) -> ElfInfo:
-        if not isinstance(record, dict) or not isinstance(record.get("needed"), list):
-            raise ElfError("the recorded dependency list has no 'needed' list")
+        """A recorded reading (a snapshot's elf.json: anybody's file), held to its types:
+        ElfError where a value has another."""
+        if not isinstance(record, dict) or not _texts(record.get("needed")):
+            raise ElfError("the recorded dependency list has no 'needed' list of names")
+        for key in ("rpath", "runpath"):
+            if record.get(key) is not None and not _texts(record[key]):
+                raise ElfError(f"the recorded {key} is not a list of paths")
+        for key, kind in (("soname", str), ("machine", str), ("bits", int), ("dynamic", bool)):
+            if record.get(key) is not None and not isinstance(record[key], kind):
+                raise ElfError(f"the recorded {key} is not a {kind.__name__}")
         return cls(
-            needed=[str(name) for name in record["needed"]],
+            needed=list(record["needed"]),
             soname=record.get("soname"),
-            rpath=[str(p) for p in record.get("rpath") or []],
-            runpath=[str(p) for p in record.get("runpath") or []],
+            rpath=list(record.get("rpath") or []),
+            runpath=list(record.get("runpath") or []),
             bits=record.get("bits"),
             machine=record.get("machine"),
-            dynamic=bool(record.get("dynamic", True)),
+            dynamic=record.get("dynamic", True) is not False,
             source="recorded",
         )
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def parse(data: bytes) -> ElfInfo:
@@ -72,8 +85,12 @@ def parse(data: bytes) -> ElfInfo:
     reader = _Reader(data, order, bits)
     try:
         return reader.info()
-    except struct.error as exc:
-        raise ElfError(f"truncated ELF file: {exc}") from exc
+    except (struct.error, OverflowError, ValueError, IndexError) as exc:
+        # An offset past the file (struct.error), or past any offset at all (OverflowError:
+        # a mutated phoff of 2^63): a damaged file, never a traceback.
+        if isinstance(exc, ElfError):
+            raise
+        raise ElfError(f"damaged ELF file: {exc}") from exc
 
 
 class _Reader:
@@ -165,7 +182,7 @@ class _Reader:
         if offset + size > len(self.data):
             raise ElfError("the dynamic section lies past the end of the file")
         found: dict[int, list[int]] = {}
-        for at in range(offset, offset + size - step + 1, step):
+        for at in range(offset, offset + size - step + 1, step)[:_MAX_DYNAMIC_ENTRIES]:
             tag, value = self.unpack(self.word * 2, at)
             if tag == _DT_NULL:
                 break

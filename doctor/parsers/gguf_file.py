@@ -35,8 +35,17 @@ TENSOR_CLASSES = (ROUTED, SHARED, ATTENTION, RECURRENT, EMBEDDINGS, OUTPUT, OTHE
 SWA_PATTERN = {"gpt-oss": 2, "gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4,
                "llama4": 4, "exaone4": 4}
 
-_BLOCK = re.compile(r"^blk\.(\d+)\.(.+)$")
+_BLOCK = re.compile(r"^blk\.(\d{1,6})\.(.+)$")
 MAX_LAYERS = 4096  # far beyond any model; a larger block_count is a damaged header
+# What a real model's header holds, with room to spare; more is a damaged or hostile file,
+# refused before the reader walks it (a sparse file of zeros is 2^30 empty strings).
+MAX_TENSORS = 65536  # a 1T-parameter MoE has about 1,300 (experts stack into one tensor)
+MAX_KEYS = 65536  # metadata keys: a model carries about 50
+MAX_STRINGS = 1 << 22  # one string array: the largest vocabulary (gemma3) is 262,144
+MAX_COUNT = 65536  # heads, KV heads, experts, dimensions per head
+MAX_CONTEXT = 1 << 31
+MAX_KV_BYTES_PER_TOKEN = 64 * 2**20  # f16 K and V of every layer for one token: ~0.5 MiB
+# in Llama-3-405B, 2.5 MiB in the old 65B: a header giving more gives an absurd KV cache
 
 
 class GgufError(ValueError):
@@ -106,14 +115,76 @@ class GgufModel:
 
     @classmethod
     def from_json(cls, record: Any) -> GgufModel:
+        """The facts a recording kept (a snapshot's model.json: anybody's file), held to
+        the same types and bounds as facts read from a GGUF (``validated``)."""
         if not isinstance(record, dict):
             raise GgufError("the recorded model facts are not an object")
         try:
             values = dict(record)
-            values["files"] = [GgufFile(**entry) for entry in values.get("files") or []]
-            return cls(**values)
+            files = values.get("files") or []
+            if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+                raise TypeError("files is not a list of objects")
+            values["files"] = [GgufFile(**entry) for entry in files]
+            return validated(cls(**values))
         except TypeError as exc:
             raise GgufError(f"the recorded model facts do not match this version: {exc}") from exc
+
+
+_TEXTS = ("path", "architecture")
+_OPTIONAL_TEXTS = ("name", "file_type")
+# Each count and its bound: a negative one, or one beyond any model, is refused.
+_BOUNDS = {"layers": MAX_LAYERS, "full_attention_layers": MAX_LAYERS,
+           "sliding_window_layers": MAX_LAYERS, "recurrent_layers": MAX_LAYERS,
+           "expert_layers": MAX_LAYERS, "kv_heads": MAX_COUNT, "head_dim": MAX_COUNT,
+           "value_dim": MAX_COUNT, "experts": MAX_COUNT, "experts_used": MAX_COUNT,
+           "shared_experts": MAX_COUNT, "file_bytes": 2**62}
+_OPTIONAL_BOUNDS = {"context_length": MAX_CONTEXT, "hidden": 1 << 24, "heads": MAX_COUNT,
+                    "sliding_window_tokens": MAX_CONTEXT, "expert_ffn": 1 << 24,
+                    "vocab_size": MAX_STRINGS}
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validated(model: GgufModel) -> GgufModel:
+    """``model`` where every value has its type and lies within what a real model has;
+    GgufError naming the first that does not (-512 experts, a head dimension of 2^40, a
+    KV cache of exabytes per token, a layer count that is a string)."""
+    def bad(name: str, value: Any, why: str = "") -> GgufError:
+        return GgufError(f"{model.path if isinstance(model.path, str) else 'the model'}: "
+                         f"{name} {value!r} is not valid{why}")
+
+    for name in _TEXTS + _OPTIONAL_TEXTS:
+        value = getattr(model, name)
+        if not isinstance(value, str) and not (value is None and name in _OPTIONAL_TEXTS):
+            raise bad(name, value)
+    for name, most in list(_BOUNDS.items()) + list(_OPTIONAL_BOUNDS.items()):
+        value = getattr(model, name)
+        if value is None and name in _OPTIONAL_BOUNDS:
+            continue
+        if not _whole(value) or not 0 <= value <= most:
+            raise bad(name, value, f" (a whole number from 0 to {most})")
+    if model.experts and model.experts_used > model.experts:
+        raise bad("experts_used", model.experts_used, f": more than its {model.experts} experts")
+    for name, table, kind in (("tensor_bytes", model.tensor_bytes, _whole),
+                              ("tensor_types", model.tensor_types, lambda v: isinstance(v, str)),
+                              ("basis", model.basis, lambda v: isinstance(v, str))):
+        if not isinstance(table, dict) or not all(
+                isinstance(key, str) and kind(value) for key, value in table.items()):
+            raise bad(name, table)
+    if any(size < 0 or size > model.file_bytes for size in model.tensor_bytes.values()):
+        raise bad("tensor_bytes", model.tensor_bytes, ": more than the file holds")
+    for file in model.files:
+        if not isinstance(file.path, str) or not all(
+                _whole(v) and v >= 0 for v in (file.size_bytes, file.tensors)):
+            raise bad("files", file)
+    per_token = 2 * model.kv_heads * (model.head_dim + model.value_dim) * (
+        model.full_attention_layers + model.sliding_window_layers)
+    if per_token > MAX_KV_BYTES_PER_TOKEN:
+        raise bad("KV cache per token", per_token,
+                  f": more than {MAX_KV_BYTES_PER_TOKEN >> 20} MiB, far beyond any model")
+    return model
 
 
 def split_parts(path: str) -> list[str]:
@@ -151,17 +222,39 @@ def reader_class():
             if scalar is not None:  # one array for all elements
                 values = self._get(offs, scalar, alen[0])
                 return 12 + int(values.nbytes), [raw_itype, alen, values], [2], types
+            count = int(alen[0])
             if sub == GGUFValueType.STRING:  # skipped, counted: the plan needs no token text
+                if count > MAX_STRINGS or count * 8 > len(self.data) - offs:
+                    raise ValueError(f"an array declares {count} strings (a vocabulary holds "
+                                     f"at most a few hundred thousand)")
                 order = ">" if self.byte_order == "S" else "<"
                 buffer = memoryview(self.data)
-                for _ in range(int(alen[0])):
+                for _ in range(count):
                     (length,) = struct.unpack_from(order + "Q", buffer, offs)
                     offs += 8 + length
                 return offs - orig_offs, [raw_itype, alen], [], types
+            if sub == GGUFValueType.ARRAY:  # llama.cpp's gguf.cpp refuses them too
+                raise ValueError("an array of arrays, which llama.cpp does not read")
             return super()._get_field_parts(orig_offs, raw_type)
 
     _READER = FastArrayReader
     return _READER
+
+
+def check_header(view: Any, path: str) -> None:
+    """Refuse a header declaring more tensors or keys than any model has (MAX_TENSORS,
+    MAX_KEYS) or than the file can hold, before gguf's reader walks them one by one."""
+    if len(view) < 24:
+        raise GgufError(f"{path} is too short for a GGUF header")
+    (version,) = struct.unpack_from("<I", view, 4)
+    order = ">" if version & 0xFFFF == 0 else "<"  # a file of the other byte order
+    (version,) = struct.unpack_from(order + "I", view, 4)
+    counts = struct.unpack_from(order + ("II" if version == 1 else "QQ"), view, 8)
+    for count, what, most, least in ((counts[0], "tensors", MAX_TENSORS, 24),
+                                     (counts[1], "metadata keys", MAX_KEYS, 13)):
+        if count > most or count * least > len(view):
+            raise GgufError(f"{path} declares {count} {what}: no model has more than "
+                            f"{most}, nor more than the file can hold")
 
 
 def metadata_value(reader, key: str) -> Any:
@@ -321,11 +414,12 @@ def model_of(path: str, files: list[GgufFile], reader, tensors: list[tuple[str, 
                              "ssm_* recurrent, attn_* attention, token_embd, output")
     file_type = _int(metadata_value(reader, "general.file_type"))
     experts = _int(key("expert_count")) or 0
-    return GgufModel(
+    name = metadata_value(reader, "general.name")
+    return validated(GgufModel(
         path=path,
         files=files,
         file_bytes=sum(f.size_bytes for f in files),
-        name=metadata_value(reader, "general.name"),
+        name=name if isinstance(name, str) else None,
         architecture=arch,
         file_type=_file_type_name(file_type),
         layers=layers,
@@ -346,10 +440,10 @@ def model_of(path: str, files: list[GgufFile], reader, tensors: list[tuple[str, 
         expert_layers=len(expert_blocks),
         vocab_size=_array_length(reader, "tokenizer.ggml.tokens") or _int(key("vocab_size")),
         tensor_bytes=by_class,
-        tensor_types={name: counter.most_common(1)[0][0] for name, counter in types.items()
+        tensor_types={group: counter.most_common(1)[0][0] for group, counter in types.items()
                       if counter},
         basis=basis,
-    )
+    ))
 
 
 def _file_type_name(value: int | None) -> str | None:

@@ -15,13 +15,15 @@ any host, a 16-CPU snapshot included; the launch work turns it into a command.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.facts.cpu import CpuFacts, cpu_mask, parse_cpu_mask
-from q3cn_doctor.host.base import Host, Process, format_cpu_list
+from q3cn_doctor.host.base import MAX_CPU_ID, Host, Process, format_cpu_list
+from q3cn_doctor.parsers.procfs import bounded_int
 
 GIB = 1024**3
 PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
@@ -383,11 +385,12 @@ def running_servers(host: Host) -> list[RunningServer]:
         cpus: set[int] = set()
         mask = values.get("cpu_mask", "").lower().removeprefix("0x")
         if re.fullmatch(r"[0-9a-f]+", mask):
-            cpus |= set(parse_cpu_mask(mask))
+            with contextlib.suppress(ValueError):  # a mask naming CPUs no machine has
+                cpus |= set(parse_cpu_mask(mask))
         if values.get("cpu_range"):
-            low, _, high = values["cpu_range"].partition("-")
-            if low.isdecimal() and high.isdecimal():
-                cpus |= set(range(int(low), int(high) + 1))
+            low, _, high = (bounded_int(part) for part in values["cpu_range"].partition("-"))
+            if low is not None and high is not None and high <= MAX_CPU_ID:
+                cpus |= set(range(low, high + 1))
         server.cpu_flags = sorted(cpus) or None
         found.append(server)
     return found
@@ -407,12 +410,12 @@ def _flag_values(args: list[str]) -> dict[str, str]:
     return values
 
 
+MAX_THREADS = MAX_CPU_ID + 1  # a --threads beyond every CPU id is not a thread count
+
+
 def _positive(text: str | None) -> int | None:
-    try:
-        value = int(text) if text is not None else None
-    except ValueError:
-        return None
-    return value if value and value > 0 else None
+    value = bounded_int(text)
+    return value if value and value <= MAX_THREADS else None
 
 
 def llama_default_threads(cpu: CpuFacts, affinity: list[int] | None) -> int | None:

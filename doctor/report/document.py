@@ -141,9 +141,12 @@ def print_json(document: dict[str, Any], stream: TextIO = sys.stdout) -> None:
 
 def dumps(document: dict[str, Any]) -> str:
     """Indented JSON (one space a level) with every array of plain values on one line:
-    a CPU list is one line, not sixteen."""
+    a CPU list is one line, not sixteen. Strict (``output.strict``): no NaN, Infinity or
+    lone surrogate, whatever a snapshot held."""
     import json
 
-    text = json.dumps(document, indent=1)
+    from q3cn_doctor.report.output import strict
+
+    text = json.dumps(strict(document), indent=1, allow_nan=False)
     return _FLAT_ARRAY.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1).strip()) + "]",
                            text)

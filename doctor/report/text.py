@@ -18,6 +18,7 @@ from q3cn_doctor.checking.findings import (
 from q3cn_doctor.checking.registry import CheckSpec
 from q3cn_doctor.report.layout import Line, use_colour, width_of, wrap, write_lines
 from q3cn_doctor.report.ledger import NOTICEABLE_TOK_S, Ledger, is_problem
+from q3cn_doctor.report.output import write_plain
 from q3cn_doctor.report.picture import time_per_token_lines
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta",
@@ -166,6 +167,6 @@ def print_text(findings: list[Finding], header: str, ledger: Ledger | None, verb
 
 def print_check_list(specs: list[CheckSpec], stream: TextIO) -> None:
     width = max((len(spec.id) for spec in specs), default=0)
-    for spec in specs:
-        origin = "" if spec.origin == "built-in" else f"  [{spec.origin}]"
-        stream.write(f"{spec.id:<{width}}  {spec.description}{origin}\n")
+    write_plain(stream, (f"{spec.id:<{width}}  {spec.description}"
+                         + ("" if spec.origin == "built-in" else f"  [{spec.origin}]")
+                         for spec in specs))
