@@ -59,17 +59,19 @@ def run_cli(*args: str, env: dict | None = None,
 
 
 def run_on_terminal(args: list[str], env: dict, answer: bytes | None = None,
-                    stdin_terminal: bool = False) -> tuple[int, bytes]:
-    """Run the doctor with a pseudo-terminal as stdout and stderr (and stdin where asked
-    or where ``answer`` is given: it answers the first ``[y/N]`` question)."""
+                    stdin_terminal: bool = False,
+                    command: list[str] | None = None) -> tuple[int, bytes]:
+    """Run the doctor (or ``command``) with a pseudo-terminal as stdout and stderr (and
+    stdin where asked or where ``answer`` is given: it answers the first ``[y/N]``
+    question)."""
     import pty
     import select
     import time
 
     master, slave = pty.openpty()
     stdin = slave if stdin_terminal or answer is not None else subprocess.DEVNULL
-    process = subprocess.Popen(doctor_command() + args, stdin=stdin, stdout=slave, stderr=slave,
-                               env=env, close_fds=True)
+    process = subprocess.Popen((command or doctor_command()) + args, stdin=stdin, stdout=slave,
+                               stderr=slave, env=env, close_fds=True)
     os.close(slave)
     output, answered = b"", False
     deadline = time.monotonic() + 60

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import alive, child_pids
+from conftest import alive, child_pids, run_on_terminal
 from q3cn_doctor.facts.model_search import find_profile_model
 from q3cn_doctor.host.live import LiveHost
 from q3cn_doctor.launch.run_as import RunAsError, run_as
@@ -277,34 +277,11 @@ def test_progress_is_plain_lines_without_a_terminal():
 
 
 def test_progress_is_a_rich_bar_on_a_terminal():
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-c", PROGRESS], stdin=subprocess.DEVNULL,
-                               stdout=slave, stderr=slave, close_fds=True,
-                               env=dict(os.environ, TERM="xterm", COLUMNS="100"))
-    os.close(slave)
-    output = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 1)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(master)
-    assert process.wait(timeout=30) == 0
+    code, output = run_on_terminal([], dict(os.environ, TERM="xterm", COLUMNS="100"),
+                                   command=[sys.executable, "-c", PROGRESS])
     text = output.decode(errors="replace")
-    assert "trial 2: t1 b2048" in text and "\x1b[" in text  # drawn, not plain lines
-    assert "Tuning..." not in text
+    assert code == 0 and "trial 2: t1 b2048" in text
+    assert "\x1b[" in text and "Tuning..." not in text  # drawn, not plain lines
 
 
 # -- the commands' refusals, before anything runs ---------------------------------------------

@@ -43,11 +43,14 @@ def test_bench_speed_measures_pp_and_tg_beside_the_prediction(real_parts, tmp_pa
     assert predicted["tok_s"] > 0 and predicted["low"] < predicted["tok_s"] < predicted["high"]
     assert document["verdict"] and document["command"][0].endswith("llama-bench")
     assert "Measuring speed...\n" in result.stderr  # no terminal: plain progress lines
-    last = json.loads((tmp_path / "state" / "q3cn-doctor" / "speed-last.json").read_text())
-    assert last["measured"]["tg"] == measured["tg"]
+    last = json.loads((tmp_path / "cache" / "q3cn-doctor" / "measured-speed.json").read_text())
+    assert last["tok_s"] == round(measured["tg"]["mean"], 1)  # the next report quotes it
     text = doctor(real_parts, tmp_path, "bench", "speed", *SHORT, *real_parts.args(),
                   "--ctx-size", "2048")
     assert "tg (generation, 64 tokens):" in text.stdout and "predicted tg: ~" in text.stdout
+    ledger = doctor(real_parts, tmp_path, "check", "--only", "model.speed", "--measure",
+                    *real_parts.args(), "--ctx-size", "2048")
+    assert "[measured: " in ledger.stdout  # the report's ledger quotes the measurement
 
 
 def test_bench_speed_through_llama_server(real_parts, tmp_path):

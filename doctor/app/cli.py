@@ -118,10 +118,21 @@ def check(ctx: click.Context, as_json: bool, html_path: str | None, list_checks:
     measured = _measured_speed(options, facts.host)
     from q3cn_doctor.app.reporting import emit
 
-    emit(facts, findings, options, as_json=as_json, verbose=verbose, html_path=html_path)
-    if measured and not as_json:
-        click.echo("\n" + measured)
+    emit(facts, findings, options, as_json=as_json, verbose=verbose, html_path=html_path,
+         measured=measured)
     ctx.exit(exit_code(findings, strict))
+
+
+def _measured_speed(options: Options, host) -> dict | None:
+    """check --measure on this machine: the short speed measurement (None otherwise)."""
+    if not options.measure or host.kind != "live":
+        return None
+    from q3cn_doctor.app.measure_command import short_measurement
+
+    try:
+        return short_measurement(options)
+    except KeyboardInterrupt:
+        return {"text": "Speed not measured: interrupted (llama.cpp stopped).", "error": True}
 
 
 def _run_selected(options: Options) -> tuple[Any, list]:
@@ -167,24 +178,6 @@ def report(ctx: click.Context, html_path: str, no_plugins: bool, **params: Any) 
     write_html(html_path, facts, findings, options,
                make_ledger(facts, findings, options, plan), plan)
 
-
-def _measured_speed(options: Options, host) -> str | None:
-    """check --measure on this machine: the short speed measurement of the plan, kept where
-    the report's ledger quotes it beside the estimate; its text (None where not run)."""
-    if not options.measure or host.kind != "live":
-        return None
-    from q3cn_doctor.app.measure_command import short_measurement
-    from q3cn_doctor.report.ledger import remember_measured
-
-    try:
-        answer = short_measurement(options)
-    except KeyboardInterrupt:
-        return "Speed not measured: interrupted (llama.cpp stopped)."
-    measured = (answer.get("result") or {}).get("measured") or {}
-    tg = (measured.get("tg") or {}).get("mean")
-    if isinstance(tg, (int, float)):
-        remember_measured(host, float(tg), "check --measure")
-    return answer.get("text") or None
 
 
 @main.command()

@@ -138,7 +138,7 @@ def run_bench_speed(options: Options, method: str, repeats: int, allow_root: boo
     import json
 
     from q3cn_doctor.measure.processes import MeasureError
-    from q3cn_doctor.measure.speed_bench import run_speed_bench, store_last
+    from q3cn_doctor.measure.speed_bench import remember, run_speed_bench
 
     rig = make_rig(options, allow_root)
     try:
@@ -151,16 +151,35 @@ def run_bench_speed(options: Options, method: str, repeats: int, allow_root: boo
         return EXIT_INTERRUPTED
     except MeasureError as exc:
         raise click.ClickException(str(exc)) from exc
-    store_last(rig.facts.host, result)
-    click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.text())
+    remember(rig.facts.host, result)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(result.text())
+        _time_per_token(rig.facts, result)
     return 0 if result.trial.ok else 1
+
+
+def _time_per_token(facts, result) -> None:
+    """Where the time of one token goes, by the speed model, with the measured figure."""
+    from q3cn_doctor.facts import FactsError
+    from q3cn_doctor.plan.speed import speed
+    from q3cn_doctor.report.picture import print_time_per_token
+
+    try:
+        estimate = speed(facts)
+    except FactsError:
+        return
+    click.echo()
+    print_time_per_token(estimate, sys.stdout,
+                         result.trial.tg.mean if result.trial.ok else None)
 
 
 def short_measurement(options: Options) -> dict:
     """``check --measure``'s speed line: a short llama-bench (or server) run of the plan,
     or why none was made. Never raises (Ctrl-C excepted)."""
     from q3cn_doctor.measure.processes import MeasureError
-    from q3cn_doctor.measure.speed_bench import run_speed_bench
+    from q3cn_doctor.measure.speed_bench import remember, run_speed_bench
 
     measured = Options(**{**options.__dict__, "measure": True})
     try:
@@ -172,6 +191,7 @@ def short_measurement(options: Options) -> dict:
         return {"text": f"Speed not measured: {exc.format_message()}", "error": True}
     except MeasureError as exc:
         return {"text": f"Speed not measured: {exc}", "error": True}
+    remember(rig.facts.host, result)
     return {"text": result.short(), "result": result.to_json()}
 
 
@@ -196,6 +216,10 @@ def run_tune(options: Options, budget: float, repeats: int, method: str, save: b
     except (TuneFailed, MeasureError) as exc:
         raise click.ClickException(str(exc)) from exc
     where = keep_tune(rig, result, options, save)
+    from q3cn_doctor.report.ledger import remember_measured
+
+    remember_measured(rig.facts.host, round(result.best.tg.mean, 1),
+                      f"tune ({result.setting.label()})")
     if as_json:
         click.echo(json.dumps({**result.to_json(), "saved": where}, indent=2))
     else:

@@ -60,8 +60,9 @@ def make_ledger(facts: Facts, findings: list[Finding], options: Options,
 
 
 def emit(facts: Facts, findings: list[Finding], options: Options, *, as_json: bool,
-         verbose: bool, html_path: str | None) -> None:
-    """Print the report (text or JSON) and, with ``html_path``, write the page too."""
+         verbose: bool, html_path: str | None, measured: dict | None = None) -> None:
+    """Print the report (text or JSON) and, with ``html_path``, write the page too;
+    ``measured``: check --measure's speed measurement (app/measure_command.py)."""
     plan = fix_plan(facts, findings)
     ledger = make_ledger(facts, findings, options, plan)
     if html_path:
@@ -69,7 +70,10 @@ def emit(facts: Facts, findings: list[Finding], options: Options, *, as_json: bo
     if as_json:
         from q3cn_doctor.report.document import json_document, print_json
 
-        print_json(json_document(findings, facts, ledger.to_json(), verbose))
+        document = json_document(findings, facts, ledger.to_json(), verbose)
+        if measured is not None:
+            document["measured_speed"] = measured.get("result") or {"error": measured["text"]}
+        print_json(document)
         return
     from q3cn_doctor.report.text import print_text
 
@@ -83,6 +87,8 @@ def emit(facts: Facts, findings: list[Finding], options: Options, *, as_json: bo
         sections = {name: fold_paths(found) for name, found in sections.items() if found}
     print_text(findings, header(facts, options, with_model=ledger.now is None), ledger, verbose,
                sys.stdout, evidence, sections)
+    if measured is not None:
+        click.echo("\n" + measured["text"])
 
 
 def write_html(path: str, facts: Facts, findings: list[Finding], options: Options,

@@ -12,7 +12,6 @@ sit partly in the CPU caches reads less than every weight from RAM per token).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -21,9 +20,9 @@ from q3cn_doctor.measure.rig import Rig
 from q3cn_doctor.measure.setting import Setting
 from q3cn_doctor.measure.trials import PP_TOKENS, REPEATS, TG_TOKENS, Trial
 from q3cn_doctor.plan.speed import speed
+from q3cn_doctor.report.ledger import remember_measured
 
 ASSUMED_RANGE = 0.25  # where the estimate carries no range: the model's usual error
-LAST_NAME = "speed-last.json"
 
 
 @dataclass
@@ -146,11 +145,8 @@ def run_speed_bench(rig: Rig, method: str = "auto", repeats: int = REPEATS,
                       run_as=rig.run_as.name, notes=notes)
 
 
-def store_last(host, bench: SpeedBench) -> str | None:
-    """Keep the result in the user's state folder (the report can quote it)."""
-    folder = host.user_state_dir()
-    if folder is None or not bench.trial.ok:
-        return None
-    path = f"{folder}/{LAST_NAME}"
-    host.write_bytes(path, (json.dumps(bench.to_json(), indent=1) + "\n").encode(), 0o644)
-    return path
+def remember(host, bench: SpeedBench) -> None:
+    """Keep the measured tg where the next report quotes it beside the estimate."""
+    if bench.trial.ok:
+        remember_measured(host, round(bench.trial.tg.mean, 1),
+                          f"{bench.method} ({bench.trial.setting.label()})")
