@@ -65,8 +65,10 @@ def channels(ctx: Context):
     used = memory.channels
     board = memory.board_channels or (CONSUMER_CHANNELS if (memory.slots or 0) > 1 else None)
     best = min(len(modules), board) if board else None
+    wanted = None  # the channels a fix of the layout would use: the speed model's input
     cost = None
     if len(modules) == 1 and board and board > 1:
+        wanted = min(2, board)
         now, full = _bandwidth(memory, 1), _bandwidth(memory, min(2, board))
         tokens, cost = _priced(ctx, min(2, board))
         problems.append((
@@ -76,6 +78,7 @@ def channels(ctx: Context):
             f"Half the bandwidth of two channels: {gbps(now)} instead of {gbps(full)}. "
             + tokens))
     elif best and used < best:
+        wanted = best
         now, full = _bandwidth(memory, used), _bandwidth(memory, best)
         tokens, cost = _priced(ctx, best)
         problems.append((
@@ -124,7 +127,18 @@ def channels(ctx: Context):
     title = problems[0][1] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
     return ctx.finding(status, title, observed=observed + ". " + "; ".join(p[1] for p in problems),
                        recommended=" ".join(p[2] for p in problems),
-                       impact=" ".join(p[3] for p in problems), cost_tok_s=cost)
+                       impact=" ".join(p[3] for p in problems),
+                       manual=[p[2] for p in problems], action=_action(problems[0][1]),
+                       what_if={"ram_channels": wanted} if wanted else None, cost_tok_s=cost)
+
+
+def _action(title: str) -> str:
+    """The ledger's few words for the costliest module problem."""
+    if title.startswith("One module"):
+        return "a second DIMM"
+    if "share" in title:
+        return "DIMMs in the right slots"
+    return "matching DIMMs"
 
 
 def _priced(ctx: Context, channels: int) -> tuple[str, float | None]:

@@ -35,7 +35,8 @@ def fit(ctx: Context):
             recommended="Pick a smaller quant or a shorter --ctx-size, put more of the model on "
                         "the GPU, or add RAM.",
             impact=NO_MMAP,
-            manual=["Add RAM, or choose a model whose weights plus KV cache fit in RAM and VRAM."])
+            manual=["Add RAM, or choose a model whose weights plus KV cache fit in RAM and VRAM."],
+            action="more RAM or a smaller model")
     if total - reserved < need:
         return ctx.finding(INFO, "The model fits only once the hugetlb reservation is released",
                            observed=observed,

@@ -39,6 +39,10 @@ from q3cn_doctor.plan.placement import (
 from q3cn_doctor.plan.speed import compare, difference, speed, what_if
 from q3cn_doctor.units import gib
 
+# The oldest driver branch each CUDA major version runs on (NVIDIA's minor version
+# compatibility table, docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html).
+MIN_DRIVER_BRANCH = {11: 450, 12: 525, 13: 580}
+
 BUSY_PROCESS_BYTES = 300 * MIB
 """A process holding more VRAM than this is worth naming: --fit leaves its share in RAM."""
 
@@ -171,6 +175,7 @@ def present(ctx: Context):
                     recommended=_INIT_FIX["NVML_ERROR_GPU_IS_LOST"],
                     impact="A lost GPU holds no layers, so the model's share planned for it runs "
                            "from RAM, or llama-server fails to start.",
+                    manual=[_INIT_FIX["NVML_ERROR_GPU_IS_LOST"]], action=f"reseat GPU {index}",
                     item=index))
             elif "error" in device:
                 findings.append(ctx.finding(
@@ -188,6 +193,9 @@ def present(ctx: Context):
                              f"compute capability {cc}; {driver}",
                     item=index))
         return findings
+    others = _sysfs_present(ctx)
+    if others:
+        return others
     if nvml.init == ABSENT:
         return ctx.finding(
             SKIP, "GPU unknown: this host has no NVML reading",
@@ -241,7 +249,82 @@ def present(ctx: Context):
                            impact=_cpu_only_cost(ctx))
     # No software fix: `fix` lists the driver install as a manual step.
     return ctx.finding(FAIL, title + ": the model would run CPU-only", observed=observed,
-                       recommended=fix, impact=_cpu_only_cost(ctx), manual=[fix])
+                       recommended=fix, impact=_cpu_only_cost(ctx), manual=[fix],
+                       action="a working NVIDIA driver")
+
+
+def _sysfs_present(ctx: Context) -> list:
+    """AMD or Intel GPUs (from sysfs) that this Vulkan, HIP or SYCL build can use."""
+    findings = []
+    for device in ctx.facts.get("sysfs_gpus", []):
+        index = str(device["index"])
+        total, used = device.get("memory_total_bytes"), device.get("memory_used_bytes")
+        link = device.get("pcie") or {}
+        observed = (f"{device['vendor']} {device['name']} ({device['card']}, driver "
+                    f"{device.get('driver') or 'none'}, PCI {device.get('pci_bus_id') or '?'}): "
+                    f"{gib(total)} VRAM, {gib(used)} used; PCIe {link.get('speed_current')} "
+                    f"x{link.get('width_current')} of {link.get('speed_max')} "
+                    f"x{link.get('width_max')}; llama-server's {device['backend']} backend "
+                    "drives it")
+        if total is None:
+            findings.append(ctx.finding(
+                INFO, f"{device['vendor']} {device['name']}: VRAM unknown", observed=observed,
+                recommended="The plan keeps the model in RAM: this driver does not report "
+                            "VRAM in sysfs.", item=index))
+            continue
+        loader = _vulkan_loader(ctx, device) if device["backend"] == "vulkan" else None
+        if loader is not None:
+            findings.append(ctx.finding(loader[0], loader[1], observed=f"{observed}; {loader[2]}",
+                                        recommended=loader[3], impact=loader[4],
+                                        item=index, cost_tok_s=loader[5]))
+            continue
+        findings.append(ctx.finding(
+            PASS, f"{device['vendor']} {device['name']} with {gib(total)} VRAM for the "
+                  f"{device['backend']} build", observed=observed, item=index))
+    return findings
+
+
+VULKAN_DRIVERS = {"AMD": "Mesa's RADV (mesa-vulkan-drivers on Debian, Ubuntu and Fedora, "
+                         "vulkan-radeon on Arch)",
+                  "Intel": "Mesa's ANV (mesa-vulkan-drivers on Debian, Ubuntu and Fedora, "
+                           "vulkan-intel on Arch)",
+                  "NVIDIA": "the NVIDIA driver's Vulkan ICD (it ships with the driver)"}
+_VENDOR_WORDS = {"AMD": ("amd", "radeon", "radv"), "Intel": ("intel", "arc"),
+                 "NVIDIA": ("nvidia", "geforce", "rtx", "quadro")}
+
+
+def _vulkan_loader(ctx: Context, device: dict) -> tuple | None:
+    """What `vulkaninfo --summary` says of this card: no driver of its own (the build runs
+    on the CPU), or two drivers (llama.cpp sees the card twice); None where all is well."""
+    from q3cn_doctor.parsers.vulkaninfo import software
+
+    vulkan = ctx.facts.get("vulkan")
+    if vulkan is None or vulkan.state != "ran":
+        return None
+    words = _VENDOR_WORDS.get(device["vendor"], ())
+    listed = [d for d in vulkan.devices if not software(d) and (
+        d.get("vendorID", "").lower() == str(device.get("vendor_id")) if "vendorID" in d
+        else any(w in d.get("deviceName", "").lower() for w in words))]
+    names = "; ".join(f"GPU{d['index']}: {d.get('deviceName', '?')} "
+                      f"({d.get('driverName') or d.get('driverInfo') or 'driver ?'})"
+                      for d in vulkan.devices) or "no device"
+    seen = f"vulkaninfo --summary lists {names}"
+    if not listed:
+        now, cpu = speed(ctx.facts), what_if(ctx.facts, cpu_only=True)
+        gain = difference(cpu, now)
+        return (FAIL, f"The Vulkan loader finds no driver for the {device['vendor']} "
+                      f"{device['name']}", seen,
+                f"Install {VULKAN_DRIVERS.get(device['vendor'], 'its Vulkan driver')}, then "
+                "check `vulkaninfo --summary` lists the card.",
+                "llama-server's Vulkan backend finds no GPU and runs on the CPU. "
+                + compare(cpu, now, "with the driver"), gain)
+    if len(listed) > 1:
+        return (WARN, f"Two Vulkan drivers list the {device['name']}", seen,
+                f"Keep one driver (remove the other ICD), or start llama-server with "
+                f"GGML_VK_VISIBLE_DEVICES={listed[0]['index']}.",
+                "llama.cpp sees the one card as two devices and splits the model between "
+                "them, or fails (llama.cpp issue #9516).", None)
+    return None
 
 
 # -- gpu.cuda -----------------------------------------------------------------------------------
@@ -284,6 +367,7 @@ def _nvcc_finding(ctx: Context, nvcc: Nvcc | None, driver_version: int | None):
                         f"llama.cpp here, or build with a CUDA {driver_major}.x toolkit.",
             impact="A llama.cpp built with this nvcc stops at start-up with \"CUDA driver version "
                    "is insufficient for CUDA runtime version\" and generates nothing.",
+            manual=[_driver_step(major, driver_major)], action=_driver_action(major),
             item="nvcc")
     if (major, minor) > (driver_major, driver_version % 1000 // 10):
         return ctx.finding(
@@ -298,6 +382,25 @@ def _nvcc_finding(ctx: Context, nvcc: Nvcc | None, driver_version: int | None):
                    "full speed.",
             item="nvcc")
     return None
+
+
+_CUDA_BUILD_STEP = ("Install a CUDA build of llama-server: build llama.cpp with "
+                    "`cmake -B build -DGGML_CUDA=ON`, or take a CUDA release or container.")
+
+
+def _driver_action(cuda_major: int) -> str:
+    branch = MIN_DRIVER_BRANCH.get(cuda_major)
+    return f"NVIDIA driver {branch}+" if branch else f"a driver for CUDA {cuda_major}"
+
+
+def _driver_step(cuda_major: int, driver_major: int) -> str:
+    """The by-hand step for a CUDA runtime newer than the driver: a newer driver, or a
+    build for the CUDA the driver has."""
+    branch = MIN_DRIVER_BRANCH.get(cuda_major)
+    newer = (f"the NVIDIA driver {branch} or newer" if branch
+             else f"an NVIDIA driver that supports CUDA {cuda_major}.x")
+    return (f"Install {newer}, then reboot; or use a llama-server built with CUDA "
+            f"{driver_major}.x.")
 
 
 @check("gpu.cuda", "The llama-server build's CUDA runtime is one the driver supports")
@@ -338,7 +441,10 @@ def cuda(ctx: Context):
                         if gpus else "",
             impact=("A CPU-only build leaves the GPU idle: attention and prompt processing run "
                     "on the CPU, several times slower." + priced if gpus
-                    else "Nothing is offloaded either way."), cost_tok_s=cost))
+                    else "Nothing is offloaded either way."),
+            manual=[_CUDA_BUILD_STEP] if gpus else [],
+            action="a CUDA build of llama-server" if gpus else "",
+            what_if={"cpu_only": False} if gpus else None, cost_tok_s=cost))
         return findings
     if "cuda" not in build.backends:
         findings.insert(0, ctx.finding(
@@ -372,7 +478,10 @@ def cuda(ctx: Context):
                         f"or use a llama-server built with CUDA {driver_version // 1000}.x.",
             impact="It stops at start-up with \"CUDA driver version is insufficient for CUDA "
                    "runtime version\", or falls back to the CPU at a fraction of the speed."
-                   + priced, cost_tok_s=cost))
+                   + priced,
+            manual=[_driver_step(build.runtime_major, driver_version // 1000)],
+            action=_driver_action(build.runtime_major), what_if={"cpu_only": False},
+            cost_tok_s=cost))
         return findings
     findings.insert(0, ctx.finding(
         PASS, f"llama-server's {needs} runs on the driver's CUDA {driver}",
@@ -381,6 +490,13 @@ def cuda(ctx: Context):
 
 
 # -- gpu.vram -----------------------------------------------------------------------------------
+
+def _freed_vram(ctx: Context, device: dict, held: int) -> list[int]:
+    """Each usable GPU's free VRAM (in the speed model's order) with ``held`` back on
+    ``device``: the speed model's input once those programs are closed."""
+    return [int(g["memory_free_bytes"]) + (held if g.get("index") == device.get("index") else 0)
+            for g in usable_gpus(ctx.facts)]
+
 
 def _other_processes(device: dict) -> tuple[list[dict], str]:
     processes = device.get("processes")
@@ -402,6 +518,8 @@ def _other_processes(device: dict) -> tuple[list[dict], str]:
 @check("gpu.vram", "Free VRAM, other programs holding it, and room for attention + KV cache")
 def vram(ctx: Context):
     devices = _devices(ctx)
+    if not devices and ctx.facts.get("sysfs_gpus"):
+        return _sysfs_vram(ctx)
     if not devices:
         return _no_gpu(ctx)
     plan = placement(ctx.facts)
@@ -429,15 +547,16 @@ def vram(ctx: Context):
         held = sum(p["used_bytes"] for p in big)
         names = ", ".join(sorted({str(p.get("name") or f"pid {p.get('pid')}") for p in big}))
         running_server = any("llama-server" in str(p.get("name")) for p in big)
-        priced, cost = _freed(ctx, device, held)
+        step = (("Stop the running llama-server before launching another; close"
+                 if running_server else "Close")
+                + f" or move {names} off this GPU before starting llama-server "
+                "(browsers: turn off hardware acceleration; a desktop on the integrated "
+                "GPU frees the NVIDIA one).")
+        priced, cost = _priced_freed(ctx, device, held)
         findings.append(ctx.finding(
             WARN, f"{_label(device)}: other programs hold {_mib(held)} of VRAM ({names})",
-            observed=observed,
-            recommended=("Stop the running llama-server before launching another; close"
-                         if running_server else "Close")
-                        + f" or move {names} off this GPU before starting llama-server "
-                        "(browsers: turn off hardware acceleration; a desktop on the integrated "
-                        "GPU frees the NVIDIA one).",
+            observed=observed, recommended=step, manual=[step], action=f"close {names}",
+            what_if={"vram_free_bytes": _freed_vram(ctx, device, held)},
             impact=f"--fit places about one expert layer fewer per {gib(int(layer_bytes))} held, "
                    "and each layer left in RAM adds its weights to what every token reads at RAM "
                    "speed." + priced,
@@ -447,12 +566,34 @@ def vram(ctx: Context):
     return findings
 
 
-def _freed(ctx: Context, device: dict, held: int) -> tuple[str, float | None]:
+def _sysfs_vram(ctx: Context) -> list:
+    """Free VRAM of AMD or Intel GPUs as sysfs reports it (no per-process figures there),
+    then the same fit judgement as for NVIDIA GPUs."""
+    plan = placement(ctx.facts)
+    findings, counted = [], []
+    for device in ctx.facts.get("sysfs_gpus", []):
+        index = str(device["index"])
+        free = device.get("memory_free_bytes")
+        if free is None:
+            findings.append(ctx.finding(SKIP, f"GPU {index} ({device['name']}): VRAM unknown",
+                                        observed=f"{device['card']}: no VRAM figures in sysfs",
+                                        item=index))
+            continue
+        counted.append(index)
+        findings.append(ctx.finding(
+            PASS, f"GPU {index} ({device['name']}): {gib(free)} VRAM free",
+            observed=f"{gib(free)} free of {gib(device.get('memory_total_bytes'))} "
+                     f"({device['card']} mem_info_vram_total/used; sysfs names no processes)",
+            item=index))
+    if counted:
+        findings.append(_fit(ctx, plan, counted))
+    return findings
+
+
+def _priced_freed(ctx: Context, device: dict, held: int) -> tuple[str, float | None]:
     """The speed model with ``held`` bytes more free on this GPU."""
     try:
-        gpus = usable_gpus(ctx.facts)
-        free = [int(g["memory_free_bytes"]) + (held if g is device or g.get("index") ==
-                                                device.get("index") else 0) for g in gpus]
+        free = _freed_vram(ctx, device, held)
         now, then = speed(ctx.facts), what_if(ctx.facts, vram_free_bytes=free)
     except (FactsError, KeyError, TypeError):
         return "", None
@@ -492,7 +633,10 @@ def _fit(ctx: Context, plan: Placement, counted: list[str]):
                         "such as -ctk q8_0 -ctv q8_0).",
             impact="What does not fit leaves attention layers in RAM, which every token then "
                    "computes on the CPU at a fraction of GPU speed." + priced,
-            item="fit", cost_tok_s=cost)
+            manual=[f"Launch with `q3cn-doctor launch --ctx-size {fits}` (or `ctx_size = {fits}` "
+                    "in the config file), or free VRAM, or add `-- -ctk q8_0 -ctv q8_0` for a "
+                    "quantized KV cache."],
+            action=f"--ctx-size {fits}", item="fit", cost_tok_s=cost)
     return ctx.finding(
         WARN,
         f"Attention and shared weights alone ({gib(plan.resident_bytes)}) do not fit in "
@@ -501,7 +645,9 @@ def _fit(ctx: Context, plan: Placement, counted: list[str]):
         recommended="Free VRAM, use a GPU with more memory, or a smaller quant of the model.",
         impact="llama-server keeps part of the always-active weights in RAM, so every token "
                "waits on the CPU for them.",
-        item="fit")
+        manual=["Free VRAM (close what holds it), use a GPU with more memory, or a smaller quant "
+                "of the model."],
+        action="more free VRAM or a smaller quant", item="fit")
 
 
 # -- gpu.pcie -----------------------------------------------------------------------------------
@@ -571,16 +717,21 @@ def pcie(ctx: Context):
                     f"{routed / now:.1f} s per batch at {now / 1e9:.1f} GB/s instead of "
                     f"{routed / best:.1f} s at {best / 1e9:.1f} GB/s.")
         laptop = "laptop" in str(value(device.get("name")) or "").lower()
+        impact = (cost or "Prompt processing streams experts over PCIe, so a slower link "
+                          "slows it.") + GENERATION_OVER_PCIE
+        title = f"{_label(device)}: PCIe link {' and '.join(problems)}"
+        if laptop:  # nothing a person can change: a note, not a warning
+            findings.append(ctx.finding(
+                INFO, title, observed=observed, impact=impact, item=index,
+                recommended="A laptop wires its GPU's lanes; nothing to change, but expect "
+                            "slower prompt processing."))
+            continue
+        step = ("Move the GPU to the CPU's x16 slot (usually the top one), drop bifurcation or "
+                "risers that force fewer lanes or a lower generation, and set the slot to "
+                "Auto/Gen4+ in the BIOS.")
         findings.append(ctx.finding(
-            WARN, f"{_label(device)}: PCIe link {' and '.join(problems)}", observed=observed,
-            recommended="A laptop wires its GPU's lanes; nothing to change, but expect slower "
-                        "prompt processing." if laptop else
-                        "Move the GPU to the CPU's x16 slot, drop bifurcation or risers that "
-                        "force fewer lanes or a lower generation, and set the slot to Auto/Gen4+ "
-                        "in the BIOS.",
-            impact=(cost or "Prompt processing streams experts over PCIe, so a slower link "
-                            "slows it.") + GENERATION_OVER_PCIE,
-            item=index))
+            WARN, title, observed=observed, recommended=step, impact=impact, manual=[step],
+            action="GPU in the x16 slot", item=index))
     return findings
 
 
@@ -638,9 +789,10 @@ def power(ctx: Context):
         observed = "; ".join(parts) + ("; idle" if isinstance(events, int) and events & IDLE
                                        else "")
         if warns:
+            advice = "; ".join(fixes).capitalize() + "."
             findings.append(ctx.finding(
                 WARN, f"{_label(device)}: {'; '.join(warns)}", observed=observed,
-                recommended="; ".join(fixes).capitalize() + ".",
+                recommended=advice, manual=[advice], action="GPU power and cooling",
                 impact="Prompt processing is bound by the GPU's clocks and slows about in "
                        "proportion; generation, bound by RAM, loses less.",
                 item=index))

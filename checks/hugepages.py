@@ -44,17 +44,50 @@ def hugepages(ctx: Context):
                 INFO, f"{gib(reserved)} reserved as hugetlb pages; the model still fits",
                 observed=observed, recommended="Release them if nothing on this machine uses them.",
                 impact=impact, fixes=["hugepages.release"]))
-    thp = memory.thp_enabled
-    if thp is None:
-        findings.append(ctx.finding(
-            SKIP, "Transparent huge page mode unknown",
-            observed="/sys/kernel/mm/transparent_hugepage/enabled is absent", item="thp"))
-    else:
-        findings.append(ctx.finding(
-            INFO, f"Transparent huge pages: {thp}",
-            observed=f"/sys/kernel/mm/transparent_hugepage/enabled = [{thp}]",
-            recommended=("madvise or always lets large buffers use huge pages"
-                         if thp == "never" else ""),
-            impact="Huge pages cut TLB misses when a token walks gigabytes of weights.", item="thp",
-            fixes=["thp.mode"] if thp == "never" else []))
+    findings.append(_thp(ctx, memory.thp_enabled))
     return findings
+
+
+THP_PATH = "/sys/kernel/mm/transparent_hugepage/enabled"
+ALWAYS_STEP = (f"echo always > {THP_PATH} (until reboot; `transparent_hugepage=always` on the "
+               "kernel command line to keep it), then compare with `q3cn-doctor bench`")
+
+
+def _thp(ctx: Context, thp: str | None):
+    """Honest THP advice: llama.cpp never calls madvise(MADV_HUGEPAGE) on its buffers, so
+    only ``always`` gives it huge pages, and only for anonymous memory (the model read into
+    RAM: --no-mmap / --load-mode mlock); a mapped model file lives in the page cache, which
+    THP does not back on ordinary filesystems."""
+    if thp is None:
+        return ctx.finding(SKIP, "Transparent huge page mode unknown",
+                           observed=f"{THP_PATH} is absent", item="thp")
+    plan = placement(ctx.facts)
+    read_in = bool(plan.ram_bytes) and plan.fits_ram is not False
+    load = ("the plan reads the model's RAM part into anonymous memory (--load-mode mlock, "
+            "or --no-mmap --mlock)" if read_in else
+            "the plan maps the model from its file (it does not fit RAM with headroom), and "
+            "THP does not back page-cache pages")
+    observed = f"{THP_PATH} = [{thp}]; {load}"
+    if thp == "always":
+        return ctx.finding(
+            INFO, "Transparent huge pages: always", observed=observed,
+            impact=("Huge pages back the model's buffers: fewer TLB misses as each token walks "
+                    "gigabytes of weights." if read_in else
+                    "No effect on the mapped model; other programs' memory gets huge pages."),
+            item="thp")
+    if not read_in:
+        return ctx.finding(
+            INFO, f"Transparent huge pages: {thp}", observed=observed,
+            impact="No mode changes the speed of a model mapped from its file.", item="thp")
+    never = thp == "never"
+    return ctx.finding(
+        INFO, f"Transparent huge pages: {thp}: llama.cpp's buffers get none",
+        observed=observed,
+        recommended=("llama.cpp does not madvise its buffers, so `madvise` mode gives it "
+                     "nothing; `always` backs the model read into RAM with huge pages: "
+                     + ALWAYS_STEP + "." + (" The thp.mode fix restores the kernel's default "
+                                            "madvise for other programs only." if never
+                                            else "")),
+        impact="Huge pages cut TLB misses when a token walks gigabytes of weights; by how much "
+               "here is what the benchmark measures (the speed model has no term for it).",
+        item="thp", fixes=["thp.mode"] if never else [], manual=[ALWAYS_STEP])

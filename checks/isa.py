@@ -104,7 +104,9 @@ def isa(ctx: Context):
                       "`-cpu host` or host-passthrough, Proxmox CPU type 'host'); a "
                       "generic virtual CPU hides AVX2 even where the host has it. " + advice)
         findings.append(ctx.finding(
-            WARN, "The CPU lacks AVX2", observed=observed, recommended=advice,
+            WARN, "The CPU lacks AVX2", observed=observed, recommended=advice, manual=[advice],
+            action="host CPU passthrough" if system is not None and system.virtualization.in_vm
+            else "a CPU with AVX2",
             impact="ggml's quantised dot products fall back to 128-bit AVX/SSE code without AVX2: "
                    "prompt processing and CPU-side generation run several times slower."))
     else:

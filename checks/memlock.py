@@ -14,7 +14,7 @@ KIB = 1024
 LIMITS_FILES = ("/etc/security/limits.conf", "/etc/security/limits.d/*.conf")
 
 
-def _passwd(ctx: Context) -> dict[str, tuple[int, int]]:
+def passwd(ctx: Context) -> dict[str, tuple[int, int]]:
     """user name -> (uid, primary gid), from the host's /etc/passwd."""
     users = {}
     for line in (ctx.host.cat("/etc/passwd") or "").splitlines():
@@ -42,16 +42,17 @@ def parse_limit(value: str) -> int | None:
     return int(value) * KIB if value.isdecimal() else None
 
 
-def limits_conf_memlock(ctx: Context, user: str, gid: int | None
-                        ) -> tuple[int | None, str | None]:
-    """The soft memlock pam_limits gives ``user``: user lines beat group lines beat ``*``."""
+def limits_conf_value(ctx: Context, user: str, gid: int | None, item: str,
+                      parse=parse_limit) -> tuple[int | None, str | None]:
+    """The soft limit ``item`` (memlock, rtprio) pam_limits gives ``user``, parsed by
+    ``parse``: user lines beat group lines beat ``*``."""
     groups = _groups(ctx, user, gid)
-    found: dict[int, tuple[int, str]] = {}  # precedence -> (bytes, where)
+    found: dict[int, tuple[int, str]] = {}  # precedence -> (value, where)
     paths = [LIMITS_FILES[0]] + ctx.host.glob(LIMITS_FILES[1])
     for path in paths:
         for number, line in enumerate((ctx.host.cat(path) or "").splitlines(), 1):
             parts = line.split("#", 1)[0].split()
-            if len(parts) != 4 or parts[2].lower() != "memlock" or parts[1] not in ("soft", "-"):
+            if len(parts) != 4 or parts[2].lower() != item or parts[1] not in ("soft", "-"):
                 continue
             domain = parts[0]
             if domain == user:
@@ -62,7 +63,7 @@ def limits_conf_memlock(ctx: Context, user: str, gid: int | None
                 rank = 2
             else:
                 continue
-            value = parse_limit(parts[3])
+            value = parse(parts[3])
             if value is not None:
                 found[rank] = (value, f"{path}:{number} `{' '.join(parts)}`")
     if not found:
@@ -70,20 +71,37 @@ def limits_conf_memlock(ctx: Context, user: str, gid: int | None
     return found[min(found)]
 
 
+def limits_conf_memlock(ctx: Context, user: str, gid: int | None
+                        ) -> tuple[int | None, str | None]:
+    """The soft memlock pam_limits gives ``user`` in bytes."""
+    return limits_conf_value(ctx, user, gid, "memlock")
+
+
+def launching_user(ctx: Context) -> tuple[int | None, int | None, bool, str]:
+    """The launching user's uid and primary gid (from /etc/passwd, where --user names one),
+    whether it is this process's own user (its limits are the ones to read), and its name
+    for a finding."""
+    user = ctx.options.user
+    users = passwd(ctx) if user else {}
+    uid, gid = users.get(user, (None, None)) if user else (None, None)
+    who = f"user {user}" if user and uid is not None else "the process that ran the doctor"
+    return uid, gid, uid is None or uid == ctx.host.euid(), who
+
+
+def exempt_by(ctx: Context, capability: int) -> bool:
+    """Root, or the effective capability that lifts the limit."""
+    capabilities = ctx.host.capabilities()
+    return ctx.host.euid() == 0 or bool(capabilities and capabilities >> capability & 1)
+
+
 def memlock_limit(ctx: Context) -> tuple[int | None, bool, str]:
     """Soft RLIMIT_MEMLOCK of the launching user in bytes (-1 unlimited), whether the user
     is exempt (root or CAP_IPC_LOCK), and where that came from."""
-    host = ctx.host
     user = ctx.options.user
-    euid = host.euid()
-    limits = host.rlimits().get("MEMLOCK")
-    users = _passwd(ctx) if user else {}
-    uid, gid = users.get(user, (None, None)) if user else (None, None)
-    own = uid is None or uid == euid
+    limits = ctx.host.rlimits().get("MEMLOCK")
+    uid, gid, own, who = launching_user(ctx)
     if own:
-        capabilities = host.capabilities()
-        exempt = euid == 0 or bool(capabilities and capabilities >> CAP_IPC_LOCK & 1)
-        who = f"user {user}" if user and uid is not None else "the process that ran the doctor"
+        exempt = exempt_by(ctx, CAP_IPC_LOCK)
         if limits is None:
             return None, exempt, f"RLIMIT_MEMLOCK of {who}: unknown"
         return limits[0], exempt, (f"RLIMIT_MEMLOCK of {who} (soft {_show(limits[0])}, hard "

@@ -96,6 +96,9 @@ def speed(ctx: Context):
             observed=observed,
             recommended="See memory.fit: a smaller quant, more RAM, or more of the model on "
                         "the GPU.",
+            manual=["Pick a smaller quant of the model, add RAM, or put more of it on the GPU, "
+                    "so its weights fit in RAM and VRAM."],
+            action="more RAM or a smaller model", what_if={"swap_bound": False},
             impact="Every token reads the weights that do not fit in RAM from storage.")
     if estimate.tok_s is None:
         return ctx.finding(
@@ -113,11 +116,11 @@ def speed(ctx: Context):
     if estimate.mode != "gpu":
         title += f" ({estimate.mode})"
     if plan.gpus and not plan.dense_fits_gpu:
+        step = (f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so every "
+                f"layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit the GPU.")
         return ctx.finding(
             WARN, title + " (attention layers left on the CPU)", observed=observed,
-            recommended=f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so "
-                        f"every layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit "
-                        f"the GPU.",
+            recommended=step, manual=[step], action="a smaller --ctx-size",
             impact="Layers whose attention runs on the CPU read their weights and KV cache from "
                    "RAM for every token.")
     return ctx.finding(INFO, title, observed=observed, impact=_dominant(estimate))

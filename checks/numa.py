@@ -112,7 +112,9 @@ def numa(ctx: Context):
             pass
     return ctx.finding(WARN, f"{cpu.numa_nodes} NUMA nodes and no NUMA policy planned",
                        observed=observed, recommended=advice, impact=impact, fixes=fixes,
-                       cost_tok_s=cost)
+                       manual=[advice], action="a NUMA policy at launch",
+                       what_if={"numa_policy": "distribute"}
+                       if the_plan.numa != "numactl" else None, cost_tok_s=cost)
 
 
 _IMPACT = ("Threads reading the model from another node's memory get a fraction of local "

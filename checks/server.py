@@ -76,6 +76,9 @@ def build(ctx: Context):
                      f"{model.architecture} not among them",
             recommended=f"Update llama.cpp to a build that knows {model.architecture}"
                         + (f" (added {added})" if added else "") + ".",
+            manual=[f"Update llama.cpp to a build that knows {model.architecture}"
+                    + (f" (added {added})" if added else "") + "."],
+            action="a newer llama.cpp",
             impact=f"llama-server stops at load with \"unknown model architecture: "
                    f"'{model.architecture}'\".",
             item="architecture"))
@@ -96,6 +99,9 @@ def build(ctx: Context):
                      + (f"{len(gpus)} NVIDIA GPU(s) answer" if answering == len(gpus) else
                         f"NVML lists {len(gpus)} NVIDIA GPU(s), {answering} of them answering"),
             recommended="Install the CUDA build of llama.cpp, or build with -DGGML_CUDA=ON.",
+            manual=["Install the CUDA build of llama.cpp, or build it with "
+                    "`cmake -B build -DGGML_CUDA=ON`."],
+            action="a CUDA build of llama-server", what_if={"cpu_only": False},
             impact="The GPU holds nothing: attention and every expert run on the CPU, at a "
                    "fraction of the speed.",
             item="backend"))
@@ -315,5 +321,8 @@ def running(ctx: Context):
         WARN, f"{len(servers)} llama-server already running", observed="; ".join(parts),
         recommended="Stop it before launching another (systemctl stop <unit>, or kill the pid); to "
                     "judge the running one, these checks already see its placement.",
+        manual=["Stop the running llama-server before launching another (`systemctl stop "
+                "<unit>`, or `kill` its pid)."],
+        action="stop the running llama-server",
         impact="A second copy gets only the VRAM and RAM the first leaves: --fit keeps more "
                "experts in RAM and generation slows, or it does not fit at all.")

@@ -65,6 +65,10 @@ def _cost(ctx: Context, memory, configured: int, rated: int) -> tuple[str, float
     return bandwidth + compare(now, then, f"at {rated} MT/s"), difference(now, then)
 
 
+HALF_RATE_STEP = ("Check the memory settings in the BIOS (a manual speed, or a failed XMP/EXPO "
+                  "that fell back) and update the BIOS.")
+
+
 def _half_rate(ctx: Context, memory, configured: int, full: int):
     """Configured exactly half the module's speed: usually firmware writing the clock."""
     observed = f"configured {configured} MT/s, module speed {full} MT/s; {_modules_line(memory)}"
@@ -80,9 +84,9 @@ def _half_rate(ctx: Context, memory, configured: int, full: int):
         impact, cost = _cost(ctx, memory, configured, full)
         return ctx.finding(
             WARN, f"RAM really runs at half speed ({configured} of {full} MT/s)", observed=observed,
-            recommended="Check the memory settings in the BIOS (a manual speed, or a failed "
-                        "XMP/EXPO that fell back) and update the BIOS.",
-            impact=impact, cost_tok_s=cost)
+            recommended=HALF_RATE_STEP, impact=impact,
+            manual=[HALF_RATE_STEP], action="the BIOS memory settings",
+            what_if={"ram_mts": full}, cost_tok_s=cost)
     return ctx.finding(
         INFO,
         f"Configured {configured} MT/s is exactly half of {full}: likely the firmware "
@@ -194,16 +198,19 @@ def _below_rating(ctx: Context, memory, observed: str):
             recommended="Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. "
                         "Look for a BIOS update or a performance power mode; otherwise this is "
                         "the machine's limit.",
-            impact=cost, cost_tok_s=tok_s)
+            impact=cost, action="a BIOS update", what_if={"ram_mts": rated},
+            manual=["Look for a BIOS update or a performance power mode in the firmware "
+                    "setup."], cost_tok_s=tok_s)
     if memory.rated_profile == "JEDEC":
+        step = ("Check the CPU's supported speed for this population, update the BIOS, and set "
+                f"the speed to {rated} MT/s in the BIOS if the board allows.")
         return ctx.finding(
             WARN, f"JEDEC modules held below their own speed: {configured} of {rated} MT/s",
             observed=observed,
             recommended=f"This is not XMP being off: the modules' own speed is {rated}. Likely "
-                        f"causes: {_held_back_reasons(memory)}. Check the CPU's supported speed "
-                        "for this population, update the BIOS, and set the speed in the BIOS if "
-                        "the board allows.",
-            impact=cost, cost_tok_s=tok_s)
+                        f"causes: {_held_back_reasons(memory)}. " + step,
+            impact=cost, manual=[step], action=f"RAM at {rated} in the BIOS",
+            what_if={"ram_mts": rated}, cost_tok_s=tok_s)
     above = (f" It runs above JEDEC {memory.jedec_mts} but below the profile: a partial or "
              "manual setting." if memory.jedec_mts and configured > memory.jedec_mts * 1.01
              else "")
@@ -213,4 +220,4 @@ def _below_rating(ctx: Context, memory, observed: str):
         f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is rated for",
         observed=observed + "." + above,
         recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS,
-        cost_tok_s=tok_s)
+        action=f"{profile} in the BIOS", what_if={"ram_mts": rated}, cost_tok_s=tok_s)

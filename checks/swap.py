@@ -64,4 +64,5 @@ def swap(ctx: Context):
                     "--ctx-size, or add RAM.",
         impact="Each token reads the active experts; any of them on disk costs disk latency per "
                "token.",
-        manual=["Add RAM or choose a smaller model so weights plus KV cache fit in RAM."])
+        manual=["Add RAM or choose a smaller model so weights plus KV cache fit in RAM."],
+        action="more RAM or a smaller model", what_if={"swap_bound": False})

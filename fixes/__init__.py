@@ -17,6 +17,8 @@ ORDER = [
     #                           memory setting, so with those, before the CPU fixes.
     "memlock.limit",  # files only, effective at the next login or service restart:
     #                   nothing else here reads them, so anywhere; last of the memory ones.
+    "rtprio.limit",  # files only too (limits.d, a service drop-in), read by nothing else:
+    #                  beside memlock.limit, whose placement it shares.
     # Then the CPUs llama-server runs on.
     "cpu.governor",  # before cpu.boost: where tuned or power-profiles-daemon runs, this
     #                  switches its profile, and a profile switch may set boost itself

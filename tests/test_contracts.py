@@ -44,3 +44,21 @@ def test_fixes_offered_on_real_machines_are_known():
                 offered.setdefault(fix_id, f"{host}: {finding.id}")
     assert {"cpu.governor", "sysctl.swappiness", "cpu.affinity"} <= set(offered), offered
     assert set(offered) <= known, offered
+
+
+def test_every_problem_software_cannot_fix_names_its_step_by_hand(tmp_path):
+    """A failure or warning with no fix to offer tells the person what to do: `fix`
+    lists it and the report's ledger counts it. Every fixture host, and the guide's
+    machine as a new user finds it."""
+    from launch_fixtures import guide_machine_as_found
+
+    hosts = [HOSTS / path.name for path in HOSTS.iterdir() if path.is_dir()]
+    hosts.append(guide_machine_as_found(tmp_path / "guide"))
+    missing, seen = [], 0
+    for host in sorted(hosts):
+        for finding in snapshot_findings(host).values():
+            if finding.status in ("fail", "warn") and not finding.fixes:
+                seen += 1
+                if not finding.manual or not finding.action:
+                    missing.append(f"{host.name}: {finding.id} ({finding.title})")
+    assert seen >= 20 and not missing, missing

@@ -374,7 +374,8 @@ def test_every_cpu_fixture_runs_the_cpu_area_without_errors():
     for name in (GUIDE, RAPTOR, GB10, RYZEN, EPYC, OPTERON, N100, KVM):
         found = findings(name, "cpu")
         assert {f.check for f in found.values()} == {
-            "cpu.governor", "cpu.topology", "cpu.numa", "cpu.isa"}, name
+            "cpu.governor", "cpu.topology", "cpu.numa", "cpu.isa", "cpu.quota",
+            "cpu.power_daemon", "cpu.contention", "cpu.clocks", "cpu.thermal"}, name
         assert ERROR not in {f.status for f in found.values()}, name
 
 

@@ -69,12 +69,12 @@ def test_plan_json_follows_the_schema(root):
 def test_manual_steps_are_listed(tmp_path):
     short = make_root(tmp_path / "short", mem_gib=16, disk_swap=True, swappiness=60)
     result = fix(short)
-    assert "Manual steps (software cannot do these):" in result.stdout
+    assert "Manual steps (software cannot do these), costliest problem first:" in result.stdout
     assert "memory.swap: Add RAM or choose a smaller model" in result.stdout
     document = validate(json.loads(fix(short, "--json").stdout))
     assert {"finding": "memory.swap",
             "step": "Add RAM or choose a smaller model so weights plus KV cache fit in RAM."
-            } in document["plan"]["manual"]
+            } in [{k: m[k] for k in ("finding", "step")} for m in document["plan"]["manual"]]
 
 
 def test_apply_without_a_terminal_or_yes_is_refused(root):
@@ -105,9 +105,11 @@ def test_apply_status_second_apply_and_revert_round_trip(root):
     assert status.returncode == 0
     assert "sysctl.swappiness: vm.swappiness: 60 -> 0  [applied; in effect]" in status.stdout
     rows = validate(json.loads(fix(root, "--status", "--json").stdout))["journal"]
-    # What the findings asked for: every fix but thp.mode (only informational: not applied)
-    # and sysctl.numa_balancing (offered only where llama-server runs with a NUMA policy).
-    assert {r["fix"] for r in rows} == set(fix_order()) - {"thp.mode", "sysctl.numa_balancing"}
+    # What the findings asked for: every fix but thp.mode and rtprio.limit (offered by
+    # informational findings: not applied unless asked for) and sysctl.numa_balancing
+    # (offered only where llama-server runs with a NUMA policy).
+    assert {r["fix"] for r in rows} == set(fix_order()) - {"thp.mode", "rtprio.limit",
+                                                           "sysctl.numa_balancing"}
 
     back = fix(root, "--revert", "--yes", env=ROOT_ENV)
     assert back.returncode == 0, back.stdout + back.stderr
@@ -255,3 +257,15 @@ def test_applying_a_fix_that_cannot_run_here_exits_1(tmp_path):
     assert result.returncode == 1
     assert "sysctl.swappiness cannot run here: zram is the only swap" in result.stdout
     assert (zram / "proc/sys/vm/swappiness").read_text() == "100\n"
+
+
+def test_only_limits_the_manual_steps_to_the_named_fixes(tmp_path):
+    """`fix --only X` plans X and lists only the steps by hand of the findings X answers."""
+    short = make_root(tmp_path / "short", mem_gib=16, disk_swap=True, swappiness=60)
+    every = validate(json.loads(fix(short, "--json").stdout))["plan"]
+    assert any(m["finding"] == "memory.swap" for m in every["manual"])
+    only = validate(json.loads(fix(short, "--json", "--only", "sysctl.swappiness").stdout))
+    assert [f["id"] for f in only["plan"]["fixes"]] == ["sysctl.swappiness"]
+    assert only["plan"]["manual"] == []  # memory.swap's step answers no fix named
+    text = fix(short, "--only", "sysctl.swappiness").stdout
+    assert "memory.swap:" not in text and "Manual steps" not in text

@@ -161,6 +161,8 @@ def test_plugin_runs_and_reports(plugins, root):
     assert (demo["check"], demo["area"], demo["status"]) == ("system.demo", "system", "info")
     assert demo["observed"] == "hello from the demo plugin"
     text = run(plugins, "check", "--root", str(root), "--only", "system")
+    assert "info: demo" in text.stdout  # a note folds into its area's line
+    text = run(plugins, "check", "--root", str(root), "--only", "system", "-v")
     assert "[info] system.demo: Demo plugin ran" in text.stdout
 
 

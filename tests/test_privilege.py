@@ -200,7 +200,7 @@ def test_server_running_does_not_show_another_process_api_key(tmp_path):
     (root / "proc/4242/cmdline").write_text(
         "/usr/local/bin/llama-server\0-m\0/models/q.gguf\0--api-key\0sk-TOPSECRET\0"
         "--hf-token=hf_TOPSECRET\0")
-    for args in (("--json",), ()):
+    for args in (("--json",), ("-v",)):  # the text shows what was observed with -v
         result = cli("check", "--root", str(root), "--only", "server.running", *args)
         assert "llama-server pid 4242" in result.stdout or "pid 4242" in result.stdout
         assert "TOPSECRET" not in result.stdout + result.stderr

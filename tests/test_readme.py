@@ -37,11 +37,15 @@ def readme_commands(text: str) -> list[str]:
 
 
 def ci_command_lines() -> list[str]:
-    """What .ci/run does, less its shebang, comments, `set` options and `cd`."""
+    """What .ci/run does, less its shebang, comments, `set` options, `cd` and the system
+    packages it installs first (.ci/packages, which the README names)."""
     lines = []
     for line in CI_RUN.read_text().splitlines():
-        stripped = line.strip()
+        stripped = line.split(" #", 1)[0].strip()
         if not stripped or stripped.startswith("#") or re.match(r"^(set|cd)\s", stripped):
+            continue
+        if stripped == ".ci/packages":
+            assert ".ci/packages" in README.read_text(), "the README says what CI installs"
             continue
         lines.append(stripped)
     return lines

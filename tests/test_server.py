@@ -260,7 +260,8 @@ def test_guide_machine_server_checks(tmp_path):
     found = findings(guide_machine(tmp_path / "g"), ["server"], model=QWEN_PATH)
     status = {fid: f.status for fid, f in found.items()}
     assert status == {"server.found": PASS, "server.build": PASS, "server.flags": PASS,
-                      "server.port": SKIP, "server.running": WARN}
+                      "server.port": SKIP, "server.running": WARN, "server.rtprio": INFO,
+                      "server.age": SKIP}
     assert "build 1 means a build from a source tarball" in found["server.found"].observed
     assert "pid 4242" in found["server.running"].observed
     assert "--fit/--fit-target" in found["server.flags"].observed
@@ -294,7 +295,8 @@ def test_no_server_skips(tmp_path):
     (root / "fs/usr/local/bin/llama-server").unlink()
     found = findings(root, ["server"])
     assert {fid: f.status for fid, f in found.items() if fid != "server.running"} == {
-        "server.found": SKIP, "server.build": SKIP, "server.flags": SKIP, "server.port": SKIP}
+        "server.found": SKIP, "server.build": SKIP, "server.flags": SKIP, "server.port": SKIP,
+        "server.rtprio": SKIP, "server.age": SKIP}
     assert "releases" in found["server.found"].recommended
 
 

@@ -66,18 +66,25 @@ def main() -> None:
               help="Run only these checks or areas (comma-separated or repeated).")
 @click.option("--skip", multiple=True, metavar="IDS", help="Skip these checks or areas.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the report as one self-contained HTML page (for a bug report "
+                   "or a forum post).")
 @click.option("--list", "list_checks", is_flag=True, help="List every check and exit.")
-@click.option("-v", "--verbose", is_flag=True, help="Show where every value came from.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show every finding in full, where each value came from, and where a "
+                   "token's time goes (with --json: llama-server's parsed --help too).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
 @click.option("--measure", is_flag=True,
-              help="Also time the RAM's read bandwidth (about a second; this machine only).")
+              help="Also time the RAM's read bandwidth and the model file's first GiB, and "
+                   "sample CPU load, clocks and throttling (seconds; this machine only).")
 @click.option("--hook", "hook_mode", is_flag=True,
               help="For a package manager's hook: print only what got worse since the last "
                    "run, one line each; at most 5 s; always exit 0.")
 @click.pass_context
-def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, strict: bool,
-          no_plugins: bool, hook_mode: bool, **params: Any) -> None:
+def check(ctx: click.Context, as_json: bool, html_path: str | None, list_checks: bool,
+          verbose: bool, strict: bool, no_plugins: bool, hook_mode: bool,
+          **params: Any) -> None:
     """Run every check and report what costs tokens/s.
 
     Exit status: 0 nothing failed (warnings alone exit 0), 1 a check failed
@@ -88,10 +95,32 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
         from q3cn_doctor.app.hook_command import check_hook
 
         flags = {"--json": as_json, "--list": list_checks, "--verbose": verbose,
-                 "--strict": strict, "--measure": params.get("measure")}
+                 "--strict": strict, "--measure": params.get("measure"),
+                 "--html": bool(html_path)}
         check_hook(ctx, params, not no_plugins, [name for name, on in flags.items() if on])
         return
     from q3cn_doctor.checking.findings import exit_code
+
+    options = build_options(ctx, params)
+    options.plugins = not no_plugins
+    if list_checks:
+        from q3cn_doctor.checking.runner import available_checks
+        from q3cn_doctor.report.text import print_check_list
+
+        specs, plugin_failures = available_checks(options.plugins)
+        print_check_list(specs, sys.stdout)
+        for failure in plugin_failures:
+            click.echo(f"{failure.title}: {failure.observed}", err=True)
+        return
+    facts, findings = _run_selected(options)
+    from q3cn_doctor.app.reporting import emit
+
+    emit(facts, findings, options, as_json=as_json, verbose=verbose, html_path=html_path)
+    ctx.exit(exit_code(findings, strict))
+
+
+def _run_selected(options: Options) -> tuple[Any, list]:
+    """The facts and the findings of the checks --only/--skip select (plugins included)."""
     from q3cn_doctor.checking.runner import (
         SelectionError,
         available_checks,
@@ -99,41 +128,39 @@ def check(ctx: click.Context, as_json: bool, list_checks: bool, verbose: bool, s
         select,
         select_failures,
     )
-    from q3cn_doctor.report.text import print_check_list
+    from q3cn_doctor.facts import Facts
 
-    options = build_options(ctx, params)
-    options.plugins = not no_plugins
     specs, plugin_failures = available_checks(options.plugins)
-    if list_checks:
-        print_check_list(specs, sys.stdout)
-        for failure in plugin_failures:
-            click.echo(f"{failure.title}: {failure.observed}", err=True)
-        return
     try:
         selected = select(specs, options.only, options.skip)
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from exc
-    from q3cn_doctor.facts import Facts
-
     facts = Facts(make_host(options), options)
-    findings = select_failures(plugin_failures, options.only, options.skip) + run_checks(
+    return facts, select_failures(plugin_failures, options.only, options.skip) + run_checks(
         facts, selected)
-    if as_json:
-        from q3cn_doctor.report.summary import host_summary, plan_json
-        from q3cn_doctor.report.text import json_document, print_json
-
-        print_json(json_document(findings, facts.to_json(), plan_json(facts), host_summary(facts)))
-    else:
-        from q3cn_doctor.report.text import print_text
-
-        print_text(findings, _header(facts.host, options), verbose, sys.stdout)
-    ctx.exit(exit_code(findings, strict))
 
 
-def _header(host, options: Options) -> str:
-    model = (options.model.rsplit("/", 1)[-1] if options.model
-             else PROFILES[options.profile]["name"])
-    return f"q3cn-doctor {__version__}: {host.describe()}, {model}, ctx {options.ctx_size}"
+@main.command()
+@click.argument("html_path", type=click.Path(dir_okay=False), metavar="FILE.html")
+@host_options
+@click.option("--only", multiple=True, metavar="IDS",
+              help="Run only these checks or areas (comma-separated or repeated).")
+@click.option("--skip", multiple=True, metavar="IDS", help="Skip these checks or areas.")
+@click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
+@click.pass_context
+def report(ctx: click.Context, html_path: str, no_plugins: bool, **params: Any) -> None:
+    """Run every check and write FILE.html: one self-contained page (the speed ledger,
+    the problems, the fix plan and the facts; no external files) to attach to a bug
+    report or a forum post. Same as `check --html FILE.html`, without the text.
+    """
+    options = build_options(ctx, params)
+    options.plugins = not no_plugins
+    facts, findings = _run_selected(options)
+    from q3cn_doctor.app.reporting import fix_plan, make_ledger, write_html
+
+    plan = fix_plan(facts, findings)
+    write_html(html_path, facts, findings, options,
+               make_ledger(facts, findings, options, plan), plan)
 
 
 @main.command()

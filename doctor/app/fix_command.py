@@ -105,7 +105,9 @@ def run_fix(options, fix_options: FixOptions, *, apply: bool, revert: bool, stat
         if as_json:
             _print_json(_document("plan", host, plan=plan.to_json()))
         else:
-            print_plan(plan, host, sys.stdout)
+            from q3cn_doctor.app.reporting import make_ledger
+
+            print_plan(plan, host, sys.stdout, ledger=make_ledger(facts, findings, options, plan))
         return EXIT_OK
     return _apply(host, options, facts, findings, plan, specs, yes, as_json)
 
@@ -259,21 +261,39 @@ def _status(host, as_json: bool) -> int:
 
 
 # -- text ---------------------------------------------------------------------------------------
-def print_plan(plan: Plan, host, out: TextIO, applying: bool = False) -> None:
+def _gain(value: float | None) -> str:
+    return f" (gains ~{value:.0f} tok/s)" if value and value >= 0.5 else ""
+
+
+def _print_ledger(ledger, out: TextIO) -> None:
+    """The headline and its before/after bars: what the plan and the steps by hand gain."""
+    from q3cn_doctor.report.layout import use_colour, width_of, wrap, write_lines
+    from q3cn_doctor.report.picture import speed_bar_lines
+
+    width = width_of(out)
+    lines = [(text, "bold") for text in wrap(ledger.text(), width, "", "    ")]
+    write_lines(lines + speed_bar_lines(ledger.figures(), width,
+                                        "█" if use_colour(out) else "#"), out)
+
+
+def print_plan(plan: Plan, host, out: TextIO, applying: bool = False, ledger=None) -> None:
     head = f"q3cn-doctor {__version__} fix plan for {host.describe()}"
     if not applying:
         head += " (dry run: nothing is changed; add --apply to apply)"
     out.write(head + "\n")
+    if ledger is not None:
+        out.write("\n")
+        _print_ledger(ledger, out)
     euid = host.euid()
     unavailable = [p for p in plan.fixes if p.status == "unavailable"]
-    shown = [p for p in plan.fixes if p.status != "unavailable"]
+    shown = [p for p in plan.fixes_by_gain() if p.status != "unavailable"]
     if not shown:
         out.write("\nNo fix to make: no failing or warning finding offers one.\n")
     for fix_plan in shown:
         label = {CHANGE: "", ALREADY: " (already applied)", REFUSED: " (REFUSED)",
                  "optional": " (optional: only informational findings ask for it; "
                              f"apply with --only {fix_plan.fix_id})"}[fix_plan.status]
-        out.write(f"\n{fix_plan.fix_id}: {fix_plan.title}{label}\n")
+        out.write(f"\n{fix_plan.fix_id}: {fix_plan.title}{label}{_gain(fix_plan.gain_tok_s)}\n")
         for finding in fix_plan.findings:
             out.write(f"  cures {finding.id} [{finding.status}]: {finding.title}\n")
         if fix_plan.requested and not fix_plan.findings:
@@ -295,11 +315,34 @@ def print_plan(plan: Plan, host, out: TextIO, applying: bool = False) -> None:
         for fix_plan in unavailable:
             out.write(f"  {fix_plan.fix_id}: {fix_plan.reason}\n")
     if plan.manual:
-        out.write("\nManual steps (software cannot do these):\n")
-        for finding_id, step in plan.manual:
-            out.write(f"  {finding_id}: {step}\n")
+        out.write("\nManual steps (software cannot do these), costliest problem first:\n")
+        _print_manual(plan, ledger, out)
     if not applying and plan.pending_changes() and euid != 0:
         out.write("\nNot running as root: --apply will need sudo.\n")
+
+
+def _print_manual(plan: Plan, ledger, out: TextIO) -> None:
+    """Each finding's steps by hand under its id, with what it gains: first the steps the
+    ledger counts, in its order and at its price (each on top of those before), then the
+    others by their own cost."""
+    from q3cn_doctor.report.layout import width_of, wrap
+
+    counted = ledger.steps if ledger else []
+    gains = {step.finding: step.gain_tok_s for step in counted}
+    steps: dict[str, list[str]] = {step.finding: [] for step in counted}  # the ledger's order
+    for finding_id, step in plan.manual_by_gain():
+        steps.setdefault(finding_id, []).append(step)
+    width = width_of(out)
+    for finding_id, texts in steps.items():
+        if not texts:
+            continue
+        head = f"  {finding_id}{_gain(gains.get(finding_id, plan.gains.get(finding_id)))}:"
+        if len(texts) == 1:
+            out.write("\n".join(wrap(texts[0], width, head + " ", "      ")) + "\n")
+            continue
+        out.write(head + "\n")
+        for text in texts:
+            out.write("\n".join(wrap(text, width, "    - ", "      ")) + "\n")
 
 
 def print_outcomes(title: str, outcomes: list[Outcome], out: TextIO) -> None:

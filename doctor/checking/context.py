@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from q3cn_doctor.checking.findings import Finding
 from q3cn_doctor.checking.registry import CheckSpec
@@ -31,12 +32,19 @@ class Context:
         evidence: list[str] | None = None,
         fixes: list[str] | tuple[str, ...] = (),
         manual: list[str] | tuple[str, ...] = (),
+        action: str = "",
         cost_tok_s: float | None = None,
+        what_if: dict[str, Any] | None = None,
     ) -> Finding:
         """A finding of the running check; evidence defaults to every source it read.
-        ``cost_tok_s`` is what its problem costs, from plan.speed.cost (never computed
-        here)."""
+        ``what_if`` names the speed model's inputs with the problem gone (``ram_mts=6000``):
+        the finding's ``cost_tok_s`` is then plan.speed.cost of them (never computed here),
+        and the report's ledger adds them up with the other findings'."""
         assert self.spec is not None, "finding() is for a running check"
+        if what_if and cost_tok_s is None:
+            from q3cn_doctor.plan.speed import cost
+
+            cost_tok_s = cost(self.facts, **what_if)
         return Finding(
             id=f"{self.spec.id}:{item}" if item is not None else self.spec.id,
             check=self.spec.id,
@@ -49,5 +57,7 @@ class Context:
             evidence=list(evidence if evidence is not None else self.evidence),
             fixes=list(fixes),
             manual=list(manual),
+            action=action,
             cost_tok_s=cost_tok_s,
+            what_if=dict(what_if or {}),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 AREAS = ("memory", "cpu", "gpu", "system", "model", "server")
 
@@ -27,9 +28,15 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
     manual: list[str] = field(default_factory=list)
+    # A few words naming what a person does about it ("XMP in the BIOS"): the report's
+    # headline lists the steps by hand by these.
+    action: str = ""
     # The tok/s this finding's problem costs (plan.speed.cost: fixing it gains that much);
     # None where the finding prices nothing or the price is unknown. The report ranks by it.
     cost_tok_s: float | None = None
+    # The speed model's inputs with this problem gone (what cost() was asked): the
+    # report's ledger adds those of several findings up in one what_if().
+    what_if: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 
-from . import cpu, gpu, memory, model, server, system
+from . import cgroup, cpu, gpu, memory, model, server, storage, system, thermal
 
 Gatherer = Callable[[Host, Options, "Facts"], Any]
 
@@ -23,10 +23,16 @@ SECTIONS: dict[str, Gatherer] = {
     "cpu": cpu.gather,
     "nvml": gpu.gather_nvml,
     "gpus": gpu.gather_gpus,
+    "sysfs_gpus": gpu.gather_sysfs_gpus,
+    "vulkan": gpu.gather_vulkan,
     "cuda_build": gpu.gather_cuda_section,
     "nvcc": gpu.gather_nvcc,
     "model": model.gather,
     "server": server.gather,
+    "cgroup": cgroup.gather,
+    "storage": storage.gather,
+    "thermal": thermal.gather,
+    "load": thermal.gather_load,
 }
 
 
@@ -118,6 +124,26 @@ class Facts:
     @property
     def server(self) -> server.ServerFacts:
         return self.section("server")
+
+    def sources(self) -> dict[str, list[str]]:
+        """What each section gathered so far read (files, commands, NVML), by section."""
+        return {name: list(found) for name, found in self._sources.items()}
+
+    @property
+    def cgroup(self) -> cgroup.CgroupFacts:
+        return self.section("cgroup")
+
+    @property
+    def storage(self) -> storage.StorageFacts:
+        return self.section("storage")
+
+    @property
+    def thermal(self) -> thermal.ThermalFacts:
+        return self.section("thermal")
+
+    @property
+    def load(self) -> thermal.LoadFacts:
+        return self.section("load")
 
     def to_json(self) -> dict[str, Any]:
         """Every section, gathered now if no check needed it; a failed one as its error."""

@@ -375,3 +375,111 @@ def read_elf(host: Host, path: str) -> ElfInfo:
         info = parse(data)
     host.record(ELF_RECORD, path, info.to_json())
     return info
+
+
+# -- AMD and Intel GPUs, from the kernel's sysfs ---------------------------------------------
+
+# Names by PCI device id where the driver gives none (amdgpu's product_name is often empty):
+# one id covers the sibling cards of one chip.
+DEVICE_NAMES = {
+    (AMD, "0x687f"): "Radeon RX Vega 56/64", (AMD, "0x73bf"): "Radeon RX 6800/6900 XT",
+    (AMD, "0x73df"): "Radeon RX 6700/6750 XT", (AMD, "0x744c"): "Radeon RX 7900 XT/XTX/GRE",
+    (AMD, "0x7480"): "Radeon RX 7600/7600 XT", (INTEL, "0x56a0"): "Arc A770",
+    (INTEL, "0x56a1"): "Arc A750", (INTEL, "0xe20b"): "Arc B580",
+}
+# A backend of the build -> the vendors whose GPUs it drives.
+BACKEND_VENDORS = {"vulkan": (AMD, INTEL, NVIDIA), "hip": (AMD,), "sycl": (INTEL,)}
+_DPM_LEVEL = LazyPattern(r"^\s*(\d+):\s*(\d+)\s*Mhz\s*(\*)?", re.MULTILINE | re.IGNORECASE)
+
+
+def parse_dpm(text: str | None) -> tuple[int | None, int | None]:
+    """amdgpu's ``pp_dpm_sclk``/``pp_dpm_mclk`` (``0: 852Mhz *`` per level): (the level in
+    use, marked ``*``, and the highest level) in MHz."""
+    levels = [(int(m.group(2)), bool(m.group(3))) for m in _DPM_LEVEL.finditer(text or "")]
+    if not levels:
+        return None, None
+    current = next((mhz for mhz, chosen in levels if chosen), None)
+    return current, max(mhz for mhz, _ in levels)
+
+
+def _number(host: Host, path: str) -> int | None:
+    text = host.cat(path)
+    return int(text) if text and text.isdecimal() else None
+
+
+def _sysfs_device(host: Host, card: DrmGpu, index: int) -> dict:
+    """One AMD or Intel GPU in the nvml.json device layout, from sysfs (``source: sysfs``)."""
+    base = f"/sys/class/drm/{card.card}/device"
+    name = (host.cat(base + "/product_name") or "").strip()
+    name = name or DEVICE_NAMES.get((card.vendor, card.device or ""),
+                                    f"{card.vendor_name} GPU {card.device or '?'}")
+    total = _number(host, base + "/mem_info_vram_total")  # amdgpu
+    used = _number(host, base + "/mem_info_vram_used")
+    if total is None:  # Intel xe: the first tile's VRAM
+        total = _number(host, base + "/tile0/vram0/total_bytes") or _number(
+            host, base + "/lmem_total_bytes")
+    device: dict[str, Any] = {
+        "index": index, "source": "sysfs", "card": card.card, "vendor": card.vendor_name,
+        "vendor_id": card.vendor, "device_id": card.device,
+        "driver": card.driver, "name": name, "memory_total_bytes": total,
+        "memory_used_bytes": used,
+        "memory_free_bytes": total - used if total is not None and used is not None else None,
+        "pcie": {"speed_current": host.cat(base + "/current_link_speed"),
+                 "speed_max": host.cat(base + "/max_link_speed"),
+                 "width_current": _number(host, base + "/current_link_width"),
+                 "width_max": _number(host, base + "/max_link_width")},
+        "performance_level": host.cat(base + "/power_dpm_force_performance_level"),
+    }
+    for clock in ("sclk", "mclk"):
+        now, top = parse_dpm(host.cat(f"{base}/pp_dpm_{clock}"))
+        device[f"{clock}_mhz"], device[f"{clock}_max_mhz"] = now, top
+    uevent = host.cat(base + "/uevent") or ""
+    slot = next((line.split("=", 1)[1] for line in uevent.splitlines()
+                 if line.startswith("PCI_SLOT_NAME=")), None)
+    device["pci_bus_id"] = slot
+    return device
+
+
+def gather_sysfs_gpus(host: Host, options: Options, facts: Facts) -> list[dict]:
+    """The AMD and Intel GPUs (and NVIDIA ones without NVML) a Vulkan, HIP or SYCL build of
+    llama-server can use, with their VRAM from sysfs; empty where NVML's GPUs answer (CUDA
+    drives them) or the build has no such backend."""
+    if facts.get("gpus"):
+        return []
+    build = facts.get("cuda_build")
+    backends = set(getattr(build, "backends", []) or []) & set(BACKEND_VENDORS)
+    nvml = facts.get("nvml")
+    cards = getattr(nvml, "drm_gpus", None)
+    if cards is None:
+        cards = _drm_gpus(host)
+    devices = []
+    for card in cards:
+        usable = [b for b in sorted(backends) if card.vendor in BACKEND_VENDORS[b]]
+        if not usable or card.vendor == NVIDIA and "vulkan" not in usable:
+            continue
+        device = _sysfs_device(host, card, len(devices))
+        device["backend"] = usable[0] if len(usable) == 1 else (
+            "hip" if "hip" in usable else "sycl" if "sycl" in usable else usable[0])
+        devices.append(device)
+    return devices
+
+
+@dataclass
+class VulkanDevices:
+    """What the Vulkan loader lists (``vulkaninfo --summary``), for a Vulkan build only."""
+
+    state: str  # "ran", "not-run" (no Vulkan build), or why vulkaninfo gave nothing
+    devices: list[dict] = field(default_factory=list)
+    reason: str | None = None
+
+
+def gather_vulkan(host: Host, options: Options, facts: Facts) -> VulkanDevices:
+    build = facts.get("cuda_build")
+    if "vulkan" not in (getattr(build, "backends", None) or []):
+        return VulkanDevices("not-run", reason="the llama-server build has no Vulkan backend")
+    result = host.run(["vulkaninfo", "--summary"])
+    if not result.ok:
+        return VulkanDevices(result.state, reason=result.reason())
+    from q3cn_doctor.parsers.vulkaninfo import parse_summary
+
+    return VulkanDevices("ran", parse_summary(result.stdout))

@@ -109,8 +109,10 @@ def gather(host: Host, options: Options, facts: Facts) -> ServerFacts:
     build = facts.cuda_build
     server.backends = list(build.backends)
     server.cuda_runtime_major = build.runtime_major
-    library = next((lib for lib in build.libraries
-                    if os.path.basename(lib).startswith("libllama")), None)
+    libraries = [lib for lib in build.libraries if os.path.basename(lib).startswith("libllama")]
+    # libllama.so itself, not a sibling such as libllama-server-impl.so or libllama-common
+    library = next((lib for lib in libraries if os.path.basename(lib).startswith(
+        "libllama.so")), libraries[0] if libraries else None)
     target = library or path
     server.architectures, why = _architectures(host, target)
     server.architectures_source = target if server.architectures is not None else None

@@ -48,6 +48,7 @@ class SystemFacts:
     virtualization: Virtualization
     basis: dict[str, str] = field(default_factory=dict)
     cmdline: list[str] = field(default_factory=list)  # the kernel's boot parameters
+    os_ids: list[str] = field(default_factory=list)  # os-release ID, then ID_LIKE: fedora, ...
 
     def kernel_param(self, name: str) -> str | None:
         """The value of boot parameter ``name`` (``isolcpus=2-5``); "" for a bare flag,
@@ -65,16 +66,21 @@ def gather(host: Host, options: Options, facts: Facts) -> SystemFacts:
     kernel = host.cat("/proc/sys/kernel/osrelease")
     virtualization, basis["virtualization"] = detect_virtualization(host, kernel)
     basis["cmdline"] = "/proc/cmdline"
-    return SystemFacts(kernel, _os_name(host), virtualization, basis,
-                       (host.cat("/proc/cmdline") or "").split())
+    release = _os_release(host)
+    basis["os_ids"] = "/etc/os-release ID, then ID_LIKE"
+    return SystemFacts(kernel, release.get("PRETTY_NAME"), virtualization, basis,
+                       (host.cat("/proc/cmdline") or "").split(),
+                       [word for word in (release.get("ID", "") + " "
+                                          + release.get("ID_LIKE", "")).split() if word])
 
 
-def _os_name(host: Host) -> str | None:
+def _os_release(host: Host) -> dict[str, str]:
+    values = {}
     for line in (host.cat("/etc/os-release") or "").splitlines():
-        key, _, value = line.partition("=")
-        if key == "PRETTY_NAME":
-            return value.strip().strip('"')
-    return None
+        key, eq, value = line.partition("=")
+        if eq:
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
 
 
 def detect_virtualization(host: Host, kernel: str | None) -> tuple[Virtualization, str]:

@@ -199,28 +199,51 @@ class FixPlan:
         """Whether --apply acts on it: available, not optional, nothing refused."""
         return self.status == CHANGE
 
+    @property
+    def gain_tok_s(self) -> float | None:
+        """What curing its findings gains: the costliest one's price (None: unpriced)."""
+        costs = [f.cost_tok_s for f in self.findings if f.cost_tok_s is not None]
+        return max(costs) if costs else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.fix_id, "title": self.title, "status": self.status,
             "cures": [{"id": f.id, "status": f.status, "title": f.title} for f in self.findings],
-            "requested": self.requested, "reason": self.reason,
+            "gain_tok_s": self.gain_tok_s, "requested": self.requested, "reason": self.reason,
             "changes": [c.to_json() for c in self.changes],
             "manual": list(self.manual), "notes": list(self.notes),
         }
 
 
+def _by_gain(gain: float | None) -> float:
+    return -(gain or 0.0)
+
+
 @dataclass
 class Plan:
-    fixes: list[FixPlan]
+    fixes: list[FixPlan]  # in fixes.ORDER: the order they are applied in
     manual: list[tuple[str, str]]  # (finding id, step) software cannot take
+    gains: dict[str, float | None] = field(default_factory=dict)  # finding id -> its cost
 
     def pending_changes(self) -> list[Change]:
         return [c for plan in self.fixes if plan.selected for c in plan.changes
                 if c.status == CHANGE]
 
+    def fixes_by_gain(self) -> list[FixPlan]:
+        """The fixes as a person reads them: what gains most first (then fix order)."""
+        return sorted(self.fixes, key=lambda plan: _by_gain(plan.gain_tok_s))
+
+    def manual_by_gain(self, gains: dict[str, float | None] | None = None
+                       ) -> list[tuple[str, str]]:
+        """The steps by hand, those of the costliest findings first (by ``gains`` where
+        given: the ledger's, each step priced on top of the ones before)."""
+        gains = {**self.gains, **(gains or {})}
+        return sorted(self.manual, key=lambda item: _by_gain(gains.get(item[0])))
+
     def to_json(self) -> dict[str, Any]:
-        return {"fixes": [plan.to_json() for plan in self.fixes],
-                "manual": [{"finding": fid, "step": step} for fid, step in self.manual]}
+        return {"fixes": [plan.to_json() for plan in self.fixes_by_gain()],
+                "manual": [{"finding": fid, "step": step, "gain_tok_s": self.gains.get(fid)}
+                           for fid, step in self.manual_by_gain()]}
 
 
 class UnknownFix(ValueError):
@@ -309,8 +332,10 @@ def build_plan(facts: Any, findings: list[Finding], fix_options: FixOptions,
                                  reason="no fix of that id in this version of q3cn-doctor; "
                                         "see the finding's advice"))
     # A finding's manual steps, unless a fix that runs here covers it (its steps are the
-    # by-hand version of that fix).
+    # by-hand version of that fix); with --only, only those of the findings the named
+    # fixes answer.
     covered = {f.id for p in plans if p.status in (CHANGE, ALREADY) for f in p.findings}
     manual = [(f.id, step) for f in findings if f.status not in (PASS, SKIP)
-              and f.id not in covered for step in f.manual]
-    return Plan(plans, manual)
+              and f.id not in covered and (not only or set(f.fixes) & set(only))
+              for step in f.manual]
+    return Plan(plans, manual, {f.id: f.cost_tok_s for f in findings})

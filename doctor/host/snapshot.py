@@ -42,7 +42,7 @@ from q3cn_doctor.version import __version__
 
 FORMAT_VERSION = 1
 _SNAPSHOT_PARTS = ("snapshot.json", "fs", "cmd", "nvml.json", "model.json", "server.json",
-                   "elf.json")
+                   "elf.json", "load.json")
 LEGACY_ELF_SUFFIX = ".elf.json"  # format 1 snapshots kept an ELF reading beside its file
 NVML_ABSENT = {"init": "absent", "reason": "not in this snapshot"}
 

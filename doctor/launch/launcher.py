@@ -24,12 +24,12 @@ from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
+from q3cn_doctor.plan.cpu import PRIO_HIGH, PRIO_HIGH_RTPRIO
 from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.speed import speed, what_if
 
 CAP_IPC_LOCK = 14  # mlock beyond RLIMIT_MEMLOCK
-PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
 GIB = 1024**3
 
 
@@ -220,19 +220,24 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict) -> tupl
 
 
 def _prio_decision(facts: Facts, limits: dict, rlimits: dict) -> tuple[int | None, str]:
+    """--prio 2 where the threads may take SCHED_FIFO priority 80, as ggml asks for it:
+    CAP_SYS_NICE, or an RLIMIT_RTPRIO of 80 (raising the soft limit to the hard one)."""
     if _capable(facts, CAP_SYS_NICE):
         return PRIO_HIGH, "--prio 2: CAP_SYS_NICE allows high thread priority."
     rtprio = limits.get("RTPRIO")
     if rtprio is not None:
         soft, hard = rtprio
-        if soft != 0:
+        if _covers(soft, PRIO_HIGH_RTPRIO):
             return PRIO_HIGH, "--prio 2: RLIMIT_RTPRIO allows high thread priority."
-        if hard != 0:
+        if _covers(hard, PRIO_HIGH_RTPRIO):
             rlimits["RTPRIO"] = (hard, hard)
             return PRIO_HIGH, (f"--prio 2: RLIMIT_RTPRIO raised to its hard limit "
                                f"{'unlimited' if hard == UNLIMITED else hard} before exec.")
-    return None, ("No --prio: without CAP_SYS_NICE or an RLIMIT_RTPRIO llama.cpp only warns "
-                  "\"failed to set thread priority\".")
+    return None, ("No --prio: its threads ask for SCHED_FIFO priority "
+                  f"{PRIO_HIGH_RTPRIO}, which needs CAP_SYS_NICE or an RLIMIT_RTPRIO of "
+                  f"{PRIO_HIGH_RTPRIO} (see server.rtprio; `q3cn-doctor fix --only "
+                  "rtprio.limit`); without it llama.cpp only warns \"failed to set thread "
+                  "priority\".")
 
 
 def _limit(value: int) -> str:
@@ -251,7 +256,8 @@ def _environment(facts: Facts, plan) -> tuple[dict[str, str], list[str]]:
                      "(2025-08).")
     else:
         notes.append("LLAMA_SET_ROWS not set: a no-op since llama.cpp PR #15505 (2025-08).")
-    full_gpu = plan.gpus == 1 and plan.dense_fits_gpu and plan.ram_bytes_per_token == 0
+    full_gpu = (plan.gpus == 1 and plan.dense_fits_gpu and plan.ram_bytes_per_token == 0
+                and "cuda" in (getattr(facts.get("server"), "backends", None) or ["cuda"]))
     if "GGML_CUDA_GRAPH_OPT" in inherited:
         notes.append(f"GGML_CUDA_GRAPH_OPT={inherited['GGML_CUDA_GRAPH_OPT']} kept from your "
                      "environment.")

@@ -49,6 +49,7 @@ class MemoryBench:
     sysbench_bytes_per_s: float | None = None
     sysbench_note: str | None = None
     notes: list[str] = field(default_factory=list)
+    under_load: dict = field(default_factory=dict)  # clocks, throttling, temperatures
 
     @property
     def agreement(self) -> float | None:
@@ -69,6 +70,7 @@ class MemoryBench:
             "sysbench_bytes_per_s": self.sysbench_bytes_per_s,
             "sysbench_note": self.sysbench_note,
             "agreement": self.agreement,
+            "under_load": self.under_load,
         }
 
     def text(self) -> str:
@@ -98,6 +100,22 @@ class MemoryBench:
         return "\n".join(lines)
 
 
+def _under_load(facts, watched: dict) -> str:
+    """One line on the CPUs during the measurement (cpu.clocks and cpu.thermal judge it under
+    `check --measure`)."""
+    from q3cn_doctor.host.sampler import clock_share
+
+    thermal = facts.get("thermal")
+    share = clock_share(watched, thermal.max_khz if thermal else {})
+    events = sum(n for n in watched.get("throttle_delta", {}).values() if n > 0)
+    hottest = max(watched.get("zone_peak_mc", {}).values(), default=None)
+    parts = [f"clocks at {share:.0%} of their maximum" if share is not None else
+             "clocks not readable", f"{events} thermal-throttle events"]
+    if hottest:
+        parts.append(f"hottest zone {hottest / 1000:.0f} C")
+    return "Under this load: " + ", ".join(parts) + "."
+
+
 def run_memory_bench(host: Host, facts, threads: int | None = None,
                      buffer_bytes: int | None = None, sysbench: bool = False) -> MemoryBench:
     """Measure this machine (a live host), with the facts for the theoretical figure."""
@@ -107,8 +125,11 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
 
     threads = threads or bandwidth.plan_threads(host)
     buffer_bytes = buffer_bytes or bandwidth.plan_buffer_bytes(host)
-    result = bandwidth.measure_read_bandwidth(buffer_bytes, threads)
-    notes: list[str] = []
+    from q3cn_doctor.host.sampler import watch_load
+
+    result, watched = watch_load(lambda: bandwidth.measure_read_bandwidth(buffer_bytes,
+                                                                         threads))
+    notes: list[str] = [_under_load(facts, watched)]
     try:
         memory = facts.memory
         theoretical, configured, channels = (memory.theoretical_bytes_per_s,
@@ -125,7 +146,8 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
     except FactsError:
         tokens, name = None, "the model"
     bench = MemoryBench(result.to_json(), theoretical, basis, configured, channels,
-                        tokens, name, notes=notes)
+                        tokens, name, notes=[note for note in notes if note])
+    bench.under_load = watched
     if sysbench:
         answer = host.run(sysbench_argv(result.threads), timeout=SYSBENCH_TIMEOUT_S)
         if answer.ok:

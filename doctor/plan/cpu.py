@@ -24,6 +24,8 @@ from q3cn_doctor.facts.cpu import CpuFacts, cpu_mask, parse_cpu_mask
 from q3cn_doctor.host.base import Host, Process, format_cpu_list
 
 GIB = 1024**3
+PRIO_HIGH = 2  # llama.cpp --prio: 0 normal, 1 medium, 2 high, 3 realtime
+PRIO_HIGH_RTPRIO = 80  # ggml_thread_apply_priority: --prio 2 is SCHED_FIFO priority 80
 NODE_HEADROOM = 1.1  # a model fits one NUMA node when the node holds 10% more than it needs
 
 
@@ -38,6 +40,8 @@ class CpuPlan:
     numa: str | None = None  # llama.cpp --numa: "distribute", "numactl" or None
     numa_node: int | None = None  # the one node the plan binds to (with numactl)
     rationale: list[str] = field(default_factory=list)
+    quota: float | None = None  # the cgroup's CPU quota in CPUs, where one caps the threads
+    uncapped_threads: int | None = None  # --threads without that cap (what the quota costs)
 
     # -- the affinity in every form --------------------------------------------------------
     @property
@@ -104,6 +108,7 @@ class CpuPlan:
             "generation_cpus": self.generation_cpus, "generation_mask": self.generation_mask,
             "slow_cpus": self.slow_cpus, "left_out": self.left_out,
             "numa": self.numa, "numa_node": self.numa_node,
+            "quota": self.quota, "uncapped_threads": self.uncapped_threads,
             "thread_args": self.thread_args(), "affinity_args": self.affinity_args(),
             "rationale": self.rationale,
         }
@@ -140,7 +145,10 @@ def plan_for(facts: Facts) -> CpuPlan:
             model_bytes = placement(facts).ram_bytes
         except FactsError:
             model_bytes = None
-    return plan(cpu, model_bytes)
+    own = getattr(facts.get("cgroup"), "own", None)
+    return plan(cpu, model_bytes, quota=getattr(own, "cpu_quota", None),
+                quota_source=getattr(own, "quota_source", None),
+                cpuset=getattr(own, "cpuset", None))
 
 
 def planned_cpus(facts: Facts) -> tuple[list[int], str]:
@@ -158,31 +166,25 @@ def planned_cpus(facts: Facts) -> tuple[list[int], str]:
     return list(facts.cpu.online_cpus), "all online CPUs (no CPU plan could be made)"
 
 
-def plan(cpu: CpuFacts, model_bytes: int | None = None) -> CpuPlan:
+def plan(cpu: CpuFacts, model_bytes: int | None = None, quota: float | None = None,
+         quota_source: str | None = None, cpuset: list[int] | None = None) -> CpuPlan:
     """The plan for this CPU. ``model_bytes`` (what must sit in RAM) decides whether the
-    model fits one NUMA node."""
+    model fits one NUMA node; a cgroup's CPU ``quota`` (in CPUs) caps the threads and its
+    ``cpuset`` bounds the CPUs."""
     why: list[str] = []
     online = list(cpu.online_cpus)
     if not online:
         threads = cpu.physical_cores or 1
+        if quota:
+            threads = min(threads, max(1, int(quota)))
         return CpuPlan([], threads, threads, [], rationale=[
-            "The online CPUs are unknown, so the plan sets no affinity."])
+            "The online CPUs are unknown, so the plan sets no affinity."], quota=quota)
     chosen = set(online)
-    slow: list[int] = []
-    if cpu.p_cpus and cpu.e_cpus:
-        fast_names = ", ".join(k.name for k in cpu.core_classes if k.fast)
-        slow_names = ", ".join(k.name for k in cpu.core_classes if not k.fast)
-        slow = sorted(set(cpu.e_cpus) & chosen)
-        chosen = set(cpu.p_cpus) & chosen
-        why.append(
-            f"Runs on the {cpu.p_cores} fast cores ({fast_names}: CPUs "
-            f"{format_cpu_list(sorted(chosen))}) and keeps off the {cpu.e_cores} slower ones "
-            f"({slow_names}: CPUs {format_cpu_list(slow)}): llama.cpp splits each matrix "
-            "product evenly and waits for the slowest thread, so one thread on a slow core "
-            "holds back every token.")
-    else:
-        why.append(f"All {cpu.physical_cores or len(online)} cores are of one class, so the "
-                   "plan uses all of them.")
+    if cpuset and set(cpuset) & chosen and not chosen <= set(cpuset):
+        chosen &= set(cpuset)
+        why.append(f"The cgroup's cpuset allows CPUs {format_cpu_list(sorted(chosen))} only: "
+                   "the plan stays inside it.")
+    chosen, slow = _fast_class(cpu, chosen, why)
 
     left_out: list[int] = []
     reserved = (set(cpu.isolated_cpus) | set(cpu.nohz_full_cpus)) & chosen
@@ -197,8 +199,12 @@ def plan(cpu: CpuFacts, model_bytes: int | None = None) -> CpuPlan:
 
     cores = [sorted(set(core) & chosen) for core in cpu.cores] if cpu.cores else []
     cores = [core for core in cores if core] or [[c] for c in sorted(chosen)]
-    cpus = sorted(chosen)
+    uncapped = len(cores)
+    cores = _quota_cap(cores, quota, quota_source, why)
+    cpus = sorted(c for core in cores for c in core)
     threads, threads_batch = len(cores), len(cpus)
+    if quota:
+        threads_batch = min(threads_batch, max(1, int(quota)))
     generation = sorted(core[0] for core in cores)
     if threads_batch > threads:
         line = (f"--threads {threads}: one per physical core. Token generation is bound by "
@@ -227,7 +233,44 @@ def plan(cpu: CpuFacts, model_bytes: int | None = None) -> CpuPlan:
             f"{format_cpu_list(generation)} and batch threads on {format_cpu_list(cpus)}.")
     _note_l3(cpu, cpus, why)
     return CpuPlan(cpus, threads, threads_batch, generation, slow, sorted(left_out), numa,
-                   node_id, why)
+                   node_id, why, quota=quota,
+                   uncapped_threads=uncapped if uncapped != threads else None)
+
+
+def _fast_class(cpu: CpuFacts, chosen: set[int], why: list[str]) -> tuple[set[int], list[int]]:
+    """The CPUs of the fast core class, and the slow ones left out."""
+    if not (cpu.p_cpus and cpu.e_cpus):
+        why.append(f"All {cpu.physical_cores or len(chosen)} cores are of one class, so the "
+                   "plan uses all of them.")
+        return chosen, []
+    fast_names = ", ".join(k.name for k in cpu.core_classes if k.fast)
+    slow_names = ", ".join(k.name for k in cpu.core_classes if not k.fast)
+    slow = sorted(set(cpu.e_cpus) & chosen)
+    chosen = set(cpu.p_cpus) & chosen
+    why.append(
+        f"Runs on the {cpu.p_cores} fast cores ({fast_names}: CPUs "
+        f"{format_cpu_list(sorted(chosen))}) and keeps off the {cpu.e_cores} slower ones "
+        f"({slow_names}: CPUs {format_cpu_list(slow)}): llama.cpp splits each matrix "
+        "product evenly and waits for the slowest thread, so one thread on a slow core "
+        "holds back every token.")
+    return chosen, slow
+
+
+def _quota_cap(cores: list[list[int]], quota: float | None, source: str | None,
+               why: list[str]) -> list[list[int]]:
+    """The first ``quota`` cores (at least one) where a CPU quota allows fewer than all:
+    llama.cpp's threads wait for each other at every matrix product, so a thread the
+    quota has paused holds the whole team until the next period."""
+    if not quota or len(cores) <= int(quota):
+        return cores
+    kept = cores[:max(1, int(quota))]
+    why.append(
+        f"--threads {len(kept)}, not {len(cores)}: a cgroup CPU quota allows {quota:g} CPUs' "
+        f"worth of time ({source or 'cpu.max'}). More threads than that run out of quota "
+        "mid-period and the rest wait for them: 8 threads under a 4-CPU quota fell from 12.07 "
+        "to 0.27 tok/s (ollama #17916). The threads stay on "
+        f"{len(kept)} core{'' if len(kept) == 1 else 's'}; raise the quota to use them all.")
+    return kept
 
 
 def _numa_choice(cpu: CpuFacts, chosen: set[int], model_bytes: int | None, why: list[str],

@@ -109,9 +109,12 @@ def desktop_gpu(device: dict) -> bool:
 
 
 def usable_gpus(facts: Facts) -> list[dict]:
-    """The GPUs NVML read without error and whose free VRAM it reported."""
-    return [g for g in facts.get("gpus", []) if "error" not in g
-            and isinstance(g.get("memory_free_bytes"), int)]
+    """The GPUs NVML read without error and whose free VRAM it reported; where none does,
+    the AMD or Intel GPUs a Vulkan, HIP or SYCL build can use, with their VRAM from sysfs."""
+    nvidia = [g for g in facts.get("gpus", []) if "error" not in g
+              and isinstance(g.get("memory_free_bytes"), int)]
+    return nvidia or [g for g in facts.get("sysfs_gpus", [])
+                      if isinstance(g.get("memory_free_bytes"), int)]
 
 
 def compute_buffer_bytes(model: ModelFacts, ubatch: int = UBATCH_TOKENS) -> int:

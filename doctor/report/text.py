@@ -1,13 +1,9 @@
-"""Reports for people (text, coloured on a terminal) and for programs (JSON).
-
-Plain text needs no rich: piped output, NO_COLOR and CI logs get no escape
-codes and no box drawing, and the preflight does not pay rich's import.
-"""
+"""The report for a person: the speed ledger first, then the problems ranked by what
+they cost in tok/s, then one line per area for what passed; -v shows every finding in
+full, where each value came from, and where the time of a token goes."""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TextIO
 
 from q3cn_doctor.checking.findings import (
@@ -20,50 +16,135 @@ from q3cn_doctor.checking.findings import (
     count_statuses,
 )
 from q3cn_doctor.checking.registry import CheckSpec
-from q3cn_doctor.version import __version__
+from q3cn_doctor.report.layout import Line, use_colour, width_of, wrap, write_lines
+from q3cn_doctor.report.ledger import NOTICEABLE_TOK_S, Ledger, is_problem
+from q3cn_doctor.report.picture import time_per_token_lines
 
-SCHEMA_VERSION = 1
-_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta",
-          "skip": "dim", "info": "cyan"}
-_LABEL_WIDTH = 13
-
-
-def use_colour(stream: TextIO) -> bool:
-    """Colour only on a terminal, and never under NO_COLOR (https://no-color.org)."""
-    if os.environ.get("NO_COLOR"):
-        return False
-    return hasattr(stream, "isatty") and stream.isatty()
+STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta",
+         "skip": "dim", "info": "cyan"}
+_ORDER = {status: index for index, status in enumerate(STATUSES)}
+DETAIL = " " * 4  # where a finding's details start
 
 
-def _lines(findings: list[Finding], header: str, verbose: bool) -> list[tuple[str, str | None]]:
-    """The report as (text, style) pairs; style is None for plain text."""
-    lines: list[tuple[str, str | None]] = [(header, "bold"), ("", None)]
-    order = {status: index for index, status in enumerate(STATUSES)}
+def rank(findings: list[Finding]) -> list[Finding]:
+    """Costliest first (an unknown cost counts as none), then worst status first."""
+    return sorted(findings, key=lambda f: (-(f.cost_tok_s or 0.0), _ORDER[f.status]))
+
+
+def cost_label(finding: Finding) -> str:
+    cost = finding.cost_tok_s
+    if cost is None or cost <= 0:
+        return ""
+    return f" (costs ~{cost:.0f} tok/s)" if cost >= NOTICEABLE_TOK_S else " (costs <1 tok/s)"
+
+
+def fix_command(finding: Finding) -> str:
+    return "sudo q3cn-doctor fix --apply --only " + ",".join(finding.fixes)
+
+
+def _short_name(finding: Finding) -> str:
+    return finding.id.split(".", 1)[1]
+
+
+def _title(finding: Finding, width: int) -> list[Line]:
+    """``  [fail] memory.speed: RAM runs at ... (costs ~8 tok/s)``, wrapped under the id."""
+    return [(text, STYLE[finding.status] if index == 0 else None)
+            for index, text in enumerate(wrap(
+                f"{finding.id}: {finding.title}{cost_label(finding)}", width,
+                f"  [{finding.status}] ", DETAIL))]
+
+
+def _problem(finding: Finding, width: int, verbose: bool) -> list[Line]:
+    lines = _title(finding, width)
+    details: list[tuple[str, str]] = []
+    if verbose:
+        advice = "" if [finding.recommended] == finding.manual else finding.recommended
+        details += [("observed", finding.observed), ("recommended", advice),
+                    ("why", finding.impact)]
+    if finding.fixes:
+        details.append(("fix", fix_command(finding)))
+    steps = finding.manual if verbose or not finding.fixes else []
+    if steps and not verbose:
+        more = len(steps) - 1
+        tail = f" (+{more} more in `q3cn-doctor fix`)" if more else ""
+        details.append(("by hand", steps[0] + tail))
+    else:
+        details += [("by hand", step) for step in steps]
+    if not finding.fixes and not steps and finding.recommended and not verbose:
+        details.append(("advice", finding.recommended))
+    for name, text in details:
+        if text:
+            lines += [(line, None) for line in wrap(text, width, f"{DETAIL}{name}: ",
+                                                    DETAIL + "  ")]
+    return lines
+
+
+def _folded(findings: list[Finding], width: int) -> list[Line]:
+    """One line per area: what passed, was noted or skipped, by short id."""
+    lines: list[Line] = []
     for area in AREAS:
-        rows = sorted((f for f in findings if f.area == area), key=lambda f: order[f.status])
+        rows = [f for f in findings if f.area == area]
         if not rows:
             continue
-        lines.append((area.upper(), "bold"))
-        for finding in rows:
-            lines.append((f"  [{finding.status}] {finding.id}: {finding.title}",
-                          _STYLE[finding.status]))
-            details = [("observed", finding.observed)]
-            if finding.status != "pass" or verbose:
-                details += [("recommended", finding.recommended), ("why", finding.impact)]
-                if finding.cost_tok_s:
-                    details.append(("costs", f"{finding.cost_tok_s:g} tok/s (the speed model's "
-                                             "difference: fixing it gains that)"))
-                if finding.fixes:
-                    details.append(("fix", "q3cn-doctor fix --only " + ",".join(finding.fixes)))
-                details += [("manual", step) for step in finding.manual]
-            if verbose and finding.evidence:
-                details.append(("evidence", ", ".join(finding.evidence)))
-            for label, text in details:
-                if text:
-                    lines.append((f"      {label + ':':<{_LABEL_WIDTH}}{text}", None))
-        lines.append(("", None))
-    lines.append((summary_line(findings), "bold"))
+        groups = []
+        for status in ("info", "skip", "pass"):
+            names = [_short_name(f) for f in rows if f.status == status]
+            if names:
+                groups.append(f"{status}: {', '.join(names)}")
+        lines += [(text, "dim") for text in wrap("; ".join(groups), width, f"  {area:<8}",
+                                                 " " * 12)]
     return lines
+
+
+def _full(finding: Finding, width: int, evidence: list[str]) -> list[Line]:
+    """A finding that is no problem, as -v shows it: title, what was seen, where from."""
+    lines = _title(finding, width)
+    for name, text in (("observed", finding.observed), ("recommended", finding.recommended),
+                       ("why", finding.impact), ("evidence", ", ".join(evidence))):
+        if text:
+            lines += [(line, None) for line in wrap(text, width, f"{DETAIL}{name}: ",
+                                                    DETAIL + "  ")]
+    return lines
+
+
+def report_lines(findings: list[Finding], header: str, ledger: Ledger | None, verbose: bool,
+                 width: int, solid: str = "#",
+                 evidence: dict[str, list[str]] | None = None,
+                 sections: dict[str, list[str]] | None = None) -> list[Line]:
+    """The whole text report as (text, style) lines. With -v, ``evidence`` holds each
+    finding's cited sources and ``sections`` each facts section's, as --json lists them."""
+    lines: list[Line] = [(text, "bold") for text in wrap(header, width, "", "    ")]
+    lines.append(("", None))
+    if ledger is not None:
+        lines += [(text, "bold") for text in wrap(ledger.text(), width, "", "    ")]
+        if verbose and ledger.now is not None:
+            lines += [("", None)] + time_per_token_lines(ledger.now, width, solid,
+                                                         ledger.measured_tok_s)
+        lines.append(("", None))
+    ranked = rank(findings)
+    problems = [f for f in ranked if is_problem(f)]
+    if problems:
+        lines.append((f"{len(problems)} problem{'s' if len(problems) > 1 else ''}, "
+                      "costliest first:", "bold"))
+        for finding in problems:
+            lines += _problem(finding, width, verbose)
+        lines.append(("", None))
+    rest = [f for f in ranked if not is_problem(f)]
+    if rest and verbose:
+        lines.append(("Everything else:", "bold"))
+        for finding in rest:
+            lines += _full(finding, width, (evidence or {}).get(finding.id, finding.evidence))
+        lines.append(("", None))
+    elif rest:
+        lines += _folded(rest, width)
+    if verbose and sections:
+        lines.append(("Sources of each facts section (cited as facts.<section>):", "bold"))
+        for name, sources in sections.items():
+            lines += [(text, "dim") for text in wrap(", ".join(sources), width,
+                                                    f"  facts.{name}: ", "    ")]
+        lines.append(("", None))
+    summary = summary_line(findings) + ("" if verbose else "; -v shows every finding")
+    return lines + [(text, "bold") for text in wrap(summary, width, "", "    ")]
 
 
 def summary_line(findings: list[Finding]) -> str:
@@ -75,17 +156,12 @@ def summary_line(findings: list[Finding]) -> str:
     return f"Summary: {', '.join(parts) or 'no findings'} ({verdict})"
 
 
-def print_text(findings: list[Finding], header: str, verbose: bool, stream: TextIO) -> None:
-    lines = _lines(findings, header, verbose)
-    if not use_colour(stream):
-        stream.write("\n".join(text for text, _ in lines) + "\n")
-        return
-    from rich.console import Console  # ~65 ms: only for a person at a terminal
-    from rich.text import Text
-
-    console = Console(file=stream, highlight=False, soft_wrap=True)
-    for text, style in lines:
-        console.print(Text(text, style=style or ""))
+def print_text(findings: list[Finding], header: str, ledger: Ledger | None, verbose: bool,
+               stream: TextIO, evidence: dict[str, list[str]] | None = None,
+               sections: dict[str, list[str]] | None = None) -> None:
+    solid = "█" if use_colour(stream) else "#"
+    write_lines(report_lines(findings, header, ledger, verbose, width_of(stream), solid,
+                             evidence, sections), stream)
 
 
 def print_check_list(specs: list[CheckSpec], stream: TextIO) -> None:
@@ -93,22 +169,3 @@ def print_check_list(specs: list[CheckSpec], stream: TextIO) -> None:
     for spec in specs:
         origin = "" if spec.origin == "built-in" else f"  [{spec.origin}]"
         stream.write(f"{spec.id:<{width}}  {spec.description}{origin}\n")
-
-
-def json_document(findings: list[Finding], facts_json: dict, plan_json: dict,
-                  host_summary: dict) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "q3cn-doctor", "version": __version__},
-        "host": host_summary,
-        "facts": facts_json,
-        "plan": plan_json,
-        "findings": [finding.to_json() for finding in findings],
-        "summary": count_statuses(findings),
-    }
-
-
-def print_json(document: dict, stream: TextIO = sys.stdout) -> None:
-    import json
-
-    stream.write(json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,54 @@
+"""Lines for a terminal: wrapped to its width with a hanging indent, each with a style.
+
+Plain text needs no rich: piped output, NO_COLOR and CI logs get no escape codes, and
+the preflight does not pay rich's import. Only a terminal gets colour, through rich.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from typing import TextIO
+
+DEFAULT_WIDTH = 100  # a pipe or a log: wide enough for paths, narrow enough to read
+MIN_WIDTH = 60
+
+Line = tuple[str, "str | None"]  # text, rich style (None: plain)
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never under NO_COLOR (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def width_of(stream: TextIO) -> int:
+    """COLUMNS where set, else the terminal's width, else 100 for a pipe."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdecimal() and int(columns) > 0:
+        return max(MIN_WIDTH, int(columns))
+    if hasattr(stream, "isatty") and stream.isatty():
+        return max(MIN_WIDTH, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns)
+    return DEFAULT_WIDTH
+
+
+def wrap(text: str, width: int, first: str = "", rest: str | None = None) -> list[str]:
+    """``text`` after ``first``, continued under ``rest`` (default: as wide as ``first``);
+    paths and flags are never split."""
+    rest = " " * len(first) if rest is None else rest
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+                         break_long_words=False, break_on_hyphens=False) or [first.rstrip()]
+
+
+def write_lines(lines: list[Line], stream: TextIO) -> None:
+    if not use_colour(stream):
+        stream.write("\n".join(text for text, _ in lines) + "\n")
+        return
+    from rich.console import Console  # ~65 ms: only for a person at a terminal
+    from rich.text import Text
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    for text, style in lines:
+        console.print(Text(text, style=style or ""))
