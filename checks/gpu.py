@@ -403,6 +403,23 @@ def _driver_step(cuda_major: int, driver_major: int) -> str:
             f"{driver_major}.x.")
 
 
+def _cpu_only_build(ctx: Context, observed: str, gpus: bool):
+    """A CPU-only llama-server: a problem only where a GPU sits idle beside it."""
+    priced, cost = _with_gpu(ctx) if gpus else ("", None)
+    return ctx.finding(
+        WARN if gpus else INFO,
+        "llama-server is a CPU-only build" + (" on a machine with an NVIDIA GPU" if gpus else ""),
+        observed=observed,
+        recommended="Use a CUDA build (cmake -DGGML_CUDA=ON, or a CUDA release/container)."
+                    if gpus else "",
+        impact=("A CPU-only build leaves the GPU idle: attention and prompt processing run "
+                "on the CPU, several times slower." + priced if gpus
+                else "Nothing is offloaded either way."),
+        manual=[_CUDA_BUILD_STEP] if gpus else [],
+        action="a CUDA build of llama-server" if gpus else "",
+        what_if={"cpu_only": False} if gpus else None, cost_tok_s=cost)
+
+
 @check("gpu.cuda", "The llama-server build's CUDA runtime is one the driver supports")
 def cuda(ctx: Context):
     nvml = ctx.facts.nvml
@@ -430,21 +447,7 @@ def cuda(ctx: Context):
         return findings
     gpus = ctx.facts.gpus
     if not build.backends:
-        status = WARN if gpus else INFO
-        priced, cost = _with_gpu(ctx) if gpus else ("", None)
-        findings.insert(0, ctx.finding(
-            status,
-            "llama-server is a CPU-only build"
-            + (" on a machine with an NVIDIA GPU" if gpus else ""),
-            observed=observed,
-            recommended="Use a CUDA build (cmake -DGGML_CUDA=ON, or a CUDA release/container)."
-                        if gpus else "",
-            impact=("A CPU-only build leaves the GPU idle: attention and prompt processing run "
-                    "on the CPU, several times slower." + priced if gpus
-                    else "Nothing is offloaded either way."),
-            manual=[_CUDA_BUILD_STEP] if gpus else [],
-            action="a CUDA build of llama-server" if gpus else "",
-            what_if={"cpu_only": False} if gpus else None, cost_tok_s=cost))
+        findings.insert(0, _cpu_only_build(ctx, observed, bool(gpus)))
         return findings
     if "cuda" not in build.backends:
         findings.insert(0, ctx.finding(

@@ -72,4 +72,4 @@ def power_daemon(ctx: Context):
         impact="On the guide's machine it held generation at 32-35 instead of about 40 tok/s "
                "on some boots, with the governor and EPP reading performance (measured by the "
                "guide's author; the speed model cannot see a hidden hardware state).",
-        manual=steps)
+        manual=steps, action="tuned instead of power-profiles-daemon")
