@@ -45,6 +45,8 @@ MIN_DRIVER_BRANCH = {11: 450, 12: 525, 13: 580}
 
 BUSY_PROCESS_BYTES = 300 * MIB
 """A process holding more VRAM than this is worth naming: --fit leaves its share in RAM."""
+MOSTLY_USED = 0.5
+"""VRAM used beyond this share with no process listed for most of it: held out of sight."""
 
 # Usable bytes per second per lane after line coding, by PCIe generation.
 PCIE_LANE_BYTES_S = {1: 0.25e9, 2: 0.5e9, 3: 0.985e9, 4: 1.969e9, 5: 3.938e9, 6: 7.563e9}
@@ -518,6 +520,21 @@ def _other_processes(device: dict) -> tuple[list[dict], str]:
     return big, "processes: " + (", ".join(parts) if parts else "none")
 
 
+def _unseen_use(device: dict) -> int | None:
+    """VRAM in use that no listed process accounts for, where the GPU is mostly used:
+    processes of another container or PID namespace, or of another user, that NVML does
+    not show here. None where nothing worth a warning is unaccounted for."""
+    total, used = value(device.get("memory_total_bytes")), value(device.get("memory_used_bytes"))
+    processes = device.get("processes")
+    if not (isinstance(total, int) and isinstance(used, int) and isinstance(processes, list)):
+        return None
+    listed = sum(p["used_bytes"] for p in processes if isinstance(p.get("used_bytes"), int))
+    unseen = used - listed
+    if used > total * MOSTLY_USED and unseen > used * MOSTLY_USED:
+        return unseen
+    return None
+
+
 @check("gpu.vram", "Free VRAM, other programs holding it, and room for attention + KV cache")
 def vram(ctx: Context):
     devices = _devices(ctx)
@@ -543,6 +560,20 @@ def vram(ctx: Context):
         big, listing = _other_processes(device)
         observed = (f"{gib(free)} free of {gib(total)} (used {gib(used)}, "
                     f"{device.get('memory_api', 'v2')} memory API); {listing}")
+        unseen = _unseen_use(device)
+        if not big and unseen:
+            findings.append(ctx.finding(
+                WARN, f"{_label(device)}: {gib(unseen)} of VRAM is held by processes not listed "
+                      "here",
+                observed=observed,
+                recommended="Find what holds it on the host: `nvidia-smi` there (or in the other "
+                            "container, or as the other user; a container sees only its own "
+                            "processes), and stop it before starting llama-server.",
+                impact=f"--fit places about one expert layer fewer per "
+                       f"{gib(int(layer_bytes))} held, and each layer left in RAM adds its "
+                       "weights to what every token reads at RAM speed.",
+                item=index))
+            continue
         if not big:
             findings.append(ctx.finding(PASS, f"{_label(device)}: {gib(free)} VRAM free",
                                         observed=observed, item=index))
@@ -781,8 +812,12 @@ def power(ctx: Context):
             if slow:
                 warns.append("clocks held down by " + ", ".join(slow))
                 fixes.append("improve cooling and airflow, check the power cables and PSU")
-            if events & SW_POWER_CAP and not (isinstance(default, int) and isinstance(
-                    limit, int) and limit < default):
+            lowered = isinstance(default, int) and isinstance(limit, int) and limit < default
+            if events & SW_POWER_CAP and events & IDLE:
+                # Both bits at once: NVML reports the cap while the GPU idles at its lowest
+                # clocks; it draws a few watts, far from any limit.
+                parts.append("the power-cap bit is set while idle (no load to cap)")
+            elif events & SW_POWER_CAP and not lowered:
                 infos.append("running at its power limit (normal under full load)")
         if persistence is False:
             parts.append("persistence mode off")

@@ -67,35 +67,29 @@ def _cost(ctx: Context, memory, configured: int, rated: int) -> tuple[str, float
 
 HALF_RATE_STEP = ("Check the memory settings in the BIOS (a manual speed, or a failed XMP/EXPO "
                   "that fell back) and update the BIOS.")
+SOLDERED_STEP = "Look for a BIOS update or a performance power mode in the firmware setup."
 
 
-def _half_rate(ctx: Context, memory, configured: int, full: int):
-    """Configured exactly half the module's speed: usually firmware writing the clock."""
-    observed = f"configured {configured} MT/s, module speed {full} MT/s; {_modules_line(memory)}"
+def _clock_contradicted(ctx: Context, memory):
+    """Firmware printed the clock where the rate belongs (so configured is twice the printed
+    number), unless measured bandwidth shows the RAM really runs at the printed rate."""
     measured = (memory.measured or {}).get("bytes_per_s")
-    if measured and memory.channels:
-        half_theory = theoretical_bandwidth(configured, memory.channels)
-        observed += f"; measured {gbps(measured)}, {gbps(half_theory)} possible at {configured}"
-        if measured > half_theory * HALF_MARGIN:
-            return ctx.finding(
-                PASS, f"RAM runs at {full} MT/s; the firmware reports the clock ({configured})",
-                observed=observed,
-                impact="Measured bandwidth is more than half-rate RAM could deliver.")
-        impact, cost = _cost(ctx, memory, configured, full)
-        return ctx.finding(
-            WARN, f"RAM really runs at half speed ({configured} of {full} MT/s)", observed=observed,
-            recommended=HALF_RATE_STEP, impact=impact,
-            manual=[HALF_RATE_STEP], action="the BIOS memory settings",
-            what_if={"ram_mts": full}, cost_tok_s=cost)
+    if not (memory.clock_printed and measured and memory.channels):
+        return None
+    printed = memory.configured_mts // 2
+    half_theory = theoretical_bandwidth(printed, memory.channels)
+    if measured > half_theory * HALF_MARGIN:
+        return None
+    impact, tok_s = _cost(ctx, memory, printed, memory.configured_mts)
     return ctx.finding(
-        INFO,
-        f"Configured {configured} MT/s is exactly half of {full}: likely the firmware "
-        "writing the clock, not the data rate",
-        observed=observed,
-        recommended="Let measured bandwidth decide: `q3cn-doctor check --measure` or "
-                    "`q3cn-doctor bench memory`.",
-        impact="DDR transfers twice per clock; some firmware stores the clock in the "
-               "configured-speed field. If the RAM really ran at half speed, tokens/s would halve.")
+        WARN, f"RAM really runs at {printed} MT/s, not the {memory.configured_mts} the firmware's "
+              "clock suggests",
+        observed=(f"configured printed as {printed}, read as the clock of "
+                  f"{memory.configured_mts} MT/s; measured {gbps(measured)}, "
+                  f"{gbps(half_theory)} possible at {printed}; {_modules_line(memory)}"),
+        recommended=HALF_RATE_STEP, impact=impact, cost_tok_s=tok_s,
+        manual=[HALF_RATE_STEP], action="the BIOS memory settings",
+        what_if={"ram_mts": memory.configured_mts})
 
 
 def _held_back_reasons(memory) -> str:
@@ -133,6 +127,8 @@ def speed(ctx: Context):
             recommended="On a VM, run q3cn-doctor on the host to judge its RAM speed.")
     observed = (f"configured {f'{configured} MT/s' if configured else 'speed unknown'}; "
                 f"{_modules_line(memory)}; {_rating_line(memory)}")
+    if memory.clock_printed:
+        observed += f"; {memory.basis.get('configured_mts')}"
     if configured is None:
         how = ("Run `sudo q3cn-doctor check`: the SPD EEPROMs give the rating, dmidecode the "
                "speed the firmware set." if memory.source == "spd" else
@@ -141,16 +137,49 @@ def speed(ctx: Context):
         return ctx.finding(INFO, "Configured RAM speed unknown", observed=observed, recommended=how)
     if rated is None:
         return ctx.finding(INFO, f"RAM runs at {configured} MT/s; what it is rated for is unknown",
-                           observed=observed, recommended=RATING_HOW_TO)
-    jedec = memory.jedec_mts or rated
-    for full in sorted({jedec, rated}):
-        if abs(configured * 2 - full) <= full * TOLERANCE and configured < rated:
-            return _half_rate(ctx, memory, configured, full)
+                           observed=observed, recommended=RATING_HOW_TO, fixes=["spd.driver"])
+    if memory.soldered:
+        return _soldered(ctx, memory, observed)
+    contradicted = _clock_contradicted(ctx, memory)
+    if contradicted is not None:
+        return contradicted
     if configured > rated * (1 + TOLERANCE):
         return _above_rating(ctx, memory, observed)
     if configured >= rated * (1 - TOLERANCE):
         return _at_rating(ctx, memory, observed)
     return _below_rating(ctx, memory, observed)
+
+
+def _soldered(ctx: Context, memory, observed: str):
+    """Soldered LPDDR runs at what the platform sets: judged against the lower of the
+    chips' grade and what the CPU supports, never against XMP."""
+    configured, chips, platform = memory.configured_mts, memory.rated_mts, memory.platform_mts
+    kind = memory.modules[0].type or "LPDDR"
+    target = min(chips, platform) if platform else chips
+    where = (f"{memory.platform} supports {platform} MT/s" if platform else
+             "the platform's limit is unknown (the CPU model is not in the platform table)")
+    observed += f"; {where}"
+    if configured >= target * (1 - TOLERANCE):
+        if configured > chips * (1 + TOLERANCE):
+            title = f"Soldered {kind} runs at {configured} MT/s, above the chips' {chips}"
+        elif platform and configured < chips * (1 - TOLERANCE):
+            title = (f"Soldered {kind} runs at {configured} MT/s, the fastest {memory.platform} "
+                     f"supports (chips rated {chips})")
+        else:
+            title = f"RAM runs at its rated {chips} MT/s"
+        return ctx.finding(PASS, title, observed=observed)
+    status = WARN if platform else INFO
+    impact, tok_s = _cost(ctx, memory, configured, target)
+    return ctx.finding(
+        status,
+        f"The platform runs its soldered {kind} at {configured} MT/s, below the {target} "
+        + ("the chips and the CPU allow" if platform else "the chips are rated for"),
+        observed=observed,
+        recommended="Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. "
+                    "Look for a BIOS update or a performance power mode; otherwise this is "
+                    "the machine's limit.",
+        impact=impact, cost_tok_s=tok_s, manual=[SOLDERED_STEP], action="a BIOS update",
+        what_if={"ram_mts": target})
 
 
 def _above_rating(ctx: Context, memory, observed: str):
@@ -172,45 +201,29 @@ def _above_rating(ctx: Context, memory, observed: str):
 
 
 def _at_rating(ctx: Context, memory, observed: str):
-    """At the rating: a pass, unless the rating is only dmidecode's JEDEC speed."""
+    """At the rating: a pass, unless the rating is only dmidecode's JEDEC speed of modules
+    that could be an XMP/EXPO kit (registered server modules have no such profile)."""
     configured, rated = memory.configured_mts, memory.rated_mts
-    if memory.rated_source == "dmidecode" and not memory.soldered:
+    registered = all(m.registered for m in memory.modules)
+    if memory.rated_source == "dmidecode" and not memory.soldered and not registered:
         return ctx.finding(
             INFO,
             f"RAM runs at its JEDEC speed {configured} MT/s; whether the kit is rated "
             "faster (XMP/EXPO) is unknown",
-            observed=observed, recommended=RATING_HOW_TO,
+            observed=observed, recommended=RATING_HOW_TO, fixes=["spd.driver"],
             impact="Retail kits show their JEDEC speed (often DDR5-4800) until XMP/EXPO is "
                    "enabled; only the SPD, the part number or you can tell the rating.")
     return ctx.finding(PASS, f"RAM runs at its rated {rated} MT/s", observed=observed)
 
 
 def _below_rating(ctx: Context, memory, observed: str):
-    """Slower than the rating: soldered, JEDEC modules held back, or the profile left off."""
+    """Slower than the rating: a kit with its profile off fails; JEDEC modules held back
+    are judged against what the CPU supports for this population."""
     configured, rated = memory.configured_mts, memory.rated_mts
-    cost, tok_s = _cost(ctx, memory, configured, rated)
-    if memory.soldered:
-        return ctx.finding(
-            WARN,
-            f"The platform runs its soldered {memory.modules[0].type or 'LPDDR'} at "
-            f"{configured} MT/s, below the chips' {rated}",
-            observed=observed,
-            recommended="Soldered memory has no XMP/EXPO: the laptop's firmware sets its speed. "
-                        "Look for a BIOS update or a performance power mode; otherwise this is "
-                        "the machine's limit.",
-            impact=cost, action="a BIOS update", what_if={"ram_mts": rated},
-            manual=["Look for a BIOS update or a performance power mode in the firmware "
-                    "setup."], cost_tok_s=tok_s)
+    cost = _cost(ctx, memory, configured, rated)
     if memory.rated_profile == "JEDEC":
-        step = ("Check the CPU's supported speed for this population, update the BIOS, and set "
-                f"the speed to {rated} MT/s in the BIOS if the board allows.")
-        return ctx.finding(
-            WARN, f"JEDEC modules held below their own speed: {configured} of {rated} MT/s",
-            observed=observed,
-            recommended=f"This is not XMP being off: the modules' own speed is {rated}. Likely "
-                        f"causes: {_held_back_reasons(memory)}. " + step,
-            impact=cost, manual=[step], action=f"RAM at {rated} in the BIOS",
-            what_if={"ram_mts": rated}, cost_tok_s=tok_s)
+        return _jedec_below(ctx, memory, observed, cost)
+    impact, tok_s = cost
     above = (f" It runs above JEDEC {memory.jedec_mts} but below the profile: a partial or "
              "manual setting." if memory.jedec_mts and configured > memory.jedec_mts * 1.01
              else "")
@@ -219,5 +232,40 @@ def _below_rating(ctx: Context, memory, observed: str):
         FAIL,
         f"RAM runs at {configured} MT/s, below the {rated} MT/s its {profile} profile is rated for",
         observed=observed + "." + above,
-        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=cost, manual=XMP_STEPS,
-        action=f"{profile} in the BIOS", what_if={"ram_mts": rated}, cost_tok_s=tok_s)
+        recommended=f"Enable {profile} in the BIOS, then re-check.", impact=impact,
+        cost_tok_s=tok_s, manual=XMP_STEPS, fixes=_spd_fix(memory),
+        action=f"{profile} in the BIOS", what_if={"ram_mts": rated})
+
+
+def _jedec_below(ctx: Context, memory, observed: str, cost: tuple[str, float | None]):
+    """JEDEC modules below their own speed: at the CPU's limit, two per channel, or held."""
+    configured, rated, platform = memory.configured_mts, memory.rated_mts, memory.platform_mts
+    impact, tok_s = cost
+    if platform and configured >= platform * (1 - TOLERANCE):
+        return ctx.finding(
+            PASS, f"RAM runs at {configured} MT/s, the fastest {memory.platform} supports "
+                  f"(modules rated {rated})",
+            observed=observed + f"; {memory.platform} supports {platform} MT/s")
+    if memory.channels and len(memory.modules) > memory.channels:
+        return ctx.finding(
+            INFO, f"{len(memory.modules)} modules on {memory.channels} channel(s) run at "
+                  f"{configured} of their {rated} MT/s",
+            observed=observed,
+            recommended="Two modules per channel lower the speed the memory controller holds "
+                        "(the CPU maker's limits for two per channel are lower). For bandwidth, "
+                        "one larger module per channel reaches the modules' own speed.",
+            impact=impact, cost_tok_s=tok_s, fixes=_spd_fix(memory))
+    step = ("Check the CPU's supported speed for this population, update the BIOS, and set "
+            f"the speed to {rated} MT/s in the BIOS if the board allows.")
+    return ctx.finding(
+        WARN, f"JEDEC modules held below their own speed: {configured} of {rated} MT/s",
+        observed=observed,
+        recommended=f"This is not XMP being off: the modules' own speed is {rated}. Likely "
+                    f"causes: {_held_back_reasons(memory)}. " + step,
+        impact=impact, cost_tok_s=tok_s, fixes=_spd_fix(memory), manual=[step],
+        action=f"RAM at {rated} in the BIOS", what_if={"ram_mts": rated})
+
+
+def _spd_fix(memory) -> list[str]:
+    """The SPD driver fix, where the rating is a guess the EEPROMs could replace."""
+    return [] if memory.rated_source == "spd" or memory.source == "spd" else ["spd.driver"]

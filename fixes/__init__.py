@@ -15,6 +15,8 @@ ORDER = [
     #                       sysctl.d file, grouped with the memory fixes.
     "sysctl.numa_balancing",  # no dependency either: where the model's pages stay is a
     #                           memory setting, so with those, before the CPU fixes.
+    "spd.driver",  # no dependency: a read-only driver that changes no memory setting; with
+    #                the memory fixes, before the CPU ones.
     "memlock.limit",  # files only, effective at the next login or service restart:
     #                   nothing else here reads them, so anywhere; last of the memory ones.
     "rtprio.limit",  # files only too (limits.d, a service drop-in), read by nothing else:

@@ -111,6 +111,17 @@ def test_gb10_big_little_by_cpu_part_despite_uneven_capacities():
     assert cpu.isa["avx2"] is None and cpu.isa["dotprod"] and cpu.isa["sve2"] and cpu.isa["i8mm"]
 
 
+def test_gb10_big_little_from_cpuinfo_alone(tmp_path):
+    """The same GB10 with only /proc/cpuinfo (a container, a pasted file): each core's
+    CPU part (0xd85 Cortex-X925, 0xd87 Cortex-A725) still tells the fast cores."""
+    cpuinfo = (Path(host_fixture(GB10)) / "fs/proc/cpuinfo").read_text()
+    cpu = cpu_of(write_tree(tmp_path, {"/proc/cpuinfo": cpuinfo}))
+    assert [(k.name, k.fast, k.capacity) for k in cpu.core_classes] == [
+        ("Cortex-X925", True, None), ("Cortex-A725", False, None)]
+    assert cpu_mask(cpu.p_cpus) == "0xf83e0" and cpu_mask(cpu.e_cpus) == "0x7c1f"
+    assert cpu.basis["core_classes"].startswith("CPU part in /proc/cpuinfo, ranked by core type")
+
+
 def test_n100_is_one_class_although_every_core_is_an_e_core():
     cpu = fixture_cpu(N100)
     assert (cpu.model_name, cpu.logical, cpu.physical_cores, cpu.smt) == (

@@ -149,7 +149,9 @@ def test_rom_in_type_17_without_a_flash_array_is_not_a_module():
 @pytest.mark.parametrize("prefix, speeds", [
     ("058", [(533, None), (None, None), (None, None)]),  # "533 MHz (1.9 ns)", "65535 MHz"
     ("062", [(1333, None), (1333, None)]),  # "Configured ...: Unknown", "58785 MT/s"
-    ("063", [(667, None), (667, None)]),  # configured "10475 MT/s" and "1 MT/s"
+    # DDR3 "Speed: 667 MT/s" is below DDR3's lowest rate (800): the clock of DDR3-1333;
+    # configured "10475 MT/s" no DDR3 runs at, and "1 MT/s".
+    ("063", [(1333, None), (1333, None)]),
     ("064", [(1600, 1333), (None, 1333)]),  # "Speed: 65535 MT/s"
 ])
 def test_garbage_speeds_are_null(prefix, speeds):
@@ -250,13 +252,23 @@ def test_crlf_and_non_utf8_bytes():
     assert module.manufacturer == "Sams\ufffdung"
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("4800 MT/s", 4800), ("1600 MHz", 1600), ("200 MHz (5.0 ns)", 200), ("Unknown", None),
-    ("0 MT/s", None), ("65535 MT/s", None), ("10475 MT/s", None), ("1 MT/s", None),
-    ("99 MHz", None), ("10000 MT/s", 10000), ("", None), (None, None),
+@pytest.mark.parametrize("value, kind, expected", [
+    ("4800 MT/s", None, 4800), ("1600 MHz", None, 1600), ("200 MHz (5.0 ns)", None, 200),
+    ("Unknown", None, None), ("0 MT/s", None, None), ("65535 MT/s", None, None),
+    ("1 MT/s", None, None), ("99 MHz", None, None), ("", None, None), (None, None, None),
+    # Kits past 10000 exist (DDR5); a DDR3 or DDR4 module there is garbage.
+    ("10475 MT/s", None, 10475), ("10400 MT/s", "DDR5", 10400), ("10475 MT/s", "DDR3", None),
+    ("8400 MT/s", "DDR4", None), ("12800 MT/s", "DDR5", None),
+    # Below the type's lowest JEDEC rate: the clock, doubled to its grade.
+    ("1067 MHz", "DDR4", 2133), ("1467 MT/s", "DDR4", 2933), ("933 MT/s", "DDR4", 1867),
+    ("667 MHz", "DDR3", 1333), ("333 MHz", "DDR2", 667), ("2000 MT/s", "DDR5", 4000),
+    # Inside the range it is a rate: four DDR5 DIMMs at 3600, DDR3 at 800.
+    ("3600 MT/s", "DDR5", 3600), ("800 MHz", "DDR3", 800), ("2133 MT/s", "LPDDR4", 2133),
+    # Neither a rate nor a clock of one: DDR4 "at 400" is garbage.
+    ("400 MT/s", "DDR4", None),
 ])
-def test_parse_speed(value, expected):
-    assert parse_speed(value) == expected
+def test_parse_speed(value, kind, expected):
+    assert parse_speed(value, kind) == expected
 
 
 @pytest.mark.parametrize("value, expected", [

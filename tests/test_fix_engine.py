@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 from q3cn_doctor.checking.runner import available_checks, run_checks
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.fixing.engine import DONE, FAILED_OUTCOME, Engine, needs_root
@@ -97,6 +98,10 @@ def full_root(path: Path) -> Path:
                      governor="powersave")
     write(root, "sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
     write(root, "sys/devices/system/cpu/cpufreq/boost", "0\n")
+    # A real machine's DDR4 modules as systemd's udev database lists them (spd.driver).
+    write(root, "run/udev/data/+dmi:id",
+          next((FIXTURES / "udev").glob("001-*.txt")).read_text())
+    (root / "sys/module").mkdir(parents=True)
     write(root, "proc/sys/kernel/numa_balancing", "1\n")
     write(root, "proc/cmdline", "BOOT_IMAGE=/vmlinuz-6.8.0 root=/dev/nvme0n1p2 ro quiet\n")
     write(root, "usr/lib/sysctl.d/50-default.conf", "kernel.sysrq = 16\nvm.swappiness = 60\n")

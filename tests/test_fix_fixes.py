@@ -10,13 +10,27 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import HOSTS
+from conftest import FIXTURES, HOSTS
+from q3cn_doctor.checking.findings import FAIL
+from q3cn_doctor.checking.runner import available_checks, run_checks
+from q3cn_doctor.facts import Facts
 from q3cn_doctor.fixing import plan as fixing_plan
-from q3cn_doctor.fixing.engine import DONE, FAILED_OUTCOME
+from q3cn_doctor.fixing.engine import DONE, FAILED_OUTCOME, Engine
 from q3cn_doctor.fixing.journal import Journal
-from q3cn_doctor.fixing.plan import CHANGE, REFUSED, Fix, builtin_fixes, discover_fixes, fix_order
+from q3cn_doctor.fixing.plan import (
+    CHANGE,
+    REFUSED,
+    Fix,
+    FixOptions,
+    build_plan,
+    builtin_fixes,
+    discover_fixes,
+    fix_order,
+)
 from q3cn_doctor.host.base import RAN, CommandResult
 from q3cn_doctor.host.live import RootHost
+from q3cn_doctor.host.snapshot import SnapshotHost
+from q3cn_doctor.options import Options
 from test_fix_engine import (
     THP,
     add_process,
@@ -27,6 +41,8 @@ from test_fix_engine import (
     tree_state,
     write,
 )
+from test_memory_checks import one
+from test_memory_facts import listing, mem_snapshot, spd
 
 
 def fixture_root(tmp_path: Path, name: str) -> Path:
@@ -375,3 +391,131 @@ def test_a_root_tree_stores_kernel_values_as_the_kernel_shows_them(tmp_path):
     with pytest.raises(FileNotFoundError):  # kernel files are never created
         host.write_kernel_value("/proc/sys/vm/no_such_key", "1\n")
     assert not (root / "proc/sys/vm/no_such_key").exists()
+
+
+# -- spd.driver -----------------------------------------------------------------------------------
+def spd_root(tmp_path: Path) -> Path:
+    """A tree with a real machine's DDR4 modules in systemd's udev database (a Lenovo
+    ThinkCentre M720s, tests/fixtures/udev/001) and the kernel's /sys/module."""
+    root = tmp_path / "root"
+    write(root, "run/udev/data/+dmi:id", next((FIXTURES / "udev").glob("001-*.txt")).read_text())
+    (root / "sys/module").mkdir(parents=True)
+    (root / "var/lib").mkdir(parents=True)
+    return root
+
+
+def test_spd_driver_loads_ee1004_for_ddr4_and_round_trips(tmp_path):
+    root = spd_root(tmp_path)
+    _, _, fix = only_fix(root, "spd.driver")
+    (change,) = fix.changes
+    assert (change.target.kind, change.target.path) == ("module", "/sys/module/ee1004")
+    assert (change.current, change.new, change.status) == ("not loaded", "loaded", CHANGE)
+    assert any("until the next reboot" in note for note in fix.notes)
+    assert any("i2c_i801" in step for step in fix.manual)  # no SMBus adapter in this tree
+    outcomes = round_trip(root, "spd.driver")
+    assert [o.what for o in outcomes] == ["kernel module ee1004"]
+
+
+def test_spd_driver_persists_only_when_asked(tmp_path):
+    root = spd_root(tmp_path)
+    host = RootHost(str(root), euid=0)
+    facts = Facts(host, Options(root=str(root), plugins=False))
+    plan = build_plan(facts, [], FixOptions(["spd.driver"], persist_asked=True))
+    (fix,) = plan.fixes
+    assert [c.target.path for c in fix.changes] == ["/sys/module/ee1004",
+                                                   "/etc/modules-load.d/q3cn-doctor-spd.conf"]
+    start = tree_state(root)
+    outcomes = Engine(host).apply(plan)
+    assert all(o.result == DONE for o in outcomes)
+    assert (root / "sys/module/ee1004/initstate").read_text() == "live\n"
+    assert (root / "etc/modules-load.d/q3cn-doctor-spd.conf").read_text().endswith("ee1004\n")
+    revert(root)
+    assert tree_state(root) == start
+
+
+def test_spd_driver_leaves_a_loaded_or_builtin_driver_alone(tmp_path):
+    root = spd_root(tmp_path)
+    write(root, "sys/module/ee1004/initstate", "live\n")
+    _, _, fix = only_fix(root, "spd.driver")
+    assert fix.status == "already"
+    (root / "sys/module/ee1004/initstate").unlink()  # built in: the folder, no initstate
+    _, _, fix = only_fix(root, "spd.driver")
+    assert fix.status == REFUSED and "built into the kernel" in fix.changes[0].reason
+
+
+def test_spd_driver_cures_nothing_itself(tmp_path):
+    """Loading the SPD driver lets memory.speed read the real rating; it speeds nothing
+    up. A memory.speed failure that offers it keeps its XMP/EXPO steps by hand, and the
+    ledger counts no gain for `fix --apply`."""
+    from q3cn_doctor.app.reporting import cured_by
+    from q3cn_doctor.checking.findings import FAIL, Finding
+
+    root = spd_root(tmp_path)
+    facts = Facts(RootHost(str(root), euid=0), Options(root=str(root), plugins=False))
+    xmp_off = Finding(id="memory.speed", check="memory.speed", area="memory", status=FAIL,
+                      title="RAM below its XMP rating", fixes=["spd.driver"],
+                      manual=["Enable XMP in the BIOS."], cost_tok_s=12.0,
+                      what_if={"ram_mts": 3200})
+    plan = build_plan(facts, [xmp_off], FixOptions())
+    (fix,) = plan.fixes
+    assert fix.status == CHANGE and fix.gain_tok_s is None
+    assert plan.manual == [("memory.speed", "Enable XMP in the BIOS.")]
+    assert cured_by(plan) == set()
+
+
+def snapshot_plan(directory: Path, fix_id: str):
+    facts = Facts(SnapshotHost(str(directory)), Options(snapshot=str(directory), plugins=False))
+    specs, _ = available_checks(False)
+    findings = run_checks(facts, specs)
+    return findings, build_plan(facts, findings, FixOptions([fix_id]))
+
+
+def test_spd_driver_picks_spd5118_for_ddr5_and_nothing_for_soldered(tmp_path):
+    ddr5 = mem_snapshot(tmp_path / "ddr5", dmidecode=listing("003"),  # Crucial DDR5 5600
+                        files={"/sys/module/.keep": ""})
+    _, plan = snapshot_plan(ddr5, "spd.driver")
+    (fix,) = plan.fixes
+    assert [c.target.name for c in fix.changes] == ["spd5118"]
+    # 018 prints Type <OUT OF SPEC>, but a module rated 4800 can only be DDR5.
+    out_of_spec = mem_snapshot(tmp_path / "oos", dmidecode=listing("018"),
+                               files={"/sys/module/.keep": ""})
+    _, plan = snapshot_plan(out_of_spec, "spd.driver")
+    assert [c.target.name for c in plan.fixes[0].changes] == ["spd5118"]
+    unknown = mem_snapshot(tmp_path / "unknown", dmidecode=listing("060"),  # Type: Unknown
+                           files={"/sys/module/.keep": ""})
+    _, plan = snapshot_plan(unknown, "spd.driver")
+    assert plan.fixes[0].reason == "the modules' type is not DDR4 or DDR5 (or is unknown)"
+    lpddr = mem_snapshot(tmp_path / "lp", dmidecode=listing("035"),
+                         files={"/sys/module/.keep": ""})
+    _, plan = snapshot_plan(lpddr, "spd.driver")
+    assert plan.fixes[0].reason == "soldered memory has no SPD EEPROM"
+
+
+def test_the_speed_verdict_once_the_driver_exposes_the_eeproms(tmp_path):
+    """018's modules (InnoDisk M5UV-AGS2JC0P-B: a part number no scheme reads; DDR5 4800
+    at 4000) before the driver, then with what spd5118 would expose: the corpus' real SPD
+    images of a JEDEC-4800 module (Samsung, SPD 012) and of an EXPO-6000 kit (G.Skill,
+    SPD 005), two of each. The images are not 018's own modules: they show what the
+    verdict rests on once an EEPROM is readable."""
+    before = mem_snapshot(tmp_path / "before", dmidecode=listing("018"))
+    speed = one(before, "memory.speed")
+    assert speed.fixes == ["spd.driver"] and "from dmidecode" in speed.observed
+    jedec = mem_snapshot(tmp_path / "jedec", dmidecode=listing("018"), eeproms={
+        "spd5118/1-0050": spd("012"), "spd5118/1-0052": spd("012")})
+    held = one(jedec, "memory.speed")
+    assert "rated 4800 MT/s (JEDEC, from spd" in held.observed and not held.fixes
+    kit = mem_snapshot(tmp_path / "kit", dmidecode=listing("018"), eeproms={
+        "spd5118/1-0050": spd("005"), "spd5118/1-0052": spd("005")})
+    fail = one(kit, "memory.speed")
+    assert fail.status == FAIL and "below the 6000 MT/s its EXPO profile" in fail.title
+    assert not fail.fixes
+
+
+def test_only_the_spd_drivers_are_modules_a_fix_may_load():
+    from q3cn_doctor.fixing.targets import KernelModule
+
+    assert KernelModule("spd5118").not_allowed() is None
+    assert "not a kernel module" in KernelModule("nvidia").not_allowed()
+    assert KernelModule("ee1004").valid("loaded") and not KernelModule("ee1004").valid("on")
+    with pytest.raises(ValueError):
+        KernelModule("../../etc")

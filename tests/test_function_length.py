@@ -15,7 +15,6 @@ ALLOWED = {
     # Not split yet (issue 11): remove each entry when its function is split.
     "doctor/facts/cpu.py:gather",
     "doctor/parsers/gguf_file.py:model_of",
-    "checks/channels.py:channels",
     "checks/server.py:flags",
 }
 

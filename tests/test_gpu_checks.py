@@ -484,6 +484,34 @@ def test_vram_unknown_process_figures_are_said_not_guessed(tmp_path):
     assert finding.recommended.startswith("Stop the running llama-server")
 
 
+def test_vram_mostly_used_with_no_process_listed_still_warns(tmp_path):
+    """microsoft/pai#2001: nvidia-smi in a job container shows 11637 MiB of 12207 MiB used
+    and an empty process list (the driver does not see other PID namespaces). The RTX
+    4070 fixture carries those figures here."""
+    nvml = fixture_nvml(RTX4070)
+    device = nvml["devices"][0]
+    device.update(memory_total_bytes=12207 * MIB, memory_used_bytes=11637 * MIB,
+                  memory_free_bytes=570 * MIB, processes=[])
+    finding = findings_for(snapshot(tmp_path, nvml), "gpu.vram")["gpu.vram:0"]
+    assert finding.status == WARN
+    assert finding.title == ("GPU 0 (NVIDIA GeForce RTX 4070): 11.4 GiB of VRAM is held by "
+                             "processes not listed here")
+    assert "the other container" in finding.recommended and "processes: none" in finding.observed
+    device["memory_used_bytes"] = 3000 * MIB  # a quarter used: nothing to say
+    device["memory_free_bytes"] = 9207 * MIB
+    quiet = findings_for(snapshot(tmp_path / "q", nvml), "gpu.vram")["gpu.vram:0"]
+    assert quiet.status == PASS
+
+
+def test_power_cap_bit_while_idle_is_not_a_power_limit(tmp_path):
+    nvml = fixture_nvml(RTX4070)
+    nvml["devices"][0].update(clocks_event_reasons=0x5, persistence_mode=True)
+    finding = findings_for(snapshot(tmp_path, nvml), "gpu.power")["gpu.power:0"]
+    assert finding.status == PASS and "power limit" not in finding.title.replace(
+        "no power limit", "")
+    assert "power-cap bit is set while idle" in finding.observed
+
+
 # -- gpu.pcie ----------------------------------------------------------------------------------
 
 def test_pcie_bifurcated_x8_and_forced_gen3_warn_with_their_cost():
@@ -544,6 +572,8 @@ def test_power_persistence_off_alone_is_info():
     (0x8 | 0x20, WARN, "clocks held down by HW slowdown, SW thermal slowdown"),
     (0x4, INFO, "running at its power limit"),
     (0x1, PASS, "no power limit or throttling"),
+    # Idle with the power-cap bit too: no load to cap, so no limit to report.
+    (0x1 | 0x4, PASS, "no power limit or throttling"),
 ])
 def test_power_throttle_reasons(tmp_path, mask, status, words):
     nvml = fixture_nvml(RTX4070)

@@ -232,7 +232,7 @@ def memory_of_listing(prefix: str, tmp: Path | None = None, **options):
     ("012", 4, 2, 6000, 6000, "part-number", "XMP/EXPO", 2),  # EXPO on
     ("016", 4, 4, 6000, 5600, "part-number", "XMP/EXPO", 4),  # TRX50 overclocked
     ("017", 4, 2, 3600, 5200, "part-number", "XMP/EXPO", 1),  # both DIMMs on channel A
-    ("019", 4, 2, 1333, 2667, "dmidecode", "JEDEC", 2),  # configured half the speed
+    ("019", 4, 2, 2667, 2667, "dmidecode", "JEDEC", 2),  # configured printed as the clock
     ("024", 4, 4, 2133, 3200, "part-number", "XMP/EXPO", 2),  # mixed Corsair/G.Skill kits
     ("029", 8, 4, 2667, 2400, "part-number", "XMP/EXPO", 4),  # X99 quad channel
     ("039", 4, 4, 5500, 4266, "dmidecode", "JEDEC", 2),  # Steam Deck LPDDR5

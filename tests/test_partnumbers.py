@@ -11,7 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from q3cn_doctor.parsers.partnumbers import HIGH, JEDEC, KIT, LOW, MEDIUM, PartRating, rated_speed
+from q3cn_doctor.parsers.partnumbers import (
+    HIGH,
+    JEDEC,
+    KIT,
+    LOW,
+    MEDIUM,
+    PartRating,
+    generation,
+    rated_speed,
+)
 from q3cn_doctor.parsers.spd import decode_spd
 
 SPD = Path(__file__).parent / "fixtures" / "spd"
@@ -101,7 +110,6 @@ UNKNOWN = [
     "123456789012345678",  # 034-lpddr4-celeron-n4020: firmware placeholder
     "ModulePartNumber01",  # 057-server-supermicro-x8: placeholder
     "Not Specified", "NOT AVAILABLE", "To Be Filled By O.E.M.", "Unknown", "[Empty]",
-    "CL38-48-48 D5-8000",  # SPD 004: GeIL's free-text part field
     "D5U0852382B-K69",  # SPD 008: OLOy
     "KD58GU880-56G4600",  # SPD 009: KLEVV
     "HP32D4R2D4HCI-64",  # SPD 024: Kingston for HP
@@ -135,7 +143,72 @@ ISSUE_EXAMPLES = [
 ]
 
 
-@pytest.mark.parametrize("part, mts, kind, confidence, vendor", KNOWN + ISSUE_EXAMPLES)
+# Part numbers as real modules store them, from the linuxhw/DMI hardware-probe collection
+# (github.com/linuxhw/DMI; the path after each is the listing, the Speed: it printed);
+# tests/fixtures/dmidecode-world/SOURCES.tsv names the commits of those kept whole.
+WORLD = [
+    # Crucial Pro: 5600 CL46 is JEDEC, the 6000 CL36 "Pro OC" an XMP/EXPO kit.
+    ("CP16G60C36U5B.M8D1", 6000, KIT, HIGH, "Crucial"),  # X870 GAMING X WIFI7/94B02FC44F0A
+    ("CP48G56C46U5.C16B", 5600, JEDEC, HIGH, "Crucial"),  # ProArt X870E/51C1E1B3FF8E (5600)
+    ("CP16G4DFRA32A.M8FF", 3200, JEDEC, HIGH, "Crucial"),  # B450M Steel Legend/A4079370DCF1
+    # GOODRAM: IRDM (IR-, IRX, IRP) kits, GR standard modules.
+    ("IR-6800D564L34/32G", 6800, KIT, HIGH, "GOODRAM"),  # X870 Steel Legend/4439540100D6
+    ("IR-6000D564L30S/16G", 6000, KIT, HIGH, "GOODRAM"),  # B650M Pro RS WiFi/1651F213FD96
+    ("IRX3200D464L16SA/8G", 3200, KIT, HIGH, "GOODRAM"),  # PRIME B550-PLUS/BC76D68E4DB0
+    ("IRP3600D4V64L17S/8G", 3600, KIT, HIGH, "GOODRAM"),  # B450M Pro4/FA7F2FFCDD70 (2133)
+    ("GR3200S464L22/16G", 3200, JEDEC, HIGH, "GOODRAM"),  # EXPERTBOOK B7402FEA (3200)
+    ("GR5600S564L46S/16G", 5600, JEDEC, HIGH, "GOODRAM"),  # TUF A16 FA617NSR (5600)
+    # Lexar: ARES/THOR (B, E, F; LD5U..C34) kits, A/D and S lines JEDEC.
+    ("LD5EU016G-6400LA", 6400, KIT, MEDIUM, "Lexar"),  # Biostar B650MP-E/1CCB80E3DCC6
+    ("LD5BU016G-6000LA", 6000, KIT, MEDIUM, "Lexar"),  # MSI MS-7E12/391C3B3290EA (5600)
+    ("LD5FU016G-6000GA", 6000, KIT, MEDIUM, "Lexar"),  # PRIME Z790-P WIFI/10D2C41E4A4C
+    ("LD5U16G72C34LA", 7200, KIT, MEDIUM, "Lexar"),  # X670 GAMING X AX V2/D52B70987055
+    ("LD4AS016G-3200ST", 3200, JEDEC, MEDIUM, "Lexar"),  # VivoBook TP420UA (3200)
+    ("LD4AU016G-H3200GST", 3200, JEDEC, MEDIUM, "Lexar"),  # H410M-HVS/2689992D03F4
+    ("LD4S16G32C22ST", 3200, JEDEC, MEDIUM, "Lexar"),  # ENVY x360 15-ee0xxx (3200)
+    ("LD5S16G56C46ST", 5600, JEDEC, MEDIUM, "Lexar"),  # NucBox K9/4DD1025D99AE (5600)
+    # Patriot Signature (JEDEC) and the Viper DDR5 SPD field.
+    ("PSD516G480081S", 4800, JEDEC, HIGH, "Patriot"),  # TUF A16 FA617XS (4800)
+    ("PSD532G56002", 5600, JEDEC, HIGH, "Patriot"),  # Z790 GAMING X AX/9B73C6FA055E
+    ("7400 C36 Series", 7400, KIT, LOW, "Patriot"),  # Biostar B650MP-E/1CCB80E3DCC6
+    # PNY and Silicon Power.
+    ("MD16GSD54800-BLK", 4800, JEDEC, MEDIUM, "PNY"),  # NTT KOMPUTER W 900M/14F7E218B0CC
+    ("MD16GSD43200-SI", 3200, JEDEC, MEDIUM, "PNY"),  # A520M-HVS/1D45017CA7EE (3200)
+    ("SP016GXLZU320BSA", 3200, KIT, MEDIUM, "Silicon Power"),  # PRIME B460-PLUS (2666)
+    ("SP008GXLZU266BSA", 2666, KIT, MEDIUM, "Silicon Power"),  # PRIME X370-PRO/38B9903E1158
+    ("SP008GBLFU240B02", 2400, JEDEC, MEDIUM, "Silicon Power"),  # A320M-HDV/274E53756958
+    # Kingston FURY DDR4 as its DIMMs store it, HyperX, FURY Impact SO-DIMMs.
+    ("KF3200C16D4/16GX", 3200, KIT, HIGH, "Kingston"),  # ARDOR RAGE H290/63758CE2ADB0
+    ("KF3600C18D4/16GX", 3600, KIT, HIGH, "Kingston"),  # B550 PG4-ac/22C412AC4414 (2400)
+    ("KHX3200C16D4/8GX", 3200, KIT, HIGH, "Kingston"),  # A520M-ITX-ac/66E95AC627D7
+    ("KF3200C20S4/16GX", 3200, JEDEC, MEDIUM, "Kingston"),  # EXPERTBOOK B3302FEA (3200)
+    ("KF548S38-16", 4800, JEDEC, MEDIUM, "Kingston"),  # UM690/2726327D9110 (4800)
+    # ADATA XPG Lancer, Corsair's 2024 numbers, GeIL, Transcend, an MRDIMM.
+    ("AX5U7200C3416G-BLARBK", 7200, KIT, HIGH, "ADATA"),  # STRIX X670E-E/851C9E13C424
+    ("CMK5X32G2B52C40A2", 5200, KIT, MEDIUM, "Corsair"),  # STRIX Z790-A S/5AB6DBBD216A
+    ("CMS5X16G1A48C40A2-PC", 4800, JEDEC, MEDIUM, "Corsair"),  # MP 17 Recoil/F99D6367AE14
+    ("CL38-44-44 D5-6000", 6000, KIT, MEDIUM, "GeIL"),  # MSI MS-7E26/E38A9F04EC88 (4800)
+    ("JM4800ASE-16G", 4800, JEDEC, MEDIUM, "Transcend"),  # Zephyrus G14 GA402NU (4800)
+    ("MTC40F2046S1HC88XDY WCCCC", 8800, JEDEC, HIGH, "Micron"),  # BIRCHSTREAM/1F03C9158405
+    ("F5-8200J4052F24G", 8200, KIT, HIGH, "G.Skill"),  # Z790 APEX ENCORE/453214F7306F
+]
+
+# Retail forms from the makers' product pages that the probe listings do not hold
+# (the DIMMs store shorter numbers: UD5-6000 for a T-Force kit).
+SCHEME_EXAMPLES = [
+    ("FLBD516G6000HC38ADC01", 6000, KIT, HIGH, "TeamGroup"),  # T-Force Vulcan DDR5
+    ("FF3D532G6000HC38ADC01", 6000, KIT, HIGH, "TeamGroup"),  # T-Force Delta RGB DDR5
+    ("TLZGD416G3200HC16CDC01", 3200, KIT, HIGH, "TeamGroup"),  # T-Force Vulcan Z DDR4
+    ("PVV532G600C36K", 6000, KIT, HIGH, "Patriot"),  # Viper Venom DDR5
+    ("MD16GK2D4320016XRGB", 3200, KIT, MEDIUM, "PNY"),  # XLR8 Gaming EPIC-X RGB DDR4
+    ("KF564C32RSK2-32", 6400, KIT, HIGH, "Kingston"),  # FURY Renegade DDR5
+    ("KF582CU40RSK2-48", 8200, KIT, HIGH, "Kingston"),  # FURY Renegade CUDIMM
+    ("AX5U6000C3016G-DCLABK", 6000, KIT, HIGH, "ADATA"),  # XPG Lancer
+]
+
+
+@pytest.mark.parametrize("part, mts, kind, confidence, vendor",
+                         KNOWN + ISSUE_EXAMPLES + WORLD + SCHEME_EXAMPLES)
 def test_known_part_numbers(part, mts, kind, confidence, vendor):
     assert rated_speed(part) == PartRating(mts, kind, confidence, vendor)
 
@@ -165,6 +238,19 @@ def test_normalisation_and_misreads(part, expected):
     assert (rating.rated_mts if rating else None) == expected
 
 
+@pytest.mark.parametrize("part, generation_named", [
+    ("F5-6000J3636F16G", "DDR5"), ("KF560C36-16", "DDR5"), ("KF3200C16D4/8GX", "DDR4"),
+    ("CMK32GX5M2B6000C36", "DDR5"), ("CMK5X32G2B52C40A2", "DDR5"), ("UD5-6000", "DDR5"),
+    ("IR-6800D564L34/32G", "DDR5"), ("GR3200S464L22/16G", "DDR4"), ("LD5EU016G-6400LA", "DDR5"),
+    ("KVR48U40BS8-16", "DDR5"), ("KVR32N22S8/8", "DDR4"), ("M321R8GA0BB0-CQKZJ", "DDR5"),
+    ("M378A5244CB0-CRC", "DDR4"), ("HMCG78AGBUA081N", "DDR5"), ("MTC8C1084S1UC48BA1", "DDR5"),
+    ("7400 C36 Series", None), ("M5UV-AGS2JC0P-B", None), (None, None),
+])
+def test_the_generation_a_part_number_names(part, generation_named):
+    """For listings whose Type is <OUT OF SPEC>: the speeds are then read as this type."""
+    assert generation(part) == generation_named
+
+
 def test_the_patriot_spd_field_is_low_confidence():
     assert rated_speed("3200 C16 Series") == PartRating(3200, KIT, LOW, "Patriot")
 
@@ -184,4 +270,4 @@ def test_part_numbers_agree_with_their_own_spd():
         assert rating.rated_mts == module.rated_mts(), path.name
         assert (rating.kind == KIT) == (module.rated_by() in ("xmp", "expo")), path.name
         checked += 1
-    assert checked == 24
+    assert checked == 25

@@ -340,8 +340,9 @@ def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
               help="Undo every change still in effect, newest first, to the recorded values.")
 @click.option("--status", "show_status", is_flag=True, help="Show the changes now in effect.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--persist/--runtime-only", default=True, show_default=True,
-              help="Also write the files that keep a fix across reboots.")
+@click.option("--persist/--runtime-only", default=None,
+              help="Also write the files that keep a fix across reboots (the default; "
+                   "spd.driver persists only when --persist is named).")
 @click.option("--only", multiple=True, metavar="FIXIDS",
               help="Plan or apply only these fixes (comma-separated or repeated), including "
                    "ones no finding asks for.")
@@ -352,7 +353,8 @@ def hook_status(ctx: click.Context, root: str | None, as_json: bool) -> None:
 @click.option("--no-plugins", is_flag=True, help="Do not load third-party checks.")
 @click.pass_context
 def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes: bool,
-        persist: bool, service: str | None, pid: int | None, as_json: bool, no_plugins: bool,
+        persist: bool | None, service: str | None, pid: int | None, as_json: bool,
+        no_plugins: bool,
         **params: Any) -> None:
     """Show what software can fix (a dry run), or apply, revert or list the changes.
 
@@ -370,7 +372,8 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
     only = list(params.pop("only", ()) or ())
     options = build_options(ctx, params)
     options.plugins = not no_plugins
-    fix_options = FixOptions(only=only, persist=persist, service=service, pid=pid)
+    fix_options = FixOptions(only=only, persist=persist is not False, service=service, pid=pid,
+                             persist_asked=persist is True)
     ctx.exit(run_fix(options, fix_options, apply=do_apply, revert=revert, status=show_status,
                      yes=yes, as_json=as_json, plugins=options.plugins))
 

@@ -43,7 +43,7 @@ def cured_by(plan: Any) -> set[str]:
     """Ids of the findings `fix --apply` would cure: those of every fix it would run."""
     if plan is None:
         return set()
-    return {f.id for fix in plan.fixes if fix.selected for f in fix.findings}
+    return {f.id for fix in plan.fixes if fix.selected and fix.cures for f in fix.findings}
 
 
 def make_ledger(facts: Facts, findings: list[Finding], options: Options,

@@ -63,6 +63,20 @@ ARM_PARTS = {
     ("0x61", "0x022"): "Apple Icestorm", ("0x61", "0x023"): "Apple Firestorm",
 }
 
+# How fast each ARM core type is, for /proc/cpuinfo without sysfs capacity or clocks: a
+# prime core (Cortex-X) 1024, a big core (Cortex-A7x, Neoverse, Apple Firestorm) about
+# 750, a LITTLE core (Cortex-A5x, A35, A7, Apple Icestorm) about 400 -- the ratios the
+# kernel's capacity-dmips-mhz device-tree values give (the GB10's sysfs: X925 1024,
+# A725 731). Only the order and the FAST_SHARE cut matter.
+ARM_TIERS = {name: tier for names, tier in (
+    (("Cortex-X1", "Cortex-X2", "Cortex-X3", "Cortex-X4", "Cortex-X925"), 1024),
+    (("Cortex-A15", "Cortex-A57", "Cortex-A72", "Cortex-A73", "Cortex-A75", "Cortex-A76",
+      "Cortex-A77", "Cortex-A78", "Cortex-A710", "Cortex-A715", "Cortex-A720", "Cortex-A725",
+      "Neoverse-N1", "Neoverse-N2", "Neoverse-V1", "Neoverse-V2", "Apple Firestorm"), 750),
+    (("Cortex-A7", "Cortex-A35", "Cortex-A53", "Cortex-A55", "Cortex-A510", "Cortex-A520",
+      "Apple Icestorm"), 400),
+) for name in names}
+
 # /proc/cpuinfo flag names of the x86 features llama.cpp's CPU backends are built for
 # (the ggml-cpu variants: haswell, skylakex, icelake, alderlake, zen4, sapphirerapids...).
 X86_FLAGS = {
@@ -488,8 +502,7 @@ def _classes(host: Host, online: list[int], cores: list[list[int]], cpus: dict[i
             if all(getattr(k, key) for k in classes):
                 source = "cpu_capacity" if key == "capacity" else "cpuinfo_max_freq"
                 return ranked(classes, key), f"CPU part in /proc/cpuinfo, ranked by {source}"
-        return sorted(classes, key=lambda k: k.cpus[0]), \
-            "CPU part in /proc/cpuinfo; no capacity or clock to rank the types"
+        return _by_arm_tier(classes)
     # 3. Per-CPU capacity (ARM, RISC-V without part names): cluster the values.
     metric = per_core(capacity)
     if metric and len(set(metric.values())) > 1:
@@ -519,6 +532,19 @@ def _classes(host: Host, online: list[int], cores: list[list[int]], cpus: dict[i
                 "cores with two threads (P) and with one (E), all CPUs online"
     return [make("all cores", list(online), True)], \
         "one core type: nothing tells the cores apart"
+
+
+def _by_arm_tier(classes: list[CoreClass]) -> tuple[list[CoreClass], str]:
+    """ARM core types with no capacity or clock in sysfs, ranked by what each type is."""
+    if not all(k.name in ARM_TIERS for k in classes):
+        return sorted(classes, key=lambda k: k.cpus[0]), \
+            "CPU part in /proc/cpuinfo; no capacity or clock to rank the types"
+    classes.sort(key=lambda k: (-ARM_TIERS[k.name], k.cpus[0]))
+    top = ARM_TIERS[classes[0].name]
+    for klass in classes:
+        klass.fast = ARM_TIERS[klass.name] >= FAST_SHARE * top
+    return classes, ("CPU part in /proc/cpuinfo, ranked by core type (prime, big, LITTLE): "
+                     "sysfs gives no capacity or clock")
 
 
 def _differ(groups: list[list[list[int]]], cpus: dict[int, _Cpu]) -> bool:

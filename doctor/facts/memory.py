@@ -2,9 +2,14 @@
 
 The modules come from the first source that answers: ``dmidecode -t memory``
 (root), the udev properties systemd exports to every user, then the SPD EEPROMs
-alone. What the modules are sold for (``rated_mts``) comes from their SPD XMP/EXPO
-profiles, else their part numbers, else a speed the user states (``--ram-rated``),
-else dmidecode's JEDEC ``Speed:``. ``basis`` says which, and why the others failed.
+alone. Speeds are data rates: a clock printed where the rate belongs is doubled by the
+memory type's JEDEC range (parsers/memtypes.py). What the modules are sold for
+(``rated_mts``) comes from their SPD XMP/EXPO profiles, else the minimum over the
+modules of what each part number says, or the module's own JEDEC ``Speed:`` where its
+part number says nothing, else a speed the user states (``--ram-rated``). The
+platform (the CPU model's memory controller, parsers/platforms.py) gives the speed
+soldered LPDDR and JEDEC modules can reach, and the channels of servers whose
+locators name slots, not channels. ``basis`` says where each value came from.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import errno
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from q3cn_doctor.host.base import ABSENT, Host
 from q3cn_doctor.options import Options
@@ -24,7 +29,9 @@ from q3cn_doctor.parsers.dmidecode import (
     parse_dmidecode,
     parse_udev_properties,
 )
+from q3cn_doctor.parsers.memtypes import data_rate, family
 from q3cn_doctor.parsers.patterns import LazyPattern
+from q3cn_doctor.parsers.platforms import Platform, platform_of
 from q3cn_doctor.parsers.procfs import parse_meminfo, parse_thp
 
 if TYPE_CHECKING:
@@ -74,6 +81,20 @@ class MemoryModule:
     channel: str | None = None  # the memory channel its locator names (A, P0-B, C1-A...)
     rated_mts: int | None = None  # what its part number says it is sold for
     rated_by: str | None = None  # "xmp/expo kit" or "jedec", per the part number
+    rated_confidence: str | None = None  # the part-number rule's confidence
+    family: str | None = None  # DDR4, DDR5, LPDDR5...: printed, or named by the part number
+    configured_printed: int | None = None  # as printed, where firmware wrote the clock
+    registered: bool = False  # RDIMM/LRDIMM: server memory, no XMP/EXPO
+
+    @property
+    def soldered(self) -> bool:
+        """LPDDR on the board (or in the package): no slot, no XMP. An LPCAMM2 module
+        (form factor CAMM, SMBIOS 3.7; older dmidecode prints <OUT OF SPEC>) is LPDDR too,
+        but a module."""
+        form = (self.form_factor or "").lower()
+        if form in ("camm", "<out of spec>"):
+            return False
+        return (self.type or "").upper().startswith("LPDDR") or form in _SOLDERED_FORMS
 
 
 @dataclass
@@ -113,6 +134,9 @@ class MemoryFacts:
     rated_confidence: str | None = None  # high, medium or low
     rated_profile: str | None = None  # XMP, EXPO, XMP/EXPO (a kit), JEDEC
     soldered: bool | None = None  # LPDDR on the board: runs at what the platform sets
+    platform: str | None = None  # the CPU's platform (Meteor Lake, EPYC 9004...), if known
+    platform_mts: int | None = None  # the fastest it runs this memory, one module per channel
+    clock_printed: bool = False  # the firmware printed the clock where the rate belongs
     channels: int | None = None  # 64-bit channels in use
     board_channels: int | None = None  # 64-bit channels the slots offer, where the locators say
     theoretical_bytes_per_s: float | None = None  # configured MT/s x 8 bytes x channels
@@ -217,7 +241,7 @@ def gather(host: Host, options: Options, facts: Facts) -> MemoryFacts:
         basis=basis,
     )
     try:  # the swap and hugepage checks must not lose their facts to a module-listing bug
-        gather_modules(host, options, memory)
+        gather_modules(host, options, memory, facts.get("cpu"))
     except Exception as exc:  # noqa: BLE001 - reported in the basis, judged by memory.speed
         memory.basis["source"] = f"failed: {type(exc).__name__}: {exc}"
     return memory
@@ -230,10 +254,15 @@ ROOT_HINT = "run `sudo q3cn-doctor check` (dmidecode and the SPD EEPROMs need ro
 _SOLDERED_FORMS = ("row of chips", "chip", "die")
 _CONFIDENCE = ("low", "medium", "high")
 MAX_SLOTS_PER_CHANNEL = 3  # more slots on one "channel" means the locator names something else
+# The JEDEC speeds modules of a type are sold at (DDR5-6400 as CUDIMMs): a "kit" rated at
+# one of them whose own Speed: reaches its rating runs there without a profile.
+JEDEC_MODULES = {"DDR4": (2133, 2400, 2666, 2933, 3200), "DDR5": (4800, 5200, 5600, 6400)}
 
 
-def gather_modules(host: Host, options: Options, memory: MemoryFacts) -> None:
-    """Fill in the module facts of ``memory`` from the first source that answers."""
+def gather_modules(host: Host, options: Options, memory: MemoryFacts,
+                   cpu: Any = None) -> None:
+    """Fill in the module facts of ``memory`` from the first source that answers;
+    ``cpu`` (the CPU facts, where gathered) names the platform."""
     basis = memory.basis
     inventory, source, tried = _inventory(host)
     memory.spd = _spd(host)
@@ -242,17 +271,19 @@ def gather_modules(host: Host, options: Options, memory: MemoryFacts) -> None:
             [f"JEDEC {r.jedec_mts}"] + r.profiles)) for r in memory.spd)
     else:
         basis["spd"] = ("no SPD EEPROM exposed under /sys/bus/i2c/drivers/{ee1004,spd5118}: "
-                        "load the driver (`sudo modprobe ee1004` for DDR4, `spd5118` for DDR5)")
+                        "load the driver (`sudo modprobe ee1004` for DDR4, `spd5118` for DDR5, "
+                        "or `q3cn-doctor fix --only spd.driver`)")
+    platform = platform_of(getattr(cpu, "model_name", None))
     if inventory is not None:
         memory.source = source
         slots = inventory.slots()
         memory.slots = len(slots)
-        memory.modules = [_module(device) for device in inventory.modules()]
+        memory.modules = _repair_ratings([_module(device) for device in inventory.modules()])
         basis["source"] = tried[-1]
         if len(tried) > 1:
             basis["source"] += " (" + "; ".join(tried[:-1]) + ")"
         memory.channels, memory.board_channels, basis["channels"] = channel_layout(
-            slots, memory.modules)
+            slots, memory.modules, platform, getattr(cpu, "sockets", None))
     else:
         memory.modules = [_spd_module(r) for r in memory.spd if r.memory_type and r.jedec_mts]
         if memory.modules:
@@ -264,27 +295,13 @@ def gather_modules(host: Host, options: Options, memory: MemoryFacts) -> None:
             memory.source = "none"
             basis["source"] = "none: " + "; ".join(tried) + "; no SPD EEPROM readable"
             basis["channels"] = "unknown: no module listing"
-    modules = memory.modules
     if memory.source in ("none", "spd"):
         memory.how_to = _how_to(host)
     _measure(host, options, memory)
-    if not modules:
+    if not memory.modules:
         basis["theoretical_bytes_per_s"] = "unknown: no module listing"
         return
-    memory.soldered = all(_soldered(m) for m in modules)
-    configured = [m.configured_mts for m in modules if m.configured_mts]
-    memory.configured_mts = min(configured) if configured else None
-    basis["configured_mts"] = (f"minimum Configured Memory Speed over {len(modules)} module(s)"
-                               f" ({memory.source})" if configured else
-                               f"unknown: {memory.source} gives no configured speed")
-    spd_jedec = [r.jedec_mts for r in memory.spd if r.jedec_mts]
-    speeds = [m.speed_mts for m in modules if m.speed_mts]
-    if spd_jedec:
-        memory.jedec_mts = min(spd_jedec)
-        basis["jedec_mts"] = "minimum JEDEC speed of the SPD EEPROMs"
-    elif speeds:
-        memory.jedec_mts = min(speeds)
-        basis["jedec_mts"] = f"minimum Speed: over the modules ({memory.source})"
+    _speeds(memory, platform)
     _rate(memory, options.ram_rated)
     if memory.configured_mts and memory.channels:
         memory.theoretical_bytes_per_s = theoretical_bandwidth(memory.configured_mts,
@@ -293,6 +310,44 @@ def gather_modules(host: Host, options: Options, memory: MemoryFacts) -> None:
                                             f"{memory.channels} channel(s)")
     else:
         basis["theoretical_bytes_per_s"] = "unknown: needs the configured speed and the channels"
+
+
+def _speeds(memory: MemoryFacts, platform: Platform | None) -> None:
+    """Configured and JEDEC speeds over the modules, and what the platform allows."""
+    basis, modules = memory.basis, memory.modules
+    memory.soldered = all(m.soldered for m in modules)
+    configured = [m.configured_mts for m in modules if m.configured_mts]
+    memory.configured_mts = min(configured) if configured else None
+    basis["configured_mts"] = (f"minimum Configured Memory Speed over {len(modules)} module(s)"
+                               f" ({memory.source})" if configured else
+                               f"unknown: {memory.source} gives no configured speed")
+    clocks = [m for m in modules if m.configured_printed and m.configured_mts
+              and m.configured_printed != m.configured_mts]
+    if clocks:
+        memory.clock_printed = True
+        module = clocks[0]
+        basis["configured_mts"] += (
+            f"; printed {module.configured_printed}, below {module.family}'s lowest JEDEC "
+            f"data rate: the firmware wrote the clock, so {module.configured_mts} MT/s")
+    spd_jedec = [r.jedec_mts for r in memory.spd if r.jedec_mts]
+    speeds = [m.speed_mts for m in modules if m.speed_mts]
+    if spd_jedec:
+        memory.jedec_mts = min(spd_jedec)
+        basis["jedec_mts"] = "minimum JEDEC speed of the SPD EEPROMs"
+    elif speeds:
+        memory.jedec_mts = min(speeds)
+        basis["jedec_mts"] = f"minimum Speed: over the modules ({memory.source})"
+    families = {m.family for m in modules if m.family}
+    if platform is None:
+        basis["platform"] = "unknown: the CPU model is not in the platform table"
+        return
+    memory.platform = platform.name
+    limits = platform.lpddr if memory.soldered else platform.ddr
+    speeds_for = [limits[f] for f in families if f in limits]
+    memory.platform_mts = min(speeds_for) if speeds_for else None
+    basis["platform"] = (f"{platform.name}: {', '.join(f'{f} {v}' for f, v in limits.items())}"
+                         " MT/s (maker's specification, one module per channel)"
+                         if limits else f"{platform.name}: no speed listed for this memory")
 
 
 def _how_to(host: Host) -> str:
@@ -389,19 +444,54 @@ def _spd(host: Host) -> list[SpdReading]:
 
 
 def _module(device: MemoryDevice) -> MemoryModule:
+    from q3cn_doctor.parsers import partnumbers  # only where modules are listed
+
+    printed = family(device.type)
+    kind = printed or partnumbers.generation(device.part_number) or _family_by_speed(device)
+    speed, configured = device.speed_mts, device.configured_mts
+    if kind and not printed:  # <OUT OF SPEC>: read the speeds as the part number's type
+        speed = data_rate(kind, device.speed_printed)
+        configured = data_rate(kind, device.configured_printed)
     module = MemoryModule(
         locator=device.locator, bank_locator=device.bank_locator, size_bytes=device.size_bytes,
         type=device.type, form_factor=device.form_factor, rank=device.rank,
-        data_width=device.data_width, speed_mts=device.speed_mts,
-        configured_mts=device.configured_mts, manufacturer=device.manufacturer,
-        part_number=device.part_number, channel=channel_of(device),
+        data_width=device.data_width, speed_mts=speed, configured_mts=configured,
+        manufacturer=device.manufacturer, part_number=device.part_number,
+        channel=channel_of(device), family=kind, configured_printed=device.configured_printed,
+        registered=bool(re.search(r"\bRegistered|LRDIMM|Load Reduced",
+                                  device.type_detail or "", re.I)),
     )
-    from q3cn_doctor.parsers import partnumbers  # only where modules are listed
-
-    rating = partnumbers.rated_speed(device.part_number)
-    if rating is not None:
-        module.rated_mts, module.rated_by = rating.rated_mts, rating.kind
+    _rate_part(module)
     return module
+
+
+def _family_by_speed(device: MemoryDevice) -> str | None:
+    """DDR5, for a module whose type the firmware or dmidecode cannot name (<OUT OF SPEC>)
+    but whose own JEDEC speed is above DDR4's highest (3200): no DDR4 module is rated so."""
+    form = (device.form_factor or "").upper()
+    speed = device.speed_printed or 0
+    return "DDR5" if form in ("DIMM", "SODIMM") and 3200 < speed <= 8800 else None
+
+
+def _rate_part(module: MemoryModule) -> None:
+    """The rating the module's part number spells out, where it is one its type can have."""
+    from q3cn_doctor.parsers import partnumbers
+
+    rating = partnumbers.rated_speed(module.part_number)
+    if rating is None or (module.family and data_rate(module.family, rating.rated_mts)
+                          != rating.rated_mts):
+        return
+    module.rated_mts, module.rated_by = rating.rated_mts, rating.kind
+    module.rated_confidence = rating.confidence
+    speed = module.speed_mts
+    if (rating.kind == partnumbers.KIT and speed and module.family in JEDEC_MODULES
+            and abs(speed - (module.configured_mts or 0)) > speed * 0.01
+            and rating.rated_mts <= speed
+            and rating.rated_mts in JEDEC_MODULES[module.family]):
+        # A "kit" whose own JEDEC speed already is its rating (Kingston FURY Beast DDR5-4800,
+        # Speed 4800, running at 3600) reaches it with no profile: below it is no XMP left
+        # off. (Where Speed equals the configured speed it may be the running speed.)
+        module.rated_by = partnumbers.JEDEC
 
 
 def _spd_module(reading: SpdReading) -> MemoryModule:
@@ -410,23 +500,40 @@ def _spd_module(reading: SpdReading) -> MemoryModule:
         locator=f"SPD {address}", bank_locator=None, size_bytes=reading.size_bytes,
         type=reading.memory_type, form_factor=reading.module_type, rank=None, data_width=64,
         speed_mts=reading.jedec_mts, configured_mts=None, manufacturer=reading.manufacturer,
-        part_number=reading.part_number,
+        part_number=reading.part_number, family=family(reading.memory_type),
     )
-    from q3cn_doctor.parsers import partnumbers
-
-    rating = partnumbers.rated_speed(reading.part_number)
-    if rating is not None:
-        module.rated_mts, module.rated_by = rating.rated_mts, rating.kind
+    _rate_part(module)
     return module
 
 
-def _soldered(module: MemoryModule) -> bool:
-    return ((module.type or "").upper().startswith("LPDDR")
-            or (module.form_factor or "").lower() in _SOLDERED_FORMS)
+def _misread_of(text: str, part: str) -> bool:
+    """Whether ``text`` is ``part`` read with bad bytes: dmidecode shows a byte that is no
+    character as '.', and a read cut short leaves a prefix (``UD5-720.``, ``.X5U7200...``)."""
+    if "." not in text or "." in part:
+        return False
+    text = text.rstrip(" .")
+    if len(text) < 6 or len(text) > len(part):
+        return False
+    return all(a == b or a == "." for a, b in zip(text, part))
+
+
+def _repair_ratings(modules: list[MemoryModule]) -> list[MemoryModule]:
+    """A module whose part number is a sibling's read with bad bytes is that sibling's part."""
+    rated = [m for m in modules if m.rated_mts]
+    for module in modules:
+        if module.rated_mts or not module.part_number:
+            continue
+        for sibling in rated:
+            if _misread_of(module.part_number, sibling.part_number or ""):
+                module.rated_mts, module.rated_by = sibling.rated_mts, sibling.rated_by
+                module.rated_confidence = sibling.rated_confidence
+                break
+    return modules
 
 
 def _rate(memory: MemoryFacts, user: int | None) -> None:
-    """rated_mts and how it is known: SPD, then part numbers, then the user, then SMBIOS."""
+    """rated_mts and how it is known: SPD, then part numbers (a module whose number says
+    nothing counts with its own Speed:), then the user, then SMBIOS alone."""
     basis, modules = memory.basis, memory.modules
     rated_spd = [r for r in memory.spd if r.rated_mts]
     user_note = f" (--ram-rated {user} not needed)" if user else ""
@@ -440,24 +547,8 @@ def _rate(memory: MemoryFacts, user: int | None) -> None:
                               f"{memory.rated_profile}), minimum over {len(rated_spd)} "
                               f"EEPROM(s){user_note}")
         return
-    rated = [m for m in modules if m.rated_mts]
-    if rated:
-        from q3cn_doctor.parsers import partnumbers
-
-        # On a tie a kit wins: reaching that speed takes its XMP/EXPO profile.
-        lowest = min(rated, key=lambda m: (m.rated_mts or 0, m.rated_by != partnumbers.KIT))
-        ratings = [partnumbers.rated_speed(m.part_number) for m in rated]
-        confidence = min((r.confidence for r in ratings if r), key=_CONFIDENCE.index)
-        if len(rated) < len(modules):
-            confidence = "low"
-        memory.rated_mts, memory.rated_source = lowest.rated_mts, "part-number"
-        memory.rated_confidence = confidence
-        kit = lowest.rated_by == partnumbers.KIT and not memory.soldered
-        memory.rated_profile = "XMP/EXPO" if kit else "JEDEC"
-        basis["rated_mts"] = (f"part number {lowest.part_number} "
-                              f"({'an XMP/EXPO kit' if kit else 'a JEDEC part'}), minimum over "
-                              f"{len(rated)} of {len(modules)} module(s) with a known part "
-                              f"number{user_note}")
+    if any(m.rated_mts for m in modules):
+        _rate_by_parts(memory, user_note)
         return
     if user:
         memory.rated_mts, memory.rated_source, memory.rated_confidence = user, "user", "high"
@@ -481,6 +572,32 @@ def _rate(memory: MemoryFacts, user: int | None) -> None:
                           f"{ROOT_HINT}, or give --ram-rated MTS")
 
 
+def _rate_by_parts(memory: MemoryFacts, user_note: str) -> None:
+    """The minimum over the modules: each one's part-number rating, else its own Speed:
+    (two JEDEC modules of 5600 and 4800 are rated 4800 together)."""
+    from q3cn_doctor.parsers import partnumbers
+
+    entries = [(m.rated_mts, m.rated_by, m.rated_confidence, m) if m.rated_mts else
+               (m.speed_mts, partnumbers.JEDEC, None, m) for m in memory.modules
+               if m.rated_mts or m.speed_mts]
+    # On a tie a kit wins: reaching that speed takes its XMP/EXPO profile.
+    mts, kind, confidence, lowest = min(entries, key=lambda e: (e[0], e[1] != partnumbers.KIT))
+    decoded = [e[2] for e in entries if e[2]]
+    by_part = confidence is not None
+    memory.rated_mts, memory.rated_source = mts, "part-number" if by_part else "dmidecode"
+    memory.rated_confidence = (min(decoded, key=_CONFIDENCE.index) if by_part else "low")
+    kit = kind == partnumbers.KIT and not memory.soldered
+    memory.rated_profile = "XMP/EXPO" if kit else "JEDEC"
+    what = (f"part number {lowest.part_number} ({'an XMP/EXPO kit' if kit else 'a JEDEC part'})"
+            if by_part else f"{lowest.part_number or 'a module'}'s own Speed: (its part number "
+            "names no rating)")
+    basis = memory.basis
+    others = len(entries) - len(decoded)
+    basis["rated_mts"] = (f"{what}, minimum over {len(entries)} of {len(memory.modules)} "
+                          f"module(s): {len(decoded)} rated by part number"
+                          + (f", {others} by their own Speed:" if others else "") + user_note)
+
+
 def _measure(host: Host, options: Options, memory: MemoryFacts) -> None:
     if not options.measure:
         memory.basis["measured"] = "not measured (use --measure, or `q3cn-doctor bench memory`)"
@@ -502,18 +619,35 @@ def _measure(host: Host, options: Options, memory: MemoryFacts) -> None:
     memory.basis["measured"] = f"--measure: {result.method}"
 
 
-# Channel names in locators, most specific first: (field, pattern, key template).
+# The grammar of slot names. A channel is named by a word for it (CHANNEL, CHAN,
+# Channel, Controller) or by the letter after DIMM (CPU0_DIMM_L1, P1-DIMMA1, DIMM_B2);
+# the rules below read it, most specific first: (field, pattern, key template). What
+# they do not match names a slot, not a channel: bare A1..A12 (Dell: socket A, slot
+# 1-12), DIMM1..4, PROC 1 DIMM 8 (HP: slot numbers), CPU0_DIMM_3, J1MY.
 _CHANNEL_RULES = [
+    # AMD: "P0 CHANNEL A" (socket 0, channel A to L); Supermicro "P0_Node0_Channel0_Dimm0".
     ("bank_locator", LazyPattern(r"\bP(\d+)\s+CHANNEL\s+([A-Z])\b", re.I), "P{0}-{1}"),
+    ("bank_locator", LazyPattern(r"\bP(\d+)_Node(\d+)_Channel(\d+)_", re.I), "P{0}-N{1}-{2}"),
     ("bank_locator", LazyPattern(r"\bSOCKET\s*(\d+)\s+CHANNEL\s*(\d+)", re.I), "S{0}-{1}"),
-    ("locator", LazyPattern(r"\bController\s*(\d+)-Channel\s*([A-Z](?:/[A-Z])?)", re.I),
+    # Intel desktop boards: "CHAN A DIMM 0", "CHANNNEL A-DIMM 0" (sic).
+    ("bank_locator", LazyPattern(r"\bCHAN+(?:EL)?\s*([A-Z])\s*-?\s*DIMM\s*\d", re.I), "{0}"),
+    # Intel client: "Controller0-ChannelA-DIMM0", "Controller1-ChannelA/B-DIMM0", and HP's
+    # bank "Controller0ChannelADimm0".
+    ("locator", LazyPattern(r"\bController\s*(\d+)-?Channel\s*([A-Z](?:/[A-Z])?)", re.I),
+     "C{0}-{1}"),
+    ("bank_locator", LazyPattern(r"\bController\s*(\d+)-?Channel\s*([A-Z])", re.I),
      "C{0}-{1}"),
     ("locator", LazyPattern(r"\bController\s*(\d+)-DIMM\s*([A-Z])\d*$", re.I), "C{0}-{1}"),
     ("locator", LazyPattern(r"\bController\s*(\d+)-DIMM\s*\d+$", re.I), "C{0}"),
     ("locator", LazyPattern(r"\bChannel\s*([A-Z])(?:\b|-|_)", re.I), "{0}"),
+    # The letter after DIMM, with the socket before it: CPU0_DIMM_A..L (12 channels go
+    # past H), CPU1 DIMM A1, P1-DIMMA1, DIMM_A1, DIMMB2, DDR5_A1.
     ("locator", LazyPattern(r"^(?:(?:CPU|PROC|P)\s*(\d+)[\s_-]*)?(?:SO)?(?:DIMM|DDR\d)[\s_-]?"
-                            r"([A-H])\d?$", re.I), "{0}-{1}"),
+                            r"([A-P])\d{0,2}$", re.I), "{0}-{1}"),
 ]
+# The socket a slot name gives, for slots that name no channel: CPU1_, PROC 2, P1-, and
+# Dell's bare letter (A1..A12 on the first socket, B1..B12 on the second).
+_SOCKET = LazyPattern(r"^(?:(?:CPU|PROC|P)\s*(\d+)|([A-Z])\d{1,2}$)", re.I)
 
 
 def channel_of(device) -> str | None:
@@ -525,25 +659,14 @@ def channel_of(device) -> str | None:
     return None
 
 
-def channel_layout(slots: list[MemoryDevice], modules: list[MemoryModule]
+def channel_layout(slots: list[MemoryDevice], modules: list[MemoryModule],
+                   platform: Platform | None = None, sockets: int | None = None,
                    ) -> tuple[int | None, int | None, str]:
     """64-bit channels in use, channels the board offers, and how that was decided."""
     if not modules:
         return None, None, "unknown: no module installed"
-    if all(_soldered(m) for m in modules):
-        bits = 0
-        assumed = False
-        for module in modules:
-            width = module.data_width
-            if width is None or width > 32 and (module.type or "").upper()[:6] in (
-                    "LPDDR4", "LPDDR5"):
-                width, assumed = 16, True  # LPDDR4/5 channels are 16 bits wide
-            bits += width
-        channels = max(1, round(bits / 64))
-        note = " (LPDDR4/5 channels taken as 16 bits where firmware says otherwise)" if assumed \
-            else ""
-        return channels, channels, (f"soldered memory: {len(modules)} device(s), {bits} bits "
-                                    f"of data width in all = {channels} x 64-bit{note}")
+    if all(m.soldered or (m.family or "").startswith("LPDDR") for m in modules):
+        return _lpddr_channels(modules, platform)
     slot_keys = [channel_of(s) for s in slots]
     if any(slot_keys.count(key) > MAX_SLOTS_PER_CHANNEL for key in set(slot_keys) if key):
         # Dell's DIMM_A1..A12: the letter is the socket, not the channel.
@@ -556,7 +679,66 @@ def channel_layout(slots: list[MemoryDevice], modules: list[MemoryModule]
         named = sorted(set(keys))
         return len(named), board, (f"channels named by the locators of {len(modules)} "
                                    f"module(s): {', '.join(named)}")
+    one_per_channel = _one_slot_per_channel(slots, platform, sockets)
+    if one_per_channel:
+        for module in modules:
+            module.channel = module.locator
+        return len(modules), len(slots), one_per_channel
+    if platform and platform.channels and len(modules) == len(slots) > 1:
+        every = platform.channels * (sockets or 1)
+        return every, every, (f"the locators name slots, not channels, but every slot holds a "
+                              f"module, so every channel does: {platform.name} has "
+                              f"{platform.channels} a socket, x {sockets or 1} socket(s)")
     if len(modules) == 1:
         return 1, board, "one module: one channel"
     return None, board, (f"unknown: the locators of {len(modules)} modules "
-                         f"({', '.join(m.locator or '?' for m in modules[:4])}) name no channel")
+                         f"({', '.join(m.locator or '?' for m in modules[:4])}) name slots, "
+                         "not channels, and the board has more slots than the CPU has "
+                         "channels (or the CPU is not in the platform table)")
+
+
+def _one_slot_per_channel(slots: list[MemoryDevice], platform: Platform | None,
+                          sockets: int | None) -> str | None:
+    """Where the slots name no channel but there are exactly as many per socket as the
+    CPU has channels, each slot is a channel of its own: how that was decided, or None."""
+    if platform is None or not platform.channels or not slots:
+        return None
+    groups: dict[str, int] = {}
+    for slot in slots:
+        match = _SOCKET.match(slot.locator or "")
+        key = (match.group(1) or match.group(2)).upper() if match else None
+        groups[key or "?"] = groups.get(key or "?", 0) + 1
+    if "?" in groups or len(set(groups.values())) > 1:
+        groups = {str(n): len(slots) // (sockets or 1) for n in range(sockets or 1)}
+        if len(slots) % (sockets or 1):
+            return None
+    per_socket = next(iter(groups.values()))
+    if per_socket != platform.channels:
+        return None
+    return (f"the locators name slots ({slots[0].locator}...), not channels; {len(groups)} "
+            f"socket(s) of {per_socket} slots, and {platform.name} has {platform.channels} "
+            "channels a socket: one slot per channel")
+
+
+def _lpddr_channels(modules: list[MemoryModule], platform: Platform | None
+                    ) -> tuple[int, int, str]:
+    """LPDDR (soldered, or an LPCAMM2 module): channels from the devices' data width."""
+    bits = 0
+    assumed = False
+    for module in modules:
+        width = module.data_width
+        if width is None or width > 32 and (module.type or "").upper()[:6] in (
+                "LPDDR4", "LPDDR5"):
+            width, assumed = 16, True  # LPDDR4/5 channels are 16 bits wide
+        bits += width
+    channels = max(1, round(bits / 64))
+    note = " (LPDDR4/5 channels taken as 16 bits where firmware says otherwise)" if assumed \
+        else ""
+    if len(modules) == 1 and platform and platform.channels and channels < platform.channels:
+        # One device listed for all of the memory (Snapdragon X: one 16-bit "TSOP").
+        return platform.channels, platform.channels, (
+            f"one device of {bits} bits listed for all the memory: {platform.name}'s "
+            f"{platform.channels} x 64-bit")
+    kind = "soldered memory" if all(m.soldered for m in modules) else "LPDDR modules"
+    return channels, channels, (f"{kind}: {len(modules)} device(s), {bits} bits of data "
+                                f"width in all = {channels} x 64-bit{note}")

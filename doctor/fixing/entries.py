@@ -18,7 +18,7 @@ from q3cn_doctor.fixing.targets import ConfigFile, Target, is_ours, target_from_
 _SPEC_KEYS = {  # the fields each kind of target's to_json writes
     "sysctl": {"kind", "path", "choice", "key"}, "sysfs": {"kind", "path", "choice", "key"},
     "file": {"kind", "path", "mode"}, "affinity": {"kind", "path", "pid", "name"},
-    "profile": {"kind", "path", "daemon"},
+    "profile": {"kind", "path", "daemon"}, "module": {"kind", "path", "name"},
 }
 _TEXTS = {"fix": 100, "what": 500, "time": 64, "run": 64, "error": 1000, "note": 1000}
 

@@ -91,6 +91,8 @@ class FixOptions:
     persist: bool = True
     service: str | None = None
     pid: int | None = None
+    persist_asked: bool = False  # --persist named on the command line: fixes that change the
+    #                              running system only by default (spd.driver) persist too
 
 
 @dataclass
@@ -148,7 +150,9 @@ class Fix:
 
     Subclasses set ``id`` (what findings name in ``fixes=`` and ``--only`` takes),
     ``title``, ``checks`` (the checks whose findings it cures: re-run after applying),
-    and ``plan``; ``available`` where the fix cannot run everywhere. Both get a
+    and ``plan``; ``cures = False`` for a fix that only lets a check see more (spd.driver
+    reads the modules' rating: the finding's steps by hand still stand, and the ledger
+    counts no gain for applying it); ``available`` where the fix cannot run everywhere. Both get a
     ``FixContext``; neither writes anything. A fix whose module is not in
     ``q3cn_doctor.fixes.ORDER`` is planned after every listed one (a test forbids it).
     """
@@ -156,6 +160,7 @@ class Fix:
     id = ""
     title = ""
     checks: tuple[str, ...] = ()
+    cures = True
 
     def available(self, ctx: FixContext) -> str | None:
         """None where the fix can run here, else why it cannot (shown to the user)."""
@@ -181,6 +186,7 @@ class FixPlan:
     manual: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checks: tuple[str, ...] = ()
+    cures: bool = True  # the fix's own cures: False where it only lets a check see more
 
     @property
     def status(self) -> str:
@@ -201,7 +207,10 @@ class FixPlan:
 
     @property
     def gain_tok_s(self) -> float | None:
-        """What curing its findings gains: the costliest one's price (None: unpriced)."""
+        """What curing its findings gains: the costliest one's price (None: unpriced, or a
+        fix that cures nothing itself)."""
+        if not self.cures:
+            return None
         costs = [f.cost_tok_s for f in self.findings if f.cost_tok_s is not None]
         return max(costs) if costs else None
 
@@ -291,7 +300,8 @@ def plan_fix(fix_id: str, fix: Fix, facts: Any, fix_options: FixOptions,
              cures: list[Finding], requested: bool) -> FixPlan:
     """One fix's plan: whether it can run here and, if so, its changes. A fix that
     raises is reported as unavailable, never a crash of the whole plan."""
-    plan = FixPlan(fix_id, fix.title, cures, requested=requested, checks=fix.checks)
+    plan = FixPlan(fix_id, fix.title, cures, requested=requested, checks=fix.checks,
+                   cures=fix.cures)
     plan.optional = not requested and not any(f.status in ACTIVE for f in cures)
     ctx = FixContext(facts.host, facts, facts.options, fix_options, cures, plan)
     try:
@@ -334,7 +344,8 @@ def build_plan(facts: Any, findings: list[Finding], fix_options: FixOptions,
     # A finding's manual steps, unless a fix that runs here covers it (its steps are the
     # by-hand version of that fix); with --only, only those of the findings the named
     # fixes answer.
-    covered = {f.id for p in plans if p.status in (CHANGE, ALREADY) for f in p.findings}
+    covered = {f.id for p in plans if p.cures and p.status in (CHANGE, ALREADY)
+               for f in p.findings}
     manual = [(f.id, step) for f in findings if f.status not in (PASS, SKIP)
               and f.id not in covered and (not only or set(f.fixes) & set(only))
               for step in f.manual]

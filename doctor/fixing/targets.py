@@ -117,7 +117,8 @@ ALLOWED_PATHS = {
         r"|(?:cpufreq/policy[0-9]{1,5}|cpu[0-9]{1,5}/cpufreq)"
         r"/(?:scaling_governor|energy_performance_preference)))\Z"),
     "file": re.compile(
-        r"/etc/(?:sysctl\.d|tmpfiles\.d|security/limits\.d|systemd/system/" + _UNIT + r"\.d)"
+        r"/etc/(?:sysctl\.d|tmpfiles\.d|modules-load\.d|security/limits\.d|systemd/system/"
+        + _UNIT + r"\.d)"
         r"/[A-Za-z0-9_.@$-]{0,100}q3cn-doctor[A-Za-z0-9_.@$-]{0,100}\.conf\Z"),
 }
 
@@ -375,6 +376,50 @@ class ThreadAffinity(Target):
         return {"kind": self.kind, "path": self.path, "pid": self.pid, "name": self.name}
 
 
+LOADED, UNLOADED, BUILTIN = "loaded", "not loaded", "built in"
+ALLOWED_MODULES = {"ee1004", "spd5118"}  # the read-only SPD EEPROM drivers (spd.driver)
+_MODULE_NAME = re.compile(r"^[a-z0-9_]{1,56}$")
+
+
+class KernelModule(Target):
+    """A loadable kernel module, loaded or not: ``/sys/module/NAME/initstate`` exists
+    while it is loaded (a module built into the kernel has the folder, never that file,
+    and is never touched). Loaded with modprobe, unloaded with modprobe -r."""
+
+    kind = "module"
+
+    def __init__(self, name: str) -> None:
+        if not _MODULE_NAME.match(name):
+            raise ValueError(f"{name!r} is not a kernel module name")
+        super().__init__(f"/sys/module/{name}")
+        self.name = name
+
+    def read(self, host: Host) -> str:
+        host.forget()
+        if host.exists(f"{self.path}/initstate"):
+            return LOADED
+        return BUILTIN if host.is_dir(self.path) else UNLOADED
+
+    def write(self, host: Host, state: Any) -> None:
+        if state not in (LOADED, UNLOADED):
+            raise OSError(errno.EINVAL, f"a module is {LOADED!r} or {UNLOADED!r}", self.path)
+        host.set_module_loaded(self.name, state == LOADED)
+
+    def refusal(self, state: Any) -> str | None:
+        return f"{self.name} is built into the kernel" if state == BUILTIN else None
+
+    def not_allowed(self) -> str | None:
+        if self.name not in ALLOWED_MODULES:
+            return f"{self.name} is not a kernel module q3cn-doctor's fixes load"
+        return None
+
+    def valid(self, state: Any) -> bool:
+        return state in (LOADED, UNLOADED, BUILTIN)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "name": self.name}
+
+
 PROFILE_COMMANDS = {
     # daemon: (argv that prints the active profile, argv prefix that sets one)
     "tuned": (["tuned-adm", "active"], ["tuned-adm", "profile"]),
@@ -445,6 +490,8 @@ def target_from_json(spec: dict[str, Any]) -> Target:
             return ThreadAffinity(int(spec["pid"]), spec.get("name", ""))
         if kind == "profile" and spec.get("daemon") in PROFILE_COMMANDS:
             return DaemonProfile(spec["daemon"])
+        if kind == "module":
+            return KernelModule(spec["name"])
     except (KeyError, TypeError, ValueError) as exc:
         raise JournalError(f"a journal entry's {kind} target cannot be read ({exc})") from exc
     raise JournalError(f"a journal entry holds a change this version cannot undo ({kind!r}): "

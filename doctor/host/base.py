@@ -499,6 +499,16 @@ class Host:
         self._reads.pop(path, None)
         self._write_kernel_value(path, text.encode())
 
+    def set_module_loaded(self, name: str, loaded: bool) -> None:
+        """Load a kernel module (``modprobe NAME``) or unload it (``modprobe -r NAME``);
+        the kernel's refusal comes back as OSError."""
+        self._write_fault(f"module:{name}")
+        self.forget()  # sysfs grows or loses the module's files
+        self._set_module_loaded(name, loaded)
+
+    def _set_module_loaded(self, name: str, loaded: bool) -> None:
+        raise self._read_only(f"/sys/module/{name}")
+
     def remove(self, path: str) -> None:
         """Unlink a file (a link itself, never what it points to)."""
         self._write_fault(path)

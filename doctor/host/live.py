@@ -272,6 +272,12 @@ class LiveHost(Host):
         finally:
             os.close(fd)  # closing releases the lock
 
+    def _set_module_loaded(self, name: str, loaded: bool) -> None:
+        argv = ["modprobe", name] if loaded else ["modprobe", "-r", name]
+        result = self.run(argv)
+        if not result.ok:
+            raise OSError(errno.EIO, result.reason(), f"/sys/module/{name}")
+
     def _set_affinity(self, pid: int, tid: int, cpus: list[int]) -> None:
         if not os.path.isdir(f"/proc/{pid}/task/{tid}"):
             raise ProcessLookupError(errno.ESRCH, f"thread {tid} of process {pid} is gone")
@@ -403,6 +409,22 @@ class RootHost(LiveHost):
                 with self._parent(path) as (fd, name):
                     openat.rewrite(fd, name, path, lambda old: _with_affinity(old, cpus),
                                    self._syscall)
+
+    def _set_module_loaded(self, name: str, loaded: bool) -> None:
+        """The tree shows what the kernel would: /sys/module/NAME/initstate "live" while a
+        loadable module is loaded, no folder once it is unloaded. Nothing is loaded here."""
+        folder = f"/sys/module/{name}"
+        state = f"{folder}/initstate"
+        if loaded:
+            if not self._is_dir("/sys/module"):
+                raise OSError(errno.ENOENT, "the tree has no /sys/module", "/sys/module")
+            if not self._is_dir(folder):
+                self._make_dir(folder, 0o755)
+            self._write_bytes(state, b"live\n", 0o444, None)
+        elif self._exists(state):
+            self._remove(state)
+            if not self._listdir(folder):
+                self._remove_dir(folder)
 
     def _readlink(self, path: str) -> str:
         return os.readlink(resolve_under(self.prefix, path, follow_last=False))

@@ -13,8 +13,10 @@ Clock Speed`` before ``Configured Memory Speed``, the old two-line ``Handle`` he
 with no blank lines), ``-q`` output with no handles, sizes in kB/MB/GB, tab or space
 indentation (the Windows port), pasted shell prompts, CRLF and non-UTF-8 bytes.
 Values firmware fills with placeholders (``Not Specified``, ``To Be Filled By
-O.E.M.``, ``Array1_PartNumber0``...) or garbage (a speed of 0, 65535 or outside
-100..10000 MT/s) become None: they are not facts.
+O.E.M.``, ``Array1_PartNumber0``...) or garbage (a speed of 0 or 65535, or one the
+memory type cannot have) become None: they are not facts. Speeds are data rates: a
+clock printed where the rate belongs (1067 for DDR4-2133) is doubled, by the type's
+JEDEC range (memtypes.py); the printed number is kept beside it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from q3cn_doctor.parsers.memtypes import ANY, data_rate
 from q3cn_doctor.parsers.patterns import LazyPattern
 
-SPEED_RANGE_MTS = (100, 10000)
-"""A speed outside this is firmware garbage, whatever the unit printed."""
+SPEED_RANGE_MTS = (ANY.lowest, ANY.most)
+"""A speed outside this is firmware garbage for any memory type, whatever the unit."""
 
 SENTINELS = (0, 0xFFFF, 0x7FFF)  # SMBIOS "unknown" / "see extended field" values
 
@@ -100,12 +103,14 @@ class MemoryDevice:
     rank: int | None
     total_width: int | None
     data_width: int | None
-    speed_mts: int | None  # the ``Speed:`` line: the module's SPD/JEDEC speed
-    configured_mts: int | None
+    speed_mts: int | None  # the ``Speed:`` line as a data rate: the module's SPD/JEDEC speed
+    configured_mts: int | None  # the configured speed as a data rate
     manufacturer: str | None
     part_number: str | None
     installed: bool
     non_volatile: bool = False  # a flash or BIOS ROM the firmware lists as a memory device
+    speed_printed: int | None = None  # the numbers as printed (a clock where firmware
+    configured_printed: int | None = None  # wrote one), sentinels removed
 
 
 @dataclass
@@ -148,18 +153,22 @@ def clean_text(value: str | None) -> str | None:
     return text
 
 
-def parse_speed(value: str | None) -> int | None:
-    """MT/s from ``4800 MT/s``, ``1600 MHz`` or ``200 MHz (5.0 ns)``; garbage is None."""
+def printed_speed(value: str | None) -> int | None:
+    """The number of ``4800 MT/s``, ``1600 MHz`` or ``200 MHz (5.0 ns)``; SMBIOS's
+    "unknown" values are None."""
     match = _SPEED.match((value or "").strip())
-    if not match:
-        return None
-    return valid_speed(int(match.group(1)))
+    return valid_speed(int(match.group(1))) if match else None
+
+
+def parse_speed(value: str | None, memory_type: str | None = None) -> int | None:
+    """The data rate in MT/s a speed line gives for that memory type (a printed clock
+    doubled); garbage is None."""
+    return data_rate(memory_type, printed_speed(value))
 
 
 def valid_speed(mts: int | None) -> int | None:
-    if mts is None or mts in SENTINELS:
-        return None
-    return mts if SPEED_RANGE_MTS[0] <= mts <= SPEED_RANGE_MTS[1] else None
+    """A printed number, less SMBIOS's "unknown" sentinels."""
+    return None if mts is None or mts in SENTINELS else mts
 
 
 def parse_size(value: str | None) -> int | None:
@@ -249,14 +258,15 @@ def _device(record: _Record) -> MemoryDevice:
     detail = clean_text(f.get("Type Detail"))
     form = clean_text(f.get("Form Factor"))
     locator = clean_text(f.get("Locator"))
-    speed = parse_speed(f.get("Speed"))
-    configured = parse_speed(f.get("Configured Memory Speed", f.get("Configured Clock Speed")))
+    speed = printed_speed(f.get("Speed"))
+    configured = printed_speed(f.get("Configured Memory Speed",
+                                     f.get("Configured Clock Speed")))
     part = clean_text(f.get("Part Number"))
     installed = size is not None
     if not installed and (f.get("Size") or "").strip().lower() == "unknown":
         # Size unknown (0xFFFF): a module is there if anything else says so.
         installed = kind is not None and kind.lower() not in ("unknown", "<out of spec>") or bool(
-            speed or configured or part)
+            data_rate(kind, speed) or data_rate(kind, configured) or part)
     return MemoryDevice(
         handle=record.handle,
         array_handle=(f.get("Array Handle") or "").strip().lower() or None,
@@ -269,12 +279,14 @@ def _device(record: _Record) -> MemoryDevice:
         rank=parse_int(f.get("Rank")),
         total_width=parse_width(f.get("Total Width")),
         data_width=parse_width(f.get("Data Width")),
-        speed_mts=speed,
-        configured_mts=configured,
+        speed_mts=data_rate(kind, speed),
+        configured_mts=data_rate(kind, configured),
         manufacturer=clean_text(f.get("Manufacturer")),
         part_number=part,
         installed=installed,
         non_volatile=_non_volatile(kind, detail, form, locator),
+        speed_printed=speed,
+        configured_printed=configured,
     )
 
 
@@ -367,6 +379,8 @@ def parse_udev_properties(text: str | bytes) -> MemoryInventory:
         locator = clean_text(fields.get("LOCATOR"))
         size = _udev_int(fields.get("SIZE"))
         present = fields.get("PRESENT", "1").strip() != "0"
+        speed = valid_speed(_udev_int(fields.get("SPEED_MTS")))
+        configured = valid_speed(_udev_int(fields.get("CONFIGURED_SPEED_MTS")))
         inventory.devices.append(MemoryDevice(
             handle=None,
             array_handle=None,
@@ -379,12 +393,14 @@ def parse_udev_properties(text: str | bytes) -> MemoryInventory:
             rank=_udev_int(fields.get("RANK")),
             total_width=parse_width(fields.get("TOTAL_WIDTH")),
             data_width=parse_width(fields.get("DATA_WIDTH")),
-            speed_mts=valid_speed(_udev_int(fields.get("SPEED_MTS"))),
-            configured_mts=valid_speed(_udev_int(fields.get("CONFIGURED_SPEED_MTS"))),
+            speed_mts=data_rate(kind, speed),
+            configured_mts=data_rate(kind, configured),
             manufacturer=clean_text(fields.get("MANUFACTURER")),
             part_number=clean_text(fields.get("PART_NUMBER")),
             installed=present and bool(size),
             non_volatile=_non_volatile(kind, detail, form, locator),
+            speed_printed=speed,
+            configured_printed=configured,
         ))
     return inventory
 
