@@ -12,7 +12,7 @@ from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.plan.placement import placement
-from q3cn_doctor.plan.speed import DISK_BOUND, what_if
+from q3cn_doctor.plan.speed import DISK_BOUND, tok, what_if
 from q3cn_doctor.plan.speed import speed as speed_estimate
 from q3cn_doctor.units import gib
 
@@ -112,10 +112,10 @@ def speed(ctx: Context):
     if configured and rated and rated > configured:
         faster = what_if(ctx.facts, ram_mts=rated).tok_s
         if faster and faster >= estimate.tok_s * RATED_GAIN:
-            title += f"; ~{faster:.0f} with RAM at its rated speed"
+            title += f"; ~{tok(faster)} with RAM at its rated speed"
     if estimate.mode != "gpu":
         title += f" ({estimate.mode})"
-    if plan.gpus and not plan.dense_fits_gpu:
+    if plan.gpus and not plan.dense_fits_gpu and estimate.mode == "gpu":
         step = (f"Lower --ctx-size, or quantise the KV cache (-- -ctk q8_0 -ctv q8_0) so every "
                 f"layer's attention and its {gib(plan.kv_cache_bytes)} KV cache fit the GPU.")
         return ctx.finding(

@@ -121,7 +121,7 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
     """Measure this machine (a live host), with the facts for the theoretical figure."""
     from q3cn_doctor.facts import FactsError
     from q3cn_doctor.host import bandwidth
-    from q3cn_doctor.plan.speed import what_if
+    from q3cn_doctor.plan.speed import DISK_BOUND, what_if
 
     threads = threads or bandwidth.plan_threads(host)
     buffer_bytes = buffer_bytes or bandwidth.plan_buffer_bytes(host)
@@ -141,8 +141,12 @@ def run_memory_bench(host: Host, facts, threads: int | None = None,
     except FactsError as exc:
         theoretical, configured, channels, basis = None, None, None, str(exc)
     try:  # the speed model at the measured bandwidth, as model.speed would quote it
-        tokens = what_if(facts, ram_bytes_per_s=result.bytes_per_s).tok_s
-        name = facts.model.name
+        estimate = what_if(facts, ram_bytes_per_s=result.bytes_per_s)
+        if estimate.tok_s is None and estimate.mode == DISK_BOUND:
+            estimate = what_if(facts, ram_bytes_per_s=result.bytes_per_s, swap_bound=False)
+            notes.append("The model does not fit in this machine's RAM: the tok/s above are "
+                         "what it would reach in RAM; it pages from disk here, far slower.")
+        tokens, name = estimate.tok_s, facts.model.name
     except FactsError:
         tokens, name = None, "the model"
     bench = MemoryBench(result.to_json(), theoretical, basis, configured, channels,
