@@ -67,8 +67,8 @@ def power_daemon(ctx: Context):
         status,
         f"{PPD} runs: it can leave the CPU below performance even when sysfs says otherwise",
         observed=observed,
-        recommended=f"Replace it with tuned{' (' + family + ')' if family else ''}: "
-                    + "; ".join(f"`{s}`" if s.startswith("sudo") else s for s in steps) + ".",
+        recommended=f"Replace it with tuned{' (' + family + ')' if family else ''}, as the steps "
+                    "by hand say (`q3cn-doctor fix` lists them).",
         impact="On the guide's machine it held generation at 32-35 instead of about 40 tok/s "
                "on some boots, with the governor and EPP reading performance (measured by the "
                "guide's author; the speed model cannot see a hidden hardware state).",

@@ -94,7 +94,7 @@ def _errors(validator, document) -> list[str]:
 
 
 @pytest.mark.parametrize("break_it, expected", [
-    (lambda f: f.pop("impact"), "'impact' is a required property"),
+    (lambda f: f.pop("title"), "'title' is a required property"),
     (lambda f: f.update(status="bad"), "'bad' is not one of"),
     (lambda f: f.update(area="network"), "'network' is not one of"),
     (lambda f: f.update(id="swap"), "does not match"),

@@ -20,11 +20,13 @@ from q3cn_doctor.version import __version__
 SCHEMA_VERSION = 2
 SECTION_REFERENCE = "facts."
 HELP_FIELDS = ("options", "flags")  # the parsed --help: with -v only
-OMITTED_WHEN_EMPTY = ("action", "what_if")  # most findings have neither
+# A finding's optional parts, left out where empty: most findings have no fix, step or
+# cost, and a pass no advice (the guide machine's document is a fifth smaller for it).
+OMITTED_WHEN_EMPTY = ("observed", "recommended", "impact", "fixes", "manual", "action",
+                      "what_if", "cost_tok_s")
 
 
 _NUMBER = re.compile(r"(\d+)")
-_FLAT_ARRAY = re.compile(r"\[(\n\s*[^\[\]{}]*?)\n\s*\]")
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -76,7 +78,25 @@ def fold_paths(sources: list[str]) -> list[str]:
     for parts, rows in groups.items():
         folded += _fold_group(list(parts), rows) if len(rows) > 1 else [
             "".join(_join(list(parts), [str(n) for n in rows[0]]))]
-    return folded
+    return _brace(folded)
+
+
+def _brace(paths: list[str]) -> list[str]:
+    """Files of one folder as one brace pattern, at the place of the first
+    (/sys/devices/system/cpu/cpu[0-15]/cache/index3/{level,size}); commands stay as run."""
+    by_folder: dict[str, list[str]] = {}
+    order: list[str] = []
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        if not path.startswith("/") or not folder or any(c in name for c in "{},"):
+            order.append(path)
+            continue
+        if folder not in by_folder:
+            order.append(folder + "/")
+        by_folder.setdefault(folder, []).append(name)
+    return [entry if not entry.endswith("/") else
+            (f"{entry}{by_folder[entry[:-1]][0]}" if len(by_folder[entry[:-1]]) == 1 else
+             f"{entry}{{{','.join(by_folder[entry[:-1]])}}}") for entry in order]
 
 
 def cite(evidence: list[str], sections: dict[str, list[str]]) -> list[str]:
@@ -106,7 +126,31 @@ def facts_document(facts: Facts, verbose: bool) -> dict[str, Any]:
         for section in document.values():
             if isinstance(section, dict):
                 section.pop("basis", None)
+    cpu = document.get("cpu")
+    if isinstance(cpu, dict) and isinstance(cpu.get("frequency_policies"), list):
+        cpu["frequency_policies"] = fold_policies(cpu["frequency_policies"])
     return document
+
+
+def fold_policies(policies: list[Any]) -> list[Any]:
+    """Frequency policies that differ only in their name and CPUs as one entry (a desktop
+    has one policy a CPU, all alike): "policy0..policy15" with every CPU of them."""
+    folded: list[dict[str, Any]] = []
+    last: list[str] = []
+    for policy in policies:
+        if not isinstance(policy, dict):
+            return policies
+        same = {k: v for k, v in policy.items() if k not in ("name", "cpus")}
+        if folded and same == {k: v for k, v in folded[-1].items() if k not in ("name", "cpus")}:
+            folded[-1]["cpus"] = list(folded[-1]["cpus"]) + list(policy.get("cpus") or [])
+            last[-1] = str(policy.get("name"))
+            continue
+        folded.append(dict(policy))
+        last.append(str(policy.get("name")))
+    for entry, final in zip(folded, last):
+        if final != entry.get("name"):
+            entry["name"] = f"{entry.get('name')}..{final}"
+    return folded
 
 
 def json_document(findings: list[Finding], facts: Facts, ledger: dict[str, Any],
@@ -118,7 +162,7 @@ def json_document(findings: list[Finding], facts: Facts, ledger: dict[str, Any],
         entry = finding.to_json()
         entry["evidence"] = cite(finding.evidence, sections)
         for name in OMITTED_WHEN_EMPTY:
-            if not entry.get(name):
+            if entry.get(name) in ("", [], {}, None):  # a cost of 0.0 is kept: it says so
                 entry.pop(name, None)
         listed.append(entry)
     return {
@@ -140,13 +184,35 @@ def print_json(document: dict[str, Any], stream: TextIO = sys.stdout) -> None:
 
 
 def dumps(document: dict[str, Any]) -> str:
-    """Indented JSON (one space a level) with every array of plain values on one line:
-    a CPU list is one line, not sixteen. Strict (``output.strict``): no NaN, Infinity or
-    lone surrogate, whatever a snapshot held."""
-    import json
-
+    """Indented JSON (one space a level) with every array of plain values on one line (a
+    CPU list is one line, not sixteen, and so is a list of paths). Strict
+    (``output.strict``): no NaN, Infinity or lone surrogate, whatever a snapshot held."""
     from q3cn_doctor.report.output import strict
 
-    text = json.dumps(strict(document), indent=1, allow_nan=False)
-    return _FLAT_ARRAY.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1).strip()) + "]",
-                           text)
+    return _dump(strict(document), 0)
+
+
+def _dump(value: Any, level: int) -> str:
+    import json
+
+    plain = (str, int, float, bool, type(None))
+
+    def flat(item: Any) -> bool:
+        return isinstance(item, plain) or (isinstance(item, list)
+                                           and all(isinstance(v, plain) for v in item))
+
+    if isinstance(value, dict) and value and all(flat(v) for v in value.values()):
+        # A record of plain values and lists of them (a finding, a module, a ledger step)
+        # is one line: a document of findings reads, greps and diffs a finding a line.
+        return json.dumps(value, allow_nan=False)
+    if isinstance(value, dict) and value:
+        inner = " " * (level + 1)
+        # Keys as json.dumps writes them: a number or null key becomes its string.
+        items = [f"{inner}{json.dumps(key if isinstance(key, str) else json.dumps(key))}: "
+                 f"{_dump(item, level + 1)}" for key, item in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * level + "}"
+    if isinstance(value, list) and value and not all(isinstance(v, plain) for v in value):
+        inner = " " * (level + 1)
+        items = [inner + _dump(item, level + 1) for item in value]
+        return "[\n" + ",\n".join(items) + "\n" + " " * level + "]"
+    return json.dumps(value, allow_nan=False)
