@@ -107,6 +107,26 @@ def server_arg(args: list[str], *names: str) -> str | None:
     return found
 
 
+def without_args(args: list[str], valued: tuple[str, ...] | set[str] | frozenset[str],
+                 bare: tuple[str, ...] | set[str] | frozenset[str] = ()) -> list[str]:
+    """``args`` less the flags in ``valued`` with their values (``--port 8080`` or
+    ``--port=8080``) and the flags in ``bare``, which take none."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        if arg in bare:
+            continue
+        if flag in valued:
+            skip = not eq
+            continue
+        kept.append(arg)
+    return kept
+
+
 def int_arg(args: list[str], *names: str) -> int | None:
     value = server_arg(args, *names)
     try:

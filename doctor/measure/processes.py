@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
+from q3cn_doctor.facts.model import without_args
 from q3cn_doctor.launch.run_as import RunAs
 from q3cn_doctor.parsers.llama_speed import CompletionTimings, SpeedOutputError, parse_completion
 
@@ -116,18 +117,8 @@ def free_port() -> int:
 
 def loopback_argv(argv: list[str], port: int) -> list[str]:
     """A llama-server command moved to 127.0.0.1:``port`` (measurements serve no one)."""
-    out: list[str] = []
-    skip = False
-    for word in argv:
-        if skip:
-            skip = False
-            continue
-        flag = word.partition("=")[0]
-        if flag in ("--port", "--host"):
-            skip = "=" not in word
-            continue
-        out.append(word)
-    return out + ["--host", "127.0.0.1", "--port", str(port)]
+    return without_args(argv, ("--port", "--host")) + ["--host", "127.0.0.1", "--port",
+                                                       str(port)]
 
 
 class Server:

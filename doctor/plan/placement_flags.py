@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from q3cn_doctor.facts.model import server_arg
+from q3cn_doctor.facts.model import server_arg, without_args
 
 GPU_LAYER_FLAGS = ("-ngl", "--n-gpu-layers", "--gpu-layers")
 N_CPU_MOE_FLAGS = ("-ncmoe", "--n-cpu-moe")
@@ -104,20 +104,7 @@ def parse_flags(args: list[str]) -> PlacementFlags:
 def without_placement(args: list[str]) -> list[str]:
     """``args`` less every placement flag (and its value): what a what-if with other
     placement flags starts from."""
-    kept: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        flag, eq, _ = arg.partition("=")
-        if arg in CPU_MOE_FLAGS:
-            continue
-        if flag in PLACEMENT_FLAGS:
-            skip = not eq
-            continue
-        kept.append(arg)
-    return kept
+    return without_args(args, PLACEMENT_FLAGS, CPU_MOE_FLAGS)
 
 
 def tensor_on_gpu(flags: PlacementFlags, name: str, layer: int, layers: int,
