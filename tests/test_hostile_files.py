@@ -161,6 +161,10 @@ def test_a_sane_model_of_the_same_shape_reads(tmp_path):
     ({"tensor_bytes": {"routed_experts": -1}}, "tensor_bytes"),
     ({"files": "all of them"}, "files is not a list"),
     ({"name": ["x"]}, "name ['x']"),
+    # found by the fuzz test: a hybrid model's recurrent state left out broke six checks
+    ({"recurrent_state_bytes": None}, "recurrent_state_bytes None"),
+    ({"sampling": {"temp": float("nan")}}, "sampling"),
+    ({"sampling": {"--exec": 1}}, "sampling"),
 ])
 def test_recorded_model_facts_of_the_wrong_types_fail_model_file(tmp_path, changes, says):
     root = guide_machine(tmp_path / "guide")

@@ -65,7 +65,7 @@ def test_a_small_llama_gets_its_own_context_and_no_other_models_sampling(tmp_pat
 
 def test_sampling_from_the_gguf_metadata(tmp_path):
     """general.sampling.* (as Qwen3-Next's GGUF carries them, llama.cpp #17578: top_k 20,
-    top_p 0.8, temp 0.7) become the model's flags, with where they came from."""
+    top_p 0.8, temp 0.7) become the model's flags, with where they came from; a NaN does not."""
     path = tmp_path / "sampled.gguf"
     write_tiny_llama(path, context=4096)
     reader = gguf.GGUFReader(str(path))
@@ -78,6 +78,8 @@ def test_sampling_from_the_gguf_metadata(tmp_path):
     writer.add_key_value("general.sampling.top_k", 20, gguf.GGUFValueType.INT32)
     writer.add_key_value("general.sampling.top_p", 0.8, gguf.GGUFValueType.FLOAT32)
     writer.add_key_value("general.sampling.temp", 0.7, gguf.GGUFValueType.FLOAT32)
+    # a damaged value is left to llama-server's default, never passed on as "nan"
+    writer.add_key_value("general.sampling.min_p", float("nan"), gguf.GGUFValueType.FLOAT32)
     for tensor in reader.tensors:
         writer.add_tensor(tensor.name, tensor.data, raw_shape=list(reversed(tensor.shape)),
                           raw_dtype=tensor.tensor_type)

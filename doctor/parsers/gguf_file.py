@@ -12,6 +12,7 @@ snapshot's ``model.json`` (path -> facts) and a replay reads them from there.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import sys
@@ -49,6 +50,8 @@ MAX_KEYS = 65536  # metadata keys: a model carries about 50
 MAX_STRINGS = 1 << 22  # one string array: the largest vocabulary (gemma3) is 262,144
 MAX_COUNT = 65536  # heads, KV heads, experts, dimensions per head
 MAX_CONTEXT = 1 << 31
+MAX_RECURRENT_STATE = 2**36  # one sequence's recurrent state: ~75 MiB in Qwen3-Next
+MAX_SAMPLING_TEXT = 256  # general.sampling.sequence names a handful of samplers
 MAX_KV_BYTES_PER_TOKEN = 64 * 2**20  # f16 K and V of every layer for one token: ~0.5 MiB
 # in Llama-3-405B, 2.5 MiB in the old 65B: a header giving more gives an absurd KV cache
 
@@ -148,7 +151,8 @@ _BOUNDS = {"layers": MAX_LAYERS, "full_attention_layers": MAX_LAYERS,
            "sliding_window_layers": MAX_LAYERS, "recurrent_layers": MAX_LAYERS,
            "expert_layers": MAX_LAYERS, "kv_heads": MAX_COUNT, "head_dim": MAX_COUNT,
            "value_dim": MAX_COUNT, "experts": MAX_COUNT, "experts_used": MAX_COUNT,
-           "shared_experts": MAX_COUNT, "file_bytes": 2**62}
+           "shared_experts": MAX_COUNT, "file_bytes": 2**62,
+           "recurrent_state_bytes": MAX_RECURRENT_STATE}
 _OPTIONAL_BOUNDS = {"context_length": MAX_CONTEXT, "hidden": 1 << 24, "heads": MAX_COUNT,
                     "sliding_window_tokens": MAX_CONTEXT, "expert_ffn": 1 << 24,
                     "vocab_size": MAX_STRINGS}
@@ -156,6 +160,18 @@ _OPTIONAL_BOUNDS = {"context_length": MAX_CONTEXT, "hidden": 1 << 24, "heads": M
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sampling_value(value: Any) -> bool:
+    """A value llama-server can take as a flag: a finite number, or a short printable
+    text (a NaN temperature or a text with control characters is a damaged header)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) < 2**31
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and len(value) <= MAX_SAMPLING_TEXT and value.isprintable()
 
 
 def validated(model: GgufModel) -> GgufModel:
@@ -184,6 +200,10 @@ def validated(model: GgufModel) -> GgufModel:
         if not isinstance(table, dict) or not all(
                 isinstance(key, str) and kind(value) for key, value in table.items()):
             raise bad(name, table)
+    if not isinstance(model.sampling, dict) or not all(
+            key in SAMPLING_KEYS and _sampling_value(value)
+            for key, value in model.sampling.items()):
+        raise bad("sampling", model.sampling, ": not the general.sampling.* keys and values")
     if any(size < 0 or size > model.file_bytes for size in model.tensor_bytes.values()):
         raise bad("tensor_bytes", model.tensor_bytes, ": more than the file holds")
     for file in model.files:
@@ -464,7 +484,7 @@ def sampling_of(reader) -> dict[str, Any]:
     found = {}
     for name in SAMPLING_KEYS:
         value = metadata_value(reader, f"general.sampling.{name}")
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        if _sampling_value(value):  # a NaN or a control character is left to the defaults
             found[name] = value
     return found
 
