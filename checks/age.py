@@ -19,6 +19,7 @@ from q3cn_doctor.plan.speed import speed
 
 @dataclass(frozen=True)
 class Change:
+    """A llama.cpp change that matters to an architecture, and the first build that has it."""
     architecture: str
     known_in: int  # a build that has it, as the source ties them
     speedup: float  # generation tok/s after / before, as measured in the source

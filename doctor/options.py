@@ -11,6 +11,7 @@ DEFAULT_PROFILE = "qwen3-coder-next-mxfp4"
 
 @dataclass
 class Options:
+    """What the command line and config file asked for, as one record every layer reads."""
     snapshot: str | None = None
     root: str | None = None
     model: str | None = None

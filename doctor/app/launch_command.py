@@ -15,6 +15,8 @@ PREFIX = "q3cn-doctor launch"
 
 @dataclass
 class LaunchRequest:
+    """What ``launch`` was asked to do beyond the plan: print or JSON only, import a
+    command, write or revert a unit, go on past failures."""
     print_only: bool = False
     as_json: bool = False
     force: bool = False

@@ -14,6 +14,8 @@ from q3cn_doctor.options import Options
 
 @dataclass
 class Context:
+    """What a check is given: the host, its facts and options, and the constructors for its
+    findings."""
     host: Host
     facts: Facts
     options: Options

@@ -28,6 +28,7 @@ CheckResult = Union[Finding, Iterable[Finding], None]
 
 @dataclass(frozen=True)
 class CheckSpec:
+    """A registered check: its id, what it judges and the function that does."""
     id: str
     description: str
     func: Callable[[Context], CheckResult]

@@ -46,6 +46,8 @@ class CgroupLimits:
 
 @dataclass
 class CgroupFacts:
+    """The CPU and memory limits of the cgroups llama-server runs or would run in: a
+    container quota starves threads that the CPU count says are there."""
     own: CgroupLimits | None  # this process: where `launch` starts llama-server
     servers: dict[int, CgroupLimits] = field(default_factory=dict)  # running llama-server pids
     basis: dict[str, str] = field(default_factory=dict)

@@ -131,6 +131,7 @@ class L3Group:
 
 @dataclass
 class NumaNode:
+    """One NUMA node: its CPUs and memory, for keeping threads beside their weights."""
     node: int
     cpus: list[int]
     memory_bytes: int | None
@@ -138,6 +139,8 @@ class NumaNode:
 
 @dataclass
 class CpuFacts:
+    """The CPU as llama.cpp's threads meet it: core kinds, SMT, governor, NUMA and the
+    flags the build's kernels need."""
     model_name: str | None
     vendor: str | None
     logical: int | None  # online CPUs

@@ -58,6 +58,7 @@ class DrmGpu:
 
 @dataclass
 class NvmlFacts:
+    """What NVML says of the NVIDIA GPUs and driver, or why it could not say."""
     init: str  # "ok", the NVML error name (NVML_ERROR_DRIVER_NOT_LOADED...), "timed-out",
     # or "absent" where this host has no NVML reading (--root, a snapshot without nvml.json)
     reason: str | None

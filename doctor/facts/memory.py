@@ -44,6 +44,7 @@ KIB = 1024
 
 @dataclass
 class SwapDevice:
+    """One swap area: zram costs RAM, a disk area pages the model out."""
     path: str
     kind: str  # "partition", "file", "zram" (compressed RAM, not disk) or "unknown"
     size_bytes: int
@@ -53,6 +54,7 @@ class SwapDevice:
 
 @dataclass
 class HugePagePool:
+    """One huge page size's reserved pool: RAM the model cannot use unless asked for."""
     page_size_bytes: int
     total: int
     free: int
@@ -116,6 +118,8 @@ class SpdReading:
 
 @dataclass
 class MemoryFacts:
+    """RAM as the experts meet it: size, free, swap, huge pages and the DIMMs' rated
+    and configured speeds, which set the token rate."""
     total_bytes: int | None
     available_bytes: int | None
     swap: list[SwapDevice]

@@ -31,6 +31,8 @@ CACHE_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0"
 
 @dataclass
 class ModelFacts:
+    """The model to plan for: its shape and bytes per token, from the GGUF where one is
+    given, else from the profile; ``basis`` says which."""
     profile: str
     name: str
     architecture: str

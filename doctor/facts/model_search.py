@@ -28,6 +28,7 @@ PROFILE_FILES = {
 
 @dataclass
 class ModelSearch:
+    """Where the profile's model file was looked for, and what was found."""
     path: str | None  # the file found, None where none matched
     looked: list[str] = field(default_factory=list)  # the folders searched
     candidates: list[str] = field(default_factory=list)  # every matching file, best first

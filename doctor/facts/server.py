@@ -48,6 +48,8 @@ MIN_ARCHITECTURES = 8  # fewer names than this: not libllama (a stub, a stripped
 
 @dataclass
 class ServerFacts:
+    """The llama-server to run: where it is, what its build supports (backends, flags,
+    model architectures, CUDA runtime), from its --help, --version and libraries."""
     path: str | None  # llama-server, None where not found
     found_by: str  # "--server", "PATH (/usr/local/bin)" or where it was looked for
     size_bytes: int | None

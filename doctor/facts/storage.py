@@ -26,6 +26,7 @@ _PARTITION = re.compile(r"^((?:nvme\d+n\d+|mmcblk\d+|loop\d+)|(?:[a-z]+))p?\d+$"
 
 @dataclass
 class Mount:
+    """One line of /proc/self/mountinfo: where a model file's bytes come from."""
     point: str
     fstype: str  # ext4, nfs4, 9p, fuse.sshfs...
     source: str  # /dev/nvme0n1p2, server:/export, drvfs...
@@ -35,6 +36,7 @@ class Mount:
 
 @dataclass
 class StorageFacts:
+    """The disk under the model file: how fast a cold load or a paging run can read it."""
     model: str | None  # the model file judged, None without --model
     size_bytes: int | None
     mount: Mount | None

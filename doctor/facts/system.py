@@ -25,6 +25,8 @@ _DMI_HYPERVISORS = {
 
 @dataclass
 class Virtualization:
+    """Whether the doctor sees real hardware: a guest's DMI, sysfs and clocks are the
+    hypervisor's, so hardware checks say so instead of judging them."""
     kind: str | None  # "none", "vm", "container", "wsl", or None where nothing could tell
     name: str | None = None  # kvm, docker, wsl...
     vm: str | None = None  # the hypervisor under a container, where both apply
@@ -43,6 +45,7 @@ class Virtualization:
 
 @dataclass
 class SystemFacts:
+    """The kernel, distribution and boot command line every other section is read against."""
     kernel: str | None
     os: str | None
     virtualization: Virtualization

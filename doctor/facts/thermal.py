@@ -35,6 +35,7 @@ RECORD = "load"  # a recording's load.json holds the samples
 
 @dataclass
 class PowerLimit:
+    """One RAPL package limit: a low sustained limit holds the cores below their clocks."""
     zone: str  # intel-rapl:0
     name: str  # package-0
     enabled: bool | None
@@ -44,6 +45,7 @@ class PowerLimit:
 
 @dataclass
 class ThermalZone:
+    """One thermal zone and its trip points: how close the CPU runs to throttling."""
     zone: str  # thermal_zone0
     type: str | None  # x86_pkg_temp, acpitz, k10temp...
     temp_mc: int | None  # millidegrees Celsius
@@ -52,6 +54,7 @@ class ThermalZone:
 
 @dataclass
 class ThermalFacts:
+    """Throttle counters, power limits and temperatures: what slows the cores under load."""
     throttle_counts: dict[int, dict[str, int]]  # cpu -> {"core": n, "package": n}
     power_limits: list[PowerLimit]
     zones: list[ThermalZone]
@@ -137,6 +140,8 @@ def _zones(host: Host) -> list[ThermalZone]:
 
 @dataclass
 class LoadFacts:
+    """A short sample of the machine idle and under load: other work competing for the
+    cores, and the clocks, throttling and temperatures a load brings."""
     measured: bool  # False: not sampled (see basis)
     idle_seconds: float = 0.0
     cpu_busy: dict[int, float] = field(default_factory=dict)  # share of the idle second

@@ -230,6 +230,7 @@ def _by_gain(gain: float | None) -> float:
 
 @dataclass
 class Plan:
+    """What ``fix`` would do: the fixes in apply order and the steps only a person can take."""
     fixes: list[FixPlan]  # in fixes.ORDER: the order they are applied in
     manual: list[tuple[str, str]]  # (finding id, step) software cannot take
     gains: dict[str, float | None] = field(default_factory=dict)  # finding id -> its cost

@@ -198,6 +198,7 @@ def _work(progress: _Progress, make_options: Callable[[], Options],
 
 @dataclass
 class HookResult:
+    """What a package-manager hook prints, and whether it gave up waiting on a check."""
     lines: list[str]
     timed_out: bool = False  # a check is still running: exit without waiting for it
     worse: list[Worse] = field(default_factory=list)

@@ -108,6 +108,7 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class FileStat:
+    """What checks need of a file's stat: size, mode, owner and modification time."""
     size: int
     mode: int
     uid: int

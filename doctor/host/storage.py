@@ -24,6 +24,8 @@ TIME_LIMIT_S = 5.0  # a spinning disk or a network share: stop early, the rate i
 
 @dataclass(frozen=True)
 class ReadResult:
+    """A timed read of a file: bytes and seconds, and whether the page cache was
+    dropped first (a cold read)."""
     bytes_read: int
     seconds: float
     dropped_cache: bool  # posix_fadvise(DONTNEED) was accepted before reading

@@ -44,6 +44,7 @@ class LaunchError(Exception):
 
 @dataclass
 class LaunchPlan:
+    """The command ``launch`` executes: argv, environment, limits and why each flag is there."""
     server: str
     argv: list[str]  # what is executed: [numactl ...] llama-server args...
     env: dict[str, str]  # variables set for llama-server (the rest is inherited)

@@ -34,6 +34,7 @@ class RunAsError(Exception):
 
 @dataclass(frozen=True)
 class RunAs:
+    """The unprivileged user llama-server runs as, never root."""
     name: str | None
     uid: int | None
     gid: int | None

@@ -39,6 +39,7 @@ def parse_sysbench(text: str) -> float | None:
 
 @dataclass
 class MemoryBench:
+    """A RAM bandwidth measurement beside what the DIMMs should give."""
     measured: dict
     theoretical_bytes_per_s: float | None
     theoretical_basis: str

@@ -33,6 +33,8 @@ BENCH_NAME = "llama-bench"
 
 @dataclass
 class Rig:
+    """Everything a measurement runs with: the facts, the launch plan and the setting it
+    amounts to, the user it runs as, and llama-bench where found."""
     facts: Facts
     plan: LaunchPlan
     setting: Setting  # what the plan's command amounts to

@@ -35,6 +35,7 @@ _INTEGERS = {"threads", "threads_batch", "batch", "ubatch", "n_cpu_moe", "fit_ta
 
 @dataclass(frozen=True)
 class Setting:
+    """One point of the tune space: the flags that change speed, None where left to the plan."""
     threads: int | None = None
     threads_batch: int | None = None  # llama-server only: llama-bench has one -t for both
     batch: int | None = None

@@ -27,6 +27,7 @@ ASSUMED_RANGE = 0.25  # where the estimate carries no range: the model's usual e
 
 @dataclass
 class Prediction:
+    """The speed model's estimate for a measured run, with its range."""
     tok_s: float | None
     low: float | None
     high: float | None
@@ -81,6 +82,7 @@ def verdict(measured: float | None, predicted: Prediction) -> str:
 
 @dataclass
 class SpeedBench:
+    """A measured prompt and generation speed beside the prediction, and which to believe."""
     model: str
     method: str
     command: list[str]

@@ -58,6 +58,7 @@ CPU_PROMPT, GPU_PROMPT = 256, 2048  # a CPU processes a prompt at ~100-1000 tok/
 
 @dataclass
 class Dimension:
+    """One knob tune varies: the Setting field and the values it tries."""
     name: str  # the Setting field it varies
     values: list
     ordered: bool  # a ladder (neighbours are the next rungs) or a set of choices
@@ -174,6 +175,7 @@ def compare(candidate: Trial, best: Trial, objective: str) -> str:
 
 @dataclass
 class TuneResult:
+    """What tune found: where it started, the best trial, and every trial it ran."""
     start: Trial
     best: Trial
     trials: list[Trial]

@@ -202,6 +202,7 @@ def parse_int(value: str | None, unit: re.Pattern | None = None) -> int | None:
 
 @dataclass
 class _Record:
+    """One dmidecode record: its handle, type and fields, as found."""
     handle: str | None
     type: int | None
     title: str | None = None

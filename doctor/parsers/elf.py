@@ -32,6 +32,8 @@ class ElfError(ValueError):
 
 @dataclass
 class ElfInfo:
+    """What the dynamic loader reads of a binary: which libraries it needs and where it
+    looks for them."""
     needed: list[str] = field(default_factory=list)  # DT_NEEDED, in file order
     soname: str | None = None
     rpath: list[str] = field(default_factory=list)

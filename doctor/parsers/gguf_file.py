@@ -62,6 +62,7 @@ class GgufError(ValueError):
 
 @dataclass
 class GgufFile:
+    """One file of a (possibly split) GGUF model."""
     path: str
     size_bytes: int
     tensors: int

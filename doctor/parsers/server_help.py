@@ -226,6 +226,7 @@ class Arg:
 
 @dataclass
 class Translation:
+    """The plan's flags in this build's spelling, and how they were translated."""
     args: list[Arg]
     notes: list[str]  # how the plan became this build's flags
     dropped: list[str]  # intents this build has no flag for

@@ -23,6 +23,7 @@ FORCED = "forcing full prompt re-processing"
 
 @dataclass
 class Turn:
+    """One request in a llama-server log: how much of the prompt it reused."""
     task: int
     prompt_tokens: int | None = None
     processed: int | None = None  # prompt tokens computed (not from the cache)

@@ -34,6 +34,7 @@ class CommandError(ValueError):
 
 @dataclass
 class ShellCommand:
+    """The llama-server command a user's script or unit runs, with its arguments expanded."""
     server: str  # the llama-server path as the script names it
     args: list[str]  # its arguments, expanded
     env: dict[str, str] = field(default_factory=dict)  # exported or prefixed (env A=1, A=1 cmd)

@@ -33,6 +33,8 @@ NODE_HEADROOM = 1.1  # a model fits one NUMA node when the node holds 10% more t
 
 @dataclass
 class CpuPlan:
+    """Where llama-server's threads run and how many: the CPUs, thread counts and NUMA
+    policy, with why."""
     cpus: list[int]  # where llama-server runs (taskset -c, --cpu-range-batch)
     threads: int  # --threads: token generation, one per physical core of ``cpus``
     threads_batch: int  # --threads-batch: prompt processing, every logical CPU of ``cpus``

@@ -45,6 +45,7 @@ SMT_PACE = 0.55  # a thread sharing its core with another runs at about this sha
 
 @dataclass(frozen=True)
 class Constants:
+    """The speed model's fitted constants, each with a physical meaning."""
     ram_fraction: float = RAM_FRACTION
     thread_bytes_s: float = THREAD_BYTES_S
     vram_fraction: float = VRAM_FRACTION

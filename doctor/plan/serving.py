@@ -42,6 +42,7 @@ MAX_EXPERT_LAYERS_MOVED = 2  # a larger compute buffer may cost this many layers
 
 @dataclass
 class ServingPlan:
+    """How llama-server serves its use (agent, chat, batch): slots, context and cache reuse."""
     use: str
     ctx_size: int
     parallel: int  # -np: slots

@@ -32,6 +32,8 @@ class TuneError(Exception):
 
 @dataclass
 class SavedTune:
+    """A tune's winning setting, kept with what it was measured on so another build,
+    model or machine does not inherit it."""
     fingerprint: dict  # {"build": ..., "model": ..., "machine": ...}
     setting: dict  # measure.setting.Setting.to_json()
     server_args: list[str]  # the setting in the tuned build's llama-server flags

@@ -44,6 +44,8 @@ class Step:
 
 @dataclass
 class Ledger:
+    """The speed now and after the fixes, and what each finding's action is worth: the
+    report's first lines."""
     model: str
     now: Any = None  # SpeedEstimate | None
     after_fix: Any = None
