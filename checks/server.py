@@ -14,7 +14,6 @@ from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.gpu import device_lost
 from q3cn_doctor.facts.model import fit_targets_arg, server_arg
 from q3cn_doctor.host.base import ABSENT, CAP_SYS_NICE
-from q3cn_doctor.host.redact import redact_cmdline
 from q3cn_doctor.parsers.procfs import bounded_int
 from q3cn_doctor.plan.cpu import running_servers
 from q3cn_doctor.plan.placement import DESKTOP_MIN_FIT_TARGET_MIB, desktop_gpu
@@ -314,6 +313,8 @@ def running(ctx: Context):
             if isinstance(process, dict) and isinstance(process.get("used_bytes"), int):
                 pid = process.get("pid")
                 vram[pid] = vram.get(pid, 0) + process["used_bytes"]
+    from q3cn_doctor.host.redact import redact_cmdline  # its patterns: only with a server up
+
     parts = []
     for process in servers:
         rss = _rss(ctx, process.pid)

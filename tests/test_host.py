@@ -11,6 +11,7 @@ import errno
 import os
 import stat
 import sys
+import time
 
 import pytest
 from q3cn_doctor.host.base import (
@@ -287,6 +288,34 @@ def test_live_run_all_runs_commands_side_by_side(tmp_path):
     first, second = host.run_all([waits_for("a", "b"), waits_for("b", "a")], timeout=10)
     assert (first.state, first.stdout, second.stdout) == (RAN, "a\n", "b\n")
     assert host.run(waits_for("a", "b")) is first  # remembered like run()'s
+
+
+def test_started_commands_run_once_in_the_background(tmp_path):
+    """start() begins a command before anyone asks; run() then takes its result rather
+    than running it again. The command says it began, then waits for a file the test
+    makes only after seeing that: so it ran before run() was called, and run waited."""
+    began, go, count = tmp_path / "began", tmp_path / "go", tmp_path / "count"
+    argv = ["sh", "-c", f"touch {began}; while [ ! -e {go} ]; do sleep 0.01; done; "
+                        f"echo x >> {count}; echo done"]
+    host = LiveHost()
+    host.start([argv])
+    deadline = time.monotonic() + 10
+    while not began.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert began.exists()
+    go.touch()
+    assert host.run(argv).stdout == "done\n"
+    assert host.run(argv).stdout == "done\n"
+    assert count.read_text() == "x\n"
+
+
+def test_a_root_tree_starts_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    host = RootHost(str(tmp_path))
+    host.start([["sh", "-c", f"touch {marker}"]])
+    assert host.run(["sh", "-c", f"touch {marker}"]).state == "absent"
+    time.sleep(0.2)
+    assert not marker.exists()
 
 
 def test_run_all_honours_faults_and_replays_in_order(tmp_path):

@@ -146,12 +146,12 @@ def _run_selected(options: Options) -> tuple[Any, list]:
     )
     from q3cn_doctor.facts import Facts
 
+    facts = Facts(make_host(options), options)  # first: its commands run as checks load
     specs, plugin_failures = available_checks(options.plugins)
     try:
         selected = select(specs, options.only, options.skip)
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from exc
-    facts = Facts(make_host(options), options)
     return facts, select_failures(plugin_failures, options.only, options.skip) + run_checks(
         facts, selected)
 

@@ -41,9 +41,15 @@ class FactsError(Exception):
 
 
 class Facts:
+    """The sections of one run, each gathered once, on first use."""
+
     def __init__(self, host: Host, options: Options) -> None:
         self.host = host
         self.options = options
+        # The commands every run waits on, begun now so they run while the checks are
+        # imported (a live host; others do nothing): the virtualization fact's two, and
+        # the RAM module listing's first source.
+        host.start([*system.VIRT_COMMANDS, memory.DMIDECODE_COMMAND])
         self._values: dict[str, Any] = {}
         self._sources: dict[str, list[str]] = {}
         self._derived: dict[str, Any] = {}

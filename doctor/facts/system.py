@@ -86,12 +86,14 @@ def _os_release(host: Host) -> dict[str, str]:
     return values
 
 
+VIRT_COMMANDS = [["systemd-detect-virt", "--vm"], ["systemd-detect-virt", "--container"]]
+
+
 def detect_virtualization(host: Host, kernel: str | None) -> tuple[Virtualization, str]:
     """What this runs inside, and how that was decided."""
     if kernel and ("microsoft" in kernel.lower() or "wsl" in kernel.lower()):
         return Virtualization("wsl", "wsl"), "kernel release names Microsoft (WSL2)"
-    vm, container = (_detect_virt(result) for result in host.run_all(
-        [["systemd-detect-virt", "--vm"], ["systemd-detect-virt", "--container"]]))
+    vm, container = (_detect_virt(result) for result in host.run_all(VIRT_COMMANDS))
     if vm is not None or container is not None:
         if container not in (None, "none"):
             return Virtualization("container", container, vm if vm != "none" else None), (

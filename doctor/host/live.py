@@ -6,14 +6,17 @@ import contextlib
 import errno
 import os
 import stat
+from typing import Any
 
 from q3cn_doctor.host import openat
 from q3cn_doctor.host.base import (
     ABSENT,
     BUDGET_SPENT,
+    COMMAND_TIMEOUT_S,
     NOT_INSTALLED,
     PERMISSION_DENIED,
     RLIMIT_NAMES,
+    TIMED_OUT,
     UNLIMITED,
     CommandResult,
     Host,
@@ -37,6 +40,11 @@ class LiveHost(Host):
     """This machine, read as it is."""
 
     kind = "live"
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Commands ``start`` began: argv -> (their thread, where it leaves the result).
+        self._started: dict[tuple[str, ...], tuple[Any, dict[str, CommandResult]]] = {}
 
     def describe(self) -> str:
         return "this machine"
@@ -88,7 +96,29 @@ class LiveHost(Host):
     def _is_dir(self, path: str) -> bool:
         return os.path.isdir(self._path(path))
 
+    def start(self, argvs: list[list[str]]) -> None:
+        import threading
+
+        for argv in map(tuple, argvs):
+            if argv in self._runs or argv in self._started or " ".join(argv) in self.faults:
+                continue
+            holder: dict[str, CommandResult] = {}
+
+            def one(argv: tuple[str, ...] = argv, holder: dict = holder) -> None:
+                holder["result"] = self._execute(argv, COMMAND_TIMEOUT_S)
+
+            thread = threading.Thread(target=one, daemon=True)
+            thread.start()
+            self._started[argv] = (thread, holder)
+
     def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
+        thread, holder = self._started.pop(argv, (None, {}))
+        if thread is None:
+            return self._execute(argv, timeout)
+        thread.join(timeout)  # what is left of its time limit and the run's budget
+        return holder.get("result") or CommandResult(argv, TIMED_OUT)
+
+    def _execute(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
         from q3cn_doctor.host.process import run_command
 
         env = dict(os.environ, **_COMMAND_ENV)
@@ -423,6 +453,9 @@ class RootHost(LiveHost):
 
     def _run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
         return CommandResult(argv, ABSENT, stderr="--root runs no commands")
+
+    def start(self, argvs: list[list[str]]) -> None:
+        pass  # a --root tree runs no commands, in the background or otherwise
 
     def nvml(self) -> dict:
         return {"init": "absent", "reason": "--root reads no NVML"}
