@@ -75,6 +75,10 @@ def options_for(parts: dict[str, str], user: str, no_tune: bool) -> Options:
 def run_grid(measurer, start: Setting, dims, repeats: int, seed: int) -> list[Trial]:
     points = grid(start, dims)
     random.Random(seed).shuffle(points)
+    # One measurement thrown away first: the first llama-bench of a run meets the model
+    # file and the CPUs cold (its tg swung 51-90 tok/s here), and would be read as that
+    # point's speed.
+    measurer.measure(points[0], 1)
     trials = []
     for number, setting in enumerate(points, 1):
         trial = measurer.measure(setting, repeats)

@@ -41,7 +41,9 @@ RUN_LIMIT_S = 20.0  # one check on two shared CPUs takes about a second
 PEAK_MIB = 1536
 FAST = settings(max_examples=10, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SLOW = settings(max_examples=300, deadline=None,
+# Random, not derandomized: each CI run tries inputs no earlier run tried (one found the
+# null recurrent state). 150 examples a target keeps the five at ~3.5 min of CI's 20.
+SLOW = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # -- what a run may touch ------------------------------------------------------------------------
