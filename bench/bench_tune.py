@@ -126,7 +126,8 @@ def best_tg(trials: list[Trial], steady: bool = False) -> Trial:
 
 
 def compare_launch(parts: dict[str, str], user: str, rounds: int, repeats: int) -> dict:
-    """The tuned launch plan and llama-server's defaults, interleaved, tg each round."""
+    """The tuned launch plan and llama-server's defaults, interleaved (ABBA), tg each
+    round."""
     options = options_for(parts, user, no_tune=False)
     facts = Facts(LiveHost(), options)
     plan = build_plan(facts, options)
@@ -136,8 +137,11 @@ def compare_launch(parts: dict[str, str], user: str, rounds: int, repeats: int) 
     defaults = ServerMeasurer(Program([parts["llama-server"], "-m", parts["model"]], who),
                               build)
     samples: dict[str, list[float]] = {"tuned": [], "defaults": []}
+    pair = (("tuned", tuned), ("defaults", defaults))
     for number in range(1, rounds + 1):
-        for name, measurer in (("tuned", tuned), ("defaults", defaults)):
+        # ABBA: who goes first alternates, so a drift within a round (a warming CPU, a
+        # page cache filling) does not favour one side every round.
+        for name, measurer in pair if number % 2 else pair[::-1]:
             trial = measurer.measure(Setting(), repeats)
             if not trial.ok:
                 sys.exit(f"{name} failed: {trial.error}")
