@@ -19,6 +19,7 @@ from conftest import (
     FIXTURES,
     REPO,
     copy_fixture,
+    run_cli,
     snapshot_facts,
     snapshot_findings,
     write_fs,
@@ -142,6 +143,9 @@ def test_a_model_that_does_not_fit_in_ram_pages_from_disk(tmp_path):
     assert cost(facts, swap_bound=False) is None  # unknown: the disk's speed is unknown
     finding = snapshot_findings(root, "model.speed", model=QWEN_PATH)["model.speed"]
     assert finding.status == "warn" and "pages from disk: far below" in finding.title
+    report = run_cli("check", "--snapshot", str(root), "--model", QWEN_PATH, "--no-plugins")
+    ledger = report.stdout.split("\n\n")[1]  # the first line a person reads says so too
+    assert ledger.startswith("Qwen3-Coder-Next") and "pages from disk" in ledger, ledger
 
 
 def test_without_a_ram_figure_the_speed_is_unknown():

@@ -68,15 +68,18 @@ class Ledger:
     def text(self) -> str:
         """One sentence: "<model> here: ~20 tok/s now -> ~33 after ... -> ~40 after ..."."""
         now = _tok_s(self.now)
-        if now is None:
+        if now is None and self.now is None:
             return f"{self.model} here: speed unknown ({self.error or 'no estimate'})"
-        parts = [f"{self.model} here: ~{now:.0f} tok/s now"]
-        if self.fixed_by_software:
-            parts.append(f"~{_tok_s(self.after_fix):.0f} after `{FIX_COMMAND}`")
-        if self.steps:
+        # No figure, but a reason (paging from disk): the report's first line says it, as
+        # model.speed does, rather than "unknown".
+        parts = [f"{self.model} here: "
+                 + (f"~{now:.0f} tok/s now" if now is not None else self.now.text())]
+        after_fix, after_manual = _tok_s(self.after_fix), _tok_s(self.after_manual)
+        if self.fixed_by_software and after_fix is not None:
+            parts.append(f"~{after_fix:.0f} after `{FIX_COMMAND}`")
+        if self.steps and after_manual is not None:
             names = ", ".join(step.action for step in self.steps)
-            parts.append(f"~{_tok_s(self.after_manual):.0f} after {_count(self.steps)} by hand "
-                         f"({names})")
+            parts.append(f"~{after_manual:.0f} after {_count(self.steps)} by hand ({names})")
         line = " -> ".join(parts)
         if self.measured_tok_s is not None:
             line += f" [measured: {self.measured_tok_s:.1f} tok/s by {self.measured_by}]"
