@@ -54,10 +54,6 @@ def family(memory_type: str | None) -> str | None:
     return name if name in RANGES else None
 
 
-def type_range(memory_type: str | None) -> TypeRange:
-    return RANGES.get(family(memory_type) or "", ANY)
-
-
 def snap(mts: int) -> int:
     """A computed rate to its grade as dmidecode prints it: 2 x 1067 = 2134 is 2133,
     2 x 933 = 1866 is 1867 (DDR4-1866), 2 x 333 is 667."""
