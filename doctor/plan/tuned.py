@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.plan.placement import usable_gpus
+from q3cn_doctor.units import GIB
 
 FORMAT = 1
 STATE_NAME = "tune.json"
-GIB = 1024**3
 
 
 class TuneError(Exception):
