@@ -170,6 +170,29 @@ def test_the_text_wraps_to_a_narrow_terminal(guide):
     assert max(len(line) for line in narrow.splitlines()) <= 72
 
 
+def test_a_terminal_is_read_for_its_own_width(monkeypatch):
+    """Without COLUMNS the width is the terminal's (a real pty's window size), never below
+    the layout's minimum; a pipe gets the default."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from q3cn_doctor.report.layout import DEFAULT_WIDTH, MIN_WIDTH, width_of
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        for columns, expected in ((132, 132), (30, MIN_WIDTH)):
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+            assert width_of(terminal) == expected
+    os.close(leader)
+    reader, writer = os.pipe()
+    with os.fdopen(reader) as pipe_end, os.fdopen(writer, "w") as pipe:
+        assert width_of(pipe) == DEFAULT_WIDTH and not pipe_end.closed
+
+
 def test_json_is_under_40_kb_and_cites_each_source_list_once(guide, document):
     size = len(run_cli("check", "--snapshot", guide, "--json").stdout.encode())
     assert size < 40_000, size
