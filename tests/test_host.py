@@ -488,7 +488,8 @@ def test_stat_reads_inside_every_host(tmp_path):
 
 def test_on_path_finds_what_shutil_which_finds(tmp_path, monkeypatch):
     """The preflight's own PATH search (shutil's import is ~10 ms) agrees with shutil.which:
-    a plain file and a folder of that name are passed over, the first executable wins."""
+    a plain file and a folder of that name are passed over, the first executable wins;
+    asked what exec would try, the plain file is it."""
     import shutil
 
     from q3cn_doctor.host.live import on_path
@@ -505,5 +506,9 @@ def test_on_path_finds_what_shutil_which_finds(tmp_path, monkeypatch):
     assert on_path("tool", search) == str(tool / "tool") == shutil.which("tool", path=search)
     assert on_path("absent", search) is None is shutil.which("absent", path=search)
     assert on_path("tool", "") is None is shutil.which("tool", path="")
+    # What exec tries first: a file that exists, executable or not (exec says which).
+    assert on_path("tool", search, executable=False) == str(plain / "tool")
+    assert on_path(str(plain / "tool"), None) == str(plain / "tool")  # a path, as given
+    assert on_path(str(tmp_path / "missing" / "tool"), search) is None
     monkeypatch.setenv("PATH", str(later))
     assert on_path("tool", None) == str(later / "tool") == shutil.which("tool")

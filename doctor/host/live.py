@@ -122,9 +122,7 @@ class LiveHost(Host):
         from q3cn_doctor.host.process import run_command
 
         env = dict(os.environ, **_COMMAND_ENV)
-        if not _on_path(argv[0], env.get("PATH", os.defpath)):
-            # What exec would find, asked with a few stat calls: forking this process only
-            # to hear ENOENT from every PATH entry costs milliseconds a missing tool.
+        if on_path(argv[0], env.get("PATH", os.defpath), executable=False) is None:
             return CommandResult(argv, NOT_INSTALLED)
         identity = _identity(argv[0], env) if os.geteuid() == 0 else {}
         if isinstance(identity, CommandResult):
@@ -310,8 +308,8 @@ def _identity(program: str, env: dict[str, str]) -> dict | CommandResult:
     (trust.run_as). The program is found on PATH here, so what was judged is what runs."""
     from q3cn_doctor.host import trust
 
-    path = program if "/" in program else on_path(program, env.get("PATH"))
-    if path is None or not os.path.exists(path):
+    path = on_path(program, env.get("PATH"))
+    if path is None:
         return CommandResult((program,), NOT_INSTALLED)
     decision = trust.run_as(os.path.abspath(path))
     if isinstance(decision, str):
@@ -322,15 +320,20 @@ def _identity(program: str, env: dict[str, str]) -> dict | CommandResult:
     return {"executable": path, "user": uid, "group": gid, "extra_groups": []}
 
 
-def on_path(program: str, search: str | None) -> str | None:
-    """The first executable file called ``program`` in ``search`` (PATH's form; None: this
-    process's PATH), as ``shutil.which`` finds it. Not shutil itself: its import pulls in
-    bz2, lzma and zlib, about 10 ms of a preflight that runs before every launch."""
+def on_path(program: str, search: str | None, executable: bool = True) -> str | None:
+    """The file exec would run for ``program``: the path as given, else the first file of
+    that name in ``search`` (PATH's form; None: this process's PATH) that may be executed,
+    as ``shutil.which`` finds it; with ``executable`` False, the first that exists (exec
+    then says what is wrong as its own error). A few stat calls: forking only to hear
+    ENOENT from every PATH entry costs milliseconds a missing tool, and shutil's import
+    (bz2, lzma, zlib) about 10 ms of a preflight that runs before every launch."""
+    if "/" in program:
+        return program if os.path.exists(program) else None
     if search is None:
         search = os.environ.get("PATH", os.defpath)
     for folder in search.split(os.pathsep) if search else ():
         candidate = os.path.join(folder, program)
-        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+        if os.path.isfile(candidate) and (not executable or os.access(candidate, os.X_OK)):
             return candidate
     return None
 
@@ -380,15 +383,6 @@ def _with_affinity(status: bytes, cpus: list[int]) -> bytes:
                 mask >>= 32
             lines[number] = f"{name}:\t" + ",".join(reversed(out))
     return "\n".join(lines).encode()
-
-
-def _on_path(program: str, search_path: str) -> bool:
-    """Whether exec could find ``program``: a path as given, a bare name in a PATH folder
-    (permission is left to exec, which says so as its own error)."""
-    if "/" in program:
-        return os.path.exists(program)
-    return any(os.path.isfile(os.path.join(folder or ".", program))
-               for folder in search_path.split(os.pathsep))
 
 
 class RootHost(LiveHost):
