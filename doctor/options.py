@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-DEFAULT_CTX_SIZE = 131072  # the guide's context length
-DEFAULT_PROFILE = "qwen3-coder-next-mxfp4"
+from q3cn_doctor.profiles import DEFAULT_CTX_SIZE, DEFAULT_PROFILE
 
 
 @dataclass

@@ -9,6 +9,8 @@ what it reads of the always-active weights.
 from __future__ import annotations
 
 GIB = 1024**3
+DEFAULT_PROFILE = "qwen3-coder-next-mxfp4"
+DEFAULT_CTX_SIZE = 131072  # the guide's context length
 
 PROFILES: dict[str, dict] = {
     "qwen3-coder-next-mxfp4": {

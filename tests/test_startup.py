@@ -45,10 +45,14 @@ main()
 
 
 def loaded_by_check(tmp_path, *args: str) -> list[str]:
+    return loaded_by(tmp_path, NOT_ON_A_BARE_MACHINE, "check", *args)
+
+
+def loaded_by(tmp_path, watched: tuple[str, ...], *args: str) -> list[str]:
+    """Which of ``watched`` the command ``args`` imported."""
     env = dict(os.environ, XDG_CONFIG_HOME=NO_XDG, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(NOT_ON_A_BARE_MACHINE),
-                           "check", *args], capture_output=True, text=True, env=env,
-                          timeout=120, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(watched), *args],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert "Traceback" not in done.stderr, done.stderr
     match = re.search(r"^LOADED (.*)$", done.stderr, re.MULTILINE)
     assert match, done.stderr
@@ -63,6 +67,15 @@ def test_check_on_a_bare_machine_loads_no_parser_it_does_not_need(tmp_path):
     assert first == ["importlib.metadata", "shutil"]
     assert loaded_by_check(tmp_path, "--root", str(root)) == []
     assert loaded_by_check(tmp_path, "--root", str(root), "--json") == []
+
+
+def test_help_and_completion_build_no_options_record(tmp_path):
+    """--help and completion import click and the command table only: no session, no
+    Options dataclass (building one costs milliseconds), no facts."""
+    watched = ("q3cn_doctor.app.session", "q3cn_doctor.options", "dataclasses",
+               "q3cn_doctor.facts")
+    assert loaded_by(tmp_path, watched, "--help") == []
+    assert loaded_by(tmp_path, watched, "check", "--help") == []
 
 
 def test_a_lazy_pattern_answers_as_the_compiled_one():

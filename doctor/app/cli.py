@@ -1,15 +1,17 @@
 """The command line. Only click is imported up front: ``--help`` and shell
-completion must stay fast, so every command imports what it needs when it runs."""
+completion must stay fast, so every command imports what it needs when it runs (the
+session and its Options record too: a dataclass costs milliseconds to build)."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
-from q3cn_doctor.app.session import build_options, make_host
-from q3cn_doctor.options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE, Options
-from q3cn_doctor.profiles import PROFILES
+from q3cn_doctor.profiles import DEFAULT_CTX_SIZE, DEFAULT_PROFILE, PROFILES
+
+if TYPE_CHECKING:
+    from q3cn_doctor.options import Options
 from q3cn_doctor.version import __version__
 
 _MODEL_OPTIONS = [
@@ -100,9 +102,10 @@ def check(ctx: click.Context, as_json: bool, html_path: str | None, list_checks:
                  "--html": bool(html_path)}
         check_hook(ctx, params, not no_plugins, [name for name, on in flags.items() if on])
         return
+    from q3cn_doctor.app import session
     from q3cn_doctor.checking.findings import exit_code
 
-    options = build_options(ctx, params)
+    options = session.build_options(ctx, params)
     options.plugins = not no_plugins
     if list_checks:
         from q3cn_doctor.checking.runner import available_checks
@@ -137,6 +140,7 @@ def _measured_speed(options: Options, host) -> dict | None:
 
 def _run_selected(options: Options) -> tuple[Any, list]:
     """The facts and the findings of the checks --only/--skip select (plugins included)."""
+    from q3cn_doctor.app import session
     from q3cn_doctor.checking.runner import (
         SelectionError,
         available_checks,
@@ -146,7 +150,7 @@ def _run_selected(options: Options) -> tuple[Any, list]:
     )
     from q3cn_doctor.facts import Facts
 
-    facts = Facts(make_host(options), options)  # first: its commands run as checks load
+    facts = Facts(session.make_host(options), options)  # first: its commands run as checks load
     specs, plugin_failures = available_checks(options.plugins)
     try:
         selected = select(specs, options.only, options.skip)
@@ -169,7 +173,9 @@ def report(ctx: click.Context, html_path: str, no_plugins: bool, **params: Any) 
     the problems, the fix plan and the facts; no external files) to attach to a bug
     report or a forum post. Same as `check --html FILE.html`, without the text.
     """
-    options = build_options(ctx, params)
+    from q3cn_doctor.app import session
+
+    options = session.build_options(ctx, params)
     options.plugins = not no_plugins
     facts, findings = _run_selected(options)
     from q3cn_doctor.app.reporting import fix_plan, make_ledger, write_html
@@ -207,7 +213,9 @@ def snapshot(ctx: click.Context, directory: str | None, tar_path: str | None, no
         raise click.UsageError("give a DIRECTORY, --tar FILE, or both")
     if directory and os.path.isdir(directory) and os.listdir(directory):
         raise click.UsageError(f"{directory} is not empty: a snapshot needs a new folder")
-    options = build_options(ctx, params)
+    from q3cn_doctor.app import session
+
+    options = session.build_options(ctx, params)
     options.plugins = not no_plugins
     with tempfile.TemporaryDirectory(prefix="q3cn-doctor-") as scratch:
         target = directory or os.path.join(scratch, "snapshot")
@@ -250,11 +258,12 @@ def bench_memory(ctx: click.Context, threads: int | None, buffer_mib: int | None
     Token generation reads the active weights from RAM once per token: this is
     its ceiling. Only this machine can be measured, not a snapshot.
     """
+    from q3cn_doctor.app import session
     from q3cn_doctor.facts import Facts
     from q3cn_doctor.host.live import LiveHost
     from q3cn_doctor.measure.memory import run_memory_bench
 
-    options = build_options(ctx, params)
+    options = session.build_options(ctx, params)
     host = LiveHost()
     try:
         bench = run_memory_bench(host, Facts(host, options), threads,
@@ -301,7 +310,9 @@ def bench_speed(ctx: click.Context, method: str, repeats: int, allow_root: bool,
     from q3cn_doctor.app.measure_command import run_bench_speed
 
     params["no_tune"] = no_tune
-    options = build_options(ctx, params)
+    from q3cn_doctor.app import session
+
+    options = session.build_options(ctx, params)
     ctx.exit(run_bench_speed(options, method, repeats, allow_root, as_json))
 
 
@@ -327,7 +338,9 @@ def tune(ctx: click.Context, method: str, repeats: int, allow_root: bool, as_jso
     from q3cn_doctor.app.measure_command import parse_duration, run_tune
 
     seconds = parse_duration(budget)
-    options = build_options(ctx, params)
+    from q3cn_doctor.app import session
+
+    options = session.build_options(ctx, params)
     ctx.exit(run_tune(options, seconds, repeats, method, save, allow_root, as_json))
 
 
@@ -363,7 +376,10 @@ def _hook_call(run: Callable[..., int], *args: Any) -> int:
 
 def _root_host(root: str | None):
     """The machine a hook command changes: this one, or the tree under --root."""
-    return make_host(Options(root=root))
+    from q3cn_doctor.app import session
+    from q3cn_doctor.options import Options
+
+    return session.make_host(Options(root=root))
 
 
 @hook.command("install")
@@ -378,12 +394,12 @@ def hook_install(ctx: click.Context, pacman: bool, apt: bool, service: str | Non
     Exit status: 0 installed (or already), 1 refused (not root, or a file there that
     q3cn-doctor did not write), 2 usage error.
     """
+    from q3cn_doctor.app import session
     from q3cn_doctor.hooks.install import run_install
-    from q3cn_doctor.options import DEFAULT_CTX_SIZE, DEFAULT_PROFILE
 
     params = {"root": root, "profile": DEFAULT_PROFILE, "ctx_size": DEFAULT_CTX_SIZE}
     ctx.exit(_hook_call(run_install, _root_host(root), pacman, apt, service, warn_only,
-                        lambda: build_options(ctx, params), make_host))
+                        lambda: session.build_options(ctx, params), session.make_host))
 
 
 @hook.command("uninstall")
@@ -454,7 +470,9 @@ def fix(ctx: click.Context, do_apply: bool, revert: bool, show_status: bool, yes
     if sum((do_apply, revert, show_status)) > 1:
         raise click.UsageError("--apply, --revert and --status exclude each other")
     only = list(params.pop("only", ()) or ())
-    options = build_options(ctx, params)
+    from q3cn_doctor.app import session
+
+    options = session.build_options(ctx, params)
     options.plugins = not no_plugins
     fix_options = FixOptions(only=only, persist=persist is not False, service=service, pid=pid,
                              persist_asked=persist is True)
@@ -511,7 +529,9 @@ def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_
 
     if revert and not unit:
         raise click.UsageError("--revert goes with --unit NAME")
-    options = build_options(ctx, params)
+    from q3cn_doctor.app import session
+
+    options = session.build_options(ctx, params)
     options.plugins = not no_plugins
     options.serve_for = serve_for
     request = LaunchRequest(print_only=print_only, as_json=as_json, force=force,
