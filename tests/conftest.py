@@ -25,6 +25,10 @@ def pytest_configure(config: pytest.Config) -> None:
     source again, ~70 ms a run over hundreds of runs. Children of this session instead
     cache bytecode in a private temporary folder (never in the source tree), as
     bench/bench_startup.py does; what they run is the same code."""
+    # The reports are judged as a pipe gets them (100 columns): a COLUMNS the shell
+    # exported, or pytest-xdist set for its workers, would narrow every one of them.
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
     if os.environ.get(_PYC_ENV):
         config.stash[_PYC_KEY] = tempfile.mkdtemp(prefix="q3cn-test-pyc-")
         os.environ.pop(_PYC_ENV)

@@ -54,7 +54,8 @@ _RUN_EVENTS = {"subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.
                "os.fork", "os.forkpty", "pty.spawn"}
 _CODE = tuple(os.path.realpath(p) + os.sep for p in {
     sys.prefix, sys.base_prefix, sys.exec_prefix, str(REPO / "doctor"), str(REPO / "checks"),
-    str(REPO / "fixes")})
+    str(REPO / "fixes"), *([sys.pycache_prefix] if sys.pycache_prefix else [])})
+# (the last: a lazy import's .pyc where PYTHONPYCACHEPREFIX keeps bytecode apart)
 
 
 class Watch:
