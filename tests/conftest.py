@@ -33,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_PYC_KEY] = tempfile.mkdtemp(prefix="q3cn-test-pyc-")
         os.environ.pop(_PYC_ENV)
         os.environ["PYTHONPYCACHEPREFIX"] = config.stash[_PYC_KEY]
+    _SESSION_ENV.update(os.environ)  # the fork server starts in it, whichever test starts it
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -56,10 +57,35 @@ def doctor_command() -> list[str]:
 
 def run_cli(*args: str, env: dict | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run the installed q3cn-doctor in a subprocess, as a user would."""
+    """Run the installed q3cn-doctor in a process of its own, as a user would: forked
+    from a server that imported it once (tests/forked_doctor.py), or started afresh
+    where the environment changes what an interpreter reads at start."""
     full_env = dict(os.environ, **(env or {}))
+    server = _fork_server()
+    if server is not None and server.serves(full_env):
+        return server.run(list(args), full_env, timeout)
     return subprocess.run(doctor_command() + list(args), capture_output=True, text=True,
                           env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+_FORKS: list = []  # this test process's fork server, once started
+_SESSION_ENV: dict[str, str] = {}
+
+
+def _fork_server():
+    """The fork server, started on first use; None where there is no console script."""
+    if not _FORKS:
+        from forked_doctor import ForkServer
+
+        script = doctor_command()
+        _FORKS.append(ForkServer(script[0], _SESSION_ENV or dict(os.environ))
+                      if len(script) == 1 else None)
+    return _FORKS[0]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _FORKS and _FORKS[0] is not None:
+        _FORKS.pop().close()
 
 
 def run_on_terminal(args: list[str], env: dict, answer: bytes | None = None,

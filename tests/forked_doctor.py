@@ -1,0 +1,252 @@
+"""Runs of the command line forked from a process that imported the doctor once.
+
+A test that runs ``q3cn-doctor`` used to start a fresh interpreter each time: about
+150 ms of start and imports before the command did anything, over the ~470 runs of the
+fast loop more than half its time. Here one server per test process imports the command
+line and the check path once, then forks a child per run. The child is a real process:
+its own pid, descriptors, environment, working folder, signals and exit status; it may
+exec (launch) or change its user, and a timeout kills it. It runs the same ``main()``
+the console script runs, from the same interpreter state a fresh start reaches; only the
+start and the imports were done before. What that leaves untested, the console script's
+own start (which modules load, how long it takes), tests/test_startup.py checks with the
+real executable, as do the terminal tests and the slow end-to-end tests.
+
+A run falls back to a real process where its environment changes what the interpreter
+reads at start (PYTHON*, the locale), or where ``Q3CN_TEST_REAL_PROCESS=1``.
+
+Protocol: the test process and the server share a SOCK_SEQPACKET pair; a request is
+one JSON message (arguments, environment, folder) carrying four descriptors: stdin,
+stdout, stderr and a stream socket for the answer. The server forks a watcher per run
+(so the server never waits, and never holds a thread when it forks), the watcher forks
+the run itself, sends its pid, waits for it and sends its exit status as Popen gives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REAL_PROCESS_ENV = "Q3CN_TEST_REAL_PROCESS"
+_AT_START = ("PYTHON", "LC_", "LANG")  # what the interpreter reads when it starts
+_MESSAGE = 1 << 20
+
+
+def _start_sensitive(env: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if key.startswith(_AT_START)}
+
+
+class ForkServer:
+    """The server process of a test process: started in ``env`` (the session's, not
+    whatever a test has changed), it serves the runs whose start that env matches."""
+
+    def __init__(self, script: str, env: dict[str, str]) -> None:
+        self.script = script
+        self.env = dict(env)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.control = ours
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (kept open: where a failing server says why)
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), str(theirs.fileno()), script],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self.errors, env=self.env)
+        theirs.close()
+        if self.control.recv(64) != b"ready":
+            raise RuntimeError(f"the fork server did not start: {self._errors()}")
+
+    def _errors(self) -> str:
+        self.errors.seek(0)
+        return self.errors.read().decode(errors="replace")
+
+    def serves(self, env: dict[str, str]) -> bool:
+        """Whether a child of this server starts as a fresh interpreter would in ``env``."""
+        return (self.process.poll() is None and env.get(REAL_PROCESS_ENV) != "1"
+                and _start_sensitive(env) == _start_sensitive(self.env))
+
+    def run(self, args: list[str], env: dict[str, str], timeout: float | None,
+            cwd: str | None = None) -> subprocess.CompletedProcess:
+        """``q3cn-doctor ARGS`` in a forked child, as subprocess.run(capture_output=True,
+        text=True, stdin=DEVNULL) would run the console script."""
+        argv = [self.script, *args]
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        answer, answer_theirs = socket.socketpair()
+        request = json.dumps({"argv": argv, "env": env, "cwd": cwd or os.getcwd()}).encode()
+        try:
+            socket.send_fds(self.control, [request],
+                            [stdin, out_write, err_write, answer_theirs.fileno()])
+        finally:
+            for fd in (stdin, out_write, err_write):
+                os.close(fd)
+            answer_theirs.close()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with answer, answer.makefile("r") as lines:
+            pid = int(lines.readline() or 0)
+            if not pid:
+                raise RuntimeError(f"the fork server is gone: {self._errors()}")
+            try:
+                stdout, stderr = _read_both(out_read, err_read, deadline)
+            except subprocess.TimeoutExpired:
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(argv, timeout or 0) from None
+            status = json.loads(lines.readline() or '{"returncode": -9}')["returncode"]
+        return subprocess.CompletedProcess(argv, status, _text(stdout), _text(stderr))
+
+    def close(self) -> None:
+        self.control.close()  # the server ends when it reads the end of this socket
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.errors.close()
+
+
+def _read_both(out_fd: int, err_fd: int, deadline: float | None) -> tuple[bytes, bytes]:
+    """Both pipes to their end (as communicate() reads them), each closed after."""
+    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
+    with selectors.DefaultSelector() as selector:
+        for fd in chunks:
+            selector.register(fd, selectors.EVENT_READ)
+        try:
+            while selector.get_map():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired("q3cn-doctor", 0)
+                for key, _ in selector.select(left):
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        chunks[key.fd].append(data)
+                    else:
+                        selector.unregister(key.fd)
+        finally:
+            os.close(out_fd)
+            os.close(err_fd)
+    return b"".join(chunks[out_fd]), b"".join(chunks[err_fd])
+
+
+def _text(data: bytes) -> str:
+    """As text=True decodes it: the locale's encoding, universal newlines."""
+    import locale
+
+    text = data.decode(locale.getpreferredencoding(False))
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# -- the server side --------------------------------------------------------------------
+
+
+def _preload() -> None:
+    """What every run would import first: the command line and the check path (the
+    plugin-free part; plugins are found per run, as their index is read per run)."""
+    import q3cn_doctor.app.cli  # noqa: F401
+    import q3cn_doctor.app.reporting  # noqa: F401
+    import q3cn_doctor.app.session  # noqa: F401
+    from q3cn_doctor.checking.registry import builtin_checks
+    from q3cn_doctor.facts import Facts  # noqa: F401
+
+    builtin_checks()
+
+
+def serve(control: socket.socket, script: str) -> None:
+    _preload()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the watchers
+    control.send(b"ready")
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, _MESSAGE, 4)
+        except (ConnectionError, OSError):
+            return
+        if not message:
+            return  # the test process is gone
+        if os.fork() == 0:
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _watch(json.loads(message), fds, script)  # never returns
+        for fd in fds:
+            os.close(fd)
+
+
+def _watch(request: dict, fds: list[int], script: str) -> None:
+    """The watcher: forks the run, says its pid, waits, says its exit status."""
+    stdin, stdout, stderr, answer = fds
+    pid = os.fork()
+    if pid == 0:
+        os.close(answer)
+        _become_the_run(request, stdin, stdout, stderr, script)
+    for fd in (stdin, stdout, stderr):
+        os.close(fd)
+    with socket.socket(fileno=answer) as sock:
+        try:
+            sock.sendall(f"{pid}\n".encode())
+            _, status = os.waitpid(pid, 0)
+            sock.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)})
+                         .encode() + b"\n")
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def _become_the_run(request: dict, stdin: int, stdout: int, stderr: int,
+                    script: str) -> None:
+    """In the child: the descriptors, folder, environment and argv of the run, then the
+    console script's own body; the interpreter then ends as a fresh one would."""
+    for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = list(request["argv"])
+    sys.path[0] = os.path.dirname(script)  # as the console script's start sets it
+    from q3cn_doctor.app.cli import main
+
+    try:
+        main()
+        code = 0
+    except SystemExit as end:
+        code = _exit_status(end.code)
+    except BaseException:  # noqa: BLE001 (as the interpreter reports an uncaught one)
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    _end_as_the_interpreter_does(code)
+
+
+def _exit_status(code: object) -> int:
+    """SystemExit's code as the interpreter turns it into an exit status."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _end_as_the_interpreter_does(code: int) -> None:
+    """What ending a process does that a run can see: threads that are not daemons are
+    joined, atexit handlers run, the standard streams are flushed. Tearing down every
+    module (~50 ms in a forked child, whose every object it touches is copied; nothing
+    a run can observe) is skipped."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2])
