@@ -17,6 +17,8 @@ HOSTS = FIXTURES / "hosts"
 REPO = Path(__file__).parent.parent
 _PYC_ENV = "PYTHONDONTWRITEBYTECODE"
 _PYC_KEY = pytest.StashKey[str]()
+_SESSION_ENV: dict[str, str] = {}  # os.environ as the session set it up
+_FORKS: list = []  # this test process's fork server, once started
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -66,10 +68,6 @@ def run_cli(*args: str, env: dict | None = None,
         return server.run(list(args), full_env, timeout)
     return subprocess.run(doctor_command() + list(args), capture_output=True, text=True,
                           env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-_FORKS: list = []  # this test process's fork server, once started
-_SESSION_ENV: dict[str, str] = {}
 
 
 def _fork_server():

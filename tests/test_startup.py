@@ -69,9 +69,9 @@ def test_check_on_a_bare_machine_loads_no_parser_it_does_not_need(tmp_path):
     assert loaded_by_check(tmp_path, "--root", str(root), "--json") == []
 
 
-def test_help_and_completion_build_no_options_record(tmp_path):
-    """--help and completion import click and the command table only: no session, no
-    Options dataclass (building one costs milliseconds), no facts."""
+def test_help_builds_no_options_record(tmp_path):
+    """--help imports click and the command table only: no session, no Options
+    dataclass (building one costs milliseconds), no facts."""
     watched = ("q3cn_doctor.app.session", "q3cn_doctor.options", "dataclasses",
                "q3cn_doctor.facts")
     assert loaded_by(tmp_path, watched, "--help") == []

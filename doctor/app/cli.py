@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 from q3cn_doctor.profiles import DEFAULT_CTX_SIZE, DEFAULT_PROFILE, PROFILES
+from q3cn_doctor.version import __version__
 
 if TYPE_CHECKING:
     from q3cn_doctor.options import Options
-from q3cn_doctor.version import __version__
 
 _MODEL_OPTIONS = [
     click.option("--model", type=click.Path(dir_okay=False), help="A GGUF model file to plan for."),
