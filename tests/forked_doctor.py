@@ -12,7 +12,9 @@ own start (which modules load, how long it takes), tests/test_startup.py checks 
 real executable, as do the terminal tests and the slow end-to-end tests.
 
 A run falls back to a real process where its environment changes what the interpreter
-reads at start (PYTHON*, the locale), or where ``Q3CN_TEST_REAL_PROCESS=1``.
+reads at start (PYTHON*, the locale), or where ``Q3CN_TEST_REAL_PROCESS=1``. What every
+fork shares with its server, where fresh starts would differ: the hash seed, and the
+umask, limits and CPU affinity the server started with.
 
 Protocol: the test process and the server share a SOCK_SEQPACKET pair; a request is
 one JSON message (arguments, environment, folder) carrying four descriptors: stdin,
@@ -39,6 +41,15 @@ _AT_START = ("PYTHON", "LC_", "LANG")  # what the interpreter reads when it star
 _MESSAGE = 1 << 20
 
 
+def _interpreter_of(script: str) -> str:
+    """The interpreter the console script's #! line names (sys.executable is part of
+    what the doctor keys its caches on), else this one."""
+    with open(script, "rb") as handle:
+        first = handle.readline()
+    named = first[2:].strip().decode(errors="replace") if first.startswith(b"#!") else ""
+    return named if " " not in named and os.access(named, os.X_OK) else sys.executable
+
+
 def _start_sensitive(env: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in env.items() if key.startswith(_AT_START)}
 
@@ -54,7 +65,7 @@ class ForkServer:
         self.control = ours
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (kept open: where a failing server says why)
         self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), str(theirs.fileno()), script],
+            [_interpreter_of(script), os.path.abspath(__file__), str(theirs.fileno()), script],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=self.errors, env=self.env)
         theirs.close()
@@ -83,22 +94,34 @@ class ForkServer:
         try:
             socket.send_fds(self.control, [request],
                             [stdin, out_write, err_write, answer_theirs.fileno()])
+        except OSError:
+            for fd in (out_read, err_read):
+                os.close(fd)
+            answer.close()
+            raise
         finally:
             for fd in (stdin, out_write, err_write):
                 os.close(fd)
             answer_theirs.close()
         deadline = None if timeout is None else time.monotonic() + timeout
+        pid = 0
         with answer, answer.makefile("r") as lines:
-            pid = int(lines.readline() or 0)
-            if not pid:
-                raise RuntimeError(f"the fork server is gone: {self._errors()}")
             try:
+                pid = int(_line(answer, lines, deadline) or 0)
+                if not pid:
+                    raise RuntimeError(f"the fork server is gone: {self._errors()}")
                 stdout, stderr = _read_both(out_read, err_read, deadline)
-            except subprocess.TimeoutExpired:
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
+                ended = _line(answer, lines, deadline) or '{"returncode": -9}'  # watcher killed
+                status = json.loads(ended)["returncode"]
+            except (subprocess.TimeoutExpired, TimeoutError):
+                _kill(pid)
+                with contextlib.suppress(OSError, ValueError):  # as Popen waits after kill
+                    _line(answer, lines, time.monotonic() + 5)
                 raise subprocess.TimeoutExpired(argv, timeout or 0) from None
-            status = json.loads(lines.readline() or '{"returncode": -9}')["returncode"]
+            finally:
+                for fd in (out_read, err_read):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
         return subprocess.CompletedProcess(argv, status, _text(stdout), _text(stderr))
 
     def close(self) -> None:
@@ -111,26 +134,39 @@ class ForkServer:
 
 
 def _read_both(out_fd: int, err_fd: int, deadline: float | None) -> tuple[bytes, bytes]:
-    """Both pipes to their end (as communicate() reads them), each closed after."""
+    """Both pipes to their end, as communicate() reads them."""
     chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
     with selectors.DefaultSelector() as selector:
         for fd in chunks:
             selector.register(fd, selectors.EVENT_READ)
-        try:
-            while selector.get_map():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise subprocess.TimeoutExpired("q3cn-doctor", 0)
-                for key, _ in selector.select(left):
-                    data = os.read(key.fd, 65536)
-                    if data:
-                        chunks[key.fd].append(data)
-                    else:
-                        selector.unregister(key.fd)
-        finally:
-            os.close(out_fd)
-            os.close(err_fd)
+        while selector.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired("q3cn-doctor", 0)
+            for key, _ in selector.select(left):
+                data = os.read(key.fd, 65536)
+                if data:
+                    chunks[key.fd].append(data)
+                else:
+                    selector.unregister(key.fd)
     return b"".join(chunks[out_fd]), b"".join(chunks[err_fd])
+
+
+def _line(sock: socket.socket, lines, deadline: float | None) -> str:
+    """The watcher's next line, waited for no longer than the run's time limit (a run
+    that closed its output may still be running)."""
+    left = None if deadline is None else deadline - time.monotonic()
+    if left is not None and left <= 0:
+        raise TimeoutError
+    sock.settimeout(left)
+    return lines.readline()
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL to the run, as Popen.kill: one that has ended already is no error."""
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _text(data: bytes) -> str:
@@ -176,48 +212,61 @@ def serve(control: socket.socket, script: str) -> None:
 
 
 def _watch(request: dict, fds: list[int], script: str) -> None:
-    """The watcher: forks the run, says its pid, waits, says its exit status."""
-    stdin, stdout, stderr, answer = fds
-    pid = os.fork()
-    if pid == 0:
-        os.close(answer)
-        _become_the_run(request, stdin, stdout, stderr, script)
-    for fd in (stdin, stdout, stderr):
-        os.close(fd)
-    with socket.socket(fileno=answer) as sock:
-        try:
+    """The watcher: forks the run, says its pid, waits, says its exit status. Neither
+    process ever returns into the server's loop, whatever goes wrong."""
+    try:
+        stdin, stdout, stderr, answer = fds
+        pid = os.fork()
+        if pid == 0:
+            os.close(answer)
+            _become_the_run(request, stdin, stdout, stderr, script)
+        for fd in (stdin, stdout, stderr):
+            os.close(fd)
+        with socket.socket(fileno=answer) as sock:
             sock.sendall(f"{pid}\n".encode())
             _, status = os.waitpid(pid, 0)
             sock.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)})
                          .encode() + b"\n")
-        except OSError:
-            pass
-    os._exit(0)
+    finally:
+        os._exit(0)
 
 
 def _become_the_run(request: dict, stdin: int, stdout: int, stderr: int,
                     script: str) -> None:
     """In the child: the descriptors, folder, environment and argv of the run, then the
-    console script's own body; the interpreter then ends as a fresh one would."""
-    for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
-        os.dup2(fd, target)
-        os.close(fd)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    sys.argv = list(request["argv"])
-    sys.path[0] = os.path.dirname(script)  # as the console script's start sets it
+    console script's own body; the process then ends as a fresh interpreter's would."""
+    code = 1
+    try:
+        for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        time.tzset()  # TZ, as a fresh start reads it
+        sys.argv = list(request["argv"])
+        sys.path[0] = os.path.dirname(script)  # as the console script's start sets it
+        code = _main_as_the_console_script()
+        _end_as_the_interpreter_does(code)
+    finally:
+        os._exit(code)
+
+
+def _main_as_the_console_script() -> int:
+    """main(), and the exit status a fresh interpreter would end with."""
     from q3cn_doctor.app.cli import main
 
     try:
         main()
-        code = 0
+        return 0
     except SystemExit as end:
-        code = _exit_status(end.code)
+        return _exit_status(end.code)
+    except KeyboardInterrupt:  # the interpreter reports it, then dies of SIGINT
+        sys.excepthook(*sys.exc_info())
+        _end_as_the_interpreter_does(None)
     except BaseException:  # noqa: BLE001 (as the interpreter reports an uncaught one)
         sys.excepthook(*sys.exc_info())
-        code = 1
-    _end_as_the_interpreter_does(code)
+    return 1
 
 
 def _exit_status(code: object) -> int:
@@ -230,22 +279,26 @@ def _exit_status(code: object) -> int:
     return 1
 
 
-def _end_as_the_interpreter_does(code: int) -> None:
-    """What ending a process does that a run can see: threads that are not daemons are
-    joined, atexit handlers run, the standard streams are flushed. Tearing down every
-    module (~50 ms in a forked child, whose every object it touches is copied; nothing
-    a run can observe) is skipped."""
+def _end_as_the_interpreter_does(code: int | None) -> None:
+    """What ending a process does that a run can see: the interpreter's own thread
+    shutdown (non-daemon threads joined, executors' exit hooks), atexit handlers, the
+    standard streams flushed (120 where that fails), then the status; None: death by
+    SIGINT. Tearing down every module (~50 ms in a forked child, whose every object it
+    touches is copied; nothing a run can observe) is skipped."""
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    threading._shutdown()  # what Py_FinalizeEx calls first
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        try:
             stream.flush()
-    os._exit(code)
+        except (OSError, ValueError):
+            code = 120 if code is not None else code
+    if code is None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,19 @@ def test_a_forked_run_answers_as_the_console_script(server, tmp_path, args):
         started.returncode, started.stdout, started.stderr)
 
 
+def test_a_forked_run_is_the_same_environment_to_the_doctor(server, tmp_path):
+    """The plugin index is cached per interpreter and sys.path: a forked run and a real
+    one of the same console script share one entry, so they are the same environment."""
+    import json
+
+    root = make_root(tmp_path / "root")
+    env = dict(os.environ, XDG_CONFIG_HOME=NO_XDG, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert server.run(["check", "--root", str(root)], env, 60).returncode in (0, 1)
+    assert real(["check", "--root", str(root)], env).returncode in (0, 1)
+    index = json.loads((tmp_path / "cache/q3cn-doctor/plugins.json").read_text())
+    assert len(index["environments"]) == 1
+
+
 def test_a_run_past_its_timeout_is_stopped(server, tmp_path):
     tools = tmp_path / "bin"
     tools.mkdir()
