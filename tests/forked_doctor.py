@@ -127,7 +127,7 @@ class ForkServer:
     def close(self) -> None:
         self.control.close()  # the server ends when it reads the end of this socket
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.errors.close()
