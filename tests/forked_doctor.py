@@ -43,11 +43,13 @@ _MESSAGE = 1 << 20
 
 def _interpreter_of(script: str) -> str:
     """The interpreter the console script's #! line names (sys.executable is part of
-    what the doctor keys its caches on), else this one."""
+    what the doctor keys its caches on), else this one: pip writes a /bin/sh trampoline
+    instead where the path is long or has spaces."""
     with open(script, "rb") as handle:
         first = handle.readline()
     named = first[2:].strip().decode(errors="replace") if first.startswith(b"#!") else ""
-    return named if " " not in named and os.access(named, os.X_OK) else sys.executable
+    python = os.path.basename(named).startswith("python") and " " not in named
+    return named if python and os.access(named, os.X_OK) else sys.executable
 
 
 def _start_sensitive(env: dict[str, str]) -> dict[str, str]:
