@@ -85,9 +85,9 @@ def doctor_argv() -> list[str]:
     beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "q3cn-doctor")
     if os.path.isfile(beside) and os.access(beside, os.X_OK):
         return [beside]
-    import shutil
+    from q3cn_doctor.host.live import on_path
 
-    found = shutil.which("q3cn-doctor")
+    found = on_path("q3cn-doctor", None)
     if found:
         return [os.path.abspath(found)]
     return [os.path.abspath(sys.executable), "-m", "q3cn_doctor"]

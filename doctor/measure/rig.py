@@ -10,10 +10,10 @@ through ``/completion``. Every process runs as ``run_as``: never root unless all
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 
 from q3cn_doctor.facts import Facts
+from q3cn_doctor.host.live import on_path
 from q3cn_doctor.launch.launcher import LaunchError, LaunchPlan, build_plan
 from q3cn_doctor.launch.run_as import RunAs
 from q3cn_doctor.measure.processes import MeasureError, Program
@@ -81,7 +81,7 @@ def find_bench(facts: Facts, server: str) -> str | None:
     beside = os.path.join(os.path.dirname(server), BENCH_NAME)
     if facts.host.exists(beside):
         return beside
-    return shutil.which(BENCH_NAME, path=facts.host.environ().get("PATH"))
+    return on_path(BENCH_NAME, facts.host.environ().get("PATH"))
 
 
 def make_rig(facts: Facts, options: Options, run_as: RunAs) -> Rig:
