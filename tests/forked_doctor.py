@@ -7,9 +7,10 @@ line and the check path once, then forks a child per run. The child is a real pr
 its own pid, descriptors, environment, working folder, signals and exit status; it may
 exec (launch) or change its user, and a timeout kills it. It runs the same ``main()``
 the console script runs, from the same interpreter state a fresh start reaches; only the
-start and the imports were done before. What that leaves untested, the console script's
-own start (which modules load, how long it takes), tests/test_startup.py checks with the
-real executable, as do the terminal tests and the slow end-to-end tests.
+start and the imports (every module of the doctor's own) were done before. What that
+leaves untested, the console script's own start (which modules load, how long it takes),
+tests/test_startup.py checks with the real executable, as do the terminal tests and the
+slow end-to-end tests.
 
 A run falls back to a real process where its environment changes what the interpreter
 reads at start (PYTHON*, the locale), or where ``Q3CN_TEST_REAL_PROCESS=1``. What every
@@ -183,14 +184,26 @@ def _text(data: bytes) -> str:
 
 
 def _preload() -> None:
-    """What every run would import first: the command line and the check path (the
-    plugin-free part; plugins are found per run, as their index is read per run)."""
-    import q3cn_doctor.app.cli  # noqa: F401
-    import q3cn_doctor.app.reporting  # noqa: F401
-    import q3cn_doctor.app.session  # noqa: F401
-    from q3cn_doctor.checking.registry import builtin_checks
-    from q3cn_doctor.facts import Facts  # noqa: F401
+    """Every module of the doctor, as some run would import it: the command line, the
+    check path, launch, fix, hooks and measure; and gguf, which every run that reads a
+    model file imports (with numpy, ~250 ms). The plugin-free checks are found once;
+    plugins are found per run, as their index is read per run."""
+    import importlib
+    import pkgutil
 
+    # numpy's BLAS would start a pool of threads, which a forked child does not carry:
+    # one thread, the server's own. A run's environment replaces the server's.
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    import gguf  # noqa: F401
+    from q3cn_doctor.checking.registry import builtin_checks
+
+    # checks and fixes by name too: an editable install maps them from folders of
+    # their own, which walking q3cn_doctor's folder does not reach.
+    for name in ("q3cn_doctor", "q3cn_doctor.checks", "q3cn_doctor.fixes"):
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
+            if not module.name.endswith(".__main__"):  # importing it would run the doctor
+                importlib.import_module(module.name)
     builtin_checks()
 
 
