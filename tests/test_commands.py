@@ -7,6 +7,7 @@ is tested is how they are waited on, read and killed, which only a real process 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from q3cn_doctor.host import base
 from q3cn_doctor.host.base import OUTPUT_CAP, RAN, TIMED_OUT, TOO_MUCH_OUTPUT
 from q3cn_doctor.host.live import LiveHost
+from q3cn_doctor.host.process import GRACE_S
 
 
 def tool(folder: Path, name: str, body: str) -> str:
@@ -47,6 +49,7 @@ def test_a_tool_that_leaves_a_child_holding_its_output_is_not_waited_on(tmp_path
     assert gone(int(pidfile.read_text()))
 
 
+@pytest.mark.slow  # waits out a real time limit
 def test_a_hung_tool_times_out_and_its_children_die_with_it(tmp_path):
     pidfile = tmp_path / "child.pid"
     path = tool(tmp_path, "hang", f"sleep 60 &\necho $! > {pidfile}\nsleep 60\n")
@@ -79,13 +82,19 @@ def test_output_and_status_of_an_ordinary_tool(tmp_path):
 
 
 def test_an_ordinary_tool_costs_no_polling_delay():
+    """A tool that exits and closes its output is collected at once. Waiting out the
+    grace period would add GRACE_S to every run; a busy machine slows only some, so
+    the median is judged."""
     host = LiveHost()
-    started = time.monotonic()
+    durations = []
     for number in range(10):
+        started = time.monotonic()
         assert host.run(["true", str(number)]).ok
-    assert (time.monotonic() - started) / 10 < 0.05
+        durations.append(time.monotonic() - started)
+    assert statistics.median(durations) < GRACE_S / 2
 
 
+@pytest.mark.slow  # waits out a real time limit
 def test_a_tool_that_closes_its_output_and_keeps_running_is_timed(tmp_path):
     path = tool(tmp_path, "closer", "exec >/dev/null 2>&1\nsleep 60\n")
     started = time.monotonic()
@@ -101,6 +110,7 @@ def test_not_installed_and_not_executable(tmp_path):
     assert host.run([str(plain)]).state == base.PERMISSION_DENIED
 
 
+@pytest.mark.slow  # waits out a real time limit
 def test_every_command_of_a_run_shares_one_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(base, "RUN_BUDGET_S", 2.0)
     path = tool(tmp_path, "hang", "sleep 60\n")
