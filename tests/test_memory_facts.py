@@ -209,19 +209,16 @@ def test_user_rating_when_nothing_else_tells(tmp_path):
     assert "--ram-rated 6000 not needed" in known.basis["rated_mts"]
 
 
-def test_soldered_lpddr_is_rated_by_its_own_speed():
-    memory = memory_of_listing("035")
+def test_soldered_lpddr_is_rated_by_its_own_speed(tmp_path):
+    memory = memory_of_listing("035", tmp_path)
     assert memory.soldered is True
     assert (memory.rated_mts, memory.rated_profile, memory.rated_source) == (
         6400, "JEDEC", "dmidecode")
     assert (memory.channels, memory.configured_mts) == (2, 5200)
 
 
-def memory_of_listing(prefix: str, tmp: Path | None = None, **options):
-    import tempfile
-
-    root = Path(tmp or tempfile.mkdtemp()) / prefix
-    return memory_of(mem_snapshot(root, dmidecode=listing(prefix)), **options)
+def memory_of_listing(prefix: str, tmp: Path, **options):
+    return memory_of(mem_snapshot(tmp / prefix, dmidecode=listing(prefix)), **options)
 
 
 # -- exact facts for a range of machines --------------------------------------------------------
@@ -252,13 +249,13 @@ def test_machines(tmp_path, prefix, slots, modules, configured, rated, source, p
         slots, modules, configured, rated, source, profile, channels)
 
 
-def test_channel_names():
-    memory = memory_of_listing("001")
+def test_channel_names(tmp_path):
+    memory = memory_of_listing("001", tmp_path)
     assert [m.channel for m in memory.modules] == ["C0-A", "C0-A", "C1-A", "C1-A"]
-    assert [m.channel for m in memory_of_listing("048").modules][::11] == ["P0-A", "P0-L",
-                                                                           "P1-K"]
-    assert [m.channel for m in memory_of_listing("029").modules] == ["A", "B", "C", "D"]
-    assert [m.channel for m in memory_of_listing("091").modules] == ["S0-1", "S0-3"]
+    every_eleventh = memory_of_listing("048", tmp_path).modules[::11]
+    assert [m.channel for m in every_eleventh] == ["P0-A", "P0-L", "P1-K"]
+    assert [m.channel for m in memory_of_listing("029", tmp_path).modules] == ["A", "B", "C", "D"]
+    assert [m.channel for m in memory_of_listing("091", tmp_path).modules] == ["S0-1", "S0-3"]
 
 
 def test_channel_layout_without_modules():
