@@ -307,6 +307,7 @@ def test_random_bytes_never_raise(data):
     inventory.modules()
 
 
+@pytest.mark.slow  # a fuzz sweep: 300 listings
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(LINES) | st.text(max_size=80), max_size=120))
 def test_shuffled_real_lines_never_raise(lines):

@@ -7,6 +7,7 @@ without root. The values asserted are the files' own lines.
 
 from __future__ import annotations
 
+import pytest
 from conftest import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,6 +108,7 @@ def test_digits_int_cannot_read_are_no_number():
 KEYS = sorted({line.split("=", 1)[0] for line in LINES if "=" in line})
 
 
+@pytest.mark.slow  # a fuzz sweep: 300 property lists
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(KEYS), st.text(max_size=12)), max_size=40))
 def test_real_keys_with_any_values_never_raise(pairs):

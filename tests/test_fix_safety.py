@@ -320,6 +320,7 @@ def test_a_live_write_is_refused_the_same_way(tmp_path):
     assert os.listdir(outside) == []
 
 
+@pytest.mark.slow  # one apply per system call of an apply
 def test_a_swap_at_any_system_call_of_an_apply_puts_nothing_outside(tmp_path):
     """The race at each system call of the apply: the engine's writes land in the tree or
     fail, and revert still restores everything that did land."""
@@ -452,6 +453,7 @@ def test_apply_revert_cycles_do_not_grow_the_journal(tmp_path):
     assert max(sizes[2:]) <= sizes[1], sizes
 
 
+@pytest.mark.slow  # a large file: a journal of 2000 apply/revert cycles
 def test_a_journal_of_2000_cycles_is_compacted_by_the_next_apply(tmp_path):
     root = full_root(tmp_path / "root")
     apply_all(root, only=("sysctl.swappiness",))
@@ -513,6 +515,7 @@ ALLOWED_RELATIVE = ("proc/", "sys/", "etc/sysctl.d", "etc/tmpfiles.d", "etc/secu
                     "etc/systemd/system/", STATE)
 
 
+@pytest.mark.slow  # a fuzz sweep: 60 mutated journals, each reverted
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_a_mutated_journal_is_refused_or_reverted_inside_the_allow_list(tmp_path_factory, data):
@@ -574,6 +577,7 @@ def test_a_hooks_record_in_a_state_folder_others_control_is_refused(tmp_path):
     assert (root / "etc/apt/apt.conf.d/99q3cn-doctor").exists()
 
 
+@pytest.mark.slow  # a fuzz sweep: 40 mutated records, each run
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_a_mutated_hooks_record_never_crashes_or_removes_a_foreign_folder(tmp_path_factory,

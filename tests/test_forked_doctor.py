@@ -56,6 +56,7 @@ def test_a_forked_run_is_the_same_environment_to_the_doctor(server, tmp_path):
     assert len(index["environments"]) == 1
 
 
+@pytest.mark.slow  # waits out a real time limit
 def test_a_run_past_its_timeout_is_stopped(server, tmp_path):
     tools = tmp_path / "bin"
     tools.mkdir()

@@ -634,6 +634,7 @@ def test_check_hook_exits_0_when_the_hook_itself_crashes(root, monkeypatch):
                              "(KeyError: 'oops'); run `q3cn-doctor check`\n")
 
 
+@pytest.mark.slow  # waits out a real time limit
 def test_the_time_guard_reports_what_did_not_finish(root, monkeypatch):
     import threading
 

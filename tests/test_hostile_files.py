@@ -63,6 +63,7 @@ def test_two_to_the_thirty_token_strings_are_refused_at_once(tmp_path):
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow  # a large file, walked against a real time limit
 def test_the_largest_string_array_allowed_is_walked_in_bounded_time(tmp_path):
     path = raw_gguf(tmp_path / "vocab.gguf",
                     [string_array("tokenizer.ggml.tokens", MAX_STRINGS)],
@@ -191,6 +192,7 @@ def test_from_json_refuses_what_is_not_a_model():
         GgufModel.from_json({"path": "/m.gguf"})
 
 
+@pytest.mark.slow  # a sweep: a launch and a check per malformed record
 @pytest.mark.parametrize("record", [
     {"needed": ["libllama.so"], "rpath": 1.5},
     {"needed": ["libllama.so"], "rpath": "$ORIGIN"},

@@ -360,6 +360,7 @@ def test_fit_defers_to_hugepages(tmp_path):
 
 # -- every memory check on every listing ---------------------------------------------------------
 
+@pytest.mark.slow  # a sweep: every memory check on every listing
 def test_no_memory_check_errors_on_any_listing(tmp_path):
     from conftest import FIXTURES
 
