@@ -136,6 +136,17 @@ def test_help(command, options):
         assert option in result.stdout, f"{option} missing from {' '.join(command)} --help"
 
 
+@pytest.mark.parametrize("columns, widest", [("64", 62), ("200", 78), (None, 78)])
+def test_help_is_as_wide_as_clicks(columns, widest):
+    """click lays help out 2 narrower than the terminal, at most 78 wide; the doctor
+    measures the terminal itself (COLUMNS, then the stream), a pipe as wide as 80."""
+    env = {"COLUMNS": columns} if columns else {}
+    for command in ((), ("check",), ("hook", "install")):
+        lines = cli(*command, "--help", env=env).stdout.splitlines()
+        assert max(len(line) for line in lines) <= widest
+        assert max(len(line) for line in lines) >= widest - 8  # long texts fill the line
+
+
 def test_check_help_documents_exit_codes():
     text = " ".join(cli("check", "--help").stdout.split())
     assert "0 nothing failed" in text and "2 usage error" in text and "3 a check" in text

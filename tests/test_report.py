@@ -179,7 +179,7 @@ def test_a_terminal_is_read_for_its_own_width(monkeypatch):
     import struct
     import termios
 
-    from q3cn_doctor.report.layout import DEFAULT_WIDTH, MIN_WIDTH, width_of
+    from q3cn_doctor.report.terminal import DEFAULT_WIDTH, MIN_WIDTH, width_of
 
     monkeypatch.delenv("COLUMNS", raising=False)
     leader, follower = pty.openpty()

@@ -51,7 +51,29 @@ model_options = _apply(_MODEL_OPTIONS)
 host_options = _apply(_SOURCE_OPTIONS + _MODEL_OPTIONS)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Context(click.Context):
+    """click's, with help as wide as the terminal by the report's own measure: click's
+    asks shutil, whose import (bz2, lzma, zlib: ~5 ms) no --help needs to pay."""
+
+    def make_formatter(self) -> click.HelpFormatter:
+        from q3cn_doctor.report.terminal import width_of
+
+        most = self.max_content_width or 80
+        width = self.terminal_width or max(min(width_of(sys.stdout), most) - 2, 50)
+        return click.HelpFormatter(width=width, max_width=most)
+
+
+class _Command(click.Command):
+    context_class = _Context
+
+
+class _Group(click.Group):
+    context_class = _Context
+    command_class = _Command
+    group_class = type  # a subgroup is a _Group too
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="q3cn-doctor")
 def main() -> None:
     """Find what slows llama-server on this machine, fix what software can fix,

@@ -329,8 +329,9 @@ def _gain(value: float | None) -> str:
 
 def _print_ledger(ledger, out: TextIO) -> None:
     """The headline and its before/after bars: what the plan and the steps by hand gain."""
-    from q3cn_doctor.report.layout import use_colour, width_of, wrap, write_lines
+    from q3cn_doctor.report.layout import wrap, write_lines
     from q3cn_doctor.report.picture import speed_bar_lines
+    from q3cn_doctor.report.terminal import use_colour, width_of
 
     width = width_of(out)
     lines = [(text, "bold") for text in wrap(ledger.text(), width, "", "    ")]
@@ -390,7 +391,8 @@ def _manual_lines(plan: Plan, ledger, out: TextIO) -> list[str]:
     """Each finding's steps by hand under its id, with what it gains: first the steps the
     ledger counts, in its order and at its price (each on top of those before), then the
     others by their own cost."""
-    from q3cn_doctor.report.layout import width_of, wrap
+    from q3cn_doctor.report.layout import wrap
+    from q3cn_doctor.report.terminal import width_of
 
     counted = ledger.steps if ledger else []
     gains = {step.finding: step.gain_tok_s for step in counted}

@@ -6,38 +6,13 @@ the preflight does not pay rich's import. Only a terminal gets colour, through r
 
 from __future__ import annotations
 
-import os
 import textwrap
 from typing import TextIO
 
 from q3cn_doctor.report.output import printable, write_plain
-
-DEFAULT_WIDTH = 100  # a pipe or a log: wide enough for paths, narrow enough to read
-MIN_WIDTH = 60
+from q3cn_doctor.report.terminal import use_colour
 
 Line = tuple[str, "str | None"]  # text, rich style (None: plain)
-
-
-def use_colour(stream: TextIO) -> bool:
-    """Colour only on a terminal, and never under NO_COLOR (https://no-color.org)."""
-    if os.environ.get("NO_COLOR"):
-        return False
-    return hasattr(stream, "isatty") and stream.isatty()
-
-
-def width_of(stream: TextIO) -> int:
-    """COLUMNS where set, else the terminal's width, else 100 for a pipe."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdecimal() and int(columns) > 0:
-        return max(MIN_WIDTH, int(columns))
-    if hasattr(stream, "isatty") and stream.isatty():
-        # os, not shutil: the stream's own width, and shutil's import (bz2, lzma: ~10 ms)
-        # is not paid by the preflight.
-        try:
-            return max(MIN_WIDTH, os.get_terminal_size(stream.fileno()).columns)
-        except (AttributeError, OSError, ValueError):
-            return DEFAULT_WIDTH
-    return DEFAULT_WIDTH
 
 
 def wrap(text: str, width: int, first: str = "", rest: str | None = None) -> list[str]:

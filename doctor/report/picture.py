@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from q3cn_doctor.report.layout import Line, use_colour, width_of, write_lines
+from q3cn_doctor.report.layout import Line, write_lines
+from q3cn_doctor.report.terminal import use_colour, width_of
 
 PARTS = {"ram": "RAM", "vram": "VRAM", "fixed": "fixed", "transitions": "transitions"}
 STYLES = {"ram": "yellow", "vram": "green", "fixed": "cyan", "transitions": "magenta"}

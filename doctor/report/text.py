@@ -16,10 +16,11 @@ from q3cn_doctor.checking.findings import (
     count_statuses,
 )
 from q3cn_doctor.checking.registry import CheckSpec
-from q3cn_doctor.report.layout import Line, use_colour, width_of, wrap, write_lines
+from q3cn_doctor.report.layout import Line, wrap, write_lines
 from q3cn_doctor.report.ledger import NOTICEABLE_TOK_S, Ledger, is_problem
 from q3cn_doctor.report.output import write_plain
 from q3cn_doctor.report.picture import time_per_token_lines
+from q3cn_doctor.report.terminal import use_colour, width_of
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta",
          "skip": "dim", "info": "cyan"}
