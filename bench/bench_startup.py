@@ -26,6 +26,11 @@ pointing at a private temporary folder: the warm-up round compiles everything
 once, every timed round reads .pyc, and the source tree is left untouched.
 ``--as-is`` runs them in the environment exactly as given instead.
 
+``--breakdown`` says instead where ``check``'s start goes: the bare interpreter, then
+site, click, the command-line module, ``--help`` and ``check``, each row adding one step,
+and, from inside a check run, how long creating its dataclasses and compiling its
+regular expressions took.
+
 Run it with the interpreter of the environment to measure; the commands are
 taken from that interpreter's folder (the venv's bin/)::
 
@@ -60,6 +65,82 @@ def commands(bindir: str, python: str) -> list[tuple[str, list[str], dict[str, s
         ("completion", [doctor], completion),
         ("pyperf", [python, "-m", "pyperf", "system", "show"], {}),
     ]
+
+
+def breakdown_commands(bindir: str, python: str) -> list[tuple[str, list[str], dict[str, str]]]:
+    """The steps of check's start, each adding one thing to the step above it."""
+    doctor = os.path.join(bindir, "q3cn-doctor")
+    return [
+        ("interpreter -S", [python, "-S", "-c", "pass"], {}),
+        ("+ site", [python, "-c", "pass"], {}),
+        ("+ click", [python, "-c", "import click"], {}),
+        # re too: the console script pip writes imports it before the doctor
+        ("+ cli module", [python, "-c", "import re, q3cn_doctor.app.cli"], {}),
+        ("+ --help", [doctor, "--help"], {}),
+        ("check", [doctor, "check"], {}),
+    ]
+
+
+# Run in a child: times check's dataclass creation and pattern compilation from inside.
+# It wraps two private functions (dataclasses._process_class, re._compiler.compile), so
+# on a Python without them that part is left out rather than guessed.
+INSIDE_CHECK = """
+import dataclasses, json, os, re, sys, time
+spent = {}
+def timed(owner, name, kind):
+    function = getattr(owner, name, None)
+    if function is None:
+        return
+    spent[kind] = [0.0, 0]
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[kind][0] += time.perf_counter() - started
+            spent[kind][1] += 1
+    setattr(owner, name, wrapper)
+timed(dataclasses, "_process_class", "dataclasses")
+timed(getattr(re, "_compiler", None), "compile", "patterns")
+started = time.perf_counter()
+sys.argv = ["q3cn-doctor", "check"]
+stdout = sys.stdout
+sys.stdout = open(os.devnull, "w")
+try:
+    from q3cn_doctor.app.cli import main
+    main()
+except SystemExit:
+    pass
+sys.stdout = stdout
+spent["imports and run"] = [time.perf_counter() - started, 1]
+print(json.dumps(spent))
+"""
+
+
+def inside_check(python: str, env: dict[str, str], rounds: int) -> dict[str, tuple[float, int]]:
+    """Median seconds and count of each part INSIDE_CHECK times, over ``rounds`` runs."""
+    runs = [json.loads(subprocess.run([python, "-c", INSIDE_CHECK], capture_output=True,
+                                      text=True, env=env, check=True).stdout)
+            for _ in range(rounds)]
+    return {kind: (statistics.median(run[kind][0] for run in runs), runs[0][kind][1])
+            for kind in runs[0]}
+
+
+def print_breakdown(times: dict[str, list[float]], inside: dict[str, tuple[float, int]],
+                    rounds: int) -> None:
+    print(f"where check's start goes ({rounds} interleaved rounds, medians; "
+          "each row adds one step to the row above)")
+    print(f"{'step':<16}{'median':>10}{'added':>10}")
+    previous = None
+    for name, values in times.items():
+        median = statistics.median(values)
+        added = "" if previous is None else f"{(median - previous) * 1000:+8.1f}ms"
+        print(f"{name:<16}{median * 1000:>8.1f}ms{added:>10}")
+        previous = median
+    print("inside check's process (instrumented, medians):")
+    for kind, (seconds, count) in inside.items():
+        counted = f" ({count})" if kind != "imports and run" else ""
+        print(f"  {kind + counted:<24}{seconds * 1000:>8.1f}ms")
 
 
 def p90(values: list[float]) -> float:
@@ -108,6 +189,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1,
                         help="untimed rounds first, to warm caches and write .pyc (default 1)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="where check's start goes, step by step, instead of the ratios")
     parser.add_argument("--as-is", action="store_true",
                         help="keep the environment's bytecode settings (PYTHONDONTWRITEBYTECODE, "
                              "PYTHONPYCACHEPREFIX) instead of caching .pyc in a temporary folder")
@@ -134,6 +217,11 @@ def main() -> int:
             base_env["PYTHONPYCACHEPREFIX"] = pyc_dir
         bytecode = ("environment as given" if args.as_is
                     else ".pyc cached in a temporary PYTHONPYCACHEPREFIX")
+        if args.breakdown:
+            times, _, _ = measure(breakdown_commands(bindir, python), base_env, args.warmup,
+                                  args.rounds)
+            print_breakdown(times, inside_check(python, base_env, args.rounds), args.rounds)
+            return 0
         times, cpu, codes = measure(todo, base_env, args.warmup, args.rounds)
 
     reference = statistics.median(times[REFERENCE])
