@@ -172,25 +172,28 @@ def test_the_text_wraps_to_a_narrow_terminal(guide):
 
 def test_a_terminal_is_read_for_its_own_width(monkeypatch):
     """Without COLUMNS the width is the terminal's (a real pty's window size), never below
-    the layout's minimum; a pipe gets the default."""
+    the report's minimum; a pipe, or a terminal that reports no width, gets the default.
+    columns_of gives the terminal's own figure, unclamped (click's help lays out by it)."""
     import fcntl
     import os
     import pty
     import struct
     import termios
 
-    from q3cn_doctor.report.terminal import DEFAULT_WIDTH, MIN_WIDTH, width_of
+    from q3cn_doctor.report.terminal import DEFAULT_WIDTH, MIN_WIDTH, columns_of, width_of
 
     monkeypatch.delenv("COLUMNS", raising=False)
     leader, follower = pty.openpty()
     with os.fdopen(follower, "w") as terminal:
-        for columns, expected in ((132, 132), (30, MIN_WIDTH)):
+        for columns, own, expected in ((132, 132, 132), (30, 30, MIN_WIDTH),
+                                       (0, None, DEFAULT_WIDTH)):
             fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-            assert width_of(terminal) == expected
+            assert (columns_of(terminal), width_of(terminal)) == (own, expected)
     os.close(leader)
     reader, writer = os.pipe()
     with os.fdopen(reader) as pipe_end, os.fdopen(writer, "w") as pipe:
-        assert width_of(pipe) == DEFAULT_WIDTH and not pipe_end.closed
+        assert (columns_of(pipe), width_of(pipe)) == (None, DEFAULT_WIDTH)
+        assert not pipe_end.closed
 
 
 def test_json_is_under_40_kb_and_cites_each_source_list_once(guide, document):

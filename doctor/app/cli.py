@@ -52,15 +52,18 @@ host_options = _apply(_SOURCE_OPTIONS + _MODEL_OPTIONS)
 
 
 class _Context(click.Context):
-    """click's, with help as wide as the terminal by the report's own measure: click's
-    asks shutil, whose import (bz2, lzma, zlib: ~5 ms) no --help needs to pay."""
+    """click's, with the terminal measured by the report's own columns_of: click's
+    formatter asks shutil, whose import (bz2, lzma, zlib: a few ms) no --help needs."""
 
     def make_formatter(self) -> click.HelpFormatter:
-        from q3cn_doctor.report.terminal import width_of
+        from click import formatting
+        from q3cn_doctor.report.terminal import columns_of
 
-        most = self.max_content_width or 80
-        width = self.terminal_width or max(min(width_of(sys.stdout), most) - 2, 50)
-        return click.HelpFormatter(width=width, max_width=most)
+        max_width = self.max_content_width or 80
+        # click's own rule: 2 narrower than the terminal, 80 columns where it has no width
+        width = (self.terminal_width or formatting.FORCED_WIDTH
+                 or max(min(columns_of(sys.stdout) or 80, max_width) - 2, 50))
+        return self.formatter_class(width=width, max_width=max_width)
 
 
 class _Command(click.Command):

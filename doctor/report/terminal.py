@@ -20,16 +20,23 @@ def use_colour(stream: TextIO) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-def width_of(stream: TextIO) -> int:
-    """COLUMNS where set, else the terminal's width, else 100 for a pipe."""
-    columns = os.environ.get("COLUMNS", "")
+def columns_of(stream: TextIO) -> int | None:
+    """COLUMNS where set, else the terminal's width; None for a pipe, or a terminal that
+    reports no width (a serial console says 0)."""
+    columns = os.environ.get("COLUMNS", "").strip()
     if columns.isdecimal() and int(columns) > 0:
-        return max(MIN_WIDTH, int(columns))
+        return int(columns)
     if hasattr(stream, "isatty") and stream.isatty():
-        # os, not shutil: the stream's own width, and shutil's import (bz2, lzma: ~10 ms)
-        # is not paid by the preflight.
+        # os, not shutil: the stream's own width, and shutil's import (bz2, lzma, zlib:
+        # a few ms) is not paid by the preflight or --help.
         try:
-            return max(MIN_WIDTH, os.get_terminal_size(stream.fileno()).columns)
+            return os.get_terminal_size(stream.fileno()).columns or None
         except (AttributeError, OSError, ValueError):
-            return DEFAULT_WIDTH
-    return DEFAULT_WIDTH
+            return None
+    return None
+
+
+def width_of(stream: TextIO) -> int:
+    """The report's width: the terminal's (at least MIN_WIDTH), else 100 for a pipe."""
+    columns = columns_of(stream)
+    return DEFAULT_WIDTH if columns is None else max(MIN_WIDTH, columns)
