@@ -85,21 +85,22 @@ def test_an_ordinary_tool_costs_no_polling_delay():
     """A tool that exits and closes its output is collected at once. Waiting out the
     grace period would add GRACE_S to every run; a busy machine slows only some, so
     the median is judged."""
+    at_once = 0.1
+    assert at_once < GRACE_S  # else the grace period could hide under the bound
     host = LiveHost()
     durations = []
     for number in range(10):
         started = time.monotonic()
         assert host.run(["true", str(number)]).ok
         durations.append(time.monotonic() - started)
-    assert statistics.median(durations) < GRACE_S / 2
+    assert statistics.median(durations) < at_once
 
 
-@pytest.mark.slow  # waits out a real time limit
 def test_a_tool_that_closes_its_output_and_keeps_running_is_timed(tmp_path):
     path = tool(tmp_path, "closer", "exec >/dev/null 2>&1\nsleep 60\n")
     started = time.monotonic()
-    assert LiveHost().run([path], timeout=1).state == TIMED_OUT
-    assert time.monotonic() - started < 3
+    assert LiveHost().run([path], timeout=0.3).state == TIMED_OUT
+    assert time.monotonic() - started < 2.3
 
 
 def test_not_installed_and_not_executable(tmp_path):
@@ -110,14 +111,13 @@ def test_not_installed_and_not_executable(tmp_path):
     assert host.run([str(plain)]).state == base.PERMISSION_DENIED
 
 
-@pytest.mark.slow  # waits out a real time limit
 def test_every_command_of_a_run_shares_one_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(base, "RUN_BUDGET_S", 2.0)
+    monkeypatch.setattr(base, "RUN_BUDGET_S", 0.5)
     path = tool(tmp_path, "hang", "sleep 60\n")
     host = LiveHost()
     started = time.monotonic()
     results = [host.run([path, str(number)]) for number in range(6)]
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 2.5
     assert {r.state for r in results} == {TIMED_OUT}
     assert "time for commands" in results[-1].stderr
 
@@ -131,7 +131,7 @@ def test_a_measurement_the_user_asked_for_is_outside_the_budget(tmp_path, monkey
     assert (result.state, result.stdout) == (RAN, "8130.53 MiB/sec\n")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # waits out the run's whole command budget
 @pytest.mark.live
 def test_check_with_every_tool_hung_ends_within_the_budget(tmp_path):
     """Every tool check runs is on PATH and hangs, children and all: the whole run ends

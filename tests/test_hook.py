@@ -634,7 +634,6 @@ def test_check_hook_exits_0_when_the_hook_itself_crashes(root, monkeypatch):
                              "(KeyError: 'oops'); run `q3cn-doctor check`\n")
 
 
-@pytest.mark.slow  # waits out a real time limit
 def test_the_time_guard_reports_what_did_not_finish(root, monkeypatch):
     import threading
 
@@ -661,14 +660,14 @@ def test_the_time_guard_reports_what_did_not_finish(root, monkeypatch):
     monkeypatch.setattr(runner, "available_checks", slow)
     monkeypatch.setenv("Q3CN_DOCTOR_EUID", "0")
     try:
-        result = hook_check(lambda: Options(root=str(root)), make_host, plugins=False, budget=1.0)
+        result = hook_check(lambda: Options(root=str(root)), make_host, plugins=False, budget=0.5)
         # It returned while the stuck check was still inside: abandoned, not waited for.
         assert entered.is_set() and not left.is_set()
     finally:
         release.set()
     assert result.timed_out
     [line] = result.lines
-    assert line.startswith("q3cn-doctor: ") and "did not finish within 1 s (memory.swap, " in line
+    assert line.startswith("q3cn-doctor: ") and "did not finish within 0.5 s (memory.swap, " in line
     remembered = json.loads((root / MEMORY).read_text())["findings"]
     assert "memory.swappiness" not in remembered and "cpu.governor" in remembered
 

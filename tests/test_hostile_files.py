@@ -192,8 +192,7 @@ def test_from_json_refuses_what_is_not_a_model():
         GgufModel.from_json({"path": "/m.gguf"})
 
 
-@pytest.mark.slow  # a sweep: a launch and a check per malformed record
-@pytest.mark.parametrize("record", [
+WRONG_ELF_RECORDS = [
     {"needed": ["libllama.so"], "rpath": 1.5},
     {"needed": ["libllama.so"], "rpath": "$ORIGIN"},
     {"needed": ["libllama.so"], "runpath": [1.5]},
@@ -202,10 +201,18 @@ def test_from_json_refuses_what_is_not_a_model():
     {"needed": [], "soname": ["libx.so"]},
     {"needed": [], "bits": "64"},
     [],
-])
-def test_recorded_elf_facts_of_the_wrong_types_are_an_elf_error(tmp_path, record):
+]
+
+
+@pytest.mark.parametrize("record", WRONG_ELF_RECORDS)
+def test_recorded_elf_facts_of_the_wrong_types_are_an_elf_error(record):
     with pytest.raises(elf.ElfError):
         elf.ElfInfo.from_json(record)
+
+
+@pytest.mark.slow  # a sweep: a launch and a check per malformed record
+@pytest.mark.parametrize("record", WRONG_ELF_RECORDS)
+def test_recorded_elf_facts_of_the_wrong_types_error_no_launch_or_check(tmp_path, record):
     root = guide_machine(tmp_path / "guide")
     (root / "elf.json").write_text(json.dumps({"/usr/local/bin/llama-server": record}))
     done = cli("launch", "--snapshot", str(root), "--model", QWEN_PATH, "--print",
