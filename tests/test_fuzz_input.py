@@ -309,7 +309,7 @@ def test_fuzz_gguf_header(data):
     _check_gguf(data)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a fuzz sweep: the long twin of test_fuzz_gguf_header
 @SLOW
 @given(data=mutated_gguf())
 def test_fuzz_gguf_header_long(data):

@@ -35,6 +35,7 @@ STATE_FILES = ("hook-last.json", "hooks.json")
 ARCHIVES = Path("/var/cache/apt/archives")
 SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "triggers", "config")
 
+# slow: real apt transactions on this machine, only where asked for
 pytestmark = [pytest.mark.slow, pytest.mark.live, pytest.mark.skipif(
     os.environ.get(OPT_IN) != "1",
     reason=f"touches this machine's apt configuration: set {OPT_IN}=1 (as root, on Debian "

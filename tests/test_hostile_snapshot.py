@@ -179,7 +179,7 @@ def test_every_number_of_a_machine_5000_digits_long_errors_no_check(tmp_path, na
     assert {i: f.observed for i, f in found.items() if f.status == "error"} == {}
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a sweep: every fixture host, each checked in full
 def test_every_number_5000_digits_long_on_every_fixture_host(tmp_path):
     for host in sorted(os.listdir(HOSTS)):
         found = snapshot_findings(_every_number_huge(host, tmp_path / host))

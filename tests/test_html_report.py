@@ -62,7 +62,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 @needs_chromium
-@pytest.mark.slow
+@pytest.mark.slow  # starts a real headless Chromium
 def test_chromium_renders_the_ledger_first(page, tmp_path):
     path, document = page
     with Chromium(CHROMIUM) as browser:

@@ -26,7 +26,7 @@ import pytest
 from conftest import FIXTURES, doctor_command, run_cli
 from launch_fixtures import world_dir
 
-pytestmark = [pytest.mark.slow, pytest.mark.live]
+pytestmark = [pytest.mark.slow, pytest.mark.live]  # a real llama.cpp serving a real model
 HEALTH_TIMEOUT_S = 180
 REQUEST_TIMEOUT_S = 300
 QWEN_SAMPLING = {"--temp", "--top-p", "--top-k", "--min-p"}

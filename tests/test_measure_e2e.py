@@ -20,7 +20,7 @@ import pytest
 from conftest import alive, child_pids, doctor_command, run_cli
 from test_fix_engine import full_root
 
-pytestmark = [pytest.mark.slow, pytest.mark.live]
+pytestmark = [pytest.mark.slow, pytest.mark.live]  # a real llama.cpp serving a real model
 SHORT = ["--repeats", "1"]
 
 

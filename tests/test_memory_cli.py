@@ -89,7 +89,7 @@ def test_measure_is_refused_on_a_snapshot(tmp_path):
     assert "not possible on a snapshot" in findings(document)["memory.bandwidth"]["observed"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a measurement: this machine's RAM bandwidth
 @pytest.mark.live
 def test_measure_on_this_machine(validator):
     result = cli("check", "--json", "--measure", "--only", "memory.bandwidth")

@@ -99,7 +99,7 @@ def test_no_sample_without_measure_and_none_on_a_snapshot(tmp_path):
     assert not load.measured and "only on the machine itself" in load.basis["measured"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a measurement: a second of idle, then the read probe
 @pytest.mark.live
 def test_sampling_this_machine(tmp_path):
     """A real sample of this machine: one idle second, then the read probe under watch."""
