@@ -2,15 +2,15 @@
 
 A test that runs ``q3cn-doctor`` used to start a fresh interpreter each time: about
 150 ms of start and imports before the command did anything, over the ~470 runs of the
-fast loop more than half its time. Here one server per test process imports the command
-line and the check path once, then forks a child per run. The child is a real process:
-its own pid, descriptors, environment, working folder, signals and exit status; it may
-exec (launch) or change its user, and a timeout kills it. It runs the same ``main()``
-the console script runs, from the same interpreter state a fresh start reaches; only the
-start and the imports (every module of the doctor's own) were done before. What that
-leaves untested, the console script's own start (which modules load, how long it takes),
-tests/test_startup.py checks with the real executable, as do the terminal tests and the
-slow end-to-end tests.
+fast loop more than half its time. Here one server per test process imports every module
+of the doctor, and gguf with numpy, once, then forks a child per run. The child is a
+real process: its own pid, descriptors, environment, working folder, signals and exit
+status; it may exec (launch) or change its user, and a timeout kills it. It runs the
+same ``main()`` the console script runs; what differs from a fresh start is only what is
+already imported. What that leaves untested, the console script's own start (which
+modules load, how long it takes), tests/test_startup.py checks with the real executable
+(and tests/test_server.py the gguf-free path to llama.cpp's architecture names), as do
+the terminal tests and the slow end-to-end tests.
 
 A run falls back to a real process where its environment changes what the interpreter
 reads at start (PYTHON*, the locale), or where ``Q3CN_TEST_REAL_PROCESS=1``. What every
@@ -185,9 +185,9 @@ def _text(data: bytes) -> str:
 
 def _preload() -> None:
     """Every module of the doctor, as some run would import it: the command line, the
-    check path, launch, fix, hooks and measure; and gguf, which every run that reads a
-    model file imports (with numpy, ~250 ms). The plugin-free checks are found once;
-    plugins are found per run, as their index is read per run."""
+    check path, the checks, launch, fix, hooks and measure; and gguf, which every run
+    that reads a model file imports (with numpy, ~0.2 s). Plugins are not: they are
+    found per run, as their index is read per run."""
     import importlib
     import pkgutil
 
@@ -195,7 +195,6 @@ def _preload() -> None:
     # one thread, the server's own. A run's environment replaces the server's.
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     import gguf  # noqa: F401
-    from q3cn_doctor.checking.registry import builtin_checks
 
     # checks and fixes by name too: an editable install maps them from folders of
     # their own, which walking q3cn_doctor's folder does not reach.
@@ -204,7 +203,6 @@ def _preload() -> None:
         for module in pkgutil.walk_packages(package.__path__, f"{name}."):
             if not module.name.endswith(".__main__"):  # importing it would run the doctor
                 importlib.import_module(module.name)
-    builtin_checks()
 
 
 def serve(control: socket.socket, script: str) -> None:

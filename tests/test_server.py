@@ -174,7 +174,8 @@ def test_help_is_cached_by_path_size_and_mtime(tmp_path, cache_env):
 
 def test_finding_a_server_does_not_import_gguf_or_numpy(tmp_path):
     """gguf and numpy are for --model only: the architecture names the server facts scan
-    libllama for come from gguf's constants module alone (a fresh interpreter)."""
+    libllama for come from gguf's constants module alone (a fresh interpreter: tests that
+    run the command line fork from a server that imported gguf), and they are gguf's."""
     import subprocess
     import sys
 
@@ -185,11 +186,18 @@ def test_finding_a_server_does_not_import_gguf_or_numpy(tmp_path):
             "from q3cn_doctor.options import Options\n"
             f"server = Facts(LiveHost(), Options(server={str(standin)!r})).server\n"
             "assert server.flags, server.help_error\n"
-            "print(sorted(m for m in ('gguf', 'numpy') if m in sys.modules))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "c")))
+            "from q3cn_doctor.parsers.gguf_file import architecture_names\n"
+            "names = architecture_names()\n"
+            "print(json.dumps([names, [m for m in ('gguf', 'numpy') if m in sys.modules]]))\n")
+    done = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True,
+                          text=True, timeout=60,
+                          env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "c")))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    names, loaded = json.loads(done.stdout)
+    from gguf import constants
+
+    assert loaded == []
+    assert names == sorted(set(constants.MODEL_ARCH_NAMES.values()))
 
 
 def test_recording_runs_help_and_replays_it(tmp_path, cache_env):
