@@ -77,7 +77,7 @@ def breakdown_commands(bindir: str, python: str) -> list[tuple[str, list[str], d
         # re too: the console script pip writes imports it before the doctor
         ("+ cli module", [python, "-c", "import re, q3cn_doctor.app.cli"], {}),
         ("+ --help", [doctor, "--help"], {}),
-        ("check", [doctor, "check"], {}),
+        ("check", [doctor, "check"], {}),  # instead of the help: the cli module and a check
     ]
 
 
@@ -85,7 +85,7 @@ def breakdown_commands(bindir: str, python: str) -> list[tuple[str, list[str], d
 # It wraps two private functions (dataclasses._process_class, re._compiler.compile), so
 # on a Python without them that part is left out rather than guessed.
 INSIDE_CHECK = """
-import dataclasses, json, os, re, sys, time
+import contextlib, dataclasses, json, os, re, sys, time
 spent = {}
 def timed(owner, name, kind):
     function = getattr(owner, name, None)
@@ -104,24 +104,25 @@ timed(dataclasses, "_process_class", "dataclasses")
 timed(getattr(re, "_compiler", None), "compile", "patterns")
 started = time.perf_counter()
 sys.argv = ["q3cn-doctor", "check"]
-stdout = sys.stdout
-sys.stdout = open(os.devnull, "w")
-try:
-    from q3cn_doctor.app.cli import main
-    main()
-except SystemExit:
-    pass
-sys.stdout = stdout
+with open(os.devnull, "w") as report, contextlib.redirect_stdout(report):
+    try:
+        from q3cn_doctor.app.cli import main
+        main()
+    except SystemExit:
+        pass
 spent["imports and run"] = [time.perf_counter() - started, 1]
-print(json.dumps(spent))
+print("SPENT", json.dumps(spent))
 """
 
 
 def inside_check(python: str, env: dict[str, str], rounds: int) -> dict[str, tuple[float, int]]:
     """Median seconds and count of each part INSIDE_CHECK times, over ``rounds`` runs."""
-    runs = [json.loads(subprocess.run([python, "-c", INSIDE_CHECK], capture_output=True,
-                                      text=True, env=env, check=True).stdout)
-            for _ in range(rounds)]
+    runs = []
+    for _ in range(rounds):
+        done = subprocess.run([python, "-c", INSIDE_CHECK], capture_output=True, text=True,
+                              env=env, stdin=subprocess.DEVNULL, check=True)
+        line = next(line for line in done.stdout.splitlines() if line.startswith("SPENT "))
+        runs.append(json.loads(line.removeprefix("SPENT ")))
     return {kind: (statistics.median(run[kind][0] for run in runs), runs[0][kind][1])
             for kind in runs[0]}
 
@@ -129,7 +130,7 @@ def inside_check(python: str, env: dict[str, str], rounds: int) -> dict[str, tup
 def print_breakdown(times: dict[str, list[float]], inside: dict[str, tuple[float, int]],
                     rounds: int) -> None:
     print(f"where check's start goes ({rounds} interleaved rounds, medians; "
-          "each row adds one step to the row above)")
+          "each row adds one step to the row above; check is the cli module and a check)")
     print(f"{'step':<16}{'median':>10}{'added':>10}")
     previous = None
     for name, values in times.items():
@@ -139,6 +140,9 @@ def print_breakdown(times: dict[str, list[float]], inside: dict[str, tuple[float
         previous = median
     print("inside check's process (instrumented, medians):")
     for kind, (seconds, count) in inside.items():
+        if not count:  # this Python no longer goes through the wrapped function
+            print(f"  {kind:<24}not measured")
+            continue
         counted = f" ({count})" if kind != "imports and run" else ""
         print(f"  {kind + counted:<24}{seconds * 1000:>8.1f}ms")
 
@@ -197,6 +201,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.rounds < 1 or args.warmup < 0:
         parser.error("--rounds must be at least 1 and --warmup at least 0")
+    if args.breakdown and args.json:
+        parser.error("--breakdown prints a table only; leave out --json")
 
     # The venv's folder, not the resolved interpreter: bin/python is a symlink
     # to the base Python, whose folder holds no q3cn-doctor.
@@ -207,7 +213,7 @@ def main() -> int:
         sys.exit(f"no q3cn-doctor in {bindir}: run this with the venv's python "
                  "(.venv/bin/python bench/bench_startup.py)")
     probe = subprocess.run([python, "-c", "import pyperf"], capture_output=True, check=False)
-    if probe.returncode != 0:
+    if probe.returncode != 0 and not args.breakdown:
         sys.exit(f"pyperf is not installed for {python}: pip install -e '.[bench]'")
 
     base_env = dict(os.environ)
@@ -218,8 +224,11 @@ def main() -> int:
         bytecode = ("environment as given" if args.as_is
                     else ".pyc cached in a temporary PYTHONPYCACHEPREFIX")
         if args.breakdown:
-            times, _, _ = measure(breakdown_commands(bindir, python), base_env, args.warmup,
-                                  args.rounds)
+            times, _, codes = measure(breakdown_commands(bindir, python), base_env,
+                                      args.warmup, args.rounds)
+            failed = [name for name, seen in codes.items() if name != "check" and seen != {0}]
+            if failed:  # a step that did not run would be timed as if it had
+                sys.exit(f"these steps failed: {', '.join(failed)}")
             print_breakdown(times, inside_check(python, base_env, args.rounds), args.rounds)
             return 0
         times, cpu, codes = measure(todo, base_env, args.warmup, args.rounds)
