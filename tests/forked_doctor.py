@@ -84,16 +84,16 @@ class ForkServer:
         return (self.process.poll() is None and env.get(REAL_PROCESS_ENV) != "1"
                 and _start_sensitive(env) == _start_sensitive(self.env))
 
-    def run(self, args: list[str], env: dict[str, str], timeout: float | None,
-            cwd: str | None = None) -> subprocess.CompletedProcess:
-        """``q3cn-doctor ARGS`` in a forked child, as subprocess.run(capture_output=True,
-        text=True, stdin=DEVNULL) would run the console script."""
+    def run(self, args: list[str], env: dict[str, str],
+            timeout: float | None) -> subprocess.CompletedProcess:
+        """``q3cn-doctor ARGS`` in a forked child, in this folder, as subprocess.run(
+        capture_output=True, text=True, stdin=DEVNULL) would run the console script."""
         argv = [self.script, *args]
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         stdin = os.open(os.devnull, os.O_RDONLY)
         answer, answer_theirs = socket.socketpair()
-        request = json.dumps({"argv": argv, "env": env, "cwd": cwd or os.getcwd()}).encode()
+        request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
         try:
             socket.send_fds(self.control, [request],
                             [stdin, out_write, err_write, answer_theirs.fileno()])
