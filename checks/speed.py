@@ -154,9 +154,11 @@ def _soldered(ctx: Context, memory, observed: str):
     """Soldered LPDDR runs at what the platform sets: judged against the lower of the
     chips' grade and what the CPU supports, never against XMP."""
     configured, chips, platform = memory.configured_mts, memory.rated_mts, memory.platform_mts
-    kind = memory.modules[0].type or "LPDDR"
+    first = memory.modules[0]
+    kind = first.family or (first.type if first.type and first.type[0] != "<" else "memory")
     target = min(chips, platform) if platform else chips
     where = (f"{memory.platform} supports {platform} MT/s" if platform else
+             f"{memory.platform}'s limit for this memory is unknown" if memory.platform else
              "the platform's limit is unknown (the CPU model is not in the platform table)")
     observed += f"; {where}"
     if configured >= target * (1 - TOLERANCE):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from q3cn_doctor.facts.memory import MemoryModule
-from q3cn_doctor.parsers.memtypes import data_rate, family, is_clock
+from q3cn_doctor.parsers.memtypes import configured_rate, data_rate, family
 from q3cn_doctor.parsers.platforms import platform_of
 
 
@@ -28,7 +28,7 @@ from q3cn_doctor.parsers.platforms import platform_of
      {"DDR5": 5600}),
     ("AMD Ryzen 7 7840U w/ Radeon 780M Graphics", "Phoenix/Hawk Point", 2, {"LPDDR5": 7500},
      {"DDR5": 5600}),
-    ("AMD Custom APU 0405", "Van Gogh (Steam Deck)", 1, {"LPDDR5": 5500}, {}),
+    ("AMD Custom APU 0405", "Van Gogh (Steam Deck)", 2, {"LPDDR5": 5500}, {}),  # 4 x 32 bits
     ("Snapdragon(R) X Elite - X1E78100 - Qualcomm(R) Oryon(TM) CPU", "Snapdragon X", 2,
      {"LPDDR5": 8448}, {}),
     ("AMD EPYC 9454P 48-Core Processor", "EPYC 9004 (Genoa)", 12, {}, {"DDR5": 4800}),
@@ -39,6 +39,22 @@ from q3cn_doctor.parsers.platforms import platform_of
     ("AMD Ryzen Threadripper 7960X 24-Cores", "Threadripper 7000", 4, {}, {"DDR5": 5200}),
     ("AMD Ryzen 7 7800X3D 8-Core Processor", "Ryzen 7000/8000", 2, {}, {"DDR5": 5200}),
     ("AMD Ryzen 9 9900X 12-Core Processor", "Ryzen 9000", 2, {}, {"DDR5": 5600}),
+    # Model names of the linuxhw/DMI listings drawn at random (test_memory_world, 162-172).
+    ("AMD Ryzen 9 6900HX with Radeon Graphics", "Rembrandt", 2, {"LPDDR5": 6400},
+     {"DDR5": 4800}),
+    ("AMD Ryzen 7 5800H with Radeon Graphics", "Cezanne-H", 2, {"LPDDR4": 4266},
+     {"DDR4": 3200}),
+    ("Intel(R) Core(TM) i3-7020U CPU @ 2.30GHz", "Kaby Lake-U", 2, {}, {"DDR4": 2133}),
+    ("Intel(R) Core(TM) i7-6700HQ CPU @ 2.60GHz", "Skylake", 2, {}, {"DDR4": 2133}),
+    ("Intel(R) Core(TM) i7-8565U CPU @ 1.80GHz", "Kaby Lake-R/Whiskey Lake/Coffee Lake-U", 2,
+     {}, {"DDR4": 2400}),
+    ("Intel(R) Core(TM) i3-8109U CPU @ 3.00GHz", "Kaby Lake-R/Whiskey Lake/Coffee Lake-U", 2,
+     {}, {"DDR4": 2400}),
+    ("Intel(R) Core(TM) i5-10400 CPU @ 2.90GHz", "Comet Lake-S", 2, {}, {"DDR4": 2666}),
+    ("Intel(R) Core(TM) i9-10980HK CPU @ 2.40GHz", "Comet Lake-H", 2, {}, {"DDR4": 2933}),
+    ("11th Gen Intel(R) Core(TM) i7-11800H @ 2.30GHz", "Tiger Lake-H", 2, {}, {"DDR4": 3200}),
+    ("Intel(R) Celeron(R) CPU  J1900  @ 1.99GHz", "Bay Trail-D", 2, {}, {"DDR3": 1333}),
+    ("Intel(R) Xeon(R) Silver 4410Y", "Sapphire Rapids", 8, {}, {"DDR5": 4000}),
 ])
 def test_platforms_of_real_cpu_names(model, name, channels, lpddr, ddr):
     platform = platform_of(model)
@@ -47,7 +63,10 @@ def test_platforms_of_real_cpu_names(model, name, channels, lpddr, ddr):
 
 
 @pytest.mark.parametrize("model", [None, "", "Intel(R) Celeron(R) N4020 CPU @ 1.10GHz",
-                                   "AMD Ryzen 9 7940HX with Radeon Graphics", "QEMU Virtual CPU"])
+                                   "AMD Ryzen 9 7940HX with Radeon Graphics", "QEMU Virtual CPU",
+                                   # four-channel HEDT parts beside the 2-channel Skylakes
+                                   "Intel(R) Core(TM) i7-6800K CPU @ 3.40GHz",
+                                   "Intel(R) Core(TM) i9-7900X CPU @ 3.30GHz"])
 def test_unknown_cpus_have_no_platform(model):
     assert platform_of(model) is None
 
@@ -55,7 +74,15 @@ def test_unknown_cpus_have_no_platform(model):
 def test_memory_type_families_and_clocks():
     assert [family(t) for t in ("DDR5", "LPDDR4X", "DDR2 FB-DIMM", "<OUT OF SPEC>", None)] == [
         "DDR5", "LPDDR4", "DDR2", None, None]
-    assert is_clock("DDR4", 1067) and not is_clock("DDR5", 3600) and not is_clock(None, 1067)
+    assert (data_rate("DDR4", 1067), data_rate("DDR5", 3600), data_rate(None, 1067)) == (
+        2133, 3600, 1067)
+    # At the lowest rate, half the module's own Speed is a clock in the years of clocks...
+    assert (configured_rate("DDR3", 800, 1600), configured_rate("DDR4", 1600, 3200),
+            configured_rate("DDR4", 1067, 2133)) == (1600, 3200, 2133)
+    # ...not where the rate is plausible as printed: DDR5 trains at 3200, 1333 is not half
+    # of 2133, and a module whose own Speed is unknown tells nothing.
+    assert (configured_rate("DDR5", 3200, 6400), configured_rate("DDR3", 800, 2133),
+            configured_rate("DDR3", 800, None)) == (3200, 800, 800)
     # MRDIMM gen 2 runs at 12800; a DDR5 UDIMM printing it is Gigabyte's firmware garbage.
     assert (data_rate("MRDIMM", 12800), data_rate("DDR5", 12800)) == (12800, None)
 

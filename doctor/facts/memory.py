@@ -29,7 +29,7 @@ from q3cn_doctor.parsers.dmidecode import (
     parse_dmidecode,
     parse_udev_properties,
 )
-from q3cn_doctor.parsers.memtypes import data_rate, family
+from q3cn_doctor.parsers.memtypes import RANGES, configured_rate, data_rate, family
 from q3cn_doctor.parsers.patterns import LazyPattern
 from q3cn_doctor.parsers.platforms import Platform, platform_of
 from q3cn_doctor.parsers.procfs import bounded_int, parse_meminfo, parse_thp
@@ -87,16 +87,20 @@ class MemoryModule:
     family: str | None = None  # DDR4, DDR5, LPDDR5...: printed, or named by the part number
     configured_printed: int | None = None  # as printed, where firmware wrote the clock
     registered: bool = False  # RDIMM/LRDIMM: server memory, no XMP/EXPO
+    narrow: bool = False  # at most 32 bits wide, data and total: chips, not a DIMM
 
     @property
     def soldered(self) -> bool:
         """LPDDR on the board (or in the package): no slot, no XMP. An LPCAMM2 module
         (form factor CAMM, SMBIOS 3.7; older dmidecode prints <OUT OF SPEC>) is LPDDR too,
-        but a module."""
+        but a module. Chips 16 or 32 bits wide are on the board whatever form factor the
+        firmware names: a DIMM's data path is 64 bits (Steam Deck: four 32-bit LPDDR5
+        devices typed <OUT OF SPEC>, form Other; Atom tablets: 16-bit DDR3 "DIMM"s)."""
         form = (self.form_factor or "").lower()
         if form in ("camm", "<out of spec>"):
             return False
-        return (self.type or "").upper().startswith("LPDDR") or form in _SOLDERED_FORMS
+        return (self.type or "").upper().startswith("LPDDR") or form in _SOLDERED_FORMS \
+            or self.narrow
 
 
 @dataclass
@@ -329,9 +333,14 @@ def _speeds(memory: MemoryFacts, platform: Platform | None) -> None:
     if clocks:
         memory.clock_printed = True
         module = clocks[0]
+        lowest = RANGES[module.family].lowest if module.family in RANGES else None
+        why = (f"below {module.family}'s lowest JEDEC data rate"
+               if lowest is None or module.configured_printed < lowest else
+               f"{module.family}'s lowest JEDEC data rate but half the module's own Speed "
+               f"({module.speed_mts})")
         basis["configured_mts"] += (
-            f"; printed {module.configured_printed}, below {module.family}'s lowest JEDEC "
-            f"data rate: the firmware wrote the clock, so {module.configured_mts} MT/s")
+            f"; printed {module.configured_printed}, {why}: the firmware wrote the clock, "
+            f"so {module.configured_mts} MT/s")
     spd_jedec = [r.jedec_mts for r in memory.spd if r.jedec_mts]
     speeds = [m.speed_mts for m in modules if m.speed_mts]
     if spd_jedec:
@@ -347,6 +356,10 @@ def _speeds(memory: MemoryFacts, platform: Platform | None) -> None:
     memory.platform = platform.name
     limits = platform.lpddr if memory.soldered else platform.ddr
     speeds_for = [limits[f] for f in families if f in limits]
+    if not families and memory.soldered and len(limits) == 1:
+        # Chips no line names (<OUT OF SPEC>, an unknown part number) on a platform that
+        # takes one soldered type only (Van Gogh: LPDDR5) are of that type.
+        speeds_for = list(limits.values())
     memory.platform_mts = min(speeds_for) if speeds_for else None
     basis["platform"] = (f"{platform.name}: {', '.join(f'{f} {v}' for f, v in limits.items())}"
                          " MT/s (maker's specification, one module per channel)"
@@ -454,7 +467,7 @@ def _module(device: MemoryDevice) -> MemoryModule:
     speed, configured = device.speed_mts, device.configured_mts
     if kind and not printed:  # <OUT OF SPEC>: read the speeds as the part number's type
         speed = data_rate(kind, device.speed_printed)
-        configured = data_rate(kind, device.configured_printed)
+        configured = configured_rate(kind, device.configured_printed, device.speed_printed)
     module = MemoryModule(
         locator=device.locator, bank_locator=device.bank_locator, size_bytes=device.size_bytes,
         type=device.type, form_factor=device.form_factor, rank=device.rank,
@@ -463,9 +476,17 @@ def _module(device: MemoryDevice) -> MemoryModule:
         channel=channel_of(device), family=kind, configured_printed=device.configured_printed,
         registered=bool(re.search(r"\bRegistered|LRDIMM|Load Reduced",
                                   device.type_detail or "", re.I)),
+        narrow=_narrow(device),
     )
     _rate_part(module)
     return module
+
+
+def _narrow(device: MemoryDevice) -> bool:
+    """Both widths known and at most 32 bits. One alone is not enough: an A-DATA SO-DIMM
+    has been listed with Data Width 8 bits beside a Total Width of 64."""
+    widths = (device.data_width, device.total_width)
+    return all(widths) and max(widths) <= 32  # type: ignore[type-var]
 
 
 def _family_by_speed(device: MemoryDevice) -> str | None:
@@ -653,6 +674,11 @@ _CHANNEL_RULES = [
 _SOCKET = LazyPattern(r"^(?:(?:CPU|PROC|P)\s*(\d+)|([A-Z])\d{1,2}$)", re.I)
 
 
+# Intel's client dialect, Controller0-ChannelA(-DIMM0): four channels a controller, the
+# 16-bit ones of LPDDR, listed on boards that take SO-DIMMs too.
+_LPDDR_CHANNEL_SLOT = re.compile(r"Controller\d-Channel[A-D]\b", re.I)
+
+
 def channel_of(device) -> str | None:
     """The channel a slot's locator or bank locator names, or None."""
     for field_name, pattern, template in _CHANNEL_RULES:
@@ -680,8 +706,17 @@ def channel_layout(slots: list[MemoryDevice], modules: list[MemoryModule],
     board = len(set(slot_keys)) if slot_keys and all(slot_keys) else None
     if all(keys):
         named = sorted(set(keys))
-        return len(named), board, (f"channels named by the locators of {len(modules)} "
-                                   f"module(s): {', '.join(named)}")
+        how = f"channels named by the locators of {len(modules)} module(s): {', '.join(named)}"
+        most = platform.channels if platform else None
+        if most and board and board > most and all(
+                _LPDDR_CHANNEL_SLOT.match(slot.locator or "") for slot in slots):
+            # Intel laptops list ChannelA-D on each controller, the 16-bit LPDDR channels,
+            # whatever is fitted: with SO-DIMMs only A can hold one. (One socket: a client
+            # platform.)
+            how += (f"; the firmware lists {board} channels, but {platform.name} has "
+                    f"{most} x 64-bit")
+            board = most
+        return min(len(named), board or len(named)), board, how
     one_per_channel = _one_slot_per_channel(slots, platform, sockets)
     if one_per_channel:
         for module in modules:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from q3cn_doctor.parsers.memtypes import ANY, data_rate
+from q3cn_doctor.parsers.memtypes import ANY, configured_rate, data_rate
 from q3cn_doctor.parsers.patterns import LazyPattern
 
 SPEED_RANGE_MTS = (ANY.lowest, ANY.most)
@@ -281,7 +281,7 @@ def _device(record: _Record) -> MemoryDevice:
         total_width=parse_width(f.get("Total Width")),
         data_width=parse_width(f.get("Data Width")),
         speed_mts=data_rate(kind, speed),
-        configured_mts=data_rate(kind, configured),
+        configured_mts=configured_rate(kind, configured, speed),
         manufacturer=clean_text(f.get("Manufacturer")),
         part_number=part,
         installed=installed,
@@ -395,7 +395,7 @@ def parse_udev_properties(text: str | bytes) -> MemoryInventory:
             total_width=parse_width(fields.get("TOTAL_WIDTH")),
             data_width=parse_width(fields.get("DATA_WIDTH")),
             speed_mts=data_rate(kind, speed),
-            configured_mts=data_rate(kind, configured),
+            configured_mts=configured_rate(kind, configured, speed),
             manufacturer=clean_text(fields.get("MANUFACTURER")),
             part_number=clean_text(fields.get("PART_NUMBER")),
             installed=present and bool(size),

@@ -75,7 +75,21 @@ def data_rate(memory_type: str | None, printed: int | None) -> int | None:
     return printed if limits.lowest <= printed <= limits.most else None
 
 
-def is_clock(memory_type: str | None, printed: int | None) -> bool:
-    """Whether ``printed`` is read as the clock (half the rate) for this type."""
-    rate = data_rate(memory_type, printed)
-    return bool(rate and printed and rate != printed)
+# The types of the years when firmware wrote the clock (SMBIOS before 3.1): for them the
+# lowest JEDEC rate is also the clock of twice it, and which one is meant is told by the
+# module's own Speed line beside it.
+_CLOCK_ERA = ("DDR2", "DDR3", "DDR4")
+
+
+def configured_rate(memory_type: str | None, printed: int | None,
+                    speed_printed: int | None) -> int | None:
+    """The configured data rate of a printed ``Configured Memory Speed``. As ``data_rate``,
+    but a value at the type's lowest rate that is exactly half the module's own printed
+    Speed is its clock: old AGESA prints 800 for DDR3-1600 running at 1600, while no
+    board runs a DDR3-1600 module at DDR3-800 unless told to."""
+    known = family(memory_type)
+    if (known in _CLOCK_ERA and printed == RANGES[known].lowest and speed_printed
+            and snap(printed * 2) == speed_printed):
+        return speed_printed
+    return data_rate(memory_type, printed)
+

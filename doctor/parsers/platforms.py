@@ -56,6 +56,25 @@ _TABLE = [
                                             {"DDR4": 3200})),
     (r"Core\(TM\) i[357]-10\d\dG[147]\b", _p("Ice Lake", 2, {"LPDDR4": 3733},
                                             {"DDR4": 3200})),
+    # Intel 6th-11th gen (ark.intel.com "Memory Types"; the laptop parts' LPDDR3 left out).
+    (r"Core\(TM\) i[3579]-11\d\d0H\b", _p("Tiger Lake-H", 2, {}, {"DDR4": 3200})),
+    (r"Core\(TM\) i[3579]-11\d{3}[KFT]*\b", _p("Rocket Lake", 2, {}, {"DDR4": 3200})),
+    (r"Core\(TM\) i[3579]-10\d{3}U\b", _p("Comet Lake-U", 2, {}, {"DDR4": 2666})),
+    (r"Core\(TM\) i[3579]-10\d{3}HK?\b", _p("Comet Lake-H", 2, {}, {"DDR4": 2933})),
+    (r"Core\(TM\) i[79]-10\d{3}[KFT]*\b", _p("Comet Lake-S", 2, {}, {"DDR4": 2933})),
+    (r"Core\(TM\) i[35]-10\d{3}[KFT]*\b", _p("Comet Lake-S", 2, {}, {"DDR4": 2666})),
+    (r"Core\(TM\) i[357]-8\d{3}U\b", _p("Kaby Lake-R/Whiskey Lake/Coffee Lake-U", 2, {},
+                                        {"DDR4": 2400})),
+    (r"Core\(TM\) i[3579]-[89]\d{3}H[K]?\b", _p("Coffee Lake-H", 2, {}, {"DDR4": 2666})),
+    (r"Core\(TM\) i3-[89]\d{3}[KFT]*\b", _p("Coffee Lake-S", 2, {}, {"DDR4": 2400})),
+    (r"Core\(TM\) i[579]-[89]\d{3}[KFT]*\b", _p("Coffee Lake-S", 2, {}, {"DDR4": 2666})),
+    (r"Core\(TM\) i[357]-7\d{3}U\b", _p("Kaby Lake-U", 2, {}, {"DDR4": 2133})),
+    (r"Core\(TM\) i[357]-7\d{3}(?:[KT]|H[QK]?)?\b", _p("Kaby Lake", 2, {}, {"DDR4": 2400})),
+    # i7-6800K, 6850K and 6900K are Broadwell-E (four channels), not Skylake.
+    (r"Core\(TM\) i[357]-6(?!8[05]0K|900K)\d{3}(?:[UKT]|H[QK]?)?\b",
+     _p("Skylake", 2, {}, {"DDR4": 2133})),
+    (r"Celeron\(R\) CPU\s+J1[89]00|Pentium\(R\) CPU\s+J2900",
+     _p("Bay Trail-D", 2, {}, {"DDR3": 1333})),
     # Intel desktops, workstations and their HX laptop parts (13th gen HX: DDR5-4800).
     (r"Core\(TM\) i[3579]-13\d{3}HX\b", _p("Raptor Lake-HX", 2, {}, {"DDR5": 4800,
                                                                      "DDR4": 3200})),
@@ -85,6 +104,12 @@ _TABLE = [
     (r"Xeon\(R\) (?:Gold 51|Silver 4[12])\d\d", _p("Skylake/Cascade Lake-SP", 6, {},
                                                      {"DDR4": 2400})),
     (r"Xeon\(R\) Bronze 3[12]\d\d", _p("Skylake/Cascade Lake-SP", 6, {}, {"DDR4": 2133})),
+    # Their lower tiers (ark.intel.com): Sapphire Rapids Silver and Bronze DDR5-4000, Gold
+    # 5 4400; Emerald Rapids Silver 4400, Gold 5 4800.
+    (r"Xeon\(R\) (?:Silver 44|Bronze 34)\d\d", _p("Sapphire Rapids", 8, {}, {"DDR5": 4000})),
+    (r"Xeon\(R\) (?:Gold 54|Silver 45)\d\d", _p("Sapphire/Emerald Rapids", 8, {},
+                                                  {"DDR5": 4400})),
+    (r"Xeon\(R\) Gold 55\d\d", _p("Emerald Rapids", 8, {}, {"DDR5": 4800})),
     (r"Xeon\(R\) (?:Gold|Silver|Bronze) [3-5][45]\d\d", _p("Sapphire/Emerald Rapids", 8)),
     (r"Xeon\(R\) (?:Gold|Silver|Bronze) [3-5]3\d\d", _p("Ice Lake-SP", 8)),
     # Xeon E5 v3 (Haswell-EP): E5-2620..2640 v3 DDR4-1866, the others 2133; v4
@@ -106,18 +131,22 @@ _TABLE = [
                                          {"DDR5": 5600})),
     (r"Ryzen [3579] (?:PRO )?[78]\d[4-6]0[UH]S?\b", _p("Phoenix/Hawk Point", 2,
                                                         {"LPDDR5": 7500}, {"DDR5": 5600})),
-    (r"Ryzen [3579] (?:PRO )?(?:6\d\d0|7\d35)[UH]S?\b", _p("Rembrandt", 2,
+    (r"Ryzen [3579] (?:PRO )?(?:6\d\d0|7\d35)(?:[UH]S?|HX)\b", _p("Rembrandt", 2,
                                                            {"LPDDR5": 6400},
                                                            {"DDR5": 4800})),
     (r"Ryzen [3579] (?:PRO )?7\d20U\b", _p("Mendocino", 1, {"LPDDR5": 5500})),
     (r"Ryzen [3579] (?:PRO )?(?:5\d\d[05]|7\d30)U\b", _p("Cezanne/Barcelo", 2,
                                                          {"LPDDR4": 4266},
                                                          {"DDR4": 3200})),
+    (r"Ryzen [3579] (?:PRO )?5\d\d0H[SX]?\b", _p("Cezanne-H", 2, {"LPDDR4": 4266},
+                                                 {"DDR4": 3200})),
     (r"Ryzen [3579] (?:PRO )?4\d\d0[UH]S?\b", _p("Renoir", 2, {"LPDDR4": 4266},
                                                  {"DDR4": 3200})),
     (r"AMD A(?:12|10|9)-9[67]\d0P\b", _p("Bristol Ridge (15 W)", 2, {}, {"DDR4": 1866})),
-    (r"AMD Custom APU 0405", _p("Van Gogh (Steam Deck)", 1, {"LPDDR5": 5500})),
-    (r"AMD Custom APU 0932", _p("Sephiroth (Steam Deck OLED)", 1, {"LPDDR5": 6400})),
+    # Steam Deck: "LPDDR5 on-board RAM (5500 MT/s quad 32-bit channels)", 128 bits in all;
+    # OLED 6400 MT/s (steamdeck.com tech specs).
+    (r"AMD Custom APU 0405", _p("Van Gogh (Steam Deck)", 2, {"LPDDR5": 5500})),
+    (r"AMD Custom APU 0932", _p("Sephiroth (Steam Deck OLED)", 2, {"LPDDR5": 6400})),
     # AMD desktops, workstations and servers.
     (r"Ryzen Threadripper PRO 7\d\d5WX", _p("Threadripper PRO 7000WX", 8, {},
                                              {"DDR5": 5200})),
@@ -139,7 +168,7 @@ _TABLE = [
 def platform_of(model_name: str | None) -> Platform | None:
     """The platform a CPU model name belongs to, or None where the table has no entry.
     Each pattern is compiled when first tried (re keeps it): an Intel desktop stops
-    well before the server entries, and compiling all 61 costs a preflight ~3 ms."""
+    well before the server entries, and compiling them all costs a preflight ms."""
     if not model_name:
         return None
     for pattern, platform in _TABLE:
