@@ -10,9 +10,9 @@ import pytest
 from conftest import copy_fixture, host_fixture, run_cli
 from conftest import snapshot_findings as findings
 from conftest import write_fs as write
+from fixture_hosts import ARL_H, EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
 from fixture_hosts import CPU_KVM as KVM
 from fixture_hosts import CPU_OPTERON as OPTERON
-from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
 from q3cn_doctor.checking.findings import ERROR, INFO, PASS, SKIP, WARN
 
 CPU = "/sys/devices/system/cpu"
@@ -120,6 +120,15 @@ def test_topology_raptor_lake_and_gb10_hybrids():
     assert gb10.title == "Hybrid CPU: 10 Cortex-X925 cores fast, 10 Cortex-A725 cores slow"
     assert "`taskset -c 5-9,15-19 llama-server --threads 10 --threads-batch 10`" in (
         gb10.recommended)
+
+
+def test_topology_arrow_lake_low_power_e_cores_are_a_class_of_their_own():
+    topology = findings(ARL_H, "cpu.topology")["cpu.topology"]
+    assert topology.title == "Hybrid CPU: 4 P-cores fast, 8 E-cores + 2 LP E-cores slow"
+    assert "LP E-core: CPUs 12-13 (2 cores, up to 2.5 GHz)" in topology.observed
+    assert "cpu_atom/cpus and /sys/devices/cpu_lowpower/cpus (the kernel's hybrid PMU lists)" \
+        in topology.observed
+    assert "`taskset -c 0-3 llama-server --threads 4 --threads-batch 4`" in topology.recommended
 
 
 def test_topology_two_ccds(tmp_path):

@@ -30,6 +30,7 @@ CPU_ROOT = "/sys/devices/system/cpu"
 NODE_ROOT = "/sys/devices/system/node"
 HYBRID_P_LIST = "/sys/devices/cpu_core/cpus"  # the kernel's PMU lists on hybrid Intel
 HYBRID_E_LIST = "/sys/devices/cpu_atom/cpus"
+HYBRID_LP_LIST = "/sys/devices/cpu_lowpower/cpus"  # Arrow Lake-H/U's SoC-tile LP E-cores
 PPD_STATE = "/var/lib/power-profiles-daemon/state.ini"
 TUNED_PROFILE = "/etc/tuned/active_profile"
 PLATFORM_PROFILE = "/sys/firmware/acpi/platform_profile"
@@ -488,8 +489,13 @@ def _classes(host: Host, online: list[int], cores: list[list[int]], cpus: dict[i
     p = [c for c in p_list or [] if c in online_set]
     e = [c for c in e_list or [] if c in online_set]
     if p and e:
-        return [make("P-core", p, True), make("E-core", e)], \
-            f"{HYBRID_P_LIST} and {HYBRID_E_LIST} (the kernel's hybrid PMU lists)"
+        # A third list, where the kernel has one, holds the low-power E-cores: slower
+        # still (Arrow Lake-H: 2.5 GHz beside 3.9 and 4.5), and in no other list.
+        lp = [c for c in _cpus(host, HYBRID_LP_LIST) or [] if c in online_set]
+        lists = (f"{HYBRID_P_LIST}, {HYBRID_E_LIST} and {HYBRID_LP_LIST}" if lp else
+                 f"{HYBRID_P_LIST} and {HYBRID_E_LIST}")
+        return [make("P-core", p, True), make("E-core", e)] + (
+            [make("LP E-core", lp)] if lp else []), f"{lists} (the kernel's hybrid PMU lists)"
     # 2. ARM: CPU part names the core type; rank the types by capacity, else clock.
     parts = {c: (blocks[c].get("CPU implementer"), blocks[c].get("CPU part"))
              for c in online if c in blocks and blocks[c].get("CPU part")}
