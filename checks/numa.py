@@ -89,6 +89,14 @@ def numa(ctx: Context):
         observed += "; " + ", ".join(f"llama-server pid {pid}: no --numa and spans nodes"
                                      for pid, policy in policies.items() if not policy)
     the_plan = plan_for(ctx.facts)
+    planned = set(the_plan.cpus or cpu.online_cpus)
+    home = [node.node for node in cpu.numa if node.cpus and planned <= set(node.cpus)]
+    if not servers and home:  # a cpuset or the affinity already keeps it on one node
+        return ctx.finding(
+            PASS, f"The CPUs llama-server may use are all on node{home[0]}: reads stay local",
+            observed=observed + f"; the plan runs llama-server on CPUs "
+                     f"{format_cpu_list(sorted(planned))}, what this process's affinity and "
+                     "cgroup cpuset allow")
     if the_plan.numa == "numactl":
         advice = (f"Bind llama-server to node{the_plan.numa_node}, where the model fits: "
                   f"`{the_plan.command()}`.")

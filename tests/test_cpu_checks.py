@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import copy_fixture, host_fixture, run_cli
+from conftest import FIXTURES, copy_fixture, host_fixture, run_cli, snapshot_facts
 from conftest import snapshot_findings as findings
 from conftest import write_fs as write
 from fixture_hosts import ARL_H, EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
 from fixture_hosts import CPU_KVM as KVM
 from fixture_hosts import CPU_OPTERON as OPTERON
 from q3cn_doctor.checking.findings import ERROR, INFO, PASS, SKIP, WARN
+from q3cn_doctor.plan.cpu import plan_for
 
 CPU = "/sys/devices/system/cpu"
 GUIDE_PID = 4242
@@ -221,6 +222,25 @@ def test_numa_server_with_a_policy_passes(tmp_path):
     spans = findings(root, "cpu.numa")["cpu.numa"]
     assert spans.status == WARN
     assert "llama-server pid 7: no --numa and spans nodes" in spans.observed
+
+
+def test_numa_cpuset_on_one_node_needs_no_policy(tmp_path):
+    """A cgroup cpuset that holds the process to node1's CPUs keeps every read local (hwloc's
+    nvidiagpunumanodes POWER9 dump, held to node0 by cpuset /jjh, was told to distribute)."""
+    root = copy_fixture(OPTERON, tmp_path)
+    amp = FIXTURES / "cgroup" / "automaxprocs"
+    write(root, "/proc/self/cgroup", (amp / "proc/v2/cgroup-root").read_text())
+    write(root, "/proc/self/mountinfo", (amp / "proc/v2/mountinfo-v2").read_text())
+    write(root, "/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
+    write(root, "/sys/fs/cgroup/cpuset.cpus.effective", "8-15\n")
+    found = findings(root, "cpu.numa")["cpu.numa"]
+    assert (found.status, found.title) == (
+        PASS, "The CPUs llama-server may use are all on node1: reads stay local")
+    assert "the plan runs llama-server on CPUs 8-15" in found.observed
+    assert "The CPUs the plan may use are all on node1, of 8 NUMA nodes: reads stay local " \
+           "with no NUMA policy." in plan_for(snapshot_facts(root)).rationale
+    write(root, "/sys/fs/cgroup/cpuset.cpus.effective", "0-15\n")  # two nodes: a policy
+    assert findings(root, "cpu.numa")["cpu.numa"].status == WARN
 
 
 def test_numa_single_node_and_firmware_duplicates(tmp_path):

@@ -286,7 +286,11 @@ def _numa_choice(cpu: CpuFacts, chosen: set[int], model_bytes: int | None, why: 
         if members:
             nodes.setdefault(members, []).append(node)
     if len(nodes) <= 1:
-        if len(cpu.numa) > 1:
+        if len({frozenset(node.cpus) for node in cpu.numa if node.cpus}) > 1:
+            home = ", ".join(f"node{node.node}" for group in nodes.values() for node in group)
+            why.append(f"The CPUs the plan may use are all on {home or 'one node'}, of "
+                       f"{len(cpu.numa)} NUMA nodes: reads stay local with no NUMA policy.")
+        elif len(cpu.numa) > 1:
             why.append(f"The {len(cpu.numa)} NUMA nodes list the same CPUs (a firmware table "
                        "error): one memory domain, so no NUMA policy.")
         return None, None, chosen
