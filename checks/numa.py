@@ -89,14 +89,10 @@ def numa(ctx: Context):
         observed += "; " + ", ".join(f"llama-server pid {pid}: no --numa and spans nodes"
                                      for pid, policy in policies.items() if not policy)
     the_plan = plan_for(ctx.facts)
-    planned = set(the_plan.cpus or cpu.online_cpus)
-    home = [node.node for node in cpu.numa if node.cpus and planned <= set(node.cpus)]
-    if not servers and home:  # a cpuset or the affinity already keeps it on one node
-        return ctx.finding(
-            PASS, f"The CPUs llama-server may use are all on node{home[0]}: reads stay local",
-            observed=observed + f"; the plan runs llama-server on CPUs "
-                     f"{format_cpu_list(sorted(planned))}, what this process's affinity and "
-                     "cgroup cpuset allow")
+    if not servers:
+        confined = _one_node(ctx, cpu, the_plan.cpus, observed)
+        if confined:
+            return confined
     if the_plan.numa == "numactl":
         advice = (f"Bind llama-server to node{the_plan.numa_node}, where the model fits: "
                   f"`{the_plan.command()}`.")
@@ -123,6 +119,20 @@ def numa(ctx: Context):
                        manual=[advice], action="a NUMA policy at launch",
                        what_if={"numa_policy": "distribute"}
                        if the_plan.numa != "numactl" else None, cost_tok_s=cost)
+
+
+def _one_node(ctx: Context, cpu: CpuFacts, planned_cpus: list[int], observed: str):
+    """A pass where the plan's CPUs lie on one node (a cpuset or the affinity keeps the
+    process there): every read is local with no policy. None otherwise."""
+    planned = set(planned_cpus or cpu.online_cpus)
+    home = [node.node for node in cpu.numa if node.cpus and planned <= set(node.cpus)]
+    if not home:
+        return None
+    return ctx.finding(
+        PASS, f"The CPUs llama-server may use are all on node{home[0]}: reads stay local",
+        observed=observed + f"; the plan runs llama-server on CPUs "
+                 f"{format_cpu_list(sorted(planned))}, what this process's affinity and "
+                 "cgroup cpuset allow")
 
 
 _IMPACT = ("Threads reading the model from another node's memory get a fraction of local "

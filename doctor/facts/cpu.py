@@ -485,17 +485,9 @@ def _classes(host: Host, online: list[int], cores: list[list[int]], cpus: dict[i
     if not online:
         return [], "no online CPUs known"
     # 1. Hybrid Intel: the kernel lists each core type's CPUs under its PMU.
-    p_list, e_list = _cpus(host, HYBRID_P_LIST), _cpus(host, HYBRID_E_LIST)
-    p = [c for c in p_list or [] if c in online_set]
-    e = [c for c in e_list or [] if c in online_set]
-    if p and e:
-        # A third list, where the kernel has one, holds the low-power E-cores: slower
-        # still (Arrow Lake-H: 2.5 GHz beside 3.9 and 4.5), and in no other list.
-        lp = [c for c in _cpus(host, HYBRID_LP_LIST) or [] if c in online_set]
-        lists = (f"{HYBRID_P_LIST}, {HYBRID_E_LIST} and {HYBRID_LP_LIST}" if lp else
-                 f"{HYBRID_P_LIST} and {HYBRID_E_LIST}")
-        return [make("P-core", p, True), make("E-core", e)] + (
-            [make("LP E-core", lp)] if lp else []), f"{lists} (the kernel's hybrid PMU lists)"
+    hybrid = _hybrid_lists(host, online_set)
+    if hybrid:
+        return [make(name, members, name == "P-core") for name, members in hybrid[0]], hybrid[1]
     # 2. ARM: CPU part names the core type; rank the types by capacity, else clock.
     parts = {c: (blocks[c].get("CPU implementer"), blocks[c].get("CPU part"))
              for c in online if c in blocks and blocks[c].get("CPU part")}
@@ -539,6 +531,25 @@ def _classes(host: Host, online: list[int], cores: list[list[int]], cpus: dict[i
                 "cores with two threads (P) and with one (E), all CPUs online"
     return [make("all cores", list(online), True)], \
         "one core type: nothing tells the cores apart"
+
+
+def _hybrid_lists(host: Host, online_set: set[int]
+                  ) -> tuple[list[tuple[str, list[int]]], str] | None:
+    """Hybrid Intel's core types as the kernel's PMU lists give them, fastest first, and
+    the lists read; None where there are not both P- and E-cores."""
+    def listed(path: str) -> list[int]:
+        return [c for c in _cpus(host, path) or [] if c in online_set]
+
+    p, e = listed(HYBRID_P_LIST), listed(HYBRID_E_LIST)
+    if not (p and e):
+        return None
+    # The third list, where the kernel has one, holds the low-power E-cores: slower still
+    # (Arrow Lake-H: 2.5 GHz beside 3.9 and 4.5), and in no other list.
+    lp = listed(HYBRID_LP_LIST)
+    lists = (f"{HYBRID_P_LIST}, {HYBRID_E_LIST} and {HYBRID_LP_LIST}" if lp else
+             f"{HYBRID_P_LIST} and {HYBRID_E_LIST}")
+    classes = [("P-core", p), ("E-core", e)] + ([("LP E-core", lp)] if lp else [])
+    return classes, f"{lists} (the kernel's hybrid PMU lists)"
 
 
 def _by_arm_tier(classes: list[CoreClass]) -> tuple[list[CoreClass], str]:
