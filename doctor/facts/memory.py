@@ -676,7 +676,7 @@ _SOCKET = LazyPattern(r"^(?:(?:CPU|PROC|P)\s*(\d+)|([A-Z])\d{1,2}$)", re.I)
 
 # Intel's client dialect, Controller0-ChannelA(-DIMM0): four channels a controller, the
 # 16-bit ones of LPDDR, listed on boards that take SO-DIMMs too.
-_LPDDR_CHANNEL_SLOT = re.compile(r"Controller\d-Channel[A-D]\b", re.I)
+_LPDDR_CHANNEL_SLOT = LazyPattern(r"Controller\d-Channel[A-D]\b", re.I)
 
 
 def channel_of(device) -> str | None:
@@ -706,6 +706,7 @@ def channel_layout(slots: list[MemoryDevice], modules: list[MemoryModule],
     board = len(set(slot_keys)) if slot_keys and all(slot_keys) else None
     if all(keys):
         named = sorted(set(keys))
+        used = len(named)
         how = f"channels named by the locators of {len(modules)} module(s): {', '.join(named)}"
         most = platform.channels if platform else None
         if most and board and board > most and all(
@@ -715,8 +716,8 @@ def channel_layout(slots: list[MemoryDevice], modules: list[MemoryModule],
             # platform.)
             how += (f"; the firmware lists {board} channels, but {platform.name} has "
                     f"{most} x 64-bit")
-            board = most
-        return min(len(named), board or len(named)), board, how
+            board, used = most, min(used, most)
+        return used, board, how
     one_per_channel = _one_slot_per_channel(slots, platform, sockets)
     if one_per_channel:
         for module in modules:

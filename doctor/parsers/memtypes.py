@@ -92,4 +92,3 @@ def configured_rate(memory_type: str | None, printed: int | None,
             and snap(printed * 2) == speed_printed):
         return speed_printed
     return data_rate(memory_type, printed)
-
