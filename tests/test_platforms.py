@@ -7,10 +7,14 @@ in the table's comments.
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from conftest import FIXTURES
 from q3cn_doctor.facts.memory import MemoryModule
 from q3cn_doctor.parsers.memtypes import configured_rate, data_rate, family
-from q3cn_doctor.parsers.platforms import platform_of
+from q3cn_doctor.parsers.platforms import _TABLE, literal_prefix, platform_of
+from test_memory_world import cpu_model
 
 
 @pytest.mark.parametrize("model, name, channels, lpddr, ddr", [
@@ -69,6 +73,38 @@ def test_platforms_of_real_cpu_names(model, name, channels, lpddr, ddr):
                                    "Intel(R) Core(TM) i9-7900X CPU @ 3.30GHz"])
 def test_unknown_cpus_have_no_platform(model):
     assert platform_of(model) is None
+
+
+def test_literal_prefixes_are_text_every_match_begins_with():
+    assert [literal_prefix(p) for p in (
+        r"Core\(TM\) Ultra [579] 2\d\dV", r"Celeron\(R\) CPU G16\d\dT?\b",
+        r"AMD A(?:12|10|9)-9", r"EPYC 9\d\d5", r"Ryzen AI Max",
+        r"\b(?:Core\(TM\) i3-)?N(?:50|97)\b", r"Celeron\(R\) CPU\s+J1[89]00|Pentium",
+        r"Snapdragon\(R\) X|X1[EP]\d{2}100", r"AB?C", r"AB*C", r"AB+C", r"AB{2}C",
+        r"A(?:B|C)D", r"A[|]B")] == [
+        "Core(TM) Ultra ", "Celeron(R) CPU G16", "AMD A", "EPYC 9", "Ryzen AI Max", "", "",
+        "", "A", "A", "A", "A", "A", "A"]
+
+
+def test_the_prefix_test_never_changes_the_platform():
+    """Every CPU name the tests know (the rows above, the dmidecode-world listings and the
+    fixture hosts' cpuinfo) gets what trying every pattern in order gives."""
+    names = [row[0] for row in test_platforms_of_real_cpu_names.pytestmark[0].args[1]]
+    names += [cpu_model(path.read_text(errors="replace"))
+              for path in (FIXTURES / "dmidecode-world").glob("*.txt")]
+    names += [line.split(":", 1)[1].strip()
+              for cpuinfo in (FIXTURES / "hosts").glob("*/fs/proc/cpuinfo")
+              for line in cpuinfo.read_text(errors="replace").splitlines()
+              if line.startswith("model name")]
+    names = sorted({name for name in names if name})
+    assert len(names) > 60
+
+    def every_pattern(name: str):
+        return next((platform for pattern, platform in _TABLE if re.search(pattern, name)),
+                    None)
+
+    assert [platform_of(name) for name in names] == [every_pattern(name) for name in names]
+    assert sum(platform_of(name) is not None for name in names) > 40
 
 
 def test_memory_type_families_and_clocks():
