@@ -399,7 +399,8 @@ def test_virtualization_kvm_guest_by_files():
     finding = one(KVM, "system.virtualization")
     assert finding.status == INFO
     assert finding.title == "Running in a virtual machine"
-    assert finding.observed == "vm (kvm); decided by hypervisor flag in /proc/cpuinfo or DMI vendor"
+    assert finding.observed == ("vm (kvm); decided by /sys/class/dmi/id/product_name: "
+                                "CloudStack KVM Hypervisor")
     assert finding.fixes == []
     assert "/sys/class/dmi/id/product_name" in finding.evidence
 
@@ -423,7 +424,7 @@ def test_virtualization_build_machine_container_in_kvm():
 def test_virtualization_bare_metal_passes(name):
     finding = one(name, "system.virtualization")
     assert finding.status == PASS
-    assert finding.observed.startswith("none; decided by no hypervisor flag")
+    assert finding.observed.startswith("none; decided by no hypervisor in DMI, the device tree")
     assert "/proc/cpuinfo" in finding.evidence
 
 

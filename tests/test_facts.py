@@ -330,7 +330,8 @@ def test_virtualization_falls_back_to_files_when_the_command_is_missing(tmp_path
                                    "systemd-detect-virt --container": ("", "not-installed")})
     system = facts_for(root).system
     assert system.virtualization == Virtualization("vm", "kvm")
-    assert system.basis["virtualization"] == "hypervisor flag in /proc/cpuinfo or DMI vendor"
+    assert system.basis["virtualization"] == (
+        "/sys/class/dmi/id/product_name: CloudStack KVM Hypervisor")
 
 
 def test_virtualization_kvm_by_dmi_product_name():
@@ -380,20 +381,76 @@ def test_virtualization_systemd_container_file_and_dmi_vm(tmp_path):
                                            "/sys/class/dmi/id/sys_vendor": "QEMU\n"})
     system = facts_for(root).system
     assert system.virtualization == Virtualization("container", "lxc", "qemu")
-    assert system.basis["virtualization"] == "container marker files"
+    assert system.basis["virtualization"] == (
+        "/run/systemd/container; under qemu: /sys/class/dmi/id/sys_vendor: QEMU")
+
+
+BARE_CPUINFO = "processor\t: 0\nflags\t\t: fpu vme\n"
+DMI = "/sys/class/dmi/id/"
+VIRT_WHAT = "zdyxry/virt-what@94773022 tests/"  # captured from real guests
+LSCPU = "util-linux@39465c78 tests/ts/lscpu/dumps/"
+LINUXHW = "linuxhw/DMI@57b21bc6 "
+
+
+@pytest.mark.parametrize("source, files, expected", [
+    # Hardware whose DMI only looks like a hypervisor's: whole words, whole names.
+    (LINUXHW + "Notebook/ADATA/XENIA/XENIA 14", {DMI + "product_name": "XENIA 14\n",
+                                                 DMI + "sys_vendor": "ADATA\n"}, ("none",)),
+    (LINUXHW + "Notebook/Google/Eve", {DMI + "product_name": "Eve\n",
+                                       DMI + "sys_vendor": "Google\n"}, ("none",)),
+    (VIRT_WHAT + "aws-baremetal-x86", {DMI + "product_name": "i3.metal\n",
+                                      DMI + "sys_vendor": "Amazon EC2\n"}, ("none",)),
+    (VIRT_WHAT + "rhel5-xen-dom0", {"/proc/xen/capabilities": "control_d\n",
+                                    DMI + "sys_vendor": "Apple Computer, Inc.\n"}, ("none",)),
+    # Guests no hypervisor flag shows (old kernels, Arm, s390), named by what they leave.
+    (VIRT_WHAT + "google-cloud", {DMI + "product_name": "Google Compute Engine\n",
+                                 DMI + "sys_vendor": "Google\n"}, ("vm", "google")),
+    (VIRT_WHAT + "rhel5-xen-domU-hvm", {DMI + "product_name": "HVM domU\n",
+                                        DMI + "sys_vendor": "Red Hat\n",
+                                        DMI + "bios_vendor": "Xen\n"}, ("vm", "xen")),
+    (LSCPU + "x86_64-el5xen", {"/proc/xen/capabilities": ""}, ("vm", "xen")),
+    (VIRT_WHAT + "esx-arm", {"/proc/device-tree/hypervisor/compatible": "vmware\0"},
+     ("vm", "vmware")),
+    (VIRT_WHAT + "qemu-arm", {"/proc/device-tree/fw-cfg@9020000/compatible":
+                              "qemu,fw-cfg-mmio\0"}, ("vm", "qemu")),
+    (VIRT_WHAT + "zvm", {"/proc/sysinfo": "VM00 Control Program: z/VM    5.3.0   \n"},
+     ("vm", "zvm")),
+    (LSCPU + "s390-kvm", {"/proc/sysinfo": "VM00 Control Program: KVM/Linux       \n"},
+     ("vm", "kvm")),
+    (LSCPU + "vbox-win", {"/proc/bus/pci/devices": "0010\t80eebeef\t12\t        e0000008\n"},
+     ("vm", "oracle")),
+    # Containers: PID 1's environment, systemd's manager file, OpenVZ's /proc/vz.
+    (VIRT_WHAT + "lxc", {"/proc/1/environ": "LANG=C\0HOME=/root\0container=lxc\0"},
+     ("container", "lxc")),
+    ("systemd 248+ (src/basic/virt.c)", {"/run/host/container-manager": "systemd-nspawn\n"},
+     ("container", "systemd-nspawn")),
+    ("systemd (src/basic/virt.c)", {"/proc/vz/vestat": ""}, ("container", "openvz")),
+])
+def test_virtualization_by_the_files_real_guests_and_hosts_leave(tmp_path, source, files,
+                                                                  expected):
+    root = write_snapshot(tmp_path, files={"/proc/cpuinfo": BARE_CPUINFO, **files})
+    system = facts_for(root).system
+    assert system.virtualization == Virtualization(*expected), source
+    if expected != ("none",):  # the basis names where it was seen
+        assert "/".join(next(iter(files)).split("/")[:3]) in system.basis["virtualization"]
 
 
 def test_virtualization_wsl_by_kernel_release(tmp_path):
     root = write_snapshot(tmp_path, files={
         "/proc/sys/kernel/osrelease": "5.15.167.4-microsoft-standard-WSL2\n"})
     assert facts_for(root).system.virtualization == Virtualization("wsl", "wsl")
+    root = write_snapshot(tmp_path / "wsl1", files={
+        "/proc/sys/kernel/osrelease": "4.4.0-19041-Microsoft\n"})
+    system = facts_for(root).system
+    assert (system.virtualization.kind, system.basis["virtualization"]) == (
+        "wsl", "kernel release names Microsoft (WSL1)")
 
 
 @pytest.mark.parametrize("name", [LAPTOP, TIGERLAKE, OPTERON, H8QM8])
 def test_virtualization_bare_metal_by_files(name):
     system = fixture_facts(name).system
     assert system.virtualization == Virtualization("none")
-    assert system.basis["virtualization"].startswith("no hypervisor flag in /proc/cpuinfo")
+    assert system.basis["virtualization"].startswith("no hypervisor in DMI, the device tree")
 
 
 def test_virtualization_unknown_without_any_source():

@@ -9,19 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from q3cn_doctor.facts.virtualization import container_by_files, vm_by_files
 from q3cn_doctor.host.base import RAN, CommandResult, Host
 from q3cn_doctor.options import Options
 
 if TYPE_CHECKING:
     from . import Facts
-
-# sys_vendor / product_name strings that name a hypervisor.
-_DMI_HYPERVISORS = {
-    "QEMU": "qemu", "KVM": "kvm", "VMware": "vmware", "VirtualBox": "oracle",
-    "innotek": "oracle", "Xen": "xen", "Microsoft Corporation Virtual Machine": "microsoft",
-    "Parallels": "parallels", "Bochs": "bochs", "Amazon EC2": "amazon", "Google": "google",
-}
-
 
 @dataclass
 class Virtualization:
@@ -92,7 +85,10 @@ VIRT_COMMANDS = [["systemd-detect-virt", "--vm"], ["systemd-detect-virt", "--con
 def detect_virtualization(host: Host, kernel: str | None) -> tuple[Virtualization, str]:
     """What this runs inside, and how that was decided."""
     if kernel and ("microsoft" in kernel.lower() or "wsl" in kernel.lower()):
-        return Virtualization("wsl", "wsl"), "kernel release names Microsoft (WSL2)"
+        # WSL2's kernels are "...-microsoft-standard-WSL2"; WSL1 answers "4.4.0-19041-Microsoft".
+        generation = "WSL2" if "standard" in kernel.lower() or "wsl2" in kernel.lower() \
+            else "WSL1"
+        return Virtualization("wsl", "wsl"), f"kernel release names Microsoft ({generation})"
     vm, container = (_detect_virt(result) for result in host.run_all(VIRT_COMMANDS))
     if vm is not None or container is not None:
         if container not in (None, "none"):
@@ -103,15 +99,18 @@ def detect_virtualization(host: Host, kernel: str | None) -> tuple[Virtualizatio
             return Virtualization("vm", vm), "systemd-detect-virt --vm"
         if vm == "none" and container in (None, "none"):
             return Virtualization("none"), "systemd-detect-virt --vm / --container"
-    container = _container_by_files(host)
-    vm = _vm_by_files(host)
+    container = container_by_files(host)
+    vm = vm_by_files(host)
+    under = vm[0] if vm and vm[0] != "none" else None
     if container:
-        return Virtualization("container", container, vm), "container marker files"
+        return Virtualization("container", container[0], under), container[1] + (
+            f"; under {under}: {vm[1]}" if under and vm else "")
     if vm:
-        return Virtualization("vm", vm), "hypervisor flag in /proc/cpuinfo or DMI vendor"
+        return Virtualization("vm" if under else "none", under), vm[1]
     if host.cat("/proc/cpuinfo") is None:
         return Virtualization(None), "no systemd-detect-virt answer and no /proc/cpuinfo"
-    return Virtualization("none"), "no hypervisor flag in /proc/cpuinfo, no container markers"
+    return Virtualization("none"), ("no hypervisor in DMI, the device tree, Xen's or s390's "
+                                    "files, PCI or /proc/cpuinfo's flags; no container marker")
 
 
 def _detect_virt(result: CommandResult) -> str | None:
@@ -120,26 +119,3 @@ def _detect_virt(result: CommandResult) -> str | None:
         return None
     answer = result.stdout.strip()
     return answer or None
-
-
-def _container_by_files(host: Host) -> str | None:
-    if host.exists("/.dockerenv"):
-        return "docker"
-    if host.exists("/run/.containerenv"):
-        return "podman"
-    marker = host.cat("/run/systemd/container")
-    return marker or None
-
-
-def _vm_by_files(host: Host) -> str | None:
-    vendor = host.cat("/sys/class/dmi/id/sys_vendor") or ""
-    product = host.cat("/sys/class/dmi/id/product_name") or ""
-    # Hyper-V is named by the pair (Microsoft Corporation / Virtual Machine), never by one file.
-    for value in (vendor, product, f"{vendor} {product}"):
-        for needle, name in _DMI_HYPERVISORS.items():
-            if needle.lower() in value.lower():
-                return name
-    for line in (host.cat("/proc/cpuinfo") or "").splitlines():
-        if line.startswith("flags") and " hypervisor" in line:
-            return "unknown hypervisor"
-    return None
