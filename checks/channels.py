@@ -50,7 +50,8 @@ def channels(ctx: Context):
             SKIP, "The firmware describes no real modules (a VM?)",
             observed=f"{len(modules)} module(s) with no speed and no part number ({memory.source})",
             recommended="On a VM, run q3cn-doctor on the host to judge its memory channels.")
-    if memory.soldered:
+    if memory.soldered and not (memory.board_channels and memory.channels
+                                and memory.channels < memory.board_channels):
         return ctx.finding(PASS,
                            f"Soldered memory on {memory.channels} x 64-bit channel(s): "
                            "nothing to rearrange",
@@ -123,10 +124,13 @@ def _placement(ctx: Context, memory) -> tuple[list[Problem], float | None, int |
     if len(modules) == 1:
         wanted = min(2, board) if board == 2 else board
         impact, cost = _lost(ctx, memory, 1, wanted)
+        advice = ("Add a SO-DIMM of the soldered memory's size and speed in the empty slot: "
+                  "the board pairs it with the soldered channel." if memory.soldered else
+                  "Add a module of the same kit (same size and part number) in the slot the "
+                  "board manual names for two modules" + (
+                      ", and fill every channel" if board > 2 else "") + ".")
         return [(WARN, f"One module: the RAM runs single-channel (1 of {board} channels)",
-                 "Add a module of the same kit (same size and part number) in the slot the "
-                 "board manual names for two modules" + (
-                     ", and fill every channel" if board > 2 else "") + ".", impact)], cost, wanted
+                 advice, impact)], cost, wanted
     if used < min(len(modules), board):
         best = min(len(modules), board)
         impact, cost = _lost(ctx, memory, used, best)
@@ -140,14 +144,15 @@ def _placement(ctx: Context, memory) -> tuple[list[Problem], float | None, int |
 
 
 def _matching(memory) -> list[Problem]:
-    """Sizes judged per channel (flex mode), speeds and part numbers."""
+    """Sizes judged per channel (flex mode, where the slots name the channels), speeds and
+    part numbers."""
     problems = []
     modules = memory.modules
     totals: dict[str, int] = {}
     for module in modules:
-        key = module.channel or module.locator or str(id(module))
+        key = module.channel or ""
         totals[key] = totals.get(key, 0) + (module.size_bytes or 0)
-    if len(set(totals.values())) > 1 and all(m.size_bytes for m in modules):
+    if len(set(totals.values())) > 1 and all(m.size_bytes and m.channel for m in modules):
         unmatched = sum(totals.values()) - min(totals.values()) * len(totals)
         per_channel = ", ".join(f"{key} {gib(total)}" for key, total in sorted(totals.items()))
         problems.append((

@@ -1,4 +1,4 @@
-"""memory.speed and memory.channels on 72 machines the rules were not written from.
+"""memory.speed and memory.channels on 84 machines the rules were not written from.
 
 tests/fixtures/dmidecode-world/ holds full ``dmidecode`` outputs of real machines from
 the linuxhw/DMI hardware-probe collection (SOURCES.tsv: path and commit of each),
@@ -7,7 +7,7 @@ their rating, four DIMMs at 3600, firmware that prints the clock (1067 for 2133)
 mixed kits, single DIMMs, servers with empty channels, MRDIMM, LPDDR5/5X laptops,
 and the slot-name dialects. The snapshot around each is the listing as the
 ``dmidecode -t memory`` answer and a /proc/cpuinfo holding only the model name the
-same listing's processor record (SMBIOS type 4) gives.
+same listing's processor record (SMBIOS type 4) gives, once for each fitted socket.
 
 Each expected verdict is decided from the listing and public facts, named in the
 ``why`` column: the kit's part number (its maker's scheme), the platform's memory
@@ -114,7 +114,8 @@ EXPECTED = {
             "speed, Speed 4800) at 3600: two per channel, no profile left off"),
     "157": (PASS, 2666, 4, WARN, "2 x Xeon Gold 6152, Supermicro banks P0_Node0_Channel0 and "
             "P0_Node1_Channel0: two channels, not one; 4 of the 8 listed"),
-    "158": (PASS, 2666, 2, PASS, "Xeon E5-2680 v3 (Haswell-EP, DDR4-2133) with 2666 RDIMMs"),
+    "158": (PASS, 2666, 2, WARN, "Xeon E5-2680 v3 (Haswell-EP, DDR4-2133) with 2666 RDIMMs "
+            "in B1 and D1 of four slots (the empty two named 'NO DIMM'): 2 of its 4 channels"),
     "159": (PASS, 5600, 2, PASS, "i7-13700HX (DDR5-4800) with Samsung 5600 SO-DIMMs at 4800"),
     "160": (PASS, 4800, 2, PASS, "Micron MTC4C10163S1SC48BA1 (five digits of density): a "
             "JEDEC 4800 part at 4800"),
@@ -145,6 +146,31 @@ EXPECTED = {
             "at 1333; one module of two channels"),
     "172": (PASS, 3200, 8, WARN, "2 x Xeon Gold 5220R (Cascade Lake, DDR4-2666), Gigabyte banks "
             "P0/P1_Node0_Channel0..5: 8 of 12 channels, two sockets"),
+    # A second 300, drawn along servers, workstations and 2021-2025 laptops.
+    "173": (PASS, 3200, 8, PASS, "PowerEdge C6525, one EPYC 7443P (8 channels), A1-A8 full and "
+            "B1-B8 the empty second socket's: 8 of 8, not 8 of 16"),
+    "174": (PASS, 3200, 8, PASS, "one Xeon Silver 4310 (Ice Lake-SP, DDR4-2666) with 3200 RDIMMs "
+            "in DIMM_P0_A0..H0, the second socket empty: 8 of 8 at its 2666"),
+    "175": (PASS, 2666, 4, WARN, "2 x Xeon Silver 4210 (Cascade Lake, 6 channels, DDR4-2400), "
+            "Supermicro P0/P1_Node0/1_Channel0: 4 of 12, not of 16"),
+    "176": (PASS, 2666, 1, WARN, "PowerEdge T440, one Silver 4110 (6 channels, DDR4-2400), one "
+            "RDIMM: 1 of 6 channels, not 1 of 2"),
+    "177": (PASS, 3200, 1, WARN, "one Xeon Gold 6248R (Cascade Lake, 6 channels) with one module "
+            "on a two-socket Purley board: 1 of 6, not of 12"),
+    "178": (FAIL, 6000, 4, PASS, "Threadripper 7960X (4 channels) on a TRX50 AERO D that lists P0 "
+            "CHANNEL A..H, modules in A, C, E, G: 4 of 4; the 6000 kit at 4800"),
+    "179": (PASS, 2133, 2, WARN, "Huanan X99-BD4, E5-2666 v3 (Haswell-EP, 4 channels), B1 and D1 "
+            "filled, the empty slots named 'NO DIMM': 2 of 4"),
+    "180": (PASS, 6400, 2, PASS, "Alienware x15 R2, i7-12700H: two LPDDR5 packages listed 64 bits "
+            "each, 128 bits in all (2 x 64-bit, 83.2 GB/s at 5200), not 16 each"),
+    "181": (PASS, 3200, 1, WARN, "IdeaPad Slim 3 15ABR8 (Ryzen 5 7530U): 8 GB DDR4 on the board "
+            "in CHANNEL B, the SO-DIMM slot of CHANNEL A empty: single-channel"),
+    "182": (PASS, 4800, 16, PASS, "2 x Xeon Gold 6430, which ark lists at DDR5-4400 (its tier's "
+            "others 4800), with 4800 RDIMMs at 4400"),
+    "183": (PASS, 5600, 2, PASS, "Legion Pro 5 (Ryzen 9 7945HX, Dragon Range: DDR5-5200) with "
+            "5600 SO-DIMMs at 5200"),
+    "184": (PASS, 2400, 2, INFO, "ZBook 17 G5 (Xeon E-2176M, 2 channels), four slots named Top/"
+            "Bottom-Slot: which pairs share a channel is unknown, so no per-channel totals"),
 }
 
 
@@ -155,15 +181,24 @@ def cpu_model(text: str) -> str | None:
     return version.group(1).strip() if version else None
 
 
+def sockets_fitted(text: str) -> int:
+    """Processor records (SMBIOS type 4) of a populated socket: a server board lists its
+    empty second socket too."""
+    records = re.findall(r"DMI type 4,.*?(?:\n\n|\Z)", text, re.S)
+    return sum(1 for record in records if re.search(r"Status: Populated", record)) or 1
+
+
 def world_snapshot(root: Path, text: str) -> Path:
     cmd = root / "cmd"
     cmd.mkdir(parents=True)
     (cmd / "dmidecode_-t_memory.out").write_text(text)
     (cmd / "dmidecode_-t_memory.rc").write_text("0\n")
     model = cpu_model(text)
-    if model:
+    if model:  # one CPU of each fitted socket, as the machine's /proc/cpuinfo lists them
         (root / "fs/proc").mkdir(parents=True)
-        (root / "fs/proc/cpuinfo").write_text(f"processor\t: 0\nmodel name\t: {model}\n\n")
+        (root / "fs/proc/cpuinfo").write_text("".join(
+            f"processor\t: {n}\nmodel name\t: {model}\nphysical id\t: {n}\n\n"
+            for n in range(sockets_fitted(text))))
     return root
 
 

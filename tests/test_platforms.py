@@ -59,6 +59,21 @@ from test_memory_world import cpu_model
     ("11th Gen Intel(R) Core(TM) i7-11800H @ 2.30GHz", "Tiger Lake-H", 2, {}, {"DDR4": 3200}),
     ("Intel(R) Celeron(R) CPU  J1900  @ 1.99GHz", "Bay Trail-D", 2, {}, {"DDR3": 1333}),
     ("Intel(R) Xeon(R) Silver 4410Y", "Sapphire Rapids", 8, {}, {"DDR5": 4000}),
+    # ...and of a second sweep's servers, workstations and laptops (162-180).
+    ("Intel(R) Xeon(R) Gold 6430", "Sapphire Rapids", 8, {}, {"DDR5": 4400}),
+    ("Intel(R) Xeon(R) Silver 4310 CPU @ 2.10GHz", "Ice Lake-SP", 8, {}, {"DDR4": 2666}),
+    ("Intel(R) Xeon(R) Gold 5317 CPU @ 3.00GHz", "Ice Lake-SP", 8, {}, {"DDR4": 2933}),
+    ("Intel(R) Xeon(R) CPU E5-2640 0 @ 2.50GHz", "Sandy Bridge-EP", 4, {}, {}),
+    ("Intel(R) Xeon(R) W-3235 CPU @ 3.30GHz", "Cascade Lake-W", 6, {}, {"DDR4": 2933}),
+    ("Intel(R) Xeon(R) W-2223 CPU @ 3.60GHz", "Cascade Lake-W", 4, {}, {"DDR4": 2666}),
+    ("Intel(R) Xeon(R) W-2135 CPU @ 3.70GHz", "Skylake-W", 4, {}, {"DDR4": 2666}),
+    ("Intel(R) Xeon(R) E-2176M  CPU @ 2.70GHz", "Coffee Lake (Xeon E)", 2, {}, {"DDR4": 2666}),
+    ("Intel(R) Core(TM) i9-10900X CPU @ 3.70GHz", "Cascade Lake-X", 4, {}, {"DDR4": 2933}),
+    ("Intel(R) Core(TM) i9-7900X CPU @ 3.30GHz", "Skylake-X", 4, {}, {"DDR4": 2666}),
+    ("AMD Ryzen 9 7945HX with Radeon Graphics", "Dragon Range", 2, {}, {"DDR5": 5200}),
+    ("AMD Ryzen 7 8845HS w/ Radeon 780M Graphics", "Phoenix/Hawk Point", 2, {"LPDDR5": 7500},
+     {"DDR5": 5600}),
+    ("AMD EPYC 4244P 6-Core Processor", "EPYC 4004", 2, {}, {"DDR5": 5200}),
 ])
 def test_platforms_of_real_cpu_names(model, name, channels, lpddr, ddr):
     platform = platform_of(model)
@@ -68,9 +83,8 @@ def test_platforms_of_real_cpu_names(model, name, channels, lpddr, ddr):
 
 @pytest.mark.parametrize("model", [None, "", "Intel(R) Celeron(R) N4020 CPU @ 1.10GHz",
                                    "AMD Ryzen 9 7940HX with Radeon Graphics", "QEMU Virtual CPU",
-                                   # four-channel HEDT parts beside the 2-channel Skylakes
-                                   "Intel(R) Core(TM) i7-6800K CPU @ 3.40GHz",
-                                   "Intel(R) Core(TM) i9-7900X CPU @ 3.30GHz"])
+                                   # Broadwell-E, four channels, beside the Skylakes
+                                   "Intel(R) Core(TM) i7-6800K CPU @ 3.40GHz"])
 def test_unknown_cpus_have_no_platform(model):
     assert platform_of(model) is None
 

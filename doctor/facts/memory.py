@@ -694,8 +694,46 @@ def channel_layout(slots: list[MemoryDevice], modules: list[MemoryModule],
     """64-bit channels in use, channels the board offers, and how that was decided."""
     if not modules:
         return None, None, "unknown: no module installed"
-    if all(m.soldered or (m.family or "").startswith("LPDDR") for m in modules):
+    if all(m.soldered or (m.family or "").startswith("LPDDR") for m in modules) and not (
+            any(not slot.installed for slot in slots) and not any(
+                m.narrow or (m.family or "").startswith("LPDDR") for m in modules)):
+        # But 64-bit soldered DDR beside an empty slot (a 15" IdeaPad: 8 GB on the board,
+        # one SO-DIMM slot) is a channel of a slotted board: judged as modules are.
         return _lpddr_channels(modules, platform)
+    used, board, how = _slot_layout(slots, modules, platform, sockets)
+    return _capped(used, board, how, slots, platform, sockets)
+
+
+def _capped(used: int | None, board: int | None, how: str, slots: list[MemoryDevice],
+            platform: Platform | None, sockets: int | None
+            ) -> tuple[int | None, int | None, str]:
+    """The firmware's channel count held to what the CPUs fitted have: boards list the
+    channels of an empty second socket (one EPYC 7443P on a PowerEdge C6525: 8 of 8,
+    not 16), Threadripper 7000 boards list eight of its four, Intel laptops ChannelA-D
+    of LPDDR on each controller with SO-DIMMs fitted. Where the names gave no count,
+    the platform's, or the slots where fewer."""
+    if not platform or not platform.channels:
+        return used, board, how
+    if sockets:
+        most = platform.channels * sockets
+    elif slots and all(_LPDDR_CHANNEL_SLOT.match(slot.locator or "") for slot in slots):
+        most = platform.channels  # Intel's client dialect: one socket
+    else:
+        return used, board, how
+    if board is None:
+        board = min(most, len(slots)) if slots else most
+        how += f"; the board: {board} of {platform.name}'s {most} x 64-bit"
+    elif board > most:
+        how += (f"; the firmware lists {board} channels, but {platform.name} has {most} x "
+                f"64-bit" + (f" ({sockets} socket(s) fitted)" if sockets else ""))
+        board = most
+    return (min(used, board) if used else used), board, how
+
+
+def _slot_layout(slots: list[MemoryDevice], modules: list[MemoryModule],
+                 platform: Platform | None, sockets: int | None
+                 ) -> tuple[int | None, int | None, str]:
+    """Channels in use and offered as the slot names (or the platform) give them."""
     slot_keys = [channel_of(s) for s in slots]
     if any(slot_keys.count(key) > MAX_SLOTS_PER_CHANNEL for key in set(slot_keys) if key):
         # Dell's DIMM_A1..A12: the letter is the socket, not the channel.
@@ -706,18 +744,8 @@ def channel_layout(slots: list[MemoryDevice], modules: list[MemoryModule],
     board = len(set(slot_keys)) if slot_keys and all(slot_keys) else None
     if all(keys):
         named = sorted(set(keys))
-        used = len(named)
-        how = f"channels named by the locators of {len(modules)} module(s): {', '.join(named)}"
-        most = platform.channels if platform else None
-        if most and board and board > most and all(
-                _LPDDR_CHANNEL_SLOT.match(slot.locator or "") for slot in slots):
-            # Intel laptops list ChannelA-D on each controller, the 16-bit LPDDR channels,
-            # whatever is fitted: with SO-DIMMs only A can hold one. (One socket: a client
-            # platform.)
-            how += (f"; the firmware lists {board} channels, but {platform.name} has "
-                    f"{most} x 64-bit")
-            board, used = most, min(used, most)
-        return used, board, how
+        return len(named), board, (f"channels named by the locators of {len(modules)} "
+                                   f"module(s): {', '.join(named)}")
     one_per_channel = _one_slot_per_channel(slots, platform, sockets)
     if one_per_channel:
         for module in modules:
@@ -764,10 +792,15 @@ def _lpddr_channels(modules: list[MemoryModule], platform: Platform | None
     """LPDDR (soldered, or an LPCAMM2 module): channels from the devices' data width."""
     bits = 0
     assumed = False
+    listed = [m.data_width for m in modules]
+    # Widths as listed where they add up to no more than the platform's bus (an Alder
+    # Lake-H's two 64-bit LPDDR5 packages: 128 bits); else 16 bits a device.
+    believed = (platform is not None and bool(platform.channels) and all(listed)
+                and sum(listed) <= platform.channels * 64)  # type: ignore[arg-type]
     for module in modules:
         width = module.data_width
-        if width is None or width > 32 and (module.type or "").upper()[:6] in (
-                "LPDDR4", "LPDDR5"):
+        if width is None or width > 32 and not believed and (module.type or "").upper()[
+                :6] in ("LPDDR4", "LPDDR5"):
             width, assumed = 16, True  # LPDDR4/5 channels are 16 bits wide
         bits += width
     channels = max(1, round(bits / 64))

@@ -95,6 +95,8 @@ _TABLE = [
                                                            "MRDIMM": 8000})),
     # Xeon Scalable: the channels per socket; the speed differs by tier, so only the
     # top tiers' (Platinum, Gold 6) is listed.
+    (r"Xeon\(R\) Gold 64(?:30|21N)\b", _p("Sapphire Rapids", 8, {}, {"DDR5": 4400})),
+    (r"Xeon\(R\) Gold 6428N\b", _p("Sapphire Rapids", 8, {}, {"DDR5": 4000})),
     (r"Xeon\(R\) (?:Platinum 8|Gold 6)4\d\d", _p("Sapphire Rapids", 8, {}, {"DDR5": 4800})),
     (r"Xeon\(R\) (?:Platinum 8|Gold 6)5\d\d", _p("Emerald Rapids", 8, {}, {"DDR5": 5600})),
     (r"Xeon\(R\) (?:Platinum 8|Gold 6)3\d\d", _p("Ice Lake-SP", 8, {}, {"DDR4": 3200})),
@@ -111,6 +113,8 @@ _TABLE = [
                                                   {"DDR5": 4400})),
     (r"Xeon\(R\) Gold 55\d\d", _p("Emerald Rapids", 8, {}, {"DDR5": 4800})),
     (r"Xeon\(R\) (?:Gold|Silver|Bronze) [3-5][45]\d\d", _p("Sapphire/Emerald Rapids", 8)),
+    (r"Xeon\(R\) Silver 43\d\d", _p("Ice Lake-SP", 8, {}, {"DDR4": 2666})),
+    (r"Xeon\(R\) Gold 53\d\d", _p("Ice Lake-SP", 8, {}, {"DDR4": 2933})),
     (r"Xeon\(R\) (?:Gold|Silver|Bronze) [3-5]3\d\d", _p("Ice Lake-SP", 8)),
     # Xeon E5 v3 (Haswell-EP): E5-2620..2640 v3 DDR4-1866, the others 2133; v4
     # (Broadwell-EP): E5-2620..2640 v4 DDR4-2133, the others 2400; E3 v5 DDR4-2133, v6
@@ -121,6 +125,21 @@ _TABLE = [
     (r"Xeon\(R\) CPU E5-\d{4}[A-Z]? v4", _p("Broadwell-EP", 4, {}, {"DDR4": 2400})),
     (r"Xeon\(R\) CPU E3-12\d\d[A-Z]? v5", _p("Skylake (Xeon E3)", 2, {}, {"DDR4": 2133})),
     (r"Xeon\(R\) CPU E3-12\d\d[A-Z]? v6", _p("Kaby Lake (Xeon E3)", 2, {}, {"DDR4": 2400})),
+    # Sandy and Ivy Bridge-EP: four channels; their DDR3 speed differs by SKU.
+    (r"Xeon\(R\) CPU E5-[124]6\d\d[A-Z]? 0\b", _p("Sandy Bridge-EP", 4)),
+    (r"Xeon\(R\) CPU E5-[124]6\d\d[A-Z]? v2", _p("Ivy Bridge-EP", 4)),
+    # Xeon W (ark.intel.com): W-2100 DDR4-2666; W-2223/2225 2666, other W-2200 2933;
+    # W-3223 2666, other W-3200 2933. Xeon E-2100/2200 2666, E-2300 3200.
+    (r"Xeon\(R\) W-21\d\d", _p("Skylake-W", 4, {}, {"DDR4": 2666})),
+    (r"Xeon\(R\) W-222[35]\b", _p("Cascade Lake-W", 4, {}, {"DDR4": 2666})),
+    (r"Xeon\(R\) W-22\d\d", _p("Cascade Lake-W", 4, {}, {"DDR4": 2933})),
+    (r"Xeon\(R\) W-3223\b", _p("Cascade Lake-W", 6, {}, {"DDR4": 2666})),
+    (r"Xeon\(R\) W-32\d\d", _p("Cascade Lake-W", 6, {}, {"DDR4": 2933})),
+    (r"Xeon\(R\) E-2[12]\d\d", _p("Coffee Lake (Xeon E)", 2, {}, {"DDR4": 2666})),
+    (r"Xeon\(R\) E-23\d\d", _p("Rocket Lake (Xeon E)", 2, {}, {"DDR4": 3200})),
+    # Core X-series (four channels): Cascade Lake-X DDR4-2933, Skylake-X 2666.
+    (r"Core\(TM\) i[79]-109\d\dXE?\b", _p("Cascade Lake-X", 4, {}, {"DDR4": 2933})),
+    (r"Core\(TM\) i[79]-[79]\d{3}XE?\b", _p("Skylake-X", 4, {}, {"DDR4": 2666})),
     # Ivy Bridge Celeron G16xx: DDR3-1333 (ark.intel.com).
     (r"Celeron\(R\) CPU G16\d\dT?\b", _p("Ivy Bridge Celeron", 2, {}, {"DDR3": 1333})),
     # AMD laptops (amd.com product specifications).
@@ -129,7 +148,8 @@ _TABLE = [
     (r"Ryzen AI 9 (?:HX )?3[67]\d", _p("Strix Point", 2, {"LPDDR5": 7500}, {"DDR5": 5600})),
     (r"Ryzen AI [57] (?:PRO )?3\d\d", _p("Krackan Point", 2, {"LPDDR5": 8000},
                                          {"DDR5": 5600})),
-    (r"Ryzen [3579] (?:PRO )?[78]\d[4-6]0[UH]S?\b", _p("Phoenix/Hawk Point", 2,
+    (r"Ryzen [579] 7\d45HX3?D?\b", _p("Dragon Range", 2, {}, {"DDR5": 5200})),
+    (r"Ryzen [3579] (?:PRO )?[78]\d[4-6][05][UH]S?\b", _p("Phoenix/Hawk Point", 2,
                                                         {"LPDDR5": 7500}, {"DDR5": 5600})),
     (r"Ryzen [3579] (?:PRO )?(?:6\d\d0|7\d35)(?:[UH]S?|HX)\b", _p("Rembrandt", 2,
                                                            {"LPDDR5": 6400},
@@ -151,6 +171,7 @@ _TABLE = [
     (r"Ryzen Threadripper PRO 7\d\d5WX", _p("Threadripper PRO 7000WX", 8, {},
                                              {"DDR5": 5200})),
     (r"Ryzen Threadripper 7\d\d0X", _p("Threadripper 7000", 4, {}, {"DDR5": 5200})),
+    (r"EPYC 4\d\d4P", _p("EPYC 4004", 2, {}, {"DDR5": 5200})),
     (r"EPYC 9\d\d5", _p("EPYC 9005 (Turin)", 12, {}, {"DDR5": 6000})),
     (r"EPYC 9\d\d4", _p("EPYC 9004 (Genoa)", 12, {}, {"DDR5": 4800})),
     (r"EPYC 8\d\d4", _p("EPYC 8004 (Siena)", 6, {}, {"DDR5": 4800})),
@@ -168,7 +189,7 @@ _TABLE = [
 def platform_of(model_name: str | None) -> Platform | None:
     """The platform a CPU model name belongs to, or None where the table has no entry.
     A pattern is compiled only where the name holds the text every match of it begins
-    with: compiling all 79 costs a preflight 6-11 ms on a CPU the table lacks (a VM's
+    with: compiling them all costs a preflight 6-11 ms on a CPU the table lacks (a VM's
     "Intel(R) Xeon(R) Processor"), and a Ryzen compiled every Intel pattern first."""
     if not model_name:
         return None
