@@ -94,10 +94,12 @@ def numa(ctx: Context):
         if confined:
             return confined
     if the_plan.numa == "numactl":
-        advice = (f"Bind llama-server to node{the_plan.numa_node}, where the model fits: "
+        advice = (f"Bind llama-server to node{the_plan.numa_node}, where the model fits, as "
+                  "`q3cn-doctor launch` does: "
                   f"`{the_plan.command()}`.")
     else:
-        advice = (f"Launch with --numa distribute: `{the_plan.command()}`, after dropping the "
+        advice = ("Launch with --numa distribute, as `q3cn-doctor launch` does: "
+                  f"`{the_plan.command()}`, after dropping the "
                   "page cache (`sync; echo 3 > /proc/sys/vm/drop_caches`) so the model's pages "
                   "spread over the nodes too. Where the model fits one node's memory, "
                   "`numactl --cpunodebind=0 --membind=0 llama-server --numa numactl ...` keeps "
@@ -114,7 +116,8 @@ def numa(ctx: Context):
             cost = difference(now, then)
         except FactsError:
             pass
-    return ctx.finding(WARN, f"{cpu.numa_nodes} NUMA nodes and no NUMA policy planned",
+    # The plan has the policy (launch adds it); the server or its arguments lack one.
+    return ctx.finding(WARN, f"{cpu.numa_nodes} NUMA nodes and llama-server has no NUMA policy",
                        observed=observed, recommended=advice, impact=impact, fixes=fixes,
                        manual=[advice], action="a NUMA policy at launch",
                        what_if={"numa_policy": "distribute"}
@@ -126,7 +129,7 @@ def _one_node(ctx: Context, cpu: CpuFacts, planned_cpus: list[int], observed: st
     process there): every read is local with no policy. None otherwise."""
     planned = set(planned_cpus or cpu.online_cpus)
     home = [node.node for node in cpu.numa if node.cpus and planned <= set(node.cpus)]
-    if not home:
+    if not (planned and home):  # no CPU known: nothing is on one node
         return None
     return ctx.finding(
         PASS, f"The CPUs llama-server may use are all on node{home[0]}: reads stay local",

@@ -175,11 +175,12 @@ def test_topology_skips_without_cpus(tmp_path):
 # -- cpu.numa -------------------------------------------------------------------------------
 def test_numa_epyc_eight_nodes_without_a_policy():
     found = findings(EPYC, "cpu.numa")["cpu.numa"]
-    assert (found.status, found.title) == (WARN, "8 NUMA nodes and no NUMA policy planned")
+    assert (found.status, found.title) == (
+        WARN, "8 NUMA nodes and llama-server has no NUMA policy")
     assert found.observed.startswith("8 NUMA nodes: node0: CPUs 0-5,48-53; node1: CPUs 6-11")
     assert found.recommended.startswith(
-        "Launch with --numa distribute: `taskset -c 0-95 llama-server --threads 48 "
-        "--threads-batch 96 --numa distribute`")
+        "Launch with --numa distribute, as `q3cn-doctor launch` does: `taskset -c 0-95 "
+        "llama-server --threads 48 --threads-batch 96 --numa distribute`")
     assert "numactl --cpunodebind=0 --membind=0" in found.recommended
     assert found.fixes == []
 
@@ -241,6 +242,22 @@ def test_numa_cpuset_on_one_node_needs_no_policy(tmp_path):
            "with no NUMA policy." in plan_for(snapshot_facts(root)).rationale
     write(root, "/sys/fs/cgroup/cpuset.cpus.effective", "0-15\n")  # two nodes: a policy
     assert findings(root, "cpu.numa")["cpu.numa"].status == WARN
+
+
+def test_numa_quota_that_keeps_the_threads_on_one_node_plans_no_policy(tmp_path):
+    """A 4-CPU quota on the 8-node EPYC keeps four cores of node0: no --numa distribute
+    over nodes the threads never run on, and the check says the same as the plan."""
+    root = copy_fixture(EPYC, tmp_path)
+    amp = FIXTURES / "cgroup" / "automaxprocs"
+    write(root, "/proc/self/cgroup", (amp / "proc/v2/cgroup-root").read_text())
+    write(root, "/proc/self/mountinfo", (amp / "proc/v2/mountinfo-v2").read_text())
+    write(root, "/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
+    write(root, "/sys/fs/cgroup/cpu.max", "400000 100000\n")
+    plan = plan_for(snapshot_facts(root))
+    assert (plan.threads, plan.numa, plan.cpus) == (4, None, [0, 1, 2, 3, 48, 49, 50, 51])
+    found = findings(root, "cpu.numa")["cpu.numa"]
+    assert (found.status, found.title) == (
+        PASS, "The CPUs llama-server may use are all on node0: reads stay local")
 
 
 def test_numa_single_node_and_firmware_duplicates(tmp_path):

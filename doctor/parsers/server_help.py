@@ -274,7 +274,7 @@ def translate(intents: Intents, build: Build, extra: list[str] | None = None) ->
     elif intents.no_mmap:
         _no_mmap(build, args, dropped)
     for group in _pairs(intents.thread_args):
-        add(group[0], group[1:], "the CPU plan: one generation thread per fast core")
+        add(group[0], group[1:], _THREAD_WHY.get(group[0], "the CPU plan"))
     affinity_by_flags = False
     if intents.affinity_args:
         known = all(build.knows(flag) for flag in intents.affinity_args[::2])
@@ -331,6 +331,14 @@ def _not_replaced(args: list[Arg], build: Build, extra: list[str], notes: list[s
     if overridden:
         notes.append("Replaced by your extra arguments: " + ", ".join(overridden) + ".")
     return kept
+
+
+# Why each of the CPU plan's flags (CpuPlan.thread_args) has its value.
+_THREAD_WHY = {
+    "--threads": "the CPU plan: one generation thread per fast core",
+    "--threads-batch": "the CPU plan: prompt processing on every CPU of the plan",
+    "--numa": "the CPU plan: several NUMA nodes",
+}
 
 
 def _pairs(args: list[str]) -> list[list[str]]:

@@ -199,12 +199,14 @@ def plan(cpu: CpuFacts, model_bytes: int | None = None, quota: float | None = No
                    " the scheduler does not spread threads onto them, so they are left out. "
                    "If they were isolated for llama-server, add them and use --cpu-strict 1.")
 
-    numa, node_id, chosen = _numa_choice(cpu, chosen, model_bytes, why, left_out)
-
     cores = [sorted(set(core) & chosen) for core in cpu.cores] if cpu.cores else []
     cores = [core for core in cores if core] or [[c] for c in sorted(chosen)]
     uncapped = len(cores)
+    # The quota first: the cores it keeps are the ones the NUMA choice spreads or binds.
     cores = _quota_cap(cores, quota, quota_source, why)
+    chosen = {c for core in cores for c in core}
+    numa, node_id, chosen = _numa_choice(cpu, chosen, model_bytes, why, left_out)
+    cores = [kept for kept in (sorted(set(core) & chosen) for core in cores) if kept]
     cpus = sorted(c for core in cores for c in core)
     threads, threads_batch = len(cores), len(cpus)
     if quota:
