@@ -19,6 +19,7 @@ from fixture_hosts import EPYC, GB10, GUIDE, N100, RAPTOR, RYZEN
 from q3cn_doctor.facts.cpu import CpuFacts
 from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.plan.cpu import llama_default_threads, plan, plan_for, running_servers
+from q3cn_doctor.plan.placement import placement
 
 GIB = 1024**3
 
@@ -166,6 +167,12 @@ def test_plan_for_reads_the_model_only_with_several_nodes():
     p = plan_for(many)
     assert "model" in many._values  # Qwen3-Coder-Next needs ~52 GiB: no node holds it
     assert p.numa == "distribute"
+    # A node bound to holds the run's prompt cache and checkpoints too, not the weights alone.
+    placed = placement(many)
+    assert placed.serving_ram_bytes > 0
+    held = (placed.ram_bytes + placed.serving_ram_bytes) / GIB
+    assert any(f"the model's RAM ({held:.1f} GiB with its KV and prompt cache) is larger "
+               "than any node" in line for line in p.rationale)
 
 
 def test_to_json_is_plain_data():

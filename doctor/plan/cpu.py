@@ -145,8 +145,9 @@ def plan_for(facts: Facts) -> CpuPlan:
     cpu = facts.cpu
     model_bytes: int | None = None
     if len({frozenset(node.cpus) for node in cpu.numa if node.cpus}) > 1:
-        try:
-            model_bytes = placement(facts).ram_bytes
+        try:  # all the model's run keeps in RAM: a node bound to must hold its cache too
+            placed = placement(facts)
+            model_bytes = placed.ram_bytes + placed.serving_ram_bytes
         except FactsError:
             model_bytes = None
     own = getattr(facts.get("cgroup"), "own", None)
@@ -307,7 +308,8 @@ def _numa_choice(cpu: CpuFacts, chosen: set[int], model_bytes: int | None, why: 
         _, memory, _, node, members = max(fitting, key=lambda c: c[:3])
         left_out += sorted(chosen - members)
         why.append(
-            f"{len(nodes)} NUMA nodes: the model ({model_bytes / GIB:.1f} GiB) fits node "
+            f"{len(nodes)} NUMA nodes: the model's RAM ({model_bytes / GIB:.1f} GiB with its "
+            f"KV and prompt cache) fits node "
             f"{node.node} ({memory / GIB:.1f} GiB), so the plan binds threads and memory there "
             f"(numactl --cpunodebind={node.node} --membind={node.node}, llama.cpp --numa "
             "numactl): every read stays local.")
@@ -316,7 +318,8 @@ def _numa_choice(cpu: CpuFacts, chosen: set[int], model_bytes: int | None, why: 
         size = "the model's size is unknown"
     else:
         largest = max((n.memory_bytes or 0 for n in cpu.numa), default=0)
-        size = (f"the model ({model_bytes / GIB:.1f} GiB) is larger than any node "
+        size = (f"the model's RAM ({model_bytes / GIB:.1f} GiB with its KV and prompt cache) "
+                f"is larger than any node "
                 f"({largest / GIB:.1f} GiB at most)" if largest else
                 "the nodes' memory sizes are unknown")
     why.append(
