@@ -152,6 +152,19 @@ def test_isolated_cpus_are_left_out(tmp_path):
     assert (p.cpu_list, p.left_out, p.threads, p.threads_batch) == ("0-9", [10, 11], 5, 10)
 
 
+def test_the_process_affinity_bounds_the_plan(tmp_path):
+    """Started under `taskset -c 0-3` (or a legacy /dev/cpuset): llama-server inherits
+    that affinity, so the plan stays inside it."""
+    root = copy_fixture(GUIDE, tmp_path)
+    (root / "fs/proc/self").mkdir(parents=True, exist_ok=True)
+    (root / "fs/proc/self/status").write_text(
+        "Name:\tq3cn-doctor\nCpus_allowed:\tf\nCpus_allowed_list:\t0-3\n")
+    p = plan_for(facts(root))
+    assert (p.cpu_list, p.threads, p.threads_batch) == ("0-3", 2, 4)
+    assert p.rationale[0] == ("This process may run on CPUs 0-3 only (its cgroup cpuset and "
+                              "CPU affinity): the plan stays inside them.")
+
+
 def test_plan_without_known_cpus():
     cpu = CpuFacts(None, None, None, [], [])
     p = plan(cpu)

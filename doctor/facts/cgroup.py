@@ -51,6 +51,15 @@ class CgroupFacts:
     own: CgroupLimits | None  # this process: where `launch` starts llama-server
     servers: dict[int, CgroupLimits] = field(default_factory=dict)  # running llama-server pids
     basis: dict[str, str] = field(default_factory=dict)
+    # This process's CPU affinity (a taskset, a legacy /dev/cpuset, a container's pinning),
+    # which the llama-server it execs inherits; None where /proc/self/status has none.
+    affinity: list[int] | None = None
+
+    def allowed_cpus(self) -> list[int] | None:
+        """The CPUs this process may run on: its cpuset and its affinity together."""
+        sets = [set(cpus) for cpus in (getattr(self.own, "cpuset", None), self.affinity)
+                if cpus]
+        return sorted(set.intersection(*sets)) if sets else None
 
 
 def gather(host: Host, options: Options, facts: Facts) -> CgroupFacts:
@@ -66,7 +75,19 @@ def gather(host: Host, options: Options, facts: Facts) -> CgroupFacts:
         basis={"own": "/proc/self/cgroup, then cpu.max / cpu.cfs_quota_us, "
                       "cpuset.cpus.effective and memory.max / memory.limit_in_bytes along "
                       f"its path under {MOUNT} (the tightest kept)",
-               "servers": "the same for each running llama-server (/proc/PID/cgroup)"})
+               "servers": "the same for each running llama-server (/proc/PID/cgroup)",
+               "affinity": "Cpus_allowed_list in /proc/self/status"},
+        affinity=_affinity(host))
+
+
+def _affinity(host: Host) -> list[int] | None:
+    for line in (host.cat("/proc/self/status") or "").splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            try:
+                return parse_cpu_list(line.partition(":")[2].strip()) or None
+            except ValueError:
+                return None
+    return None
 
 
 def limits_of(host: Host, cgroup_file: str) -> CgroupLimits | None:

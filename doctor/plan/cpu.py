@@ -150,10 +150,11 @@ def plan_for(facts: Facts) -> CpuPlan:
             model_bytes = placed.ram_bytes + placed.serving_ram_bytes
         except FactsError:
             model_bytes = None
-    own = getattr(facts.get("cgroup"), "own", None)
+    cgroup = facts.get("cgroup")
+    own = getattr(cgroup, "own", None)
     return plan(cpu, model_bytes, quota=getattr(own, "cpu_quota", None),
                 quota_source=getattr(own, "quota_source", None),
-                cpuset=getattr(own, "cpuset", None))
+                cpuset=cgroup.allowed_cpus() if cgroup is not None else None)
 
 
 def planned_cpus(facts: Facts) -> tuple[list[int], str]:
@@ -175,7 +176,7 @@ def plan(cpu: CpuFacts, model_bytes: int | None = None, quota: float | None = No
          quota_source: str | None = None, cpuset: list[int] | None = None) -> CpuPlan:
     """The plan for this CPU. ``model_bytes`` (what must sit in RAM) decides whether the
     model fits one NUMA node; a cgroup's CPU ``quota`` (in CPUs) caps the threads and its
-    ``cpuset`` bounds the CPUs."""
+    ``cpuset`` (with the process's affinity) bounds the CPUs."""
     why: list[str] = []
     online = list(cpu.online_cpus)
     if not online:
@@ -187,8 +188,8 @@ def plan(cpu: CpuFacts, model_bytes: int | None = None, quota: float | None = No
     chosen = set(online)
     if cpuset and set(cpuset) & chosen and not chosen <= set(cpuset):
         chosen &= set(cpuset)
-        why.append(f"The cgroup's cpuset allows CPUs {format_cpu_list(sorted(chosen))} only: "
-                   "the plan stays inside it.")
+        why.append(f"This process may run on CPUs {format_cpu_list(sorted(chosen))} only (its "
+                   "cgroup cpuset and CPU affinity): the plan stays inside them.")
     chosen, slow = _fast_class(cpu, chosen, why)
 
     left_out: list[int] = []
