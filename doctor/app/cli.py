@@ -547,8 +547,9 @@ def launch(ctx: click.Context, print_only: bool, as_json: bool, force: bool, no_
     Arguments after `--` go to llama-server last and win over the plan's; --from imports
     your own command the same way. Under sudo llama-server runs as you (SUDO_USER, or
     --user), never as root unless --allow-root. With --print or --json nothing is launched
-    (and --snapshot shows another machine's plan). Exit status: 1 a check failed (unless
-    --force) or no plan could be made, 2 usage error; once launched, llama-server's own.
+    (and --snapshot shows another machine's plan): the plan is shown, failed checks listed
+    above it, and the exit is 0. Exit status: 1 a check failed (unless --force) or no plan
+    could be made, 2 usage error; once launched, llama-server's own.
     """
     from q3cn_doctor.app.launch_command import LaunchRequest, run_launch
 
