@@ -43,7 +43,9 @@ Verdict = tuple[str, str]  # (name, the signal that decided), name "none" for ha
 
 
 def container_by_files(host: Host) -> Verdict | None:
-    """The container this runs in, by the files its manager leaves, or None."""
+    """The container this runs in, by the files its manager leaves, or None. Not PID 1's
+    environment, which systemd reads for container=: a snapshot records what is read,
+    and a container's environment carries its secrets."""
     if host.exists("/.dockerenv"):
         return "docker", "/.dockerenv"
     if host.exists("/run/.containerenv"):
@@ -52,10 +54,6 @@ def container_by_files(host: Host) -> Verdict | None:
         marker = host.cat(path)
         if marker:
             return marker, path
-    environ = host.cat("/proc/1/environ") or ""  # root's only: a --root tree may hold it
-    for entry in environ.split("\0"):
-        if entry.startswith("container=") and entry != "container=":
-            return entry.partition("=")[2], "container= in /proc/1/environ"
     if host.exists("/proc/vz") and not host.exists("/proc/bc"):
         return "openvz", "/proc/vz without /proc/bc"
     return None
