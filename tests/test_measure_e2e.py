@@ -150,12 +150,16 @@ def test_fix_apply_measure_under_root_records_before_and_after(real_parts, tmp_p
 # -- processes, by /proc ------------------------------------------------------------------
 
 def _wait_for_child(parent: int, exe: str, timeout: float) -> int | None:
-    """The child of ``parent`` running ``exe``, once it has started."""
+    """The child of ``parent`` serving with ``exe``, once it has started: not the doctor's
+    own `--help` and `--version` runs of it, which run as root where only root controls
+    the binary (host/trust.py; CI caught one once)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid in child_pids(parent):
             try:
-                if os.readlink(f"/proc/{pid}/exe") == exe:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if os.readlink(f"/proc/{pid}/exe") == exe and not {
+                        b"--help", b"--version"} & set(argv):
                     return pid
             except OSError:
                 continue
@@ -168,7 +172,6 @@ def _uids(pid: int) -> list[int]:
 
     Not the owner of /proc/PID: the kernel shows a process that is not dumpable as
     root's, and a process that dropped root is not dumpable until its exec finishes.
-    CI once caught llama-server in that window, already its exe and still "root's".
     """
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Uid:"):
