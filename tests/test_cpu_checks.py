@@ -225,15 +225,21 @@ def test_numa_server_with_a_policy_passes(tmp_path):
     assert "llama-server pid 7: no --numa and spans nodes" in spans.observed
 
 
-def test_numa_cpuset_on_one_node_needs_no_policy(tmp_path):
-    """A cgroup cpuset that holds the process to node1's CPUs keeps every read local (hwloc's
-    nvidiagpunumanodes POWER9 dump, held to node0 by cpuset /jjh, was told to distribute)."""
-    root = copy_fixture(OPTERON, tmp_path)
+def in_cgroup_v2(root: Path, name: str, text: str) -> Path:
+    """The machine inside a cgroup v2 container (automaxprocs's real files) whose cgroup
+    file ``name`` holds ``text``."""
     amp = FIXTURES / "cgroup" / "automaxprocs"
     write(root, "/proc/self/cgroup", (amp / "proc/v2/cgroup-root").read_text())
     write(root, "/proc/self/mountinfo", (amp / "proc/v2/mountinfo-v2").read_text())
     write(root, "/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
-    write(root, "/sys/fs/cgroup/cpuset.cpus.effective", "8-15\n")
+    write(root, f"/sys/fs/cgroup/{name}", text)
+    return root
+
+
+def test_numa_cpuset_on_one_node_needs_no_policy(tmp_path):
+    """A cgroup cpuset that holds the process to node1's CPUs keeps every read local (hwloc's
+    nvidiagpunumanodes POWER9 dump, held to node0 by cpuset /jjh, was told to distribute)."""
+    root = in_cgroup_v2(copy_fixture(OPTERON, tmp_path), "cpuset.cpus.effective", "8-15\n")
     found = findings(root, "cpu.numa")["cpu.numa"]
     assert (found.status, found.title) == (
         PASS, "The CPUs llama-server may use are all on node1: reads stay local")
@@ -247,12 +253,7 @@ def test_numa_cpuset_on_one_node_needs_no_policy(tmp_path):
 def test_numa_quota_that_keeps_the_threads_on_one_node_plans_no_policy(tmp_path):
     """A 4-CPU quota on the 8-node EPYC keeps four cores of node0: no --numa distribute
     over nodes the threads never run on, and the check says the same as the plan."""
-    root = copy_fixture(EPYC, tmp_path)
-    amp = FIXTURES / "cgroup" / "automaxprocs"
-    write(root, "/proc/self/cgroup", (amp / "proc/v2/cgroup-root").read_text())
-    write(root, "/proc/self/mountinfo", (amp / "proc/v2/mountinfo-v2").read_text())
-    write(root, "/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
-    write(root, "/sys/fs/cgroup/cpu.max", "400000 100000\n")
+    root = in_cgroup_v2(copy_fixture(EPYC, tmp_path), "cpu.max", "400000 100000\n")
     plan = plan_for(snapshot_facts(root))
     assert (plan.threads, plan.numa, plan.cpus) == (4, None, [0, 1, 2, 3, 48, 49, 50, 51])
     found = findings(root, "cpu.numa")["cpu.numa"]
