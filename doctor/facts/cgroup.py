@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from q3cn_doctor.host.base import Host, parse_cpu_list
+from q3cn_doctor.host.base import Host, cpu_list_or_none
 from q3cn_doctor.options import Options
 
 if TYPE_CHECKING:
@@ -83,10 +83,7 @@ def gather(host: Host, options: Options, facts: Facts) -> CgroupFacts:
 def _affinity(host: Host) -> list[int] | None:
     for line in (host.cat("/proc/self/status") or "").splitlines():
         if line.startswith("Cpus_allowed_list:"):
-            try:
-                return parse_cpu_list(line.partition(":")[2].strip()) or None
-            except ValueError:
-                return None
+            return cpu_list_or_none(line.partition(":")[2].strip()) or None
     return None
 
 
@@ -236,8 +233,4 @@ def _store(limits: CgroupLimits, quota: tuple | None, memory: tuple | None) -> N
 
 
 def _cpus(host: Host, path: str) -> list[int] | None:
-    text = host.cat(path)
-    try:
-        return parse_cpu_list(text) if text else None
-    except ValueError:
-        return None
+    return cpu_list_or_none(host.cat(path))

@@ -155,6 +155,14 @@ def parse_cpu_list(text: str) -> list[int]:
     return cpus
 
 
+def cpu_list_or_none(text: str | None) -> list[int] | None:
+    """A CPU list read from a file; None where it is missing or not a CPU list."""
+    try:
+        return parse_cpu_list(text) if text else None
+    except ValueError:
+        return None
+
+
 KIB, MIB = 1024, 1024**2
 # The most bytes a genuine file at each place holds, first match wins: a read of more is
 # refused (EFBIG), so a 3 GiB sparse "meminfo" in a snapshot or a tree costs 64 KiB.

@@ -22,8 +22,8 @@ from q3cn_doctor.host.base import (
     Host,
     PathInfo,
     Process,
+    cpu_list_or_none,
     format_cpu_list,
-    parse_cpu_list,
     read_regular,
     resolve_under,
 )
@@ -484,17 +484,10 @@ def read_processes(cat, listdir) -> list[Process]:
                 pid=int(entry),
                 name=fields.get("Name", "").strip(),
                 cmdline=[arg for arg in cmdline if arg],
-                affinity=_cpu_list_or_none(fields.get("Cpus_allowed_list")),
+                affinity=cpu_list_or_none(fields.get("Cpus_allowed_list")),
                 threads=int(threads) if threads.isdecimal() else None,
                 uid=int(uid[1]) if len(uid) > 1 and uid[1].isdecimal() else None,
             )
         )
     return processes
 
-
-def _cpu_list_or_none(text: str | None) -> list[int] | None:
-    """A status file's CPU list; None where it is missing or not a CPU list."""
-    try:
-        return parse_cpu_list(text) if text else None
-    except ValueError:
-        return None
