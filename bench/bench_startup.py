@@ -28,8 +28,7 @@ once, every timed round reads .pyc, and the source tree is left untouched.
 
 ``--breakdown`` says instead where ``check``'s start goes: the bare interpreter, then
 site, click, the command-line module, ``--help`` and ``check``, each row adding one step,
-and, from inside a check run, how long creating its dataclasses and compiling its
-regular expressions took.
+and, from inside a check run, how long compiling its regular expressions took.
 
 Run it with the interpreter of the environment to measure; the commands are
 taken from that interpreter's folder (the venv's bin/)::
@@ -81,11 +80,11 @@ def breakdown_commands(bindir: str, python: str) -> list[tuple[str, list[str], d
     ]
 
 
-# Run in a child: times check's dataclass creation and pattern compilation from inside.
-# It wraps two private functions (dataclasses._process_class, re._compiler.compile), so
-# on a Python without them that part is left out rather than guessed.
+# Run in a child: times check's pattern compilation from inside. It wraps a private
+# function (re._compiler.compile), so on a Python without it that part is left out
+# rather than guessed.
 INSIDE_CHECK = """
-import contextlib, dataclasses, json, os, re, sys, time
+import contextlib, json, os, re, sys, time
 spent = {}
 def timed(owner, name, kind):
     function = getattr(owner, name, None)
@@ -100,7 +99,6 @@ def timed(owner, name, kind):
             spent[kind][0] += time.perf_counter() - started
             spent[kind][1] += 1
     setattr(owner, name, wrapper)
-timed(dataclasses, "_process_class", "dataclasses")
 timed(getattr(re, "_compiler", None), "compile", "patterns")
 started = time.perf_counter()
 sys.argv = ["q3cn-doctor", "check"]

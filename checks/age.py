@@ -9,16 +9,14 @@ tarball says "build 1" at any age: its age is unknown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from msgspec import Struct
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.plan.speed import speed
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(Struct, frozen=True):
     """A llama.cpp change that matters to an architecture, and the first build that has it."""
     architecture: str
     known_in: int  # a build that has it, as the source ties them

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.profiles import DEFAULT_CTX_SIZE, DEFAULT_PROFILE
 
 
-@dataclass
-class Options:
+class Options(Struct):
     """What the command line and config file asked for, as one record every layer reads."""
     snapshot: str | None = None
     root: str | None = None

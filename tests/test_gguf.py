@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import tracemalloc
-from dataclasses import asdict
 from pathlib import Path
 
 import gguf
@@ -26,6 +25,7 @@ from gguf_files import (
     write_qwen3next,
     write_vocabulary_model,
 )
+from msgspec import to_builtins
 from q3cn_doctor.checking.findings import FAIL, PASS, SKIP
 from q3cn_doctor.checking.runner import available_checks, run_checks, select
 from q3cn_doctor.facts import Facts
@@ -294,7 +294,7 @@ def test_recording_keeps_facts_not_the_file(tmp_path, split):
     with only_inside(str(directory)) as refused:
         replayed = model_facts(SnapshotHost(str(directory)), str(split[0]), ctx_size=4096)
     assert refused == []
-    assert asdict(replayed) == asdict(live)
+    assert to_builtins(replayed) == to_builtins(live)
 
 
 def test_snapshot_command_records_model_json(tmp_path, qwen):

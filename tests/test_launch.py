@@ -18,7 +18,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from conftest import doctor_command, run_cli
 from gguf_files import write_qwen3next
 from launch_fixtures import drop_env, guide_machine, record_command, world_dir
 from llama_server_standin import help_text, version_text, write_standin
+from msgspec import to_builtins
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.launch.launcher import LaunchPlan, build_plan
@@ -240,7 +240,7 @@ execute(plan)
 def run_plan(plan: LaunchPlan, env: dict) -> subprocess.CompletedProcess:
     """execute(plan) in a fresh child (pytest's own affinity and limits stay as they are)."""
     return subprocess.run([sys.executable, "-c", CHILD.format(tests=str(REPO_TESTS)),
-                           json.dumps(asdict(plan))], env=dict(os.environ, **env),
+                           json.dumps(to_builtins(plan))], env=dict(os.environ, **env),
                           capture_output=True, text=True, timeout=60)
 
 

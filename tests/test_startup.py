@@ -70,10 +70,10 @@ def test_check_on_a_bare_machine_loads_no_parser_it_does_not_need(tmp_path):
 
 
 def test_help_builds_no_options_record(tmp_path):
-    """--help imports click and the command table only: no session, no Options
-    dataclass (building one costs milliseconds), no facts, and no shutil (click's help
-    would ask it for the width; its import loads bz2, lzma and zlib)."""
-    watched = ("q3cn_doctor.app.session", "q3cn_doctor.options", "dataclasses",
+    """--help imports click and the command table only: no session, no Options record
+    (msgspec's import costs milliseconds), no facts, and no shutil (click's help would
+    ask it for the width; its import loads bz2, lzma and zlib)."""
+    watched = ("q3cn_doctor.app.session", "q3cn_doctor.options", "msgspec",
                "q3cn_doctor.facts", "shutil")
     assert loaded_by(tmp_path, watched, "--help") == []
     assert loaded_by(tmp_path, watched, "check", "--help") == []

@@ -1,6 +1,7 @@
 """The command line. Only click is imported up front: ``--help`` and shell
 completion must stay fast, so every command imports what it needs when it runs (the
-session and its Options record too: a dataclass costs milliseconds to build)."""
+session and its Options record too: msgspec, which records are built with, costs
+milliseconds to import)."""
 
 from __future__ import annotations
 

@@ -88,10 +88,10 @@ def _measure_speed(options) -> dict:
     """This machine's tokens/s now, for fix --apply --measure: the short measurement of
     the launch plan (app/measure_command.py) on the live machine, whatever host the fixes
     go to. Its own function so tests can stub it where the host cannot run llama.cpp."""
+    from msgspec.structs import replace
     from q3cn_doctor.app.measure_command import short_measurement
-    from q3cn_doctor.options import Options
 
-    live = Options(**{**options.__dict__, "root": None, "snapshot": None})
+    live = replace(options, root=None, snapshot=None)
     answer = short_measurement(live)
     result = answer.get("result") or {}
     measured = result.get("measured") or {}

@@ -4,17 +4,16 @@ print it, write it as a systemd unit, or become llama-server."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import click
+from msgspec import Struct
 from q3cn_doctor.app.session import make_host
 from q3cn_doctor.options import Options
 
 PREFIX = "q3cn-doctor launch"
 
 
-@dataclass
-class LaunchRequest:
+class LaunchRequest(Struct):
     """What ``launch`` was asked to do beyond the plan: print or JSON only, import a
     command, write or revert a unit, go on past failures."""
     print_only: bool = False

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Callable
 
 import click
+from msgspec.structs import replace
 from q3cn_doctor.options import Options
 
 EXIT_INTERRUPTED = 130
@@ -181,7 +182,7 @@ def short_measurement(options: Options) -> dict:
     from q3cn_doctor.measure.processes import MeasureError
     from q3cn_doctor.measure.speed_bench import remember, run_speed_bench
 
-    measured = Options(**{**options.__dict__, "measure": True})
+    measured = replace(options, measure=True)
     try:
         rig = make_rig(measured, allow_root=False)
         with interruptible():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import Struct, field
 from q3cn_doctor.checking.findings import Finding
 from q3cn_doctor.checking.registry import CheckSpec
 from q3cn_doctor.facts import Facts
@@ -12,8 +12,7 @@ from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 
 
-@dataclass
-class Context:
+class Context(Struct):
     """What a check is given: the host, its facts and options, and the constructors for its
     findings."""
     host: Host

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from msgspec import Struct, field, to_builtins
 
 AREAS = ("memory", "cpu", "gpu", "system", "model", "server")
 
@@ -13,8 +14,7 @@ STATUSES = (FAIL, ERROR, WARN, INFO, SKIP, PASS)  # worst first: the report's or
 EXIT_OK, EXIT_FAILED, EXIT_CRASHED = 0, 1, 3  # 2 is click's own usage error
 
 
-@dataclass
-class Finding:
+class Finding(Struct):
     """One row of the report, and one object of ``findings`` in --json."""
 
     id: str  # the check id, or "<check id>:<item>" where a check reports several items
@@ -39,7 +39,7 @@ class Finding:
     what_if: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return to_builtins(self)
 
 
 def count_statuses(findings: list[Finding]) -> dict[str, int]:

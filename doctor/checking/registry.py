@@ -13,9 +13,9 @@ import pkgutil
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
 
+from msgspec import Struct
 from q3cn_doctor.checking.findings import AREAS, ERROR, Finding
 
 if TYPE_CHECKING:
@@ -26,8 +26,7 @@ PLUGINS_CHECK = "system.plugins"  # the id plugin load failures report under
 CheckResult = Union[Finding, Iterable[Finding], None]
 
 
-@dataclass(frozen=True)
-class CheckSpec:
+class CheckSpec(Struct, frozen=True):
     """A registered check: its id, what it judges and the function that does."""
     id: str
     description: str

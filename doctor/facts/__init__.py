@@ -7,9 +7,9 @@ fact came from. Each section carries a ``basis`` saying how each value was deriv
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
+from msgspec import Struct, to_builtins
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 
@@ -165,8 +165,8 @@ class Facts:
 
 
 def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
+    if isinstance(value, Struct):
+        return to_builtins(value)
     if isinstance(value, list):
         return [_plain(item) for item in value]
     return value

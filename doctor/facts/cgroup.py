@@ -17,9 +17,9 @@ on any ancestor cgroup applies too, so the tightest along the path is kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from msgspec import Struct, field
 from q3cn_doctor.host.base import Host, cpu_list_or_none
 from q3cn_doctor.options import Options
 
@@ -31,8 +31,7 @@ SERVER_NAME = "llama-server"
 V1_UNLIMITED = 2**62  # v1 writes "no limit" as a page-rounded 2^63 - 1
 
 
-@dataclass
-class CgroupLimits:
+class CgroupLimits(Struct):
     """What one process's cgroup (and its ancestors) allow it."""
 
     cgroup: str  # the path /proc/PID/cgroup names ("/user.slice/...", "/" in a container)
@@ -44,8 +43,7 @@ class CgroupLimits:
     memory_source: str | None = None
 
 
-@dataclass
-class CgroupFacts:
+class CgroupFacts(Struct):
     """The CPU and memory limits of the cgroups llama-server runs or would run in: a
     container quota starves threads that the CPU count says are there."""
     own: CgroupLimits | None  # this process: where `launch` starts llama-server

@@ -16,9 +16,9 @@ over a second, so it stays off this path.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from msgspec import Struct, field
 from q3cn_doctor.host.base import MAX_CPU_ID, Host, parse_cpu_list
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.procfs import bounded_int, cache_size_bytes
@@ -95,8 +95,7 @@ ARM_FLAGS = {  # aarch64 names, with the 32-bit kernel's "neon"
 ISA_KEYS = ("avx2", "avx512f", "avx_vnni", "amx", "f16c", "fma")  # always in facts.cpu.isa
 
 
-@dataclass
-class FrequencyPolicy:
+class FrequencyPolicy(Struct):
     """One cpufreq policy: the CPUs that share a clock and how it is governed."""
 
     name: str  # policy0, or cpu0 on kernels without policy folders
@@ -108,8 +107,7 @@ class FrequencyPolicy:
     max_freq_khz: int | None = None  # cpuinfo_max_freq: the hardware's top clock
 
 
-@dataclass
-class CoreClass:
+class CoreClass(Struct):
     """CPUs of one core type, fastest class first in ``CpuFacts.core_classes``."""
 
     name: str  # "P-core", "E-core", "Cortex-X925", "Zen c", "capacity 1024", "all cores"
@@ -120,8 +118,7 @@ class CoreClass:
     capacity: int | None = None  # cpu_capacity (ARM, RISC-V): 1024 is the fastest CPU
 
 
-@dataclass
-class L3Group:
+class L3Group(Struct):
     """CPUs sharing one L3: a CCD (Zen 3 on) or CCX (Zen 1/2) on AMD, a die or socket elsewhere."""
 
     cpus: list[int]
@@ -130,16 +127,14 @@ class L3Group:
     vcache: bool = False  # AMD, one core class: an L3 2.5x the smallest or more (X3D parts)
 
 
-@dataclass
-class NumaNode:
+class NumaNode(Struct):
     """One NUMA node: its CPUs and memory, for keeping threads beside their weights."""
     node: int
     cpus: list[int]
     memory_bytes: int | None
 
 
-@dataclass
-class CpuFacts:
+class CpuFacts(Struct):
     """The CPU as llama.cpp's threads meet it: core kinds, SMT, governor, NUMA and the
     flags the build's kernels need."""
     model_name: str | None
@@ -337,8 +332,7 @@ def _number_in(path: str) -> int:
 
 
 # -- topology -------------------------------------------------------------------------------
-@dataclass
-class _Cpu:
+class _Cpu(Struct):
     """What sysfs says about one online CPU."""
 
     siblings: list[int] | None = None

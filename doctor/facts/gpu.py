@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from msgspec import Struct, field
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.patterns import LazyPattern
@@ -45,8 +45,7 @@ SW_POWER_CAP = 0x4
 SLOWDOWNS = 0x8 | 0x20 | 0x40 | 0x80  # thermal, HW slowdown and power brake: always a finding
 
 
-@dataclass
-class DrmGpu:
+class DrmGpu(Struct):
     """A display adapter the kernel has a DRM driver for (/sys/class/drm/cardN)."""
 
     card: str
@@ -56,8 +55,7 @@ class DrmGpu:
     driver: str | None
 
 
-@dataclass
-class NvmlFacts:
+class NvmlFacts(Struct, dict=True):  # dict: the device list rides outside the fields
     """What NVML says of the NVIDIA GPUs and driver, or why it could not say."""
     init: str  # "ok", the NVML error name (NVML_ERROR_DRIVER_NOT_LOADED...), "timed-out",
     # or "absent" where this host has no NVML reading (--root, a snapshot without nvml.json)
@@ -199,8 +197,7 @@ _SYSTEM_LIB_DIRS = ("/usr/local/lib", "/usr/local/lib64", "/usr/lib", "/usr/lib6
 _MAX_FILES = 16
 
 
-@dataclass
-class CudaBuild:
+class CudaBuild(Struct):
     """Which CUDA runtime the llama-server build links."""
 
     server: str | None  # path of llama-server, None where not found
@@ -214,8 +211,7 @@ class CudaBuild:
     basis: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class Nvcc:
+class Nvcc(Struct):
     """The local CUDA compiler, a section of its own: only a known driver version makes
     its release worth a command (~5 ms) in the preflight."""
 
@@ -465,8 +461,7 @@ def gather_sysfs_gpus(host: Host, options: Options, facts: Facts) -> list[dict]:
     return devices
 
 
-@dataclass
-class VulkanDevices:
+class VulkanDevices(Struct):
     """What the Vulkan loader lists (``vulkaninfo --summary``), for a Vulkan build only."""
 
     state: str  # "ran", "not-run" (no Vulkan build), or why vulkaninfo gave nothing

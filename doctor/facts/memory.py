@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import errno
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from msgspec import Struct, field
 from q3cn_doctor.host.base import ABSENT, Host
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.dmidecode import (
@@ -42,8 +42,7 @@ if TYPE_CHECKING:
 KIB = 1024
 
 
-@dataclass
-class SwapDevice:
+class SwapDevice(Struct):
     """One swap area: zram costs RAM, a disk area pages the model out."""
     path: str
     kind: str  # "partition", "file", "zram" (compressed RAM, not disk) or "unknown"
@@ -52,8 +51,7 @@ class SwapDevice:
     priority: int | None
 
 
-@dataclass
-class HugePagePool:
+class HugePagePool(Struct):
     """One huge page size's reserved pool: RAM the model cannot use unless asked for."""
     page_size_bytes: int
     total: int
@@ -65,8 +63,7 @@ class HugePagePool:
         return self.page_size_bytes * self.total
 
 
-@dataclass
-class MemoryModule:
+class MemoryModule(Struct):
     """One installed module (or soldered LPDDR channel) as SMBIOS or its SPD describes it."""
 
     locator: str | None
@@ -103,8 +100,7 @@ class MemoryModule:
             or self.narrow
 
 
-@dataclass
-class SpdReading:
+class SpdReading(Struct):
     """One SPD EEPROM the kernel exposes, decoded (doctor/spd.py)."""
 
     path: str
@@ -120,8 +116,7 @@ class SpdReading:
     undecodable: str | None
 
 
-@dataclass
-class MemoryFacts:
+class MemoryFacts(Struct):
     """RAM as the experts meet it: size, free, swap, huge pages and the DIMMs' rated
     and configured speeds, which set the token rate."""
     total_bytes: int | None

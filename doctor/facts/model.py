@@ -10,9 +10,10 @@ why in ``error`` (the ``model.file`` check fails on it).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from msgspec import Struct, field
+from msgspec.structs import asdict
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 from q3cn_doctor.profiles import PROFILES
@@ -29,8 +30,7 @@ CACHE_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0"
                     "q4_1": 20 / 32, "iq4_nl": 18 / 32, "q5_0": 22 / 32, "q5_1": 24 / 32}
 
 
-@dataclass
-class ModelFacts:
+class ModelFacts(Struct):
     """The model to plan for: its shape and bytes per token, from the GGUF where one is
     given, else from the profile; ``basis`` says which."""
     profile: str
@@ -187,7 +187,7 @@ def _windowed_layers(model: ModelFacts) -> int:
 
 def _from_profile(options: Options, ctx_size: int) -> ModelFacts:
     profile = PROFILES[options.profile]
-    known = ModelFacts.__dataclass_fields__
+    known = ModelFacts.__struct_fields__
     fields = {key: profile[key] for key in profile if key in known}
     model = ModelFacts(
         profile=options.profile,

@@ -11,8 +11,8 @@ llama.cpp's ``-hf`` cache (``$LLAMA_CACHE``, else ``~/.cache/llama.cpp``) and ``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.profiles import PROFILES
 
@@ -26,8 +26,7 @@ PROFILE_FILES = {
 }
 
 
-@dataclass
-class ModelSearch:
+class ModelSearch(Struct):
     """Where the profile's model file was looked for, and what was found."""
     path: str | None  # the file found, None where none matched
     looked: list[str] = field(default_factory=list)  # the folders searched

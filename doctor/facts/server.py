@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from msgspec import Struct, field
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.patterns import LazyPattern
@@ -46,8 +46,7 @@ _SCAN_LIMIT = 4 * 1024**3  # a library larger than this is not scanned for names
 MIN_ARCHITECTURES = 8  # fewer names than this: not libllama (a stub, a stripped file)
 
 
-@dataclass
-class ServerFacts:
+class ServerFacts(Struct):
     """The llama-server to run: where it is, what its build supports (backends, flags,
     model architectures, CUDA runtime), from its --help, --version and libraries."""
     path: str | None  # llama-server, None where not found

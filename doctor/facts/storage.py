@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from msgspec import Struct, field
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 
@@ -24,8 +24,7 @@ NETWORK = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "afs", "
 _PARTITION = re.compile(r"^((?:nvme\d+n\d+|mmcblk\d+|loop\d+)|(?:[a-z]+))p?\d+$")
 
 
-@dataclass
-class Mount:
+class Mount(Struct):
     """One line of /proc/self/mountinfo: where a model file's bytes come from."""
     point: str
     fstype: str  # ext4, nfs4, 9p, fuse.sshfs...
@@ -34,8 +33,7 @@ class Mount:
     rotational: bool | None = None
 
 
-@dataclass
-class StorageFacts:
+class StorageFacts(Struct):
     """The disk under the model file: how fast a cold load or a paging run can read it."""
     model: str | None  # the model file judged, None without --model
     size_bytes: int | None

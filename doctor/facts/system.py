@@ -6,9 +6,9 @@ no DMI (so no RAM speed), often no cpufreq, and a GPU only if passed through.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from msgspec import Struct, field
 from q3cn_doctor.facts.virtualization import container_by_files, vm_by_files
 from q3cn_doctor.host.base import RAN, CommandResult, Host
 from q3cn_doctor.options import Options
@@ -16,8 +16,7 @@ from q3cn_doctor.options import Options
 if TYPE_CHECKING:
     from . import Facts
 
-@dataclass
-class Virtualization:
+class Virtualization(Struct):
     """Whether the doctor sees real hardware: a guest's DMI, sysfs and clocks are the
     hypervisor's, so hardware checks say so instead of judging them."""
     kind: str | None  # "none", "vm", "container", "wsl", or None where nothing could tell
@@ -36,8 +35,7 @@ class Virtualization:
         return self.kind == "vm" or self.vm is not None
 
 
-@dataclass
-class SystemFacts:
+class SystemFacts(Struct):
     """The kernel, distribution and boot command line every other section is read against."""
     kernel: str | None
     os: str | None

@@ -18,9 +18,9 @@ samples (its ``load.json``).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from msgspec import Struct, field, to_builtins
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 
@@ -33,8 +33,7 @@ ZONE_ROOT = "/sys/class/thermal"
 RECORD = "load"  # a recording's load.json holds the samples
 
 
-@dataclass
-class PowerLimit:
+class PowerLimit(Struct):
     """One RAPL package limit: a low sustained limit holds the cores below their clocks."""
     zone: str  # intel-rapl:0
     name: str  # package-0
@@ -43,8 +42,7 @@ class PowerLimit:
     max_power_uw: int | None  # constraint_0_max_power_uw: the package's rated power
 
 
-@dataclass
-class ThermalZone:
+class ThermalZone(Struct):
     """One thermal zone and its trip points: how close the CPU runs to throttling."""
     zone: str  # thermal_zone0
     type: str | None  # x86_pkg_temp, acpitz, k10temp...
@@ -52,8 +50,7 @@ class ThermalZone:
     trips: list[tuple[str, int]] = field(default_factory=list)  # (type, millidegrees)
 
 
-@dataclass
-class ThermalFacts:
+class ThermalFacts(Struct):
     """Throttle counters, power limits and temperatures: what slows the cores under load."""
     throttle_counts: dict[int, dict[str, int]]  # cpu -> {"core": n, "package": n}
     power_limits: list[PowerLimit]
@@ -138,8 +135,7 @@ def _zones(host: Host) -> list[ThermalZone]:
 
 # -- the sampled section ---------------------------------------------------------------------
 
-@dataclass
-class LoadFacts:
+class LoadFacts(Struct):
     """A short sample of the machine idle and under load: other work competing for the
     cores, and the clocks, throttling and temperatures a load brings."""
     measured: bool  # False: not sampled (see basis)
@@ -153,7 +149,7 @@ class LoadFacts:
     basis: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return to_builtins(self)
 
 
 def gather_load(host: Host, options: Options, facts: Facts) -> LoadFacts:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass
 from typing import Callable
 
+from msgspec import Struct
 from q3cn_doctor.host.base import Host
 
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d",
@@ -32,8 +32,7 @@ OUR_DIR = SYSCTL_DIRS[0]
 NAME_CANDIDATES = ("99-q3cn-doctor-{stem}.conf", "zz-q3cn-doctor-{stem}.conf")
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(Struct, frozen=True):
     """One ``key = value`` line of a sysctl configuration file."""
 
     key: str
@@ -121,8 +120,7 @@ def effective(host: Host, key: str, **kwargs) -> Assignment | None:
     return found[-1] if found else None
 
 
-@dataclass
-class Persistence:
+class Persistence(Struct):
     """How a sysctl value is made to survive a reboot."""
 
     key: str

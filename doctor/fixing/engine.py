@@ -30,9 +30,9 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from msgspec import Struct
 from q3cn_doctor.fixing.journal import APPLIED, FAILED, LEFT, PENDING, REVERTED, Journal
 from q3cn_doctor.fixing.plan import ALREADY, REFUSED, Change, Plan
 from q3cn_doctor.fixing.targets import ConfigFile, Target, missing_dirs, target_from_json
@@ -42,8 +42,7 @@ from q3cn_doctor.host.base import Host
 WOULD_CHANGE, DONE, FAILED_OUTCOME, UNCHANGED = "would-change", "applied", "failed", "unchanged"
 
 
-@dataclass
-class Outcome:
+class Outcome(Struct):
     """What happened to one change (applying) or one journal entry (reverting)."""
 
     fix: str

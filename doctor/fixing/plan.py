@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import Struct, field
 from q3cn_doctor.checking.findings import FAIL, PASS, SKIP, WARN, Finding
 from q3cn_doctor.fixing.targets import ConfigFile, KernelValue, Target
 from q3cn_doctor.host.base import Host
@@ -43,8 +43,7 @@ CHANGE, ALREADY, REFUSED = "change", "already", "refused"
 ACTIVE = (FAIL, WARN)  # findings whose fixes the plan applies by default
 
 
-@dataclass
-class Change:
+class Change(Struct):
     """One step of a fix: a target, its state now and the state wanted.
 
     ``what`` is what a person reads ("vm.swappiness", a path, "governor on CPUs 0-7");
@@ -83,8 +82,7 @@ class Change:
         }
 
 
-@dataclass
-class FixOptions:
+class FixOptions(Struct):
     """What the fix command was asked (beyond the shared Options)."""
 
     only: list[str] = field(default_factory=list)
@@ -95,8 +93,7 @@ class FixOptions:
     #                              running system only by default (spd.driver) persist too
 
 
-@dataclass
-class FixContext:
+class FixContext(Struct):
     """What a fix is handed when it plans: the host, facts, options, the findings it
     cures, and its own ``FixPlan``, which the methods below fill in. A fix reads the
     machine through ``host`` (never open()) and plans; it never writes."""
@@ -171,8 +168,7 @@ class Fix:
         raise NotImplementedError
 
 
-@dataclass
-class FixPlan:
+class FixPlan(Struct):
     """One fix's part of the plan: what it cures, whether it runs, what it changes."""
 
     fix_id: str
@@ -228,8 +224,7 @@ def _by_gain(gain: float | None) -> float:
     return -(gain or 0.0)
 
 
-@dataclass
-class Plan:
+class Plan(Struct):
     """What ``fix`` would do: the fixes in apply order and the steps only a person can take."""
     fixes: list[FixPlan]  # in fixes.ORDER: the order they are applied in
     manual: list[tuple[str, str]]  # (finding id, step) software cannot take

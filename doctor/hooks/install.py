@@ -33,9 +33,9 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from msgspec import Struct, field
 from q3cn_doctor.fixing.targets import ConfigFile, header, is_ours, missing_dirs
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
@@ -349,8 +349,7 @@ def record_problem(path: str, entry: Any) -> str | None:
     return None
 
 
-@dataclass
-class Row:
+class Row(Struct):
     """What happened to (or what is at) one hook file."""
 
     kind: str

@@ -21,9 +21,9 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from msgspec import Struct, field
 from q3cn_doctor.checking.findings import ERROR, FAIL, WARN, Finding
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
@@ -110,8 +110,7 @@ def _entry(finding: Finding) -> dict[str, str]:
             "title": " ".join(finding.title.split())}
 
 
-@dataclass
-class Worse:
+class Worse(Struct):
     """A finding that got worse since the last run."""
 
     id: str
@@ -155,8 +154,7 @@ def merged_memory(previous: dict[str, Any] | None, findings: list[Finding],
     return dict(sorted(kept.items()))
 
 
-@dataclass
-class _Progress:
+class _Progress(Struct):
     """What the worker thread has done so far (read by the waiting thread)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -196,8 +194,7 @@ def _work(progress: _Progress, make_options: Callable[[], Options],
         progress.error = exc
 
 
-@dataclass
-class HookResult:
+class HookResult(Struct):
     """What a package-manager hook prints, and whether it gave up waiting on a check."""
     lines: list[str]
     timed_out: bool = False  # a check is still running: exit without waiting for it

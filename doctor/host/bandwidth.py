@@ -31,8 +31,8 @@ import mmap
 import os
 import threading
 import time
-from dataclasses import dataclass
 
+from msgspec import Struct
 from q3cn_doctor.host.base import Host, parse_cpu_list
 from q3cn_doctor.parsers.procfs import cache_size_bytes, parse_meminfo
 
@@ -45,8 +45,7 @@ FILL, NEEDLE = 0x01, 0x00  # the buffer holds FILL; memchr looks for NEEDLE, nev
 BARRIER_TIMEOUT_S = 60.0  # a stuck worker must not hang the doctor
 
 
-@dataclass(frozen=True)
-class BandwidthResult:
+class BandwidthResult(Struct, frozen=True):
     """A read-bandwidth measurement and how it was taken."""
 
     bytes_per_s: float  # the best pass

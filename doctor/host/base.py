@@ -19,9 +19,9 @@ import re
 import stat as stat_module
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from msgspec import Struct, field
 from q3cn_doctor.host import openat
 
 COMMAND_TIMEOUT_S = 10.0
@@ -72,8 +72,7 @@ ENV_ALLOW = (
 )
 
 
-@dataclass(frozen=True)
-class CommandResult:
+class CommandResult(Struct, frozen=True):
     """What a command gave: its output and exit status, or why it did not run."""
 
     argv: tuple[str, ...]
@@ -106,8 +105,7 @@ class CommandResult:
         }.get(self.state, f"`{self.command_line}` has no recorded result on this host")
 
 
-@dataclass(frozen=True)
-class FileStat:
+class FileStat(Struct, frozen=True):
     """What checks need of a file's stat: size, mode, owner and modification time."""
     size: int
     mode: int
@@ -115,8 +113,7 @@ class FileStat:
     mtime_ns: int
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(Struct, frozen=True):
     """A running process as the checks need it (llama-server's affinity and threads)."""
 
     pid: int
@@ -237,8 +234,7 @@ STATE_DIR = "/var/lib/q3cn-doctor"
 CACHE_LIMIT = 4 * 1024 * 1024  # the --help cache holds 16 entries of ~40 kB
 
 
-@dataclass(frozen=True)
-class PathInfo:
+class PathInfo(Struct, frozen=True):
     """What lies at a path, the link itself where it is one (``Host.lstat``)."""
 
     kind: str  # "file", "dir", "link" or "other"

@@ -26,9 +26,9 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
+from msgspec import to_builtins
 from q3cn_doctor.host import redact
 from q3cn_doctor.host.base import (
     ABSENT,
@@ -437,7 +437,7 @@ class RecordingHost(LiveHost):
             environ = {k: v for k, v in environ.items() if k in ENV_ALLOW}
         processes = []
         for process in self.processes():
-            entry = asdict(process)
+            entry = to_builtins(process)
             if self.redacted:
                 entry["cmdline"] = redact.redact_process_cmdline(entry["name"], entry["cmdline"])
             processes.append(entry)

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+
+from msgspec import Struct, to_builtins
 
 CHUNK_BYTES = 16 * 2**20
 PROBE_BYTES = 2**30  # the first GiB
 TIME_LIMIT_S = 5.0  # a spinning disk or a network share: stop early, the rate is known
 
 
-@dataclass(frozen=True)
-class ReadResult:
+class ReadResult(Struct, frozen=True):
     """A timed read of a file: bytes and seconds, and whether the page cache was
     dropped first (a cold read)."""
     bytes_read: int
@@ -36,7 +36,7 @@ class ReadResult:
         return self.bytes_read / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict:
-        return dict(asdict(self), bytes_per_s=self.bytes_per_s)
+        return dict(to_builtins(self), bytes_per_s=self.bytes_per_s)
 
 
 def measure_read(path: str, limit_bytes: int = PROBE_BYTES,

@@ -16,9 +16,9 @@ this process before it becomes llama-server.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from msgspec import Struct, field, to_builtins
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
@@ -42,8 +42,7 @@ class LaunchError(Exception):
     """The plan cannot be made: no llama-server, no model, an unreadable --help..."""
 
 
-@dataclass
-class LaunchPlan:
+class LaunchPlan(Struct):
     """The command ``launch`` executes: argv, environment, limits and why each flag is there."""
     server: str
     argv: list[str]  # what is executed: [numactl ...] llama-server args...
@@ -61,7 +60,7 @@ class LaunchPlan:
     imported: list[str] = field(default_factory=list)  # changes made to your own command
 
     def to_json(self) -> dict:
-        document = asdict(self)
+        document = to_builtins(self)
         document["rlimits"] = {name: list(pair) for name, pair in self.rlimits.items()}
         document["command"] = shell_command(self)
         return document

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import asdict, dataclass
 
+from msgspec import Struct, to_builtins
 from q3cn_doctor.host.base import Host
 
 REFUSE_ROOT = ("refusing to run llama.cpp as root: llama-server serves on the network, and a "
@@ -32,8 +32,7 @@ class RunAsError(Exception):
     """llama.cpp cannot be run as the user asked for (root refused, an unknown user...)."""
 
 
-@dataclass(frozen=True)
-class RunAs:
+class RunAs(Struct, frozen=True):
     """The unprivileged user llama-server runs as, never root."""
     name: str | None
     uid: int | None
@@ -48,7 +47,7 @@ class RunAs:
         return cls(**{**data, "groups": tuple(data.get("groups") or ())})
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return to_builtins(self)
 
     def popen_kwargs(self) -> dict:
         """subprocess.Popen's arguments that make its child this user (none if it is us)."""

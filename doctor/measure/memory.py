@@ -9,8 +9,8 @@ comparison.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.host.base import Host
 
 MIB = 2**20
@@ -37,8 +37,7 @@ def parse_sysbench(text: str) -> float | None:
     return float(match.group(2)) * MIB if match else None
 
 
-@dataclass
-class MemoryBench:
+class MemoryBench(Struct):
     """A RAM bandwidth measurement beside what the DIMMs should give."""
     measured: dict
     theoretical_bytes_per_s: float | None

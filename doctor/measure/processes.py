@@ -19,8 +19,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.facts.model import without_args
 from q3cn_doctor.launch.run_as import RunAs
 from q3cn_doctor.parsers.llama_speed import CompletionTimings, SpeedOutputError, parse_completion
@@ -38,8 +38,7 @@ class TimedOut(MeasureError):
     """A llama.cpp process ran past its time limit (and was stopped)."""
 
 
-@dataclass
-class Program:
+class Program(Struct):
     """How to start one llama.cpp program: argv, added environment, affinity, user."""
 
     argv: list[str]

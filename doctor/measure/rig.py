@@ -10,8 +10,8 @@ through ``/completion``. Every process runs as ``run_as``: never root unless all
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
+from msgspec import Struct
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.host.live import on_path
 from q3cn_doctor.launch.launcher import LaunchError, LaunchPlan, build_plan
@@ -31,8 +31,7 @@ from q3cn_doctor.parsers.llama_speed import help_flags
 BENCH_NAME = "llama-bench"
 
 
-@dataclass
-class Rig:
+class Rig(Struct):
     """Everything a measurement runs with: the facts, the launch plan and the setting it
     amounts to, the user it runs as, and llama-bench where found."""
     facts: Facts

@@ -11,8 +11,9 @@ the flags a llama-server build accepts (its --help, parsers/server_help.py).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, fields, replace
 
+from msgspec import Struct, to_builtins
+from msgspec.structs import fields, replace
 from q3cn_doctor.parsers.server_help import Build
 
 LOAD_MODES = ("mmap", "none", "mlock")  # llama.cpp --load-mode values the tune tries
@@ -33,8 +34,7 @@ _INTEGERS = {"threads", "threads_batch", "batch", "ubatch", "n_cpu_moe", "fit_ta
              "gpu_layers"}
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(Struct, frozen=True):
     """One point of the tune space: the flags that change speed, None where left to the plan."""
     threads: int | None = None
     threads_batch: int | None = None  # llama-server only: llama-bench has one -t for both
@@ -64,7 +64,7 @@ class Setting:
         return " ".join(parts) or "defaults"
 
     def to_json(self) -> dict:
-        return {name: value for name, value in asdict(self).items() if value is not None}
+        return {name: value for name, value in to_builtins(self).items() if value is not None}
 
     @classmethod
     def from_json(cls, data: dict) -> Setting:

@@ -13,8 +13,8 @@ sit partly in the CPU caches reads less than every weight from RAM per token).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.measure.rig import Rig
 from q3cn_doctor.measure.setting import Setting
@@ -25,8 +25,7 @@ from q3cn_doctor.report.ledger import remember_measured
 ASSUMED_RANGE = 0.25  # where the estimate carries no range: the model's usual error
 
 
-@dataclass
-class Prediction:
+class Prediction(Struct):
     """The speed model's estimate for a measured run, with its range."""
     tok_s: float | None
     low: float | None
@@ -80,8 +79,7 @@ def verdict(measured: float | None, predicted: Prediction) -> str:
             "weight from RAM per token; a model this size partly stays in the CPU caches).")
 
 
-@dataclass
-class SpeedBench:
+class SpeedBench(Struct):
     """A measured prompt and generation speed beside the prediction, and which to believe."""
     model: str
     method: str

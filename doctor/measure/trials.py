@@ -10,9 +10,9 @@ the plan's user, affinity and environment.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from msgspec import Struct
 from q3cn_doctor.measure.processes import (
     MeasureError,
     Program,
@@ -35,8 +35,7 @@ _PROSE = ("the model reads every weight once per token so memory bandwidth sets 
           "generation while prompt processing is bound by compute")
 
 
-@dataclass
-class Trial:
+class Trial(Struct):
     """One setting measured: pp and tg tokens/s with their spread, or why not."""
 
     setting: Setting

@@ -33,9 +33,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
+from msgspec import Struct, field
 from q3cn_doctor.facts import FactsError
 from q3cn_doctor.measure.rig import Rig
 from q3cn_doctor.measure.setting import Setting
@@ -56,8 +56,7 @@ MIN_TRIAL_S = 20.0
 CPU_PROMPT, GPU_PROMPT = 256, 2048  # a CPU processes a prompt at ~100-1000 tok/s
 
 
-@dataclass
-class Dimension:
+class Dimension(Struct):
     """One knob tune varies: the Setting field and the values it tries."""
     name: str  # the Setting field it varies
     values: list
@@ -173,8 +172,7 @@ def compare(candidate: Trial, best: Trial, objective: str) -> str:
 
 # -- the search -----------------------------------------------------------------------
 
-@dataclass
-class TuneResult:
+class TuneResult(Struct):
     """What tune found: where it started, the best trial, and every trial it ran."""
     start: Trial
     best: Trial

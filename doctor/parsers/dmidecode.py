@@ -22,8 +22,8 @@ JEDEC range (memtypes.py); the printed number is kept beside it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.parsers.memtypes import ANY, configured_rate, data_rate
 from q3cn_doctor.parsers.patterns import LazyPattern
 
@@ -72,8 +72,7 @@ TITLES = {
 NON_VOLATILE_TYPES = {"flash", "rom", "eprom", "eeprom", "feprom", "prom"}
 
 
-@dataclass
-class MemoryArray:
+class MemoryArray(Struct):
     """One SMBIOS type 16 record: a set of slots and what it is for."""
 
     handle: str | None
@@ -88,8 +87,7 @@ class MemoryArray:
         return self.use is None or self.use.lower() == "system memory"
 
 
-@dataclass
-class MemoryDevice:
+class MemoryDevice(Struct):
     """One SMBIOS type 17 record: a slot, with its module when one is installed."""
 
     handle: str | None
@@ -113,8 +111,7 @@ class MemoryDevice:
     configured_printed: int | None = None  # wrote one), sentinels removed
 
 
-@dataclass
-class MemoryInventory:
+class MemoryInventory(Struct):
     """Every type 16 and 17 record of one listing, in order."""
 
     arrays: list[MemoryArray] = field(default_factory=list)
@@ -200,8 +197,7 @@ def parse_int(value: str | None, unit: re.Pattern | None = None) -> int | None:
 
 # -- dmidecode ----------------------------------------------------------------------------
 
-@dataclass
-class _Record:
+class _Record(Struct):
     """One dmidecode record: its handle, type and fields, as found."""
     handle: str | None
     type: int | None

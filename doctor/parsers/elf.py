@@ -12,7 +12,8 @@ run read.
 from __future__ import annotations
 
 import struct
-from dataclasses import asdict, dataclass, field
+
+from msgspec import Struct, field, to_builtins
 
 RECORD = "elf"
 """The kind of recorded reading (``Host.recorded``) holding each binary's dynamic section."""
@@ -30,8 +31,7 @@ class ElfError(ValueError):
     """Not an ELF file, or one whose dynamic section cannot be read."""
 
 
-@dataclass
-class ElfInfo:
+class ElfInfo(Struct):
     """What the dynamic loader reads of a binary: which libraries it needs and where it
     looks for them."""
     needed: list[str] = field(default_factory=list)  # DT_NEEDED, in file order
@@ -44,7 +44,7 @@ class ElfInfo:
     source: str = "elf"  # "elf" (parsed here) or "recorded" (a snapshot's record)
 
     def to_json(self) -> dict:
-        record = asdict(self)
+        record = to_builtins(self)
         record.pop("source")
         return record
 

@@ -17,8 +17,9 @@ import re
 import struct
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from msgspec import Struct, field, to_builtins
 
 RECORD = "model"
 """The top-level snapshot file holding parsed GGUF facts by model path."""
@@ -60,16 +61,14 @@ class GgufError(ValueError):
     """Not a GGUF file, a split set with a part missing, or metadata the plan needs is absent."""
 
 
-@dataclass
-class GgufFile:
+class GgufFile(Struct):
     """One file of a (possibly split) GGUF model."""
     path: str
     size_bytes: int
     tensors: int
 
 
-@dataclass
-class GgufModel:
+class GgufModel(Struct):
     """The parsed facts of one model (all its split files together)."""
 
     path: str
@@ -126,7 +125,7 @@ class GgufModel:
                    if name != ROUTED and (name != EMBEDDINGS or tied))
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return to_builtins(self)
 
     @classmethod
     def from_json(cls, record: Any) -> GgufModel:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from dataclasses import asdict, dataclass, field
 
+from msgspec import Struct, field, to_builtins
 from q3cn_doctor.parsers.patterns import LazyPattern
 
 _FLAG = LazyPattern(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
@@ -25,8 +25,7 @@ class SpeedOutputError(ValueError):
     """Output that is not what llama-bench or llama-server print."""
 
 
-@dataclass
-class Rate:
+class Rate(Struct):
     """Tokens/s over repeated runs: the mean, its spread, and every run's figure."""
 
     mean: float
@@ -57,8 +56,7 @@ class Rate:
                 "samples": [round(s, 2) for s in self.samples]}
 
 
-@dataclass
-class BenchRecord:
+class BenchRecord(Struct):
     """One llama-bench test: what it ran and how fast."""
 
     n_prompt: int
@@ -82,7 +80,7 @@ class BenchRecord:
         return "tg" if self.n_gen > 0 else "pp"
 
     def to_json(self) -> dict:
-        document = asdict(self)
+        document = to_builtins(self)
         document["rate"] = self.rate.to_json()
         return document
 
@@ -131,8 +129,7 @@ def _record(item: dict) -> BenchRecord:
                        cpu_info=text("cpu_info"), backends=text("backends"))
 
 
-@dataclass
-class CompletionTimings:
+class CompletionTimings(Struct):
     """One /completion's timings: prompt and generation tokens/s, and the cache reuse."""
 
     prompt_per_second: float | None
@@ -142,7 +139,7 @@ class CompletionTimings:
     cache_n: int
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return to_builtins(self)
 
 
 def parse_completion(text: str | bytes) -> CompletionTimings:

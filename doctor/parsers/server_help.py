@@ -13,7 +13,8 @@ reads the machine: the help text comes from facts.server.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 HELP_COLUMN = 40  # llama.cpp prints each option's description from this column
 _CHOICES = re.compile(r"^[\[{<]([^\]}>]*)[\]}>]$")
@@ -22,8 +23,7 @@ _DEFAULT = re.compile(r"\(default: ([^()]*(?:\([^()]*\)[^()]*)*)\)")
 _ENV = re.compile(r"\(env: ([A-Z0-9_]+)\)")
 
 
-@dataclass
-class FlagSpec:
+class FlagSpec(Struct):
     """One option of a build's --help: every name it answers to and what it takes."""
 
     names: list[str]
@@ -183,8 +183,7 @@ CONFLICTS = (
 )
 
 
-@dataclass
-class Intents:
+class Intents(Struct):
     """What the launch wants, before any build's spelling."""
 
     model: str
@@ -212,8 +211,7 @@ class Intents:
     serving: list[tuple[str, list[str], str]] = field(default_factory=list)  # flag, values, why
 
 
-@dataclass
-class Arg:
+class Arg(Struct):
     """One flag of the command with its values, and why it is there."""
 
     flag: str
@@ -224,8 +222,7 @@ class Arg:
         return [self.flag, *self.values]
 
 
-@dataclass
-class Translation:
+class Translation(Struct):
     """The plan's flags in this build's spelling, and how they were translated."""
     args: list[Arg]
     notes: list[str]  # how the plan became this build's flags
@@ -428,8 +425,7 @@ FIT_VALUE_FLAGS = ("--fit-target", "-fitt", "--fit-ctx", "-fitc")
 CHECKPOINT_FLAGS = ("-ctxcp", "--ctx-checkpoints", "--swa-checkpoints")
 
 
-@dataclass
-class Imported:
+class Imported(Struct):
     """A user's llama-server arguments as this build spells them."""
 
     args: list[str]  # without the model (the launch gives it)

@@ -12,7 +12,8 @@ older builds, on the lines after ``task 7 |``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 _TASK = re.compile(r"\btask (-?\d+) \|(.*)$")
 _PROMPT = re.compile(r"new prompt, .*?(?:n_prompt_tokens|task\.n_tokens) = (\d+)")
@@ -21,8 +22,7 @@ _STOP = re.compile(r"stop processing: n_tokens = (\d+)")
 FORCED = "forcing full prompt re-processing"
 
 
-@dataclass
-class Turn:
+class Turn(Struct):
     """One request in a llama-server log: how much of the prompt it reused."""
     task: int
     prompt_tokens: int | None = None

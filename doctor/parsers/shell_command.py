@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 SERVER_NAMES = ("llama-server",)
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
@@ -32,8 +33,7 @@ class CommandError(ValueError):
     """No llama-server command found in the text."""
 
 
-@dataclass
-class ShellCommand:
+class ShellCommand(Struct):
     """The llama-server command a user's script or unit runs, with its arguments expanded."""
     server: str  # the llama-server path as the script names it
     args: list[str]  # its arguments, expanded

@@ -14,7 +14,8 @@ checked against the real dumps in tests/fixtures/spd/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from msgspec import Struct
+from msgspec.structs import replace
 
 JEDEC, XMP, EXPO = "jedec", "xmp", "expo"
 
@@ -76,8 +77,7 @@ EXPO_PROFILE_LEN = 0x28
 TCK_RANGE_PS = (100, 2000)
 
 
-@dataclass(frozen=True)
-class SpdProfile:
+class SpdProfile(Struct, frozen=True):
     """One way to run the module: its JEDEC base timing or an XMP/EXPO profile."""
 
     source: str  # JEDEC, XMP or EXPO
@@ -99,8 +99,7 @@ class SpdProfile:
         return f"{self.cl}-{self.trcd}-{self.trp}"
 
 
-@dataclass(frozen=True)
-class SpdModule:
+class SpdModule(Struct, frozen=True):
     """What one SPD image says about its module.
 
     ``undecodable`` is set when the image cannot be trusted or is incomplete; the

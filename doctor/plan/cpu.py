@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.facts.cpu import CpuFacts, cpu_mask, parse_cpu_mask
 from q3cn_doctor.host.base import MAX_CPU_ID, Host, Process, format_cpu_list
@@ -31,8 +31,7 @@ PRIO_HIGH_RTPRIO = 80  # ggml_thread_apply_priority: --prio 2 is SCHED_FIFO prio
 NODE_HEADROOM = 1.1  # a model fits one NUMA node when the node holds 10% more than it needs
 
 
-@dataclass
-class CpuPlan:
+class CpuPlan(Struct):
     """Where llama-server's threads run and how many: the CPUs, thread counts and NUMA
     policy, with why."""
     cpus: list[int]  # where llama-server runs (taskset -c, --cpu-range-batch)
@@ -364,8 +363,7 @@ _FLAGS = {
 }
 
 
-@dataclass
-class RunningServer:
+class RunningServer(Struct):
     """A llama-server process with the thread and placement flags of its command line."""
 
     process: Process

@@ -14,8 +14,8 @@ CPU<->GPU transitions of a token follow.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-
+from msgspec import Struct, field, to_builtins
+from msgspec.structs import asdict, replace
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.model import (
     GIB,
@@ -44,8 +44,7 @@ OS_HEADROOM_BYTES = 4 * GIB  # kernel, desktop and page cache for everything els
 CTX_STEP = 1024  # a context offered instead is a whole multiple of this
 
 
-@dataclass
-class Placement:
+class Placement(Struct):
     """Where the model goes on this machine, as --fit (or --n-cpu-moe N) would place it."""
 
     ctx_size: int
@@ -95,7 +94,7 @@ class Placement:
         return self.resident_bytes + self.kv_cache_bytes + self.compute_buffer_bytes
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return to_builtins(self)
 
 
 def placement(facts: Facts) -> Placement:
@@ -154,8 +153,7 @@ def _targets(gpus: list[dict], args: list[str]) -> list[int]:
             for index in range(len(gpus))]
 
 
-@dataclass
-class _Layers:
+class _Layers(Struct):
     """Which share of each layer sits on the GPUs: its always-active part (attention,
     shared expert), its routed experts and its KV cache; and the output head."""
 
@@ -165,8 +163,7 @@ class _Layers:
     output: bool
 
 
-@dataclass
-class _Shape:
+class _Shape(Struct):
     """The model's bytes, per layer where llama.cpp places whole layers."""
 
     layers: int

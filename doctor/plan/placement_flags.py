@@ -13,8 +13,8 @@ where each part of a token runs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.facts.model import server_arg, without_args
 
 GPU_LAYER_FLAGS = ("-ngl", "--n-gpu-layers", "--gpu-layers")
@@ -38,8 +38,7 @@ ATTENTION_TENSORS = ("attn_q", "attn_k", "attn_v", "attn_output")
 SHARED_TENSORS = ("ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp")
 
 
-@dataclass
-class PlacementFlags:
+class PlacementFlags(Struct):
     """The placement flags found in one argument list (None: not given)."""
 
     gpu_layers: int | None = None

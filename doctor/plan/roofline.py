@@ -27,7 +27,7 @@ constants to that fit).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from msgspec import Struct, field
 
 # Fitted by bench/bench_speed_model.py on bench/speed_calibration.tsv (see its header for
 # the points); tests/test_speed_model.py checks these equal the fit.
@@ -43,8 +43,7 @@ RANGE_ERROR = 0.18
 SMT_PACE = 0.55  # a thread sharing its core with another runs at about this share of it
 
 
-@dataclass(frozen=True)
-class Constants:
+class Constants(Struct, frozen=True):
     """The speed model's fitted constants, each with a physical meaning."""
     ram_fraction: float = RAM_FRACTION
     thread_bytes_s: float = THREAD_BYTES_S
@@ -62,8 +61,7 @@ class Constants:
                    fixed_ms=d * 1e3, transition_ms=e * 1e3)
 
 
-@dataclass
-class Work:
+class Work(Struct):
     """What one token does on one machine."""
 
     ram_bytes: float  # read from RAM (weights on the CPU side and their KV cache)
@@ -87,7 +85,10 @@ class Work:
         return not self.ram_bytes or bool(self.ram_peak)
 
 
-def token_ms(work: Work, constants: Constants = Constants()) -> dict[str, float]:
+FITTED = Constants()  # the constants bench/bench_speed_model.py fitted
+
+
+def token_ms(work: Work, constants: Constants = FITTED) -> dict[str, float]:
     """Milliseconds per token by term: {"ram", "vram", "fixed", "transitions"} (the
     threads' decode time counts with RAM: both are the CPU side's)."""
     ram, threads, vram, _, transitions = work.features()

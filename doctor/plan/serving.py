@@ -20,8 +20,7 @@ win over the plan's, and are what is counted.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
+from msgspec import Struct, field, to_builtins
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.model import MIB, ModelFacts, cache_bytes_per_value, int_arg
 from q3cn_doctor.units import gib
@@ -40,8 +39,7 @@ PROMPT_UBATCHES = {"agent": (4096, 2048), "batch": (4096, 2048), "chat": (2048,)
 MAX_EXPERT_LAYERS_MOVED = 2  # a larger compute buffer may cost this many layers' experts
 
 
-@dataclass
-class ServingPlan:
+class ServingPlan(Struct):
     """How llama-server serves its use (agent, chat, batch): slots, context and cache reuse."""
     use: str
     ctx_size: int
@@ -62,7 +60,7 @@ class ServingPlan:
         return ["--ubatch-size", str(self.ubatch)]
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return to_builtins(self)
 
 
 def serving_plan(facts: Facts) -> ServingPlan:

@@ -21,9 +21,10 @@ is plan/roofline.py's formula over the run as it will really be:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from msgspec import Struct, field, to_builtins
+from msgspec.structs import asdict, replace
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.facts.model import ModelFacts, cache_bytes_per_value, int_arg, kv_cache_bytes
 from q3cn_doctor.plan.gpu_bandwidth import gpu_bandwidth
@@ -60,8 +61,7 @@ WHAT_IF_KEYS = {
 }
 
 
-@dataclass
-class SpeedEstimate:
+class SpeedEstimate(Struct):
     """Generation tokens/s, its range, what the run is bound by, and where the time goes."""
 
     tok_s: float | None  # None: unknown (no RAM figure, or paging from a disk of unknown speed)
@@ -77,7 +77,7 @@ class SpeedEstimate:
     gpu_bytes_per_s: list[float] = field(default_factory=list)  # each GPU's peak
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return to_builtins(self)
 
     def text(self) -> str:
         """``~37 tok/s (31-43)``, or what is known instead."""
@@ -273,8 +273,7 @@ def effective_threads(threads: int, cores: int | None, smt: int | None = None) -
     return threads * SMT_PACE if smt else float(threads)
 
 
-@dataclass
-class _Run:
+class _Run(Struct):
     """The run as it will be: the placement, the machine's rates, what binds it."""
 
     model: ModelFacts

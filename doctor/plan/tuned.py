@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 
+from msgspec import Struct, field
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.plan.placement import usable_gpus
@@ -30,8 +30,7 @@ class TuneError(Exception):
     """A saved tune that cannot be read, or does not fit this launch."""
 
 
-@dataclass
-class SavedTune:
+class SavedTune(Struct):
     """A tune's winning setting, kept with what it was measured on so another build,
     model or machine does not inherit it."""
     fingerprint: dict  # {"build": ..., "model": ..., "machine": ...}

@@ -10,9 +10,9 @@ speed``, ``tune``) stands beside the estimate where one was recorded on this mac
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import Struct, field
 from q3cn_doctor.checking.findings import ERROR, FAIL, INFO, WARN, Finding
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import Host
@@ -30,8 +30,7 @@ def is_problem(finding: Finding) -> bool:
     return finding.status == INFO and (finding.cost_tok_s or 0) >= NOTICEABLE_TOK_S
 
 
-@dataclass
-class Step:
+class Step(Struct):
     """One step by hand the ledger counts: the finding it cures and what it gains."""
 
     finding: str
@@ -42,8 +41,7 @@ class Step:
         return {"finding": self.finding, "action": self.action, "gain_tok_s": self.gain_tok_s}
 
 
-@dataclass
-class Ledger:
+class Ledger(Struct):
     """The speed now and after the fixes, and what each finding's action is worth: the
     report's first lines."""
     model: str
