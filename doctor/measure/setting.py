@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 
 from msgspec import Struct, to_builtins
-from msgspec.structs import fields, replace
+from msgspec.structs import replace
 from q3cn_doctor.parsers.server_help import Build
 
 LOAD_MODES = ("mmap", "none", "mlock")  # llama.cpp --load-mode values the tune tries
@@ -51,7 +51,8 @@ class Setting(Struct, frozen=True):
 
     def key(self) -> tuple:
         """What a measurement depends on (threads_batch rides on threads in llama-bench)."""
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name != "threads_batch")
+        return tuple(getattr(self, name) for name in self.__struct_fields__
+                     if name != "threads_batch")
 
     def label(self) -> str:
         parts = []
@@ -68,7 +69,7 @@ class Setting(Struct, frozen=True):
 
     @classmethod
     def from_json(cls, data: dict) -> Setting:
-        known = {f.name for f in fields(cls)}
+        known = set(cls.__struct_fields__)
         return cls(**{name: value for name, value in data.items() if name in known})
 
     # -- llama-bench ---------------------------------------------------------------------
