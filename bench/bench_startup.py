@@ -27,8 +27,10 @@ once, every timed round reads .pyc, and the source tree is left untouched.
 ``--as-is`` runs them in the environment exactly as given instead.
 
 ``--breakdown`` says instead where ``check``'s start goes: the bare interpreter, then
-site, click, the command-line module, ``--help`` and ``check``, each row adding one step,
-and, from inside a check run, how long compiling its regular expressions took.
+site, click, the command-line module, ``--help``, every module a check run loads
+(imported, nothing run: the floor no work inside the checks can lower) and ``check``,
+each row adding one step, and, from inside a check run, how long compiling its regular
+expressions took.
 
 Run it with the interpreter of the environment to measure; the commands are
 taken from that interpreter's folder (the venv's bin/)::
@@ -66,8 +68,10 @@ def commands(bindir: str, python: str) -> list[tuple[str, list[str], dict[str, s
     ]
 
 
-def breakdown_commands(bindir: str, python: str) -> list[tuple[str, list[str], dict[str, str]]]:
-    """The steps of check's start, each adding one thing to the step above it."""
+def breakdown_commands(bindir: str, python: str, modules: list[str]
+                       ) -> list[tuple[str, list[str], dict[str, str]]]:
+    """The steps of check's start, each adding one thing to the step above it;
+    ``modules`` are those a check run loads (``modules_check_loads``)."""
     doctor = os.path.join(bindir, "q3cn-doctor")
     return [
         ("interpreter -S", [python, "-S", "-c", "pass"], {}),
@@ -76,7 +80,9 @@ def breakdown_commands(bindir: str, python: str) -> list[tuple[str, list[str], d
         # re too: the console script pip writes imports it before the doctor
         ("+ cli module", [python, "-c", "import re, q3cn_doctor.app.cli"], {}),
         ("+ --help", [doctor, "--help"], {}),
-        ("check", [doctor, "check"], {}),  # instead of the help: the cli module and a check
+        # instead of the help: every module a check run loads, imported and nothing run
+        ("+ check imports", [python, "-c", IMPORT_ALL, *modules], {}),
+        ("check", [doctor, "check"], {}),  # the same imports, and the run
     ]
 
 
@@ -111,6 +117,42 @@ with open(os.devnull, "w") as report, contextlib.redirect_stdout(report):
 spent["imports and run"] = [time.perf_counter() - started, 1]
 print("SPENT", json.dumps(spent))
 """
+
+
+# Imports the modules named in argv, in that order; a name that cannot be imported on its
+# own (an alias such as typing.io) is passed over.
+IMPORT_ALL = """
+import importlib, sys
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+"""
+
+# Runs a check and prints the modules it loaded, in the order they were first imported.
+LOADED_BY_CHECK = """
+import sys
+before = set(sys.modules)
+import contextlib, json, os
+sys.argv = ["q3cn-doctor", "check"]
+with open(os.devnull, "w") as report, contextlib.redirect_stdout(report):
+    try:
+        from q3cn_doctor.app.cli import main
+        main()
+    except SystemExit:
+        pass
+print("LOADED", json.dumps([name for name in sys.modules
+                            if name not in before and not name.startswith("__")]))
+"""
+
+
+def modules_check_loads(python: str, env: dict[str, str]) -> list[str]:
+    """The modules one check run imports, beyond the bare interpreter's."""
+    done = subprocess.run([python, "-c", LOADED_BY_CHECK], capture_output=True, text=True,
+                          env=env, stdin=subprocess.DEVNULL, check=True)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("LOADED "))
+    return json.loads(line.removeprefix("LOADED "))
 
 
 def inside_check(python: str, env: dict[str, str], rounds: int) -> dict[str, tuple[float, int]]:
@@ -222,8 +264,8 @@ def main() -> int:
         bytecode = ("environment as given" if args.as_is
                     else ".pyc cached in a temporary PYTHONPYCACHEPREFIX")
         if args.breakdown:
-            times, _, codes = measure(breakdown_commands(bindir, python), base_env,
-                                      args.warmup, args.rounds)
+            steps = breakdown_commands(bindir, python, modules_check_loads(python, base_env))
+            times, _, codes = measure(steps, base_env, args.warmup, args.rounds)
             failed = [name for name, seen in codes.items() if name != "check" and seen != {0}]
             if failed:  # a step that did not run would be timed as if it had
                 sys.exit(f"these steps failed: {', '.join(failed)}")
