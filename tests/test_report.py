@@ -323,6 +323,11 @@ def test_json_layout_keeps_the_document_and_folds_what_repeats():
     assert fold_paths(["/proc/meminfo", "/proc/swaps", "systemd-detect-virt --vm",
                        "/sys/a/cpu0/x", "/sys/a/cpu1/x", "/sys/a/cpu0/y", "/sys/a/cpu1/y"]) == [
         "/proc/{meminfo,swaps}", "systemd-detect-virt --vm", "/sys/a/cpu[0-1]/{x,y}"]
+    # PCI addresses are zero-padded hexadecimal: copied as read, never renumbered
+    gpus = [f"/sys/bus/pci/devices/0000:{bus}:00.0/max_link_width" for bus in ("01", "dd")]
+    assert fold_paths(gpus) == gpus
+    assert fold_paths(["/sys/class/drm/card10/device/vendor", "/sys/class/drm/card9/device/vendor"
+                       ]) == ["/sys/class/drm/card[9-10]/device/vendor"]
     alike = {"driver": "intel_pstate", "governor": "powersave"}
     policies = [{"name": f"policy{n}", "cpus": [n], **alike} for n in range(3)]
     policies.append({"name": "policy3", "cpus": [3], **alike, "governor": "performance"})

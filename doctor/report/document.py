@@ -26,7 +26,9 @@ OMITTED_WHEN_EMPTY = ("observed", "recommended", "impact", "fixes", "manual", "a
                       "what_if", "cost_tok_s")
 
 
-_NUMBER = re.compile(r"(\d+)")
+# A whole number written as itself: a run of digits with no leading zero. "0000:01:00.0"
+# (a PCI address, hexadecimal and zero-padded) stays text, so folding never rewrites it.
+_NUMBER = re.compile(r"(?<!\d)([1-9]\d*|0)(?!\d)")
 
 
 def _ranges(numbers: list[int]) -> str:
