@@ -14,6 +14,7 @@ from q3cn_doctor.facts import FactsError
 from q3cn_doctor.facts.gpu import (
     ABSENT,
     AMD,
+    CUDA_OLDEST_GPU,
     IDLE,
     INTEL,
     NVIDIA,
@@ -21,10 +22,12 @@ from q3cn_doctor.facts.gpu import (
     SW_POWER_CAP,
     CudaBuild,
     Nvcc,
+    capability_text,
     clock_events,
     cuda_version_text,
     device_lost,
     error_of,
+    too_old_for,
     value,
 )
 from q3cn_doctor.parsers.procfs import bounded_int
@@ -406,6 +409,34 @@ def _driver_step(cuda_major: int, driver_major: int) -> str:
             f"{driver_major}.x.")
 
 
+def _too_old(ctx: Context, build: CudaBuild, old: list[dict], every: bool, observed: str):
+    """A CUDA runtime with no kernels for these GPUs: a build of an older CUDA runs on
+    them, a newer driver never does (it is the toolkit that dropped them)."""
+    names = ", ".join(f"{g.get('name') or 'GPU ' + str(g.get('index'))} ({capability_text(g)})"
+                      for g in old)
+    oldest = min(tuple(value(g.get("compute_capability"))) for g in old)
+    runs = [major for major, floor in CUDA_OLDEST_GPU.items() if floor <= oldest]
+    if runs:
+        step = f"Use a llama-server built with CUDA {max(runs)}.x, which still builds for it"
+        action = f"a CUDA {max(runs)} build"
+    else:
+        step = "Use a Vulkan build of llama.cpp: no CUDA release this tool knows builds for it"
+        action = "a Vulkan build"
+    if not every:
+        step += ("; or hide it from llama-server with CUDA_VISIBLE_DEVICES set to the "
+                 "other GPUs")
+    priced, cost = _with_gpu(ctx) if every else ("", None)
+    return ctx.finding(
+        FAIL, f"llama-server's CUDA {build.runtime_major} runtime has no kernels for the {names}",
+        observed=f"{observed}; CUDA {build.runtime_major} builds for compute "
+                 f"{'.'.join(map(str, CUDA_OLDEST_GPU[build.runtime_major]))} and newer",
+        recommended=step + ".",
+        impact="It stops with \"no kernel image is available for execution on the device\"; "
+               "no driver changes that." + priced,
+        manual=[step + "."], action=action,
+        what_if={"cpu_only": False} if every else None, cost_tok_s=cost)
+
+
 def _cpu_only_build(ctx: Context, observed: str, gpus: bool):
     """A CPU-only llama-server: a problem only where a GPU sits idle beside it."""
     priced, cost = _with_gpu(ctx) if gpus else ("", None)
@@ -472,6 +503,10 @@ def cuda(ctx: Context):
             recommended="If it fails with \"CUDA driver version is insufficient\", update the "
                         "driver.",
             impact="Nothing to judge: a static CUDA runtime does not show its version."))
+        return findings
+    old = too_old_for(build, gpus)
+    if old:
+        findings.insert(0, _too_old(ctx, build, old, len(old) == len(gpus), observed))
         return findings
     needs = f"CUDA {build.runtime_major}.x ({build.runtime_library})"
     if build.runtime_major > driver_version // 1000:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, host_fixture, run_cli, snapshot_facts, snapshot_findings
+from conftest import REPO, copy_fixture, host_fixture, run_cli, snapshot_facts, snapshot_findings
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
 from q3cn_doctor.facts.gpu import clock_events, cuda_version_text
 from q3cn_doctor.facts.model import kv_cache_bytes
@@ -339,6 +339,60 @@ def test_cuda_build_kinds(tmp_path, needed, status, title):
     root = _server_snapshot(tmp_path, make_elf(needed))
     finding = findings_for(root, "gpu.cuda")["gpu.cuda"]
     assert (finding.status, finding.title) == (status, title)
+
+
+def _gpus_and_build(tmp_path: Path, gpus: list[tuple[str, list[int]]], runtime: str,
+                    driver_cuda: int) -> Path:
+    """The 4070 machine with these (name, compute capability) GPUs, a driver for CUDA
+    ``driver_cuda`` and a llama-server linking ``runtime``."""
+    root = copy_fixture(RTX4070, tmp_path)
+    nvml = fixture_nvml(RTX4070)
+    nvml["cuda_driver_version"] = driver_cuda
+    nvml["devices"] = [dict(nvml["devices"][0], index=i, name=name, compute_capability=cc,
+                            pci_bus_id=f"00000000:0{i + 1}:00.0")
+                       for i, (name, cc) in enumerate(gpus)]
+    (root / "nvml.json").write_text(json.dumps(nvml))
+    (root / "fs/usr/local/lib/libggml-cuda.so").write_bytes(make_elf([runtime]))
+    return root
+
+
+def test_cuda_13_has_no_kernels_for_pascal_on_any_driver(tmp_path):
+    """CUDA 13 builds for compute 7.5 and newer only: a P40 on driver 580 (CUDA 13.0) needs
+    a CUDA 12 build, and no driver step is offered. The GPU is then unused, so the speed
+    model runs on the CPU and the finding is priced with the GPU back."""
+    root = _gpus_and_build(tmp_path, [("Tesla P40", [6, 1])], "libcudart.so.13", 13000)
+    finding = findings_for(root, "gpu.cuda")["gpu.cuda"]
+    assert finding.status == FAIL
+    assert finding.title == ("llama-server's CUDA 13 runtime has no kernels for the Tesla P40 "
+                             "(compute 6.1, Pascal)")
+    assert "CUDA 12.x" in finding.recommended and "driver" not in " ".join(finding.manual)
+    assert finding.action == "a CUDA 12 build" and finding.what_if == {"cpu_only": False}
+    assert speed(snapshot_facts(root)).mode == "cpu-only"
+
+
+def test_cuda_12_on_kepler_points_at_vulkan(tmp_path):
+    root = _gpus_and_build(tmp_path, [("NVIDIA GeForce GTX 680", [3, 0])], "libcudart.so.12",
+                           11040)
+    finding = findings_for(root, "gpu.cuda")["gpu.cuda"]
+    assert finding.status == FAIL and "(compute 3.0, Kepler)" in finding.title
+    assert finding.action == "a Vulkan build"
+
+
+def test_cuda_13_beside_one_old_gpu_offers_to_hide_it(tmp_path):
+    """A 3090 with a P40 beside it (a common pairing): the build runs on the 3090, so the
+    speed model keeps the GPU and the step names CUDA_VISIBLE_DEVICES too."""
+    root = _gpus_and_build(tmp_path, [("NVIDIA GeForce RTX 3090", [8, 6]), ("Tesla P40", [6, 1])],
+                           "libcudart.so.13", 13000)
+    finding = findings_for(root, "gpu.cuda")["gpu.cuda"]
+    assert finding.status == FAIL and finding.title.endswith("the Tesla P40 (compute 6.1, Pascal)")
+    assert "CUDA_VISIBLE_DEVICES" in finding.recommended and not finding.what_if
+    assert speed(snapshot_facts(root)).mode == "gpu"
+
+
+def test_cuda_13_runs_on_turing(tmp_path):
+    root = _gpus_and_build(tmp_path, [("NVIDIA GeForce RTX 2080", [7, 5])], "libcudart.so.13",
+                           13000)
+    assert findings_for(root, "gpu.cuda")["gpu.cuda"].status == PASS
 
 
 def test_cuda_server_given_with_option_but_missing_is_skipped(tmp_path):

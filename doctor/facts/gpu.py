@@ -211,6 +211,39 @@ class CudaBuild(Struct):
     basis: dict[str, str] = field(default_factory=dict)
 
 
+# The oldest GPU each CUDA major still builds kernels and libraries (cuBLAS) for, as
+# (major, minor) compute capability: 11.0 dropped sm_30, 12.0 the rest of Kepler, 13.0
+# Maxwell, Pascal and Volta (below 7.5; NVIDIA, "Navigating GPU Architecture Support",
+# developer.nvidia.com/blog, 2025). A build of that CUDA cannot run on an older GPU under
+# any driver: "no kernel image is available for execution on the device".
+CUDA_OLDEST_GPU = {11: (3, 5), 12: (5, 0), 13: (7, 5)}
+ARCHITECTURES = {3: "Kepler", 5: "Maxwell", 6: "Pascal", 7: "Volta"}
+
+
+def too_old_for(build: CudaBuild, gpus: list[dict]) -> list[dict]:
+    """The NVIDIA GPUs that ``build``'s CUDA runtime has no kernels for; empty where it
+    runs on all of them or either side is unknown."""
+    oldest = CUDA_OLDEST_GPU.get(build.runtime_major) if "cuda" in build.backends else None
+    if oldest is None:
+        return []
+    return [gpu for gpu in gpus if _capability(gpu) is not None and _capability(gpu) < oldest]
+
+
+def _capability(gpu: dict) -> tuple[int, int] | None:
+    reading = value(gpu.get("compute_capability"))
+    if (isinstance(reading, list) and len(reading) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in reading)):
+        return reading[0], reading[1]
+    return None
+
+
+def capability_text(gpu: dict) -> str:
+    """"compute 6.1, Pascal" for a GPU with a known compute capability."""
+    major, minor = _capability(gpu) or (0, 0)
+    family = ARCHITECTURES.get(major) if (major, minor) < (7, 5) else None
+    return f"compute {major}.{minor}" + (f", {family}" if family else "")
+
+
 class Nvcc(Struct):
     """The local CUDA compiler, a section of its own: only a known driver version makes
     its release worth a command (~5 ms) in the preflight."""
