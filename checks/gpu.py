@@ -7,6 +7,8 @@ the rest stream from RAM. Each check reports one item per GPU
 
 from __future__ import annotations
 
+from typing import Any
+
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
@@ -813,6 +815,24 @@ GENERATION_OVER_PCIE = (" Token generation barely changes: it sends only a few k
 
 # -- gpu.power ----------------------------------------------------------------------------------
 
+AT_LIMIT = 0.9
+"""A draw at this share of the power limit or above is running at the limit."""
+
+
+def _power_cap(usage: Any, limit: Any, parts: list[str]) -> list[str]:
+    """What the power-cap event bit means at this draw: NVML also sets it on idle GPUs (a
+    5090 at 24 W of 575 W), so only a draw near the limit says the GPU is at it."""
+    if isinstance(usage, int) and isinstance(limit, int) and limit:
+        if usage >= limit * AT_LIMIT:
+            return [f"running at its power limit ({usage / 1000:.0f} of {limit / 1000:.0f} W; "
+                    "normal under full load)"]
+        parts.append(f"the power-cap bit is set at {usage / 1000:.0f} of {limit / 1000:.0f} W "
+                     "(no load to cap)")
+    else:
+        parts.append("the power-cap bit is set; the draw is unknown")
+    return []
+
+
 @check("gpu.power", "Power limit at default, no clock throttling, persistence mode")
 def power(ctx: Context):
     devices = _devices(ctx)
@@ -854,7 +874,7 @@ def power(ctx: Context):
                 # clocks; it draws a few watts, far from any limit.
                 parts.append("the power-cap bit is set while idle (no load to cap)")
             elif events & SW_POWER_CAP and not lowered:
-                infos.append("running at its power limit (normal under full load)")
+                infos += _power_cap(value(device.get("power_usage_mw")), limit, parts)
         if persistence is False:
             parts.append("persistence mode off")
             infos.append("persistence mode is off")

@@ -625,7 +625,6 @@ def test_power_persistence_off_alone_is_info():
     (0x40 | 0x4, WARN, "clocks held down by HW thermal slowdown"),
     (0x80, WARN, "clocks held down by HW power brake slowdown"),
     (0x8 | 0x20, WARN, "clocks held down by HW slowdown, SW thermal slowdown"),
-    (0x4, INFO, "running at its power limit"),
     (0x1, PASS, "no power limit or throttling"),
     # Idle with the power-cap bit too: no load to cap, so no limit to report.
     (0x1 | 0x4, PASS, "no power limit or throttling"),
@@ -637,6 +636,24 @@ def test_power_throttle_reasons(tmp_path, mask, status, words):
     assert finding.status == status
     assert words in finding.title
     assert f"clock events {mask:#x}" in finding.observed
+
+
+@pytest.mark.parametrize("usage_mw, status, words", [
+    (196_000, INFO, "running at its power limit (196 of 200 W"),
+    # A real RTX 5090 dump (thamada/gls, nvidia-smi -a): P8, 24 W of 575 W, "SW Power Cap:
+    # Active", "Idle: Not Active". NVML sets the bit with no load to cap.
+    (24_000, PASS, "no power limit or throttling"),
+    (None, PASS, "no power limit or throttling"),
+])
+def test_power_cap_bit_is_a_limit_only_at_a_draw_near_it(tmp_path, usage_mw, status, words):
+    nvml = fixture_nvml(RTX4070)
+    nvml["devices"][0].update(clocks_event_reasons=0x4, persistence_mode=True)
+    if usage_mw is not None:
+        nvml["devices"][0]["power_usage_mw"] = usage_mw
+    finding = findings_for(snapshot(tmp_path, nvml), "gpu.power")["gpu.power:0"]
+    assert finding.status == status and words in finding.title
+    if status == PASS:
+        assert "power-cap bit is set" in finding.observed
 
 
 def test_power_refused_readings_are_skipped(tmp_path):

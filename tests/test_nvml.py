@@ -96,6 +96,7 @@ def fake_pynvml(calls: Calls, **overrides) -> types.ModuleType:
         "nvmlDeviceGetPersistenceMode": lambda h: 0,
         "nvmlDeviceGetPowerManagementLimit": lambda h: 200000,
         "nvmlDeviceGetPowerManagementDefaultLimit": lambda h: 200000,
+        "nvmlDeviceGetPowerUsage": lambda h: 31250,  # milliwatts, idle
         "nvmlDeviceGetCurrentClocksEventReasons": lambda h: 0x41,
         "nvmlDeviceGetCurrentClocksThrottleReasons": lambda h: 0xFFFF,  # deprecated: unused
         "nvmlDeviceGetCpuAffinity": lambda h, words: [0b1111, 1] + [0] * (words - 2),
@@ -141,6 +142,7 @@ def test_success_gives_the_documented_layout(install):
         "pcie": {"gen_current": 1, "gen_max": 4, "gen_gpu_max": 4, "width_current": 16,
                  "width_max": 16},
         "persistence_mode": False, "power_limit_mw": 200000, "power_default_limit_mw": 200000,
+        "power_usage_mw": 31250,
         "clocks_event_reasons": 0x41,  # the clocks-event call, not the deprecated one
         "cpu_affinity": [0, 1, 2, 3, 64],
         "numa_node": {"error": "NVML_ERROR_NOT_SUPPORTED"},

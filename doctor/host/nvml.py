@@ -14,6 +14,7 @@ snapshots, fixtures and the device snapshot::
                   "pcie": {"gen_current", "gen_max", "gen_gpu_max",
                            "width_current", "width_max"},
                   "persistence_mode": bool, "power_limit_mw", "power_default_limit_mw",
+                  "power_usage_mw" (the draw when read),
                   "clocks_event_reasons": int (bit mask), "cpu_affinity": [cpu ids],
                   "numa_node", "processes": [{"pid", "name", "used_bytes"}]}]}
 
@@ -103,6 +104,7 @@ _DEVICE: dict[str, Any] = {
     "memory_api": _text_value, "memory_bus_width_bits": _count,
     "memory_clock_max_mhz": _count, "compute_capability": _capability,
     "persistence_mode": _flag, "power_limit_mw": _count, "power_default_limit_mw": _count,
+    "power_usage_mw": _count,
     "clocks_event_reasons": _count, "cpu_affinity": _cpu_ids, "numa_node": _signed,
 }
 # Fields of several values: a shaper gives the conformed value, None for the wrong shape.
@@ -311,6 +313,9 @@ def _device(nv: Any, index: int) -> dict:
     device["power_limit_mw"] = _guard(lambda: nv.nvmlDeviceGetPowerManagementLimit(handle))
     device["power_default_limit_mw"] = _guard(
         lambda: nv.nvmlDeviceGetPowerManagementDefaultLimit(handle))
+    # The draw: the power-cap event bit alone does not say the GPU is at its limit (NVML
+    # sets it on idle GPUs drawing a tenth of it).
+    device["power_usage_mw"] = _guard(lambda: nv.nvmlDeviceGetPowerUsage(handle))
     # The clocks-event call: nvmlDeviceGetCurrentClocksThrottleReasons is deprecated.
     device["clocks_event_reasons"] = _guard(
         lambda: nv.nvmlDeviceGetCurrentClocksEventReasons(handle))
