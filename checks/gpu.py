@@ -573,6 +573,25 @@ def _unseen_use(device: dict) -> int | None:
     return None
 
 
+def _unseen_holders(device: dict, unseen: int) -> tuple[str, str]:
+    """Who holds VRAM no process figure accounts for: listed processes whose share the
+    driver does not report (Windows' driver, under WSL2 too, gives none), else processes
+    this view of the machine does not list."""
+    processes = device.get("processes") if isinstance(device.get("processes"), list) else []
+    silent = sorted({str(p.get("name") or f"pid {p.get('pid')}") for p in processes
+                     if p.get("used_bytes") is None})
+    if silent:
+        names = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5
+                                         else "")
+        return (f"{gib(unseen)} of VRAM is held by {len(silent)} listed processes whose "
+                "share the driver does not report",
+                f"Close what you do not need of {names} before starting llama-server.")
+    return (f"{gib(unseen)} of VRAM is held by processes not listed here",
+            "Find what holds it on the host: `nvidia-smi` there (or in the other container, "
+            "or as the other user; a container sees only its own processes), and stop it "
+            "before starting llama-server.")
+
+
 @check("gpu.vram", "Free VRAM, other programs holding it, and room for attention + KV cache")
 def vram(ctx: Context):
     devices = _devices(ctx)
@@ -600,13 +619,9 @@ def vram(ctx: Context):
                     f"{device.get('memory_api', 'v2')} memory API); {listing}")
         unseen = _unseen_use(device)
         if not big and unseen:
+            title, step = _unseen_holders(device, unseen)
             findings.append(ctx.finding(
-                WARN, f"{_label(device)}: {gib(unseen)} of VRAM is held by processes not listed "
-                      "here",
-                observed=observed,
-                recommended="Find what holds it on the host: `nvidia-smi` there (or in the other "
-                            "container, or as the other user; a container sees only its own "
-                            "processes), and stop it before starting llama-server.",
+                WARN, f"{_label(device)}: {title}", observed=observed, recommended=step,
                 impact=f"--fit places about one expert layer fewer per "
                        f"{gib(int(layer_bytes))} held, and each layer left in RAM adds its "
                        "weights to what every token reads at RAM speed.",

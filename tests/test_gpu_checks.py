@@ -539,6 +539,25 @@ def test_vram_unknown_process_figures_are_said_not_guessed(tmp_path):
     assert finding.recommended.startswith("Stop the running llama-server")
 
 
+def test_vram_held_by_listed_processes_without_figures_names_them(tmp_path):
+    """A GRID P4-1Q guest under Windows' driver (telegraf testdata tesla_p4.xml @c68ce798):
+    807 of 1024 MiB used (110 reserved), 13 processes listed, each with used_memory N/A.
+    The VRAM is theirs, not hidden: the step names them, not another container."""
+    nvml = fixture_nvml(RTX4070)
+    pids = [1188, 2124, 3696, 3972, 7208, 7284, 7880, 8788, 9468, 9804, 11528, 12804]
+    nvml["devices"][0].update(
+        memory_total_bytes=1024 * MIB, memory_used_bytes=807 * MIB, memory_free_bytes=106 * MIB,
+        memory_reserved_bytes=110 * MIB, processes=[
+            *({"pid": pid, "name": None, "used_bytes": None} for pid in pids),
+            {"pid": 15104, "name": "C:\\Windows\\explorer.exe", "used_bytes": None}])
+    finding = findings_for(snapshot(tmp_path, nvml), "gpu.vram")["gpu.vram:0"]
+    assert finding.status == WARN
+    assert finding.title.endswith("0.8 GiB of VRAM is held by 13 listed processes whose share "
+                                  "the driver does not report")
+    assert finding.recommended.startswith("Close what you do not need of C:\\Windows\\explorer.exe")
+    assert "and 8 more" in finding.recommended and "container" not in finding.recommended
+
+
 def test_vram_mostly_used_with_no_process_listed_still_warns(tmp_path):
     """microsoft/pai#2001: nvidia-smi in a job container shows 11637 MiB of 12207 MiB used
     and an empty process list (the driver does not see other PID namespaces). The RTX
