@@ -106,6 +106,17 @@ def _layers(argv: list[str]) -> str:
     ({"name": "Tesla P40"}, 347),
     ({"name": "AMD Radeon RX 7900 XTX"}, 960),
     ({"name": "NVIDIA L40S"}, 864),
+    # names from public nvidia-smi dumps (telegraf and netdata test data, a GRID guest),
+    # where a vGPU or an old driver gives no bus width or memory clock
+    ({"name": "GRID V100D-32Q"}, 900),
+    ({"name": "Tesla V100S-PCIE-32GB"}, 1134),
+    ({"name": "Tesla P100-PCIE-12GB"}, 549),
+    ({"name": "GRID P4-1Q"}, 192),
+    ({"name": "Quadro P400"}, 32),
+    ({"name": "NVIDIA GeForce GT 1030"}, 48),
+    ({"name": "NVIDIA RTX PRO 4000 Blackwell SFF Edition"}, 432),
+    ({"name": "NVIDIA GH200 144G HBM3e"}, 4900),
+    ({"name": "NVIDIA RTX A2000 12GB"}, 288),  # never the A2 inside it
     ({"name": "Some Future GPU"}, 400),  # assumed, and the basis says so
 ])
 def test_gpu_bandwidth_from_nvml_then_the_table(device, gb_s):
