@@ -803,15 +803,14 @@ def pcie(ctx: Context):
                     f"to the GPU for every {UBATCH_TOKENS}-token batch: about "
                     f"{routed / now:.1f} s per batch at {now / 1e9:.1f} GB/s instead of "
                     f"{routed / best:.1f} s at {best / 1e9:.1f} GB/s.")
-        laptop = "laptop" in str(value(device.get("name")) or "").lower()
         impact = (cost or "Prompt processing streams experts over PCIe, so a slower link "
                           "slows it.") + GENERATION_OVER_PCIE
         title = f"{_label(device)}: PCIe link {' and '.join(problems)}"
-        if laptop:  # nothing a person can change: a note, not a warning
-            findings.append(ctx.finding(
-                INFO, title, observed=observed, impact=impact, item=index,
-                recommended="A laptop wires its GPU's lanes; nothing to change, but expect "
-                            "slower prompt processing."))
+        unchangeable = _fixed_link(ctx, device, devices, width_only=len(problems) == 1
+                                   and problems[0].startswith("runs x"))
+        if unchangeable:  # nothing a person can change: a note, not a warning
+            findings.append(ctx.finding(INFO, title, observed=observed, impact=impact,
+                                        item=index, recommended=unchangeable))
             continue
         step = ("Move the GPU to the CPU's x16 slot (usually the top one), drop bifurcation or "
                 "risers that force fewer lanes or a lower generation, and set the slot to "
@@ -820,6 +819,33 @@ def pcie(ctx: Context):
             WARN, title, observed=observed, recommended=step, impact=impact, manual=[step],
             action="GPU in the x16 slot", item=index))
     return findings
+
+
+DESKTOP_GPU_LANES = 16
+"""The CPU lanes a desktop board gives its graphics slots: two cards split them x8/x8."""
+
+
+def _fixed_link(ctx: Context, device: dict, devices: list[dict], width_only: bool
+                ) -> str | None:
+    """Why this GPU's narrow or slow link is nothing to change, or None where a slot,
+    riser or BIOS setting can: a laptop wires its lanes, a VM's host sets its link, and
+    GPUs that share a desktop CPU's 16 lanes each get a share."""
+    if "laptop" in str(value(device.get("name")) or "").lower():
+        return ("A laptop wires its GPU's lanes; nothing to change, but expect slower prompt "
+                "processing.")
+    system = ctx.facts.get("system")
+    if system is not None and system.virtualization.in_vm:
+        return ("A virtual machine's host sets the link of a GPU passed to it; nothing to "
+                "change inside the VM.")
+    widths = [value((g.get("pcie") or {}).get("width_current")) for g in devices
+              if isinstance(g.get("pcie"), dict)]
+    if (width_only and len(devices) > 1 and all(isinstance(w, int) for w in widths)
+            and sum(widths) <= DESKTOP_GPU_LANES):
+        shares = "/".join(f"x{w}" for w in widths)
+        return (f"The GPUs share the CPU's {DESKTOP_GPU_LANES} graphics lanes ({shares}), as a "
+                "desktop board wires two cards; nothing to change on a desktop CPU. A "
+                "workstation CPU with more lanes can give each GPU x16 in slots wired to it.")
+    return None
 
 
 # Generation crosses the link only at the CPU<->GPU hand-overs, a few kilobytes of hidden

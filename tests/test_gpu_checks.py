@@ -14,7 +14,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_fixture, host_fixture, run_cli, snapshot_facts, snapshot_findings
+from conftest import (
+    REPO,
+    copy_fixture,
+    host_fixture,
+    run_cli,
+    snapshot_facts,
+    snapshot_findings,
+    write_fs,
+)
 from q3cn_doctor.checking.findings import FAIL, INFO, PASS, SKIP, WARN, Finding
 from q3cn_doctor.facts.gpu import clock_events, cuda_version_text
 from q3cn_doctor.facts.model import kv_cache_bytes
@@ -96,7 +104,7 @@ EXPECTED = {
               "gpu.pcie:0": PASS, "gpu.power:0": WARN, "gpu.pinned": PASS},
     DUAL: {"gpu.present:0": PASS, "gpu.present:1": PASS, "gpu.cuda": WARN,
            "gpu.vram:0": WARN, "gpu.vram:1": WARN, "gpu.vram:fit": PASS,
-           "gpu.pcie:0": WARN, "gpu.pcie:1": WARN, "gpu.power:0": WARN, "gpu.power:1": WARN,
+           "gpu.pcie:0": WARN, "gpu.pcie:1": INFO, "gpu.power:0": WARN, "gpu.power:1": WARN,
            "gpu.pinned": SKIP},
     LOST: {"gpu.present:0": PASS, "gpu.present:1": FAIL, "gpu.cuda": WARN,
            "gpu.vram:0": WARN, "gpu.vram:1": SKIP, "gpu.vram:fit": PASS,
@@ -593,7 +601,10 @@ def test_pcie_bifurcated_x8_and_forced_gen3_warn_with_their_cost():
     first, second = found["gpu.pcie:0"], found["gpu.pcie:1"]
     assert first.title == ("GPU 0 (NVIDIA GeForce RTX 4090): PCIe link runs x8 of its x16 lanes "
                            "and the slot or riser caps it at Gen3 (the GPU can do Gen4)")
+    # GPU 1 is narrow only: x8/x8 is how a desktop CPU's 16 graphics lanes serve two cards
     assert second.title == "GPU 1 (NVIDIA GeForce RTX 4090): PCIe link runs x8 of its x16 lanes"
+    assert (first.status, second.status) == (WARN, INFO) and not second.manual
+    assert "share the CPU's 16 graphics lanes (x8/x8)" in second.recommended
     routed = QWEN["file_bytes"] - resident(QWEN)
     assert f"about {routed / (0.985e9 * 8):.1f} s per batch at 7.9 GB/s" in first.impact
     assert f"instead of {routed / (1.969e9 * 16):.1f} s at 31.5 GB/s" in first.impact
@@ -611,6 +622,20 @@ def test_pcie_laptop_is_told_nothing_can_change():
     finding = fixture_findings(WSL, "gpu.pcie")["gpu.pcie:0"]
     assert finding.status == INFO and not finding.manual  # nothing a person can do
     assert finding.recommended.startswith("A laptop wires its GPU's lanes")
+
+
+def test_pcie_in_a_vm_is_the_hosts_link(tmp_path):
+    """An AWS g5 guest (telegraf testdata a10g.xml @b2726314: A10G pass-through, bus
+    00:1E.0, x8 of x16): nothing inside the VM changes the link."""
+    root = copy_fixture(RTX4070, tmp_path)
+    nvml = fixture_nvml(RTX4070)
+    nvml["devices"][0]["pcie"].update(width_current=8)
+    (root / "nvml.json").write_text(json.dumps(nvml))
+    write_fs(root, "/sys/class/dmi/id/sys_vendor", "Amazon EC2\n")
+    write_fs(root, "/sys/class/dmi/id/product_name", "g5.xlarge\n")
+    finding = findings_for(root, "gpu.pcie")["gpu.pcie:0"]
+    assert finding.status == INFO and not finding.manual
+    assert finding.recommended.startswith("A virtual machine's host sets the link")
 
 
 def test_pcie_readings_refused_are_skipped(tmp_path):
