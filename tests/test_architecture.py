@@ -29,7 +29,7 @@ LADDER: list[tuple[str, ...]] = [
     ("app",),
 ]
 RUNG = {layer: rung for rung, layers in enumerate(LADDER) for layer in layers}
-BASE_MODULES = {"version", "options", "profiles", "units", "__init__"}
+BASE_MODULES = {"version", "options", "profiles", "units", "records", "__init__"}
 SOURCE_DIRS = {"doctor": "q3cn_doctor", "checks": "q3cn_doctor.checks",
                "fixes": "q3cn_doctor.fixes"}
 

@@ -236,6 +236,34 @@ def test_malformed_results_become_errors(plugins, root):
     assert text.stdout.rstrip().splitlines()[-1].startswith("Summary: 2 error")
 
 
+NUMPY_VALUES = '''
+import numpy
+from q3cn_doctor.checking.findings import WARN
+from q3cn_doctor.checking.registry import check
+
+
+class Label(str):
+    pass
+
+
+@check("system.numpy", "A plugin whose figures come out of numpy")
+def numpy_values(ctx):
+    return ctx.finding(WARN, Label("Measured with numpy"), observed=Label("mean of 3 runs"),
+                       cost_tok_s=numpy.float64(2.5), action=Label("retune"))
+'''
+
+
+def test_a_plugins_numpy_and_str_subclass_values_reach_the_json(plugins, root):
+    """Records are msgspec Structs, whose to_builtins refuses types it does not know;
+    json.dumps took a float or str subclass. A plugin's numpy float still reports."""
+    add_plugin(plugins, "q3cn_numpy_plugin", NUMPY_VALUES, entry="numpy")
+    result = run(plugins, "check", "--root", str(root), "--only", "system.numpy", "--json")
+    assert result.returncode == 0, result.stderr
+    finding = findings(result)["system.numpy"]
+    assert (finding["status"], finding["title"], finding["cost_tok_s"]) == (
+        "warn", "Measured with numpy", 2.5)
+
+
 @pytest.mark.parametrize("source, name, message", [
     (BAD_ID, "badid", "network.latency"),
     ("X = 1\n", "empty", "registers no check"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
+from q3cn_doctor.records import plain
 
 AREAS = ("memory", "cpu", "gpu", "system", "model", "server")
 
@@ -39,7 +40,7 @@ class Finding(Struct):
     what_if: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return to_builtins(self)
+        return plain(self)
 
 
 def count_statuses(findings: list[Finding]) -> dict[str, int]:

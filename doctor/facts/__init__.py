@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from msgspec import Struct, to_builtins
+from msgspec import Struct
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
+from q3cn_doctor.records import plain
 
 from . import cgroup, cpu, gpu, memory, model, server, storage, system, thermal
 
@@ -165,8 +166,8 @@ class Facts:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Struct):
-        return to_builtins(value)
+    if isinstance(value, Struct):  # a record that shapes its own JSON says so
+        return value.to_json() if hasattr(value, "to_json") else plain(value)
     if isinstance(value, list):
         return [_plain(item) for item in value]
     return value

@@ -14,6 +14,7 @@ from msgspec import Struct, field
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.patterns import LazyPattern
+from q3cn_doctor.records import plain
 
 if TYPE_CHECKING:
     from q3cn_doctor.parsers.elf import ElfInfo
@@ -55,7 +56,7 @@ class DrmGpu(Struct):
     driver: str | None
 
 
-class NvmlFacts(Struct, dict=True):  # dict: the device list rides outside the fields
+class NvmlFacts(Struct):
     """What NVML says of the NVIDIA GPUs and driver, or why it could not say."""
     init: str  # "ok", the NVML error name (NVML_ERROR_DRIVER_NOT_LOADED...), "timed-out",
     # or "absent" where this host has no NVML reading (--root, a snapshot without nvml.json)
@@ -68,6 +69,14 @@ class NvmlFacts(Struct, dict=True):  # dict: the device list rides outside the f
     wsl_markers: list[str]
     drm_gpus: list[DrmGpu]
     basis: dict[str, str] = field(default_factory=dict)
+    # NVML's device readings, which the gpus section is made of; left out of this
+    # section's JSON, where they would be said twice
+    devices: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        document = plain(self)
+        del document["devices"]
+        return document
 
 
 def error_of(reading: Any) -> str | None:
@@ -143,6 +152,7 @@ def gather_nvml(host: Host, options: Options, facts: Facts) -> NvmlFacts:
         wsl=bool(markers),
         wsl_markers=markers,
         drm_gpus=_drm_gpus(host),
+        devices=devices if isinstance(devices, list) else [],
         basis={
             "init": "nvmlInit",
             "driver_version": "nvmlSystemGetDriverVersion",
@@ -152,8 +162,6 @@ def gather_nvml(host: Host, options: Options, facts: Facts) -> NvmlFacts:
             "drm_gpus": "/sys/class/drm/card*/device/{vendor,device,uevent}",
         },
     )
-    # The device list stays with the facts object (not in --json: the gpus section holds it).
-    result.__dict__["_devices"] = devices if isinstance(devices, list) else []
     return result
 
 
@@ -162,7 +170,7 @@ def gather_gpus(host: Host, options: Options, facts: Facts) -> list[dict]:
     nvml = facts.nvml
     if nvml.init != "ok":
         return []
-    return [device for device in nvml.__dict__.get("_devices", []) if isinstance(device, dict)]
+    return [device for device in nvml.devices if isinstance(device, dict)]
 
 
 def device_lost(device: dict) -> bool:

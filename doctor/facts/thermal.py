@@ -20,9 +20,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
 from q3cn_doctor.host.base import Host
 from q3cn_doctor.options import Options
+from q3cn_doctor.records import plain
 
 if TYPE_CHECKING:
     from . import Facts
@@ -149,7 +150,7 @@ class LoadFacts(Struct):
     basis: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return to_builtins(self)
+        return plain(self)
 
 
 def gather_load(host: Host, options: Options, facts: Facts) -> LoadFacts:

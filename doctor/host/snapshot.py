@@ -28,7 +28,6 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from msgspec import to_builtins
 from q3cn_doctor.host import redact
 from q3cn_doctor.host.base import (
     ABSENT,
@@ -47,6 +46,7 @@ from q3cn_doctor.host.base import (
 )
 from q3cn_doctor.host.live import LiveHost
 from q3cn_doctor.host.nvml import conform
+from q3cn_doctor.records import plain
 from q3cn_doctor.version import __version__
 
 FORMAT_VERSION = 1
@@ -437,7 +437,7 @@ class RecordingHost(LiveHost):
             environ = {k: v for k, v in environ.items() if k in ENV_ALLOW}
         processes = []
         for process in self.processes():
-            entry = to_builtins(process)
+            entry = plain(process)
             if self.redacted:
                 entry["cmdline"] = redact.redact_process_cmdline(entry["name"], entry["cmdline"])
             processes.append(entry)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import time
 
-from msgspec import Struct, to_builtins
+from msgspec import Struct
+from q3cn_doctor.records import plain
 
 CHUNK_BYTES = 16 * 2**20
 PROBE_BYTES = 2**30  # the first GiB
@@ -36,7 +37,7 @@ class ReadResult(Struct, frozen=True):
         return self.bytes_read / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict:
-        return dict(to_builtins(self), bytes_per_s=self.bytes_per_s)
+        return dict(plain(self), bytes_per_s=self.bytes_per_s)
 
 
 def measure_read(path: str, limit_bytes: int = PROBE_BYTES,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
@@ -29,6 +29,7 @@ from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.serving import serving_plan
 from q3cn_doctor.plan.speed import speed, what_if
 from q3cn_doctor.plan.tuned import TuneError, check_tune, saved_tune
+from q3cn_doctor.records import plain
 from q3cn_doctor.report.output import shell_line
 
 from .run_as import RunAs
@@ -60,7 +61,7 @@ class LaunchPlan(Struct):
     imported: list[str] = field(default_factory=list)  # changes made to your own command
 
     def to_json(self) -> dict:
-        document = to_builtins(self)
+        document = plain(self)
         document["rlimits"] = {name: list(pair) for name, pair in self.rlimits.items()}
         document["command"] = shell_command(self)
         return document

@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import pwd
 
-from msgspec import Struct, to_builtins
+from msgspec import Struct
 from q3cn_doctor.host.base import Host
+from q3cn_doctor.records import plain
 
 REFUSE_ROOT = ("refusing to run llama.cpp as root: llama-server serves on the network, and a "
                "bug in it would own the machine. Give --user NAME (an unprivileged account; "
@@ -47,7 +48,7 @@ class RunAs(Struct, frozen=True):
         return cls(**{**data, "groups": tuple(data.get("groups") or ())})
 
     def to_json(self) -> dict:
-        return to_builtins(self)
+        return plain(self)
 
     def popen_kwargs(self) -> dict:
         """subprocess.Popen's arguments that make its child this user (none if it is us)."""

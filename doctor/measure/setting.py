@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 
-from msgspec import Struct, to_builtins
+from msgspec import Struct
 from msgspec.structs import replace
 from q3cn_doctor.parsers.server_help import Build
+from q3cn_doctor.records import plain
 
 LOAD_MODES = ("mmap", "none", "mlock")  # llama.cpp --load-mode values the tune tries
 
@@ -65,7 +66,7 @@ class Setting(Struct, frozen=True):
         return " ".join(parts) or "defaults"
 
     def to_json(self) -> dict:
-        return {name: value for name, value in to_builtins(self).items() if value is not None}
+        return {name: value for name, value in plain(self).items() if value is not None}
 
     @classmethod
     def from_json(cls, data: dict) -> Setting:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import struct
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
+from q3cn_doctor.records import plain
 
 RECORD = "elf"
 """The kind of recorded reading (``Host.recorded``) holding each binary's dynamic section."""
@@ -44,7 +45,7 @@ class ElfInfo(Struct):
     source: str = "elf"  # "elf" (parsed here) or "recorded" (a snapshot's record)
 
     def to_json(self) -> dict:
-        record = to_builtins(self)
+        record = plain(self)
         record.pop("source")
         return record
 

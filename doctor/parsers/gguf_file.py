@@ -19,7 +19,8 @@ import sys
 from collections import Counter
 from typing import Any
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
+from q3cn_doctor.records import plain
 
 RECORD = "model"
 """The top-level snapshot file holding parsed GGUF facts by model path."""
@@ -125,7 +126,7 @@ class GgufModel(Struct):
                    if name != ROUTED and (name != EMBEDDINGS or tied))
 
     def to_json(self) -> dict:
-        return to_builtins(self)
+        return plain(self)
 
     @classmethod
     def from_json(cls, record: Any) -> GgufModel:

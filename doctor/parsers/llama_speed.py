@@ -15,8 +15,9 @@ import json
 import re
 import statistics
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
 from q3cn_doctor.parsers.patterns import LazyPattern
+from q3cn_doctor.records import plain
 
 _FLAG = LazyPattern(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
 
@@ -80,7 +81,7 @@ class BenchRecord(Struct):
         return "tg" if self.n_gen > 0 else "pp"
 
     def to_json(self) -> dict:
-        document = to_builtins(self)
+        document = plain(self)
         document["rate"] = self.rate.to_json()
         return document
 
@@ -139,7 +140,7 @@ class CompletionTimings(Struct):
     cache_n: int
 
     def to_json(self) -> dict:
-        return to_builtins(self)
+        return plain(self)
 
 
 def parse_completion(text: str | bytes) -> CompletionTimings:

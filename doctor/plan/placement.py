@@ -14,7 +14,7 @@ CPU<->GPU transitions of a token follow.
 
 from __future__ import annotations
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
 from msgspec.structs import asdict, replace
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.model import (
@@ -32,6 +32,7 @@ from q3cn_doctor.plan.placement_flags import (
     output_on_gpu,
     parse_flags,
 )
+from q3cn_doctor.records import plain
 
 FIT_TARGET_MIB = 1024  # llama-server's --fit-target default, per device: the plan's too
 DESKTOP_MIN_FIT_TARGET_MIB = 1024  # below this a desktop's own growth (a browser) hits OOM
@@ -94,7 +95,7 @@ class Placement(Struct):
         return self.resident_bytes + self.kv_cache_bytes + self.compute_buffer_bytes
 
     def to_json(self) -> dict:
-        return to_builtins(self)
+        return plain(self)
 
 
 def placement(facts: Facts) -> Placement:

@@ -20,9 +20,10 @@ win over the plan's, and are what is counted.
 
 from __future__ import annotations
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.facts.model import MIB, ModelFacts, cache_bytes_per_value, int_arg
+from q3cn_doctor.records import plain
 from q3cn_doctor.units import gib
 
 USES = ("agent", "chat", "batch")
@@ -60,7 +61,7 @@ class ServingPlan(Struct):
         return ["--ubatch-size", str(self.ubatch)]
 
     def to_json(self) -> dict:
-        return to_builtins(self)
+        return plain(self)
 
 
 def serving_plan(facts: Facts) -> ServingPlan:

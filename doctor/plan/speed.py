@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msgspec import Struct, field, to_builtins
+from msgspec import Struct, field
 from msgspec.structs import asdict, replace
 from q3cn_doctor.facts import Facts, FactsError
 from q3cn_doctor.facts.gpu import capability_text, too_old_for
@@ -37,6 +37,7 @@ from q3cn_doctor.plan.placement_flags import (
     without_placement,
 )
 from q3cn_doctor.plan.roofline import RANGE_ERROR, SMT_PACE, Work, token_ms
+from q3cn_doctor.records import plain
 from q3cn_doctor.units import gib
 
 GPU, CPU_ONLY, DISK_BOUND = "gpu", "cpu-only", "disk-bound"
@@ -78,7 +79,7 @@ class SpeedEstimate(Struct):
     gpu_bytes_per_s: list[float] = field(default_factory=list)  # each GPU's peak
 
     def to_json(self) -> dict:
-        return to_builtins(self)
+        return plain(self)
 
     def text(self) -> str:
         """``~37 tok/s (31-43)``, or what is known instead."""
