@@ -839,8 +839,9 @@ def _fixed_link(ctx: Context, device: dict, devices: list[dict], width_only: boo
                 "change inside the VM.")
     widths = [value((g.get("pcie") or {}).get("width_current")) for g in devices
               if isinstance(g.get("pcie"), dict)]
+    # An even split only (x8/x8): a card at x4 beside one at x8 may sit in a chipset slot
     if (width_only and len(devices) > 1 and all(isinstance(w, int) for w in widths)
-            and sum(widths) <= DESKTOP_GPU_LANES):
+            and len(set(widths)) == 1 and sum(widths) <= DESKTOP_GPU_LANES):
         shares = "/".join(f"x{w}" for w in widths)
         return (f"The GPUs share the CPU's {DESKTOP_GPU_LANES} graphics lanes ({shares}), as a "
                 "desktop board wires two cards; nothing to change on a desktop CPU. A "
