@@ -426,7 +426,7 @@ def _too_old(ctx: Context, build: CudaBuild, old: list[dict], every: bool, obser
         action = "a Vulkan build"
     if not every:
         step += ("; or hide it from llama-server with CUDA_VISIBLE_DEVICES set to the "
-                 "other GPUs")
+                 "other GPUs, as `q3cn-doctor launch` does")
     priced, cost = _with_gpu(ctx) if every else ("", None)
     return ctx.finding(
         FAIL, f"llama-server's CUDA {build.runtime_major} runtime has no kernels for the {names}",

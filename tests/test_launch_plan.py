@@ -163,6 +163,39 @@ def test_json_plan(tmp_path):
     assert any("GGML_CUDA_GRAPH_OPT not set" in n for n in plan["notes"])
 
 
+def _beside_a_p40(root: Path, p40_first: bool) -> Path:
+    """The guide's machine with a Tesla P40 (compute 6.1) beside its RTX 4070, on driver
+    580 with a CUDA 13 build, which has no kernels for the P40."""
+    from test_elf import make_elf
+
+    nvml = json.loads((root / "nvml.json").read_text())
+    rtx = dict(nvml["devices"][0], uuid="GPU-4070")
+    p40 = dict(rtx, name="Tesla P40", uuid="GPU-p40", compute_capability=[6, 1],
+               pci_bus_id="00000000:02:00.0", processes=[])
+    gpus = [p40, rtx] if p40_first else [rtx, p40]
+    nvml.update(cuda_driver_version=13000, devices=[dict(g, index=i) for i, g in enumerate(gpus)])
+    (root / "nvml.json").write_text(json.dumps(nvml))
+    (root / "fs/usr/local/lib/libggml-cuda.so").write_bytes(make_elf(
+        ["libggml-base.so", "libcudart.so.13", "libcublas.so.13", "libcuda.so.1"],
+        soname="libggml-cuda.so", runpath="$ORIGIN"))
+    return root
+
+
+@pytest.mark.parametrize("p40_first", [False, True])
+def test_a_gpu_the_build_has_no_kernels_for_is_hidden(tmp_path, p40_first):
+    """CUDA 13 dropped Pascal: the launch names the 4070 alone in CUDA_VISIBLE_DEVICES (by
+    UUID, whichever index NVML gave it) and plans one GPU, not two."""
+    root = _beside_a_p40(guide_machine(tmp_path / "g"), p40_first)
+    code, out, err = launch("--json", "--snapshot", str(root), "--model", QWEN_PATH)
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["env"]["CUDA_VISIBLE_DEVICES"] == "GPU-4070"
+    assert any("no kernels for the Tesla P40 (compute 6.1, Pascal)" in n for n in plan["notes"])
+    assert plan["command"].startswith("env CUDA_VISIBLE_DEVICES=GPU-4070 ")
+    facts = Facts(SnapshotHost(str(root)), Options(model=QWEN_PATH))
+    assert placement(facts).gpus == 1
+
+
 def test_build_without_cpu_flags_takes_the_affinity_itself(tmp_path):
     root = guide_machine(tmp_path / "g")
     stripped = "\n".join(line for line in help_text("2026-10").splitlines()

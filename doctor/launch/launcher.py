@@ -20,11 +20,12 @@ from typing import Any
 
 from msgspec import Struct, field
 from q3cn_doctor.facts import Facts, FactsError
+from q3cn_doctor.facts.gpu import capability_text
 from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
 from q3cn_doctor.plan.cpu import PRIO_HIGH, PRIO_HIGH_RTPRIO
-from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
+from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, hidden_gpus, placement, usable_gpus
 from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.serving import serving_plan
 from q3cn_doctor.plan.speed import speed, what_if
@@ -460,7 +461,31 @@ def _environment(facts: Facts, plan) -> tuple[dict[str, str], list[str]]:
         notes.append("GGML_CUDA_GRAPH_OPT not set: it is opt-in and its effect on hybrid "
                      "CPU/GPU runs changed between builds (llama.cpp PRs #17639, #18593, "
                      "#18934).")
+    notes += _visible_gpus(facts, inherited, env)
     return env, notes
+
+
+def _visible_gpus(facts: Facts, inherited: dict[str, str], env: dict[str, str]) -> list[str]:
+    """Hide the GPUs the build has no kernels for, which would stop it at their first
+    kernel: CUDA_VISIBLE_DEVICES lists the others by UUID (NVML's index order is not
+    CUDA's), in the plan's order, so CUDA's device k is the plan's GPU k. Nothing where no
+    GPU is hidden or the user set the variable."""
+    hidden = hidden_gpus(facts)
+    if not hidden:
+        return []
+    names = ", ".join(f"{g.get('name') or 'GPU ' + str(g.get('index'))} ({capability_text(g)})"
+                      for g in hidden)
+    why = f"this CUDA {facts.cuda_build.runtime_major} build has no kernels for the {names}"
+    if "CUDA_VISIBLE_DEVICES" in inherited:
+        return [f"CUDA_VISIBLE_DEVICES={inherited['CUDA_VISIBLE_DEVICES']} kept from your "
+                f"environment; {why}."]
+    uuids = [g.get("uuid") for g in usable_gpus(facts)]
+    if not all(isinstance(u, str) and u.startswith(("GPU-", "MIG-")) for u in uuids):
+        return [f"CUDA_VISIBLE_DEVICES not set, as NVML gave no UUID to name the GPUs by; "
+                f"{why}: set it to the others."]
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
+    return [f"CUDA_VISIBLE_DEVICES names the GPUs to use: {why}"
+            + (", so llama-server runs on the CPU." if not uuids else ".")]
 
 
 # -- printing and handing off ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 from msgspec import Struct, field
 from msgspec.structs import asdict, replace
 from q3cn_doctor.facts import Facts
+from q3cn_doctor.facts.gpu import too_old_for
 from q3cn_doctor.facts.model import (
     GIB,
     MIB,
@@ -114,12 +115,26 @@ def desktop_gpu(device: dict) -> bool:
 
 
 def usable_gpus(facts: Facts) -> list[dict]:
-    """The GPUs NVML read without error and whose free VRAM it reported; where none does,
-    the AMD or Intel GPUs a Vulkan, HIP or SYCL build can use, with their VRAM from sysfs."""
-    nvidia = [g for g in facts.get("gpus", []) if "error" not in g
-              and isinstance(g.get("memory_free_bytes"), int)]
-    return nvidia or [g for g in facts.get("sysfs_gpus", [])
-                      if isinstance(g.get("memory_free_bytes"), int)]
+    """The GPUs NVML read without error and whose free VRAM it reported, less those the
+    build has no kernels for (``hidden_gpus``); where NVML reads none, the AMD or Intel
+    GPUs a Vulkan, HIP or SYCL build can use, with their VRAM from sysfs."""
+    nvidia = _nvidia_gpus(facts)
+    if nvidia:
+        hidden = hidden_gpus(facts)
+        return [g for g in nvidia if g not in hidden]
+    return [g for g in facts.get("sysfs_gpus", []) if isinstance(g.get("memory_free_bytes"), int)]
+
+
+def hidden_gpus(facts: Facts) -> list[dict]:
+    """The NVIDIA GPUs llama-server's CUDA runtime has no kernels for (older than its
+    CUDA builds for): no plan counts them, and launch hides them from it."""
+    build = facts.get("cuda_build")
+    return too_old_for(build, _nvidia_gpus(facts)) if build is not None else []
+
+
+def _nvidia_gpus(facts: Facts) -> list[dict]:
+    return [g for g in facts.get("gpus", []) if "error" not in g
+            and isinstance(g.get("memory_free_bytes"), int)]
 
 
 def compute_buffer_bytes(model: ModelFacts, ubatch: int = UBATCH_TOKENS) -> int:

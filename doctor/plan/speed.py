@@ -26,10 +26,10 @@ from typing import Any
 from msgspec import Struct, field
 from msgspec.structs import asdict, replace
 from q3cn_doctor.facts import Facts, FactsError
-from q3cn_doctor.facts.gpu import capability_text, too_old_for
+from q3cn_doctor.facts.gpu import capability_text
 from q3cn_doctor.facts.model import ModelFacts, cache_bytes_per_value, int_arg, kv_cache_bytes
 from q3cn_doctor.plan.gpu_bandwidth import gpu_bandwidth
-from q3cn_doctor.plan.placement import Placement, at_ctx, place, usable_gpus
+from q3cn_doctor.plan.placement import Placement, at_ctx, hidden_gpus, place, usable_gpus
 from q3cn_doctor.plan.placement_flags import (
     NUMA_FLAGS,
     THREAD_FLAGS,
@@ -149,6 +149,10 @@ def cpu_only_reason(facts: Facts, args: list[str]) -> str | None:
     """Why this run cannot use a GPU, or None where it can."""
     if parse_flags(args).no_gpu:
         return "--device none"
+    hidden = hidden_gpus(facts)
+    if hidden and not usable_gpus(facts):
+        return (f"the build's CUDA {facts.cuda_build.runtime_major} runtime has no kernels "
+                f"for {capability_text(hidden[0])}")
     if not usable_gpus(facts):
         return "no usable NVIDIA GPU"
     build = facts.get("cuda_build")
@@ -156,10 +160,6 @@ def cpu_only_reason(facts: Facts, args: list[str]) -> str | None:
         return None
     if not build.backends:
         return f"{build.server} is a CPU-only build"
-    old = too_old_for(build, usable_gpus(facts))
-    if old and len(old) == len(usable_gpus(facts)):
-        return (f"the build's CUDA {build.runtime_major} runtime has no kernels for "
-                f"{capability_text(old[0])}")
     nvml = facts.get("nvml")
     driver = getattr(nvml, "cuda_driver_version", None) if nvml is not None else None
     if ("cuda" in build.backends and build.runtime_major and isinstance(driver, int)
