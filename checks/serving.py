@@ -12,7 +12,7 @@ from q3cn_doctor.plan.cpu import running_servers
 LOOPBACK = ("127.", "::1", "localhost", "[::1]")
 DEFAULT_HOST = "127.0.0.1"  # llama-server's --host default in every build
 MIN_TURN_TOKENS = 1024  # a prompt shorter than this costs too little to judge
-REPROCESSED_SHARE = 0.5  # more than this share of a prompt computed again: re-processed
+REUSED_SHARE = 0.5  # less than this share of the turn before taken from the cache: re-processed
 LOG_TAIL_BYTES = 4 << 20
 JOURNAL_LINES = "20000"
 
@@ -96,16 +96,20 @@ def _log_of(ctx: Context, server) -> tuple[str | None, str]:
 
 def judge_turns(turns: list) -> tuple[list, list, float | None]:
     """The long turns after the first, those re-processed, and the seconds lost per
-    re-processed turn (what had been computed the turn before, computed again)."""
+    re-processed turn. A turn is judged by what it could have reused, the turn before
+    (an agent's prompt grows by the last answer and tool output): it is re-processed
+    when the cache gave less than half of that, not when its new text is long."""
     long_turns, reprocessed, lost = [], [], []
     previous = None
     for turn in turns:
         prompt = turn.prompt
         if previous is not None and prompt and prompt >= MIN_TURN_TOKENS:
             long_turns.append(turn)
-            if turn.forced or turn.processed > REPROCESSED_SHARE * prompt:
+            reusable = min(previous.prompt or prompt, prompt)
+            cached = turn.cached or 0
+            if turn.forced or cached < REUSED_SHARE * reusable:
                 reprocessed.append(turn)
-                again = min(turn.processed, previous.prompt or 0)
+                again = min(turn.processed, max(0, reusable - cached))  # computed twice
                 if turn.prompt_ms and turn.processed:
                     lost.append(turn.prompt_ms / 1000 * again / turn.processed)
         previous = turn

@@ -17,6 +17,7 @@ from conftest import FIXTURES, run_cli, snapshot_facts, snapshot_findings
 from gguf_files import write_qwen3next, write_tiny_llama
 from launch_fixtures import GPT_OSS_PATH, QWEN_PATH, SERVER, guide_machine
 from llama_server_standin import help_text, refused
+from q3cn_doctor.checks.serving import judge_turns
 from q3cn_doctor.facts import Facts
 from q3cn_doctor.host.snapshot import SnapshotHost
 from q3cn_doctor.launch.launcher import build_plan
@@ -271,14 +272,39 @@ def test_exposure_of_a_running_server_as_root(tmp_path):
 
 def test_logs_of_each_build_read_turn_by_turn():
     real = read_turns((LOGS / "0c1e570-smollm2-two-turns.log").read_text())
+    # the prompt is the tokens at the end less those generated, plus the last one
+    # sampled, which is never fed back: 2085 processed of a 2085-token prompt
     assert [(t.task, t.prompt, t.processed, t.cached) for t in real] == [
-        (0, 2084, 2085, 0), (10, 2084, 3, 2081)]
+        (0, 2085, 2085, 0), (10, 2085, 3, 2082)]
     forced = read_turns((LOGS / "issue-21831-forced.log").read_text())
-    assert forced[0].forced and forced[0].processed == 17 and forced[0].prompt == 16
+    assert forced[0].forced and forced[0].processed == 17 and forced[0].prompt == 17
     older = read_turns((LOGS / "pr-13194-multiline.log").read_text())
     assert [(t.task, t.processed, t.prompt) for t in older] == [
-        (2209, 538, 23001), (2188, 9683, 23001)]
+        (2209, 538, 23002), (2188, 9683, 23002)]
     assert read_turns((LOGS / "issue-20153-forced.log").read_text()) == []  # no timings yet
+
+
+def test_a_turn_that_reuses_the_turn_before_is_not_re_processed():
+    """ik_llama.cpp#521: each of four turns takes the whole prompt before it from the cache
+    (536, then 1276, 3312, 5481) and computes only what is new, 61% of the second prompt.
+    The new text is long; nothing was computed twice."""
+    turns = read_turns((LOGS / "ik-issue-521-four-turns.log").read_text())
+    assert [(t.prompt, t.processed, t.cached) for t in turns] == [
+        (1276, 740, 536), (3312, 2036, 1276), (5481, 2169, 3312), (8232, 2751, 5481)]
+    long_turns, reprocessed, lost = judge_turns(turns)
+    assert len(long_turns) == 3 and reprocessed == [] and lost is None
+
+
+def test_a_routers_children_are_read_apart():
+    """A 2026 router prefixes each child's lines with its port (PR #23269's log, timings on
+    their own lines); two children both number their tasks from 0."""
+    router = (LOGS / "pr-23269-router-prefix.log").read_text()
+    [turn] = read_turns(router)
+    assert (turn.task, turn.processed, turn.generated, turn.prompt) == (388, 27, 192, 27)
+    other = router.replace("[42027]", "[42031]").replace("task 388", "task 0").replace(
+        "/    27 tokens", "/  5000 tokens")
+    first = router.replace("task 388", "task 0")
+    assert [(t.task, t.processed) for t in read_turns(first + other)] == [(0, 27), (0, 5000)]
 
 
 def running_with_log(root: Path, log: str) -> Path:

@@ -6,7 +6,9 @@ varies: older builds print ``new prompt, ... n_prompt_tokens = N`` (later ``task
 2026 builds); newer ones end a task with ``stop processing: n_tokens = T`` (prompt plus
 generated). From those, a turn's prompt size, the tokens processed and so the tokens
 reused. The timing lines come on one line (``task 7 | prompt eval time = ...``) or, in
-older builds, on the lines after ``task 7 |``.
+older builds, on the lines after ``task 7 |``. A router (``llama-server --models-dir``,
+2026) prefixes each child's lines with ``[port]`` and every child numbers its tasks from
+0, so a task is known by its port and number.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from msgspec import Struct
 
 _TASK = re.compile(r"\btask (-?\d+) \|(.*)$")
 _PROMPT = re.compile(r"new prompt, .*?(?:n_prompt_tokens|task\.n_tokens) = (\d+)")
-_EVAL = re.compile(r"^\s*(prompt eval|eval) time = +([\d.]+) ms / +(\d+) tokens")
+# A timing line on its own may carry a router's "[42027] " or a compose "llama-1  | "
+_EVAL = re.compile(r"^(?:\[\s*\d+\]|[\w.-]+\s+\|)?\s*(prompt eval|eval) time = +([\d.]+) ms / +"
+                   r"(\d+) tokens")
+_ROUTER = re.compile(r"^\[\s*(\d+)\]")
 _STOP = re.compile(r"stop processing: n_tokens = (\d+)")
 FORCED = "forcing full prompt re-processing"
 
@@ -34,11 +39,13 @@ class Turn(Struct):
 
     @property
     def prompt(self) -> int | None:
-        """The prompt's length: as logged, else the tokens at the end less those generated."""
+        """The prompt's length: as logged, else the tokens at the end less those generated,
+        plus the last one sampled, which is never fed back (48343 at the end after 269
+        generated is a prompt of 48075)."""
         if self.prompt_tokens is not None:
             return self.prompt_tokens
-        if self.stop_tokens is not None and self.generated is not None:
-            return max(0, self.stop_tokens - self.generated)
+        if self.stop_tokens is not None and self.generated:
+            return max(0, self.stop_tokens - self.generated + 1)
         return None
 
     @property
@@ -50,26 +57,27 @@ class Turn(Struct):
 
 def read_turns(text: str) -> list[Turn]:
     """The completed turns of a log (those with a prompt eval time), in order."""
-    turns: dict[int, Turn] = {}
-    order: list[int] = []
-    current: int | None = None
+    turns: dict[tuple[str | None, int], Turn] = {}
+    current: dict[str | None, int | None] = {}  # each router child's task in progress
     for line in text.splitlines():
+        router = _ROUTER.match(line)
+        port = router.group(1) if router else None
         match = _TASK.search(line)
         rest = line
         if match:
-            current = int(match.group(1))
+            current[port] = int(match.group(1))
             rest = match.group(2)
-            if current < 0:
-                current = None
+            if current[port] < 0:
+                current[port] = None
                 continue
-        if current is None:
+        task = current.get(port)
+        if task is None:
             continue
-        turn = turns.get(current)
+        turn = turns.get((port, task))
         if turn is None:
-            turn = turns[current] = Turn(current)
-            order.append(current)
+            turn = turns[(port, task)] = Turn(task)
         _read_line(turn, rest)
-    return [turns[task] for task in order if turns[task].processed is not None]
+    return [turn for turn in turns.values() if turn.processed is not None]
 
 
 def _read_line(turn: Turn, text: str) -> None:
