@@ -32,13 +32,18 @@ def fit(ctx: Context):
                    if plan.serving_ram_bytes else "")
                 + f" + {gib(plan.headroom_bytes)} for the OS = {gib(need)}")
     if total < need:
+        system = ctx.facts.get("system")
+        wsl = system is not None and system.virtualization.kind == "wsl"
+        step = ("WSL2 gives its VM half the host's RAM by default: raise `memory=` under "
+                "[wsl2] in %UserProfile%\\.wslconfig, then `wsl --shutdown`. " if wsl else "")
         return ctx.finding(
             FAIL, f"The model does not fit in RAM: {gib(need - total)} short", observed=observed,
-            recommended="Pick a smaller quant or a shorter --ctx-size, put more of the model on "
-                        "the GPU, or add RAM.",
+            recommended=step + "Pick a smaller quant or a shorter --ctx-size, put more of the "
+                        "model on the GPU, or add RAM.",
             impact=NO_MMAP,
-            manual=["Add RAM, or choose a model whose weights plus KV cache fit in RAM and VRAM."],
-            action="more RAM or a smaller model")
+            manual=[step.strip()] * wsl + [
+                "Add RAM, or choose a model whose weights plus KV cache fit in RAM and VRAM."],
+            action="the WSL2 VM's memory" if wsl else "more RAM or a smaller model")
     if total - reserved < need:
         return ctx.finding(INFO, "The model fits only once the hugetlb reservation is released",
                            observed=observed,

@@ -28,7 +28,8 @@ def swappiness(ctx: Context):
                            observed=observed)
     if not memory.disk_swap:
         return ctx.finding(
-            INFO, "Swap is zram only: a high swappiness is intended there", observed=observed,
+            INFO, "Swap is zram only: compressed in RAM, never written to disk",
+            observed=observed,
             recommended="Leave it: zram compresses in RAM instead of writing to disk (CachyOS "
                         "ships 100).",
             impact="zram costs CPU time, not disk reads, so it does not stall token generation.")

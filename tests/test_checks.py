@@ -9,6 +9,7 @@ ctx 131072 + 4 GiB for the OS = "51.7 GiB" when no GPU takes a share.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -259,6 +260,17 @@ def test_hugepages_none_reserved_passes(name, total):
 
 def test_hugepages_unknown_without_meminfo():
     assert check(TIGERLAKE, "memory.hugepages")["memory.hugepages"].status == SKIP
+
+
+def test_hugepages_none_on_a_kernel_without_hugetlbfs(tmp_path):
+    """A Raspberry Pi's meminfo has no HugePages lines (eidottermihi/rpicheck#107): its
+    kernel has no hugetlbfs, so nothing is reserved, rather than "could not be read"."""
+    root = copy_fixture(BUILD, tmp_path)
+    meminfo = root / "fs/proc/meminfo"
+    meminfo.write_text("".join(line + "\n" for line in meminfo.read_text().splitlines()
+                               if not line.startswith(("HugePages_", "Hugepagesize", "Hugetlb"))))
+    shutil.rmtree(root / "fs/sys/kernel/mm/hugepages", ignore_errors=True)
+    assert check(root, "memory.hugepages")["memory.hugepages"].status == PASS
 
 
 def test_thp_mode_is_reported():

@@ -112,6 +112,12 @@ def test_parse_swaps_zram_partition_and_file_in_kernel_format():
     assert devices[1].used_bytes == 592024 * KIB
 
 
+def test_parse_swaps_android_zram_is_zram():
+    """Android names its zram device under /dev/block (termux/termux-packages#25627)."""
+    text = SWAPS_HEADER + "/dev/block/zram0                        partition\t2097148\t0\t-2\n"
+    assert [(d.path, d.kind) for d in parse_swaps(text)] == [("/dev/block/zram0", "zram")]
+
+
 def test_parse_swaps_header_only_is_no_swap():
     assert parse_swaps(SWAPS_HEADER) == []
     assert parse_swaps("") == []

@@ -288,6 +288,14 @@ def test_memlock_too_low_without_pressure_is_info(tmp_path):
     assert finding.status == INFO and finding.fixes == ["memlock.limit"]
 
 
+def test_memlock_is_moot_where_ram_cannot_hold_the_model(tmp_path):
+    """A WSL2 VM's 31 GiB with the default 64 KiB memlock (microsoft/WSL#6723): launch maps
+    a 47.7 GiB model rather than lock it, so raising the limit would change nothing."""
+    finding = one(limits_root(tmp_path, [65536, 65536], swap=True, total_gib=31),
+                  "memory.memlock")
+    assert finding.status == INFO and "moot" in finding.title and finding.fixes == []
+
+
 def test_unlimited_or_root_passes(tmp_path):
     assert one(limits_root(tmp_path / "u", [-1, -1]), "memory.memlock").status == PASS
     assert one(limits_root(tmp_path / "r", [65536, 65536], euid=0),
@@ -339,6 +347,18 @@ def test_fit(tmp_path, total, available, status, words):
         assert (f"{model} + 18.4 GiB for serving (prompt cache --cache-ram 16384 MiB + 32 "
                 "context checkpoints x 1 slot(s) x 0.1 GiB each) + 4.0 GiB for the OS = "
                 "70.1 GiB") in finding.observed
+
+
+def test_fit_under_wsl2_names_the_vms_memory_setting(tmp_path):
+    """WSL2 gives its VM half the host's RAM unless .wslconfig says otherwise (NixOS-WSL#123:
+    a 16 GB laptop's VM sees 7.8 GiB): the first step is that setting, not new RAM."""
+    root = mem_snapshot(tmp_path / "s", meminfo_gib=(31, 29), files={
+        "/proc/sys/kernel/osrelease": "5.15.153.1-microsoft-standard-WSL2\n",
+        "/proc/sys/fs/binfmt_misc/WSLInterop": "enabled\n"})
+    finding = one(root, "memory.fit")
+    assert finding.status == FAIL and finding.action == "the WSL2 VM's memory"
+    assert finding.manual[0].startswith("WSL2 gives its VM half the host's RAM")
+    assert ".wslconfig" in finding.recommended
 
 
 def test_fit_spare_ram_leaves_out_the_hugetlb_reservation():

@@ -169,7 +169,8 @@ def parse_swaps(text: str) -> list[SwapDevice]:
         if size is None or used is None:
             continue
         path = parts[0].replace("\\040", " ")
-        kind = "zram" if re.match(r"^/dev/zram\d+$", path) else parts[1]
+        # /dev/zram0, or Android's /dev/block/zram0
+        kind = "zram" if re.match(r"^/dev/(?:block/)?zram\d+$", path) else parts[1]
         priority = bounded_int(parts[4], signed=True)
         devices.append(SwapDevice(path, kind, size * KIB, used * KIB, priority))
     return devices
@@ -226,6 +227,11 @@ def gather(host: Host, options: Options, facts: Facts) -> MemoryFacts:
     elif pools:
         hugetlb = sum(pool.bytes for pool in pools)
         basis["hugetlb_bytes"] = "sum over huge page pools of pages x page size"
+    elif "MemTotal" in meminfo:
+        # A kernel with hugetlbfs always lists HugePages_Total: without it (a Raspberry Pi
+        # or Android kernel) nothing can be reserved.
+        hugetlb = 0
+        basis["hugetlb_bytes"] = "none: /proc/meminfo has no HugePages lines (no hugetlbfs)"
     else:
         hugetlb = None
         basis["hugetlb_bytes"] = "unknown: neither /proc/meminfo nor sysfs says"
