@@ -5,8 +5,12 @@ from __future__ import annotations
 from q3cn_doctor.checking.context import Context
 from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.plan.placement import placement
+from q3cn_doctor.facts.model import server_arg
+from q3cn_doctor.host.base import UNLIMITED
+from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
 from q3cn_doctor.units import gib
+
+from .memlock import memlock_limit
 
 SWAPPINESS_LIMIT = 10
 
@@ -15,7 +19,7 @@ def _describe(devices) -> str:
     return ", ".join(f"{d.path} ({d.kind}, {gib(d.size_bytes)})" for d in devices) or "none"
 
 
-@check("memory.swappiness", "vm.swappiness low enough that the kernel keeps the model in RAM")
+@check("memory.swappiness", "vm.swappiness cannot page out the model as launch holds it")
 def swappiness(ctx: Context):
     memory = ctx.facts.memory
     value = memory.swappiness
@@ -33,14 +37,60 @@ def swappiness(ctx: Context):
             recommended="Leave it: zram compresses in RAM instead of writing to disk (CachyOS "
                         "ships 100).",
             impact="zram costs CPU time, not disk reads, so it does not stall token generation.")
+    held, how = _held(ctx)
+    observed += f"; {how}"
+    if held in ("locked", "pinned", "none"):
+        return ctx.finding(PASS, f"Swappiness {value} cannot page the model out: launch "
+                                 f"{'keeps it on the GPU' if held == 'none' else held + ' it'}",
+                           observed=observed)
+    if held == "mapped":
+        if value > SWAPPINESS_LIMIT:
+            return ctx.finding(PASS, "The model is mapped from its file: swap never holds it",
+                               observed=observed)
+        return ctx.finding(
+            INFO, f"Swappiness {value} drops the mapped model's pages before idle memory",
+            observed=observed,
+            recommended="A mapped model is re-read from its file, never from swap: a low "
+                        "swappiness makes the kernel drop it first under memory pressure. The "
+                        "default 60 keeps more of it; locking it (memory.memlock) keeps all.")
     if value <= SWAPPINESS_LIMIT:
         return ctx.finding(PASS, f"Swappiness {value} keeps the model in RAM", observed=observed)
     return ctx.finding(
         WARN, f"Swappiness {value} lets the kernel page the model out to disk", observed=observed,
-        recommended="Set vm.swappiness=0 (the guide's value for a model held in RAM).",
+        recommended="Set vm.swappiness=0: the model is held in unlocked anonymous memory, which "
+                    "only swap can page out.",
         impact="Expert weights paged to disk are read back at disk speed, stalling tokens for "
                "seconds.",
         fixes=["sysctl.swappiness"])
+
+
+def _held(ctx: Context) -> tuple[str, str]:
+    """How launch holds the model's RAM part, as its lock decision does: "none" (all on the
+    GPU), "locked" (RAM holds it and memlock allows), "pinned" (a CUDA build reads it into
+    pinned host buffers), "mapped" (mmap: file pages, never swapped) or "anonymous" (your
+    --no-mmap or --load-mode none without mlock on a build that cannot pin: swappable)."""
+    plan = placement(ctx.facts)
+    part, total = plan.ram_bytes, ctx.facts.memory.total_bytes
+    if part == 0:
+        return "none", "the model is all on the GPU"
+    args = list(ctx.options.server_args)
+    mode = server_arg(args, "--load-mode", "-lm")
+    server = ctx.facts.get("server")
+    cuda = "cuda" in (getattr(server, "backends", None) or [])
+    if "--no-mmap" in args or mode == "none":
+        if "--mlock" in args:
+            return "locked", "your arguments lock it (--mlock)"
+        if cuda:
+            return "pinned", "your --no-mmap reads it into pinned CUDA host buffers"
+        return "anonymous", "your arguments read it into unlocked memory (--no-mmap)"
+    if total is not None and total < part + OS_HEADROOM_BYTES:
+        return "mapped", f"RAM cannot hold its {gib(part)}: launch maps it"
+    limit, exempt, _ = memlock_limit(ctx)
+    if exempt or limit is None or limit == UNLIMITED or limit >= part:
+        return "locked", f"launch locks its {gib(part)} in RAM"
+    if cuda:
+        return "pinned", "memlock refuses the lock: launch reads it into pinned CUDA host buffers"
+    return "mapped", "memlock refuses the lock: launch maps it"
 
 
 @check("memory.swap", "No disk swap in play while RAM is short of the model plus headroom")

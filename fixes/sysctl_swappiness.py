@@ -1,7 +1,10 @@
 """sysctl.swappiness: vm.swappiness = 0 now, and in a sysctl.d file that wins at boot.
 
-Not offered where zram is the only swap: there a high swappiness is intended
-(zram-generator distributions such as CachyOS and Fedora ship 100 on purpose).
+memory.swappiness offers it only where the model sits in unlocked anonymous memory
+(--no-mmap without --mlock on a build that cannot pin it), the one place swap can page
+it out: a locked or pinned model cannot be swapped, and a mapped one is file pages that a
+low swappiness would drop first. Not offered where zram is the only swap: there a high
+swappiness is intended (zram-generator distributions such as CachyOS and Fedora ship 100).
 """
 
 from __future__ import annotations

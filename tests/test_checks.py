@@ -69,14 +69,27 @@ def test_no_check_crashes_on_a_real_machine(name):
 
 
 # -- memory.swappiness ---------------------------------------------------------------------------
-def test_swappiness_60_with_a_swap_partition_warns_and_offers_the_fix():
+def test_swappiness_60_beside_a_mapped_model_passes():
+    """The laptop's RAM cannot hold the model, so launch maps it: file pages, re-read from
+    the GGUF, never written to swap. Swappiness 0 would only drop them sooner."""
     finding = one(LAPTOP, "memory.swappiness")
+    assert (finding.status, finding.title) == (
+        PASS, "The model is mapped from its file: swap never holds it")
+    assert finding.observed.startswith(
+        "vm.swappiness = 60; swap: /dev/nvme0n1p3 (partition, 1.0 GiB); RAM cannot hold its")
+    assert finding.fixes == []
+    assert {"/proc/sys/vm/swappiness", "/proc/swaps"} <= set(finding.evidence)
+
+
+def test_swappiness_60_with_the_model_in_unlocked_memory_warns_and_offers_the_fix():
+    """--no-mmap (your arguments) on a build that cannot pin it: anonymous memory, which
+    only swap can page out. That is what swappiness 0 protects."""
+    finding = one(LAPTOP, "memory.swappiness", server_args=["--no-mmap"])
     assert finding.status == WARN
     assert finding.title == "Swappiness 60 lets the kernel page the model out to disk"
-    assert finding.observed == "vm.swappiness = 60; swap: /dev/nvme0n1p3 (partition, 1.0 GiB)"
-    assert finding.fixes == ["sysctl.swappiness"]
-    assert "vm.swappiness=0" in finding.recommended
-    assert {"/proc/sys/vm/swappiness", "/proc/swaps"} <= set(finding.evidence)
+    assert finding.fixes == ["sysctl.swappiness"] and "vm.swappiness=0" in finding.recommended
+    locked = one(LAPTOP, "memory.swappiness", server_args=["--no-mmap", "--mlock"])
+    assert locked.status == PASS and locked.title.endswith("launch locked it")
 
 
 def test_swappiness_100_with_zram_only_is_information():
@@ -101,19 +114,23 @@ def test_swappiness_unreadable_skips(name):
     assert "/proc/sys/vm/swappiness" in finding.evidence
 
 
-def test_swappiness_low_passes(tmp_path):
+def test_swappiness_low_beside_a_mapped_model_is_information(tmp_path):
     root = copy_fixture(LAPTOP, tmp_path)
     write(root, "/proc/sys/vm/swappiness", "10\n")
     finding = one(root, "memory.swappiness")
-    assert (finding.status, finding.title) == (PASS, "Swappiness 10 keeps the model in RAM")
+    assert (finding.status, finding.title) == (
+        INFO, "Swappiness 10 drops the mapped model's pages before idle memory")
+    assert finding.fixes == [] and "memory.memlock" in finding.recommended
+    unlocked = one(root, "memory.swappiness", server_args=["--no-mmap"])
+    assert (unlocked.status, unlocked.title) == (PASS, "Swappiness 10 keeps the model in RAM")
 
 
-def test_swappiness_100_warns_when_disk_swap_sits_beside_zram(tmp_path):
+def test_swappiness_100_with_disk_swap_beside_zram_judges_the_disk_swap(tmp_path):
     root = copy_fixture(ZRAM, tmp_path)
     swaps = (root / "fs/proc/swaps").read_text()
     swapfile = "/swapfile" + " " * 31 + "file\t\t2097148\t\t0\t\t-2\n"  # kernel format
     write(root, "/proc/swaps", swaps + swapfile)
-    finding = one(root, "memory.swappiness")
+    finding = one(root, "memory.swappiness", server_args=["--no-mmap"])
     assert finding.status == WARN
     assert "/dev/zram0 (zram, 8.0 GiB), /swapfile (file, 2.0 GiB)" in finding.observed
     assert finding.fixes == ["sysctl.swappiness"]

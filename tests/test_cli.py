@@ -26,12 +26,14 @@ BOX_DRAWING = re.compile("[\u2500-\u257f]")
 
 
 def make_root(root: Path, *, mem_gib: int = 128, hugetlb_gib: int = 0, disk_swap: bool = False,
-              swappiness: int = 10, governor: str | None = None) -> Path:
+              swappiness: int = 10, governor: str | None = None, no_mmap: bool = False) -> Path:
     """A live-like tree for ``--root``: a bare-metal two-CPU box, consistent throughout.
 
     The defaults give no fail and no warn: 128 GiB holds either profile, no
     hugetlb reservation, no swap. ``hugetlb_gib`` reserves 1 GiB pages (meminfo's
-    Hugetlb agrees with the sysfs pool); ``disk_swap`` adds a swap partition.
+    Hugetlb agrees with the sysfs pool); ``disk_swap`` adds a swap partition;
+    ``no_mmap`` has the config file give llama-server --no-mmap (no --mlock), which
+    holds the model in unlocked memory only swap can page out.
     """
     files = {
         "proc/meminfo": (
@@ -55,6 +57,8 @@ def make_root(root: Path, *, mem_gib: int = 128, hugetlb_gib: int = 0, disk_swap
         "sys/devices/system/cpu/online": "0-1\n",
         "sys/kernel/mm/transparent_hugepage/enabled": "always [madvise] never\n",
     }
+    if no_mmap:
+        files["etc/q3cn-doctor/config.toml"] = 'args = ["--no-mmap"]\n'
     for size_kb, pages in ((2048, 0), (1048576, hugetlb_gib)):
         pool = f"sys/kernel/mm/hugepages/hugepages-{size_kb}kB/"
         files.update({pool + "nr_hugepages": f"{pages}\n", pool + "free_hugepages": f"{pages}\n",
@@ -112,7 +116,7 @@ def fail_root(tmp_path):
 @pytest.fixture
 def warn_root(tmp_path):
     """Disk swap with swappiness 60 on a box whose RAM holds the model: one warning."""
-    return make_root(tmp_path / "warn", disk_swap=True, swappiness=60)
+    return make_root(tmp_path / "warn", disk_swap=True, swappiness=60, no_mmap=True)
 
 
 # --- help and version ---------------------------------------------------------------------

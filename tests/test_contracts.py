@@ -42,7 +42,9 @@ def test_fixes_offered_on_real_machines_are_known():
         for finding in snapshot_findings(host).values():
             for fix_id in finding.fixes:
                 offered.setdefault(fix_id, f"{host}: {finding.id}")
-    assert {"cpu.governor", "sysctl.swappiness", "cpu.affinity"} <= set(offered), offered
+    # sysctl.swappiness is offered only where the model sits in unlocked memory (your
+    # --no-mmap on a build that cannot pin it): no fixture host runs that way
+    assert {"cpu.governor", "cpu.affinity"} <= set(offered), offered
     assert set(offered) <= known, offered
 
 

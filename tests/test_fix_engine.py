@@ -88,14 +88,15 @@ def add_process(root: Path, pid: int = 4242, threads: tuple[int, ...] = (4242, 4
 
 
 def full_root(path: Path) -> Path:
-    """A desktop where every fix has work: disk swap at swappiness 60, 60 GiB of 1 GiB
-    hugetlb pages, THP never, powersave with EPP balance_power, alice's memlock at 8 MiB
-    in limits.conf, a llama-server service and a running llama-server pinned to CPU 0,
+    """A desktop where every fix has work: disk swap at swappiness 60 beside a model read
+    into unlocked memory (--no-mmap in the config file), 60 GiB of 1 GiB hugetlb pages,
+    THP never, powersave with EPP balance_power, alice's memlock at 8 MiB in
+    limits.conf, a llama-server service and a running llama-server pinned to CPU 0,
     turbo boost off and NUMA balancing on. Our own sysctl.d file from an earlier run holds
     another value (a rewrite to restore), /etc/tmpfiles.d is missing (a folder to create
     and remove)."""
     root = make_root(path, mem_gib=64, hugetlb_gib=60, disk_swap=True, swappiness=60,
-                     governor="powersave")
+                     governor="powersave", no_mmap=True)
     write(root, "sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
     write(root, "sys/devices/system/cpu/cpufreq/boost", "0\n")
     # A real machine's DDR4 modules as systemd's udev database lists them (spd.driver).

@@ -51,8 +51,9 @@ def installed_script() -> str:
 
 @pytest.fixture
 def root(tmp_path):
-    """A clean two-CPU box at the performance governor: no fail, no warn."""
-    tree = make_root(tmp_path / "root", governor="performance")
+    """A clean two-CPU box at the performance governor: no fail, no warn (its config
+    file's --no-mmap holds the model where swappiness matters, at 10)."""
+    tree = make_root(tmp_path / "root", governor="performance", no_mmap=True)
     (tree / "var/lib").mkdir(parents=True)
     return tree
 
@@ -296,7 +297,7 @@ def test_service_guard_blocks_on_a_failure_not_on_a_warning(root, tmp_path):
                              env=env)
     assert blocked.returncode == 1, blocked.stdout + blocked.stderr
     assert "[fail] memory.hugepages" in blocked.stdout
-    warned = make_root(tmp_path / "warned", disk_swap=True, swappiness=60)
+    warned = make_root(tmp_path / "warned", disk_swap=True, swappiness=60, no_mmap=True)
     started = subprocess.run(argv + ["--root", str(warned)], capture_output=True, text=True,
                              env=env)
     assert started.returncode == 0, started.stdout + started.stderr

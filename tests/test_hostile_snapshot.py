@@ -349,7 +349,7 @@ def test_a_bzip2_or_plain_archive_still_replays(tmp_path):
 
 
 def test_a_fifo_in_sysctl_d_does_not_stall_fix_under_root(tmp_path):
-    root = make_root(tmp_path / "root", swappiness=60, disk_swap=True)
+    root = make_root(tmp_path / "root", swappiness=60, disk_swap=True, no_mmap=True)
     (root / "etc/sysctl.d").mkdir(parents=True)
     os.mkfifo(root / "etc/sysctl.d/50-planted.conf")
     started = time.monotonic()
