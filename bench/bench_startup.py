@@ -86,6 +86,17 @@ def breakdown_commands(bindir: str, python: str, modules: list[str]
     ]
 
 
+# A check run inside a child script, its report to /dev/null.
+RUN_CHECK = """
+sys.argv = ["q3cn-doctor", "check"]
+with open(os.devnull, "w") as report, contextlib.redirect_stdout(report):
+    try:
+        from q3cn_doctor.app.cli import main
+        main()
+    except SystemExit:
+        pass
+"""
+
 # Run in a child: times check's pattern compilation from inside. It wraps a private
 # function (re._compiler.compile), so on a Python without it that part is left out
 # rather than guessed.
@@ -107,14 +118,7 @@ def timed(owner, name, kind):
     setattr(owner, name, wrapper)
 timed(getattr(re, "_compiler", None), "compile", "patterns")
 started = time.perf_counter()
-sys.argv = ["q3cn-doctor", "check"]
-with open(os.devnull, "w") as report, contextlib.redirect_stdout(report):
-    try:
-        from q3cn_doctor.app.cli import main
-        main()
-    except SystemExit:
-        pass
-spent["imports and run"] = [time.perf_counter() - started, 1]
+""" + RUN_CHECK + """spent["imports and run"] = [time.perf_counter() - started, 1]
 print("SPENT", json.dumps(spent))
 """
 
@@ -135,14 +139,7 @@ LOADED_BY_CHECK = """
 import sys
 before = set(sys.modules)
 import contextlib, json, os
-sys.argv = ["q3cn-doctor", "check"]
-with open(os.devnull, "w") as report, contextlib.redirect_stdout(report):
-    try:
-        from q3cn_doctor.app.cli import main
-        main()
-    except SystemExit:
-        pass
-print("LOADED", json.dumps([name for name in sys.modules
+""" + RUN_CHECK + """print("LOADED", json.dumps([name for name in sys.modules
                             if name not in before and not name.startswith("__")]))
 """
 
