@@ -134,7 +134,14 @@ def prompt_cache(ctx: Context):
                 "systemd service (`q3cn-doctor launch --unit NAME`), so its turns can be "
                 "judged.", item=item))
             continue
-        findings.append(_judged(ctx, server, read_turns(text), source, item))
+        turns = read_turns(text)
+        if not turns and "prompt eval time" in text:
+            findings.append(ctx.finding(
+                SKIP, f"llama-server pid {server.pid}: its log is in a format this version "
+                      "does not read", observed=f"{source}: timings, but no \"task N |\" "
+                "lines (2024 builds, ik_llama.cpp)", item=item))
+            continue
+        findings.append(_judged(ctx, server, turns, source, item))
     return findings
 
 

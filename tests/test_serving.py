@@ -348,6 +348,15 @@ def test_prompt_cache_passes_when_turns_reuse_it(tmp_path):
         finding.observed
 
 
+def test_a_log_format_not_read_is_said_not_judged(tmp_path):
+    """ik_llama.cpp's 2024-style log (ik_llama.cpp#1294) has timings but no "task N |":
+    no turn is read, and the check says so rather than "no long turns to judge yet"."""
+    log = (LOGS / "ik-issue-1294-info-format.log").read_text()
+    root = running_with_log(guide_machine(tmp_path / "g"), log)
+    finding = snapshot_findings(root, "server.prompt_cache")["server.prompt_cache:pid-4242"]
+    assert finding.status == "skip" and "format this version does not read" in finding.title
+
+
 def test_prompt_cache_without_a_log_or_a_server(tmp_path):
     root = guide_machine(tmp_path / "g")
     found = snapshot_findings(root, "server.prompt_cache")
