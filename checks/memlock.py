@@ -7,7 +7,7 @@ from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.host.base import UNLIMITED
 from q3cn_doctor.parsers.procfs import bounded_int
-from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
+from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, cgroup_memory_limit, placement
 from q3cn_doctor.units import gib
 
 CAP_IPC_LOCK = 14  # mlock without limit
@@ -144,11 +144,15 @@ def memlock(ctx: Context):
     if exempt or limit == UNLIMITED or limit >= part:
         return ctx.finding(PASS, f"llama-server may lock the model's {gib(part)} in RAM",
                            observed=observed)
-    if memory.total_bytes < part + OS_HEADROOM_BYTES:
+    cgroup = cgroup_memory_limit(ctx.facts)
+    room, what = ((cgroup, "its cgroup's memory limit") if cgroup is not None
+                  and cgroup < memory.total_bytes else (memory.total_bytes, "RAM"))
+    if room < part + OS_HEADROOM_BYTES:
         return ctx.finding(
-            INFO, f"Memlock limit {_show(limit)}: moot, as RAM cannot hold the model's "
+            INFO, f"Memlock limit {_show(limit)}: moot, as {what} cannot hold the model's "
                   f"{gib(part)} to lock", observed=observed,
-            recommended="See memory.fit: launch maps the model instead of locking it.")
+            recommended=f"See {'cpu.quota:memory' if what != 'RAM' else 'memory.fit'}: "
+                        "launch maps the model instead of locking it.")
     pressure = bool(memory.disk_swap) or (
         memory.available_bytes is not None and memory.available_bytes < plan.ram_needed_bytes)
     user = ctx.options.user or "the launching user"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import FIXTURES, copy_fixture, snapshot_facts, snapshot_findings, write_fs
+from conftest import FIXTURES, copy_fixture, run_cli, snapshot_facts, snapshot_findings, write_fs
 from fixture_hosts import GUIDE
-from launch_fixtures import guide_machine
+from launch_fixtures import QWEN_PATH, guide_machine
 from q3cn_doctor.facts.cgroup import (
     parse_cfs,
     parse_cgroup_file,
@@ -96,6 +96,25 @@ def test_v1_container_quota_and_memory_limit(tmp_path):
     memory = findings["cpu.quota:memory"]
     assert memory.status == "fail" and "below the model's RAM part" in memory.title
     assert "The speed model cannot price this: now far below" in memory.impact  # disk-bound
+
+
+def test_launch_does_not_lock_a_model_the_cgroup_limit_cannot_hold(tmp_path):
+    """The guide's machine (64 GiB, memlock unlimited) in a container limited to 16 GiB, as
+    automaxprocs's Docker test tree is: locked, the 47.7 GiB load would be killed by the
+    out-of-memory killer at the limit, so launch maps the model instead."""
+    root = v1_machine(tmp_path)
+    done = run_cli("launch", "--json", "--snapshot", str(root), "--model", QWEN_PATH,
+                   env={"XDG_CONFIG_HOME": "/nonexistent-q3cn-doctor-test-xdg"})
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert "mlock" not in plan["command"]
+    assert any("exceed the cgroup's memory limit (16.0 GiB" in n for n in plan["notes"])
+    # and the memlock limit, 8 MiB here, is moot: nothing would be locked
+    meta = json.loads((root / "snapshot.json").read_text())
+    meta["rlimits"]["MEMLOCK"] = [8 * 1024 * 1024, 8 * 1024 * 1024]
+    (root / "snapshot.json").write_text(json.dumps(meta))
+    memlock = snapshot_findings(root, "memory.memlock")["memory.memlock"]
+    assert memlock.status == "info" and "its cgroup's memory limit cannot hold" in memlock.title
 
 
 def test_no_quota_and_no_limit_pass(tmp_path):

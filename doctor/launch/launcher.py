@@ -25,7 +25,13 @@ from q3cn_doctor.host.base import CAP_SYS_NICE, UNLIMITED
 from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
 from q3cn_doctor.plan.cpu import PRIO_HIGH, PRIO_HIGH_RTPRIO
-from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, hidden_gpus, placement, usable_gpus
+from q3cn_doctor.plan.placement import (
+    OS_HEADROOM_BYTES,
+    cgroup_memory_limit,
+    hidden_gpus,
+    placement,
+    usable_gpus,
+)
 from q3cn_doctor.plan.server import planned_port
 from q3cn_doctor.plan.serving import serving_plan
 from q3cn_doctor.plan.speed import speed, what_if
@@ -374,6 +380,12 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict,
         return False, (f"Model not locked in RAM: its RAM part ({need / GIB:.1f} GiB) and "
                        f"the OS headroom exceed RAM ({total / GIB:.1f} GiB); mmap lets the "
                        "kernel page it instead.")
+    limit = cgroup_memory_limit(facts)
+    if limit is not None and need + OS_HEADROOM_BYTES > limit:
+        return False, (f"Model not locked in RAM: its RAM part ({need / GIB:.1f} GiB) and "
+                       f"the headroom exceed the cgroup's memory limit ({limit / GIB:.1f} "
+                       "GiB, see cpu.quota:memory), where locked pages would have the "
+                       "out-of-memory killer end the load; mmap lets the kernel page it.")
     if as_user and _capable(facts, CAP_SYS_RESOURCE):
         rlimits["MEMLOCK"] = (UNLIMITED, UNLIMITED)
         return True, (f"Model locked in RAM: RLIMIT_MEMLOCK raised to unlimited as root, "

@@ -125,6 +125,13 @@ def usable_gpus(facts: Facts) -> list[dict]:
     return [g for g in facts.get("sysfs_gpus", []) if isinstance(g.get("memory_free_bytes"), int)]
 
 
+def cgroup_memory_limit(facts: Facts) -> int | None:
+    """The memory limit of the cgroup llama-server would start in (this process's), in
+    bytes; None where there is none or it is unknown. Locked pages past it are killed."""
+    own = getattr(facts.get("cgroup"), "own", None)
+    return getattr(own, "memory_max_bytes", None)
+
+
 def hidden_gpus(facts: Facts) -> list[dict]:
     """The NVIDIA GPUs llama-server's CUDA runtime has no kernels for (older than its
     CUDA builds for): no plan counts them, and launch hides them from it."""
