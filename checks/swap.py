@@ -100,16 +100,20 @@ def swap(ctx: Context):
         return ctx.finding(SKIP, "RAM size unknown", observed="/proc/meminfo could not be read")
     plan = placement(ctx.facts)
     needed = plan.ram_needed_bytes
-    observed = (f"RAM {gib(memory.total_bytes)}; the model needs about {gib(needed)} "
-                f"({plan.needed_basis}); disk swap: {_describe(memory.disk_swap)}")
+    reserved = memory.hugetlb_bytes or 0  # hugetlb pages: RAM llama.cpp cannot use
+    usable = memory.total_bytes - reserved
+    observed = (f"RAM {gib(memory.total_bytes)}"
+                + (f", {gib(reserved)} of it hugetlb pages" if reserved else "")
+                + f"; the model needs about {gib(needed)} ({plan.needed_basis}); disk swap: "
+                  f"{_describe(memory.disk_swap)}")
     if not memory.disk_swap:
         return ctx.finding(PASS, "No disk swap for the model's memory to be paged to",
                            observed=observed)
-    if memory.total_bytes >= needed:
+    if usable >= needed:
         return ctx.finding(PASS, "RAM holds the model with headroom; disk swap stays idle",
                            observed=observed)
     return ctx.finding(
-        WARN, f"RAM is {gib(needed - memory.total_bytes)} short, so the model will page to disk",
+        WARN, f"RAM is {gib(needed - usable)} short, so the model will page to disk",
         observed=observed,
         recommended="Free RAM, put more of the model on the GPU, pick a smaller quant or a shorter "
                     "--ctx-size, or add RAM.",

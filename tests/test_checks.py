@@ -168,6 +168,18 @@ def test_swap_passes_when_gpus_take_enough_of_the_model(tmp_path):
     assert f"the model needs about {gib(need)}" in finding.observed
 
 
+def test_swap_counts_hugetlb_pages_as_ram_taken(tmp_path):
+    """A VFIO desktop: 16 GiB of its 62.7 GiB reserved as 1 GiB pages for a VM, 8 GiB of
+    disk swap. The model's 51.7 GiB fit the RAM, not the RAM less the reservation."""
+    root = copy_fixture(LAPTOP, tmp_path)
+    write(root, "/proc/meminfo", "MemTotal:       65748876 kB\nMemFree:        20000000 kB\n"
+          "MemAvailable:   30000000 kB\nHugePages_Total:      16\nHugePages_Free:        0\n"
+          "Hugepagesize:    1048576 kB\nHugetlb:        16777216 kB\n")
+    finding = one(root, "memory.swap")
+    assert finding.status == WARN and finding.title.startswith("RAM is 5.0 GiB short")
+    assert finding.observed.startswith("RAM 62.7 GiB, 16.0 GiB of it hugetlb pages;")
+
+
 def test_swap_passes_with_zram_only_even_when_ram_is_short():
     finding = one(ZRAM, "memory.swap")
     assert finding.status == PASS
@@ -183,16 +195,17 @@ def test_swap_of_unknown_kind_counts_as_disk_swap():
     assert finding.title == "RAM holds the model with headroom; disk swap stays idle"
     assert "SwapTotal in /proc/meminfo (unknown, 13.6 GiB)" in finding.observed
 
-    finding = one(H8QM8, "memory.swap")  # 31.5 GiB of RAM and 1.9 GiB of swap
+    finding = one(H8QM8, "memory.swap")  # 31.5 GiB of RAM (4 GiB hugetlb), 1.9 GiB of swap
     assert finding.status == WARN
-    assert finding.observed.startswith("RAM 31.5 GiB; the model needs about 51.7 GiB")
+    assert finding.observed.startswith(
+        "RAM 31.5 GiB, 4.0 GiB of it hugetlb pages; the model needs about 51.7 GiB")
     assert "SwapTotal in /proc/meminfo (unknown, 1.9 GiB)" in finding.observed
 
 
 def test_swap_passes_when_meminfo_says_none():
     finding = one(OVS, "memory.swap")
     assert finding.status == PASS
-    assert finding.observed.startswith("RAM 377.4 GiB;")
+    assert finding.observed.startswith("RAM 377.4 GiB, 160.0 GiB of it hugetlb pages;")
 
 
 def test_swap_skips_without_meminfo():
