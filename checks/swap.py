@@ -55,13 +55,20 @@ def swappiness(ctx: Context):
                         "default 60 keeps more of it; locking it (memory.memlock) keeps all.")
     if value <= SWAPPINESS_LIMIT:
         return ctx.finding(PASS, f"Swappiness {value} keeps the model in RAM", observed=observed)
+    impact = ("Expert weights paged to disk are read back at disk speed, stalling tokens for "
+              "seconds.")
+    if len(memory.disk_swap) < len(memory.swap):  # zram beside it: keep the zram
+        step = (f"Turn off the disk swap ({_describe(memory.disk_swap)}) with swapoff and in "
+                "/etc/fstab, keeping the zram: swappiness 0 would idle the zram as well.")
+        return ctx.finding(
+            WARN, f"Swappiness {value} lets the kernel page the model out to disk beside zram",
+            observed=observed, recommended=step, impact=impact, manual=[step],
+            action="disk swap off")
     return ctx.finding(
         WARN, f"Swappiness {value} lets the kernel page the model out to disk", observed=observed,
         recommended="Set vm.swappiness=0: the model is held in unlocked anonymous memory, which "
                     "only swap can page out.",
-        impact="Expert weights paged to disk are read back at disk speed, stalling tokens for "
-               "seconds.",
-        fixes=["sysctl.swappiness"])
+        impact=impact, fixes=["sysctl.swappiness"])
 
 
 def _held(ctx: Context) -> tuple[str, str]:
