@@ -8,9 +8,9 @@ owns these settings, the advice goes through it, so a fix does not fight it.
 from __future__ import annotations
 
 from q3cn_doctor.checking.context import Context
-from q3cn_doctor.checking.findings import PASS, SKIP, WARN
+from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
-from q3cn_doctor.facts.cpu import CPU_ROOT, CpuFacts, FrequencyPolicy
+from q3cn_doctor.facts.cpu import CPU_ROOT, CpuFacts, FrequencyPolicy, policy_folder
 from q3cn_doctor.host.base import format_cpu_list
 from q3cn_doctor.plan.cpu import planned_cpus
 
@@ -69,9 +69,15 @@ def _switchable(cpu: CpuFacts) -> bool:
     return bool({"tuned", "tuned-ppd", "power-profiles-daemon"} & set(cpu.power_managers))
 
 
-def _extras(ctx: Context, cpu: CpuFacts) -> list:
+def _extras(ctx: Context, cpu: CpuFacts, judged: list[FrequencyPolicy]) -> list:
     findings = []
-    if cpu.no_turbo or cpu.boost is False:
+    if cpu.no_turbo and cpu.turbo_pct == 0:
+        findings.append(ctx.finding(
+            INFO, "This CPU has no turbo to turn on",
+            observed=f"{CPU_ROOT}/intel_pstate/no_turbo = 1, turbo_pct = 0", item="boost",
+            impact="intel_pstate reports no turbo range (a CPU without Turbo Boost, or one "
+                   "the BIOS locks off): writing no_turbo = 0 is refused."))
+    elif cpu.no_turbo or cpu.boost is False:
         if cpu.no_turbo:
             observed, command = (f"{CPU_ROOT}/intel_pstate/no_turbo = 1",
                                  f"echo 0 > {CPU_ROOT}/intel_pstate/no_turbo")
@@ -89,6 +95,9 @@ def _extras(ctx: Context, cpu: CpuFacts) -> list:
             impact="Boost is a large share of a modern CPU's clock range: prompt processing runs "
                    "that much slower without it.",
             item="boost", fixes=["cpu.boost"], manual=[command]))
+    capped = _capped(ctx, cpu, judged)
+    if capped is not None:
+        findings.append(capped)
     saver = _saver_profile(cpu)
     if saver:
         findings.append(ctx.finding(
@@ -99,22 +108,59 @@ def _extras(ctx: Context, cpu: CpuFacts) -> list:
     return findings
 
 
+CAPPED_SHARE = 0.95
+"""A policy whose scaling_max_freq is below this share of its hardware top is capped."""
+
+
+def _capped(ctx: Context, cpu: CpuFacts, judged: list[FrequencyPolicy]):
+    """A ceiling under the CPU's top clock: scaling_max_freq lowered (TLP's
+    CPU_SCALING_MAX_FREQ_ON_*, auto-cpufreq, thermald, a battery script) or intel_pstate's
+    max_perf_pct. The governor can be performance and the clock still held down."""
+    low = [p for p in judged if p.scaling_max_khz and p.max_freq_khz
+           and p.scaling_max_khz < p.max_freq_khz * CAPPED_SHARE]
+    percent = cpu.max_perf_pct if cpu.max_perf_pct is not None and cpu.max_perf_pct < 100 \
+        else None
+    if not low and percent is None:
+        return None
+    parts, steps = [], []
+    for policy in low:
+        folder = policy_folder(policy.name)
+        parts.append(f"{folder}/scaling_max_freq = {policy.scaling_max_khz} of "
+                     f"cpuinfo_max_freq {policy.max_freq_khz}")
+        steps.append(f"echo {policy.max_freq_khz} > {folder}/scaling_max_freq")
+    if percent is not None:
+        parts.append(f"{CPU_ROOT}/intel_pstate/max_perf_pct = {percent}")
+        steps.append(f"echo 100 > {CPU_ROOT}/intel_pstate/max_perf_pct")
+    top = max((p.max_freq_khz or 0) for p in low) if low else None
+    ceiling = min((p.scaling_max_khz or 0) for p in low) if low else None
+    title = (f"The clock is capped at {ceiling / 1e6:.1f} of {top / 1e6:.1f} GHz"
+             if low else f"intel_pstate caps every core at {percent}% of its top clock")
+    step = ("Lift the cap where it is set (TLP: CPU_SCALING_MAX_FREQ_ON_AC / "
+            "CPU_MAX_PERF_ON_AC in /etc/tlp.conf; auto-cpufreq: scaling_max_freq), or now: `"
+            + "; ".join(steps[:3]) + ("; ..." if len(steps) > 3 else "") + "`.")
+    return ctx.finding(
+        WARN, title, observed="; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else ""),
+        recommended=step, manual=[step], action="CPU clock cap lifted", item="cap",
+        impact="Prompt processing is bound by the CPU clock and slows in proportion; "
+               "generation, bound by RAM, loses less.")
+
+
 @check("cpu.governor", "Scaling governor and energy-performance preference at performance")
 def governor(ctx: Context):
     cpu = ctx.facts.cpu
-    extras = _extras(ctx, cpu)
-    main = _governor(ctx, cpu)
-    return [main, *extras]
+    main, judged = _governor(ctx, cpu)
+    return [main, *_extras(ctx, cpu, judged)]
 
 
 def _governor(ctx: Context, cpu: CpuFacts):
+    """The governor finding, and the policies judged (those of the planned CPUs)."""
     policies = cpu.frequency_policies
     if not policies:
         virt = ctx.facts.system.virtualization
         why = ("in a VM the hypervisor sets the clock" if virt.kind == "vm" or virt.vm
                else "no cpufreq driver is loaded")
         return ctx.finding(SKIP, "No CPU frequency control to check",
-                           observed=f"/sys/devices/system/cpu/cpufreq is absent: {why}")
+                           observed=f"/sys/devices/system/cpu/cpufreq is absent: {why}"), []
     # Only the CPUs llama-server runs on matter (the fix sets just those): E-cores
     # left to the desktop may keep saving power.
     planned, basis = planned_cpus(ctx.facts)
@@ -136,7 +182,7 @@ def _governor(ctx: Context, cpu: CpuFacts):
     if not slow:
         title = ("All CPUs run the performance governor" if len(judged) == len(policies)
                  else "The CPUs llama-server uses run at full speed")
-        return ctx.finding(PASS, title, observed=observed)
+        return ctx.finding(PASS, title, observed=observed), judged
     advice = "Set the performance governor (and EPP performance) on the CPUs llama-server uses."
     manual: list[str] = []
     if owner:
@@ -151,4 +197,4 @@ def _governor(ctx: Context, cpu: CpuFacts):
         observed=observed, recommended=advice,
         impact="Power-saving clocks ramp down between bursts; token generation runs in bursts "
                "and loses several percent of its speed to the ramp.",
-        fixes=["cpu.governor"], manual=manual)
+        fixes=["cpu.governor"], manual=manual), judged

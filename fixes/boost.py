@@ -30,6 +30,9 @@ class Boost(Fix):
     def available(self, ctx: FixContext) -> str | None:
         if _switch(ctx) is None:
             return f"neither {NO_TURBO} nor {BOOST} is there to write"
+        if ctx.facts.cpu.turbo_pct == 0:
+            return ("intel_pstate reports no turbo range on this CPU: the kernel refuses "
+                    "no_turbo = 0")
         blocker = blocking_manager(ctx)
         if blocker:
             return (f"{blocker} is running and sets boost itself: turn it on in {blocker}'s "
@@ -40,8 +43,9 @@ class Boost(Fix):
         switch = _switch(ctx)
         assert switch is not None
         path, value = switch
-        ctx.kernel(path, value, "turbo boost (" + path.rsplit("/", 1)[1] + ")")
-        persist_tmpfiles(ctx, OUR_FILE, [(path, value)], "boost on")
+        change = ctx.kernel(path, value, "turbo boost (" + path.rsplit("/", 1)[1] + ")")
+        if (change.current or "").strip() != value:  # as the governor: keep what was changed
+            persist_tmpfiles(ctx, OUR_FILE, [(path, value)], "boost on")
 
 
 FIX = Boost()

@@ -9,13 +9,13 @@ and revert switches it back to the recorded one.
 
 from __future__ import annotations
 
+from q3cn_doctor.facts.cpu import policy_folder
 from q3cn_doctor.fixing.persist import persist_tmpfiles
 from q3cn_doctor.fixing.plan import PERSISTENT, Change, Fix, FixContext
 from q3cn_doctor.fixing.targets import DaemonProfile
 from q3cn_doctor.host.base import format_cpu_list
 from q3cn_doctor.plan.cpu import planned_cpus
 
-CPU_ROOT = "/sys/devices/system/cpu"
 FAST = "performance"
 OUR_FILE = "/etc/tmpfiles.d/q3cn-doctor-cpu-governor.conf"
 PROFILES = {"tuned": "throughput-performance", "power-profiles-daemon": "performance"}
@@ -35,12 +35,6 @@ def running_daemon(ctx: FixContext) -> str | None:
     facts already found the power daemons among the running processes."""
     running = ctx.facts.cpu.power_managers
     return next((d for d in ("tuned", "power-profiles-daemon") if d in running), None)
-
-
-def policy_folder(name: str) -> str:
-    if name.startswith("policy"):
-        return f"{CPU_ROOT}/cpufreq/{name}"
-    return f"{CPU_ROOT}/{name}/cpufreq"  # kernels with per-CPU cpufreq folders only
 
 
 class Governor(Fix):
@@ -74,9 +68,9 @@ class Governor(Fix):
         cpus, basis = planned_cpus(ctx.facts)
         ctx.note(f"CPUs planned for: {format_cpu_list(cpus)} ({basis}).")
         boot_lines: list[tuple[str, str]] = []
-        for policy in ctx.facts.cpu.frequency_policies:
-            if not set(policy.cpus) & set(cpus):
-                continue
+        policies = ctx.facts.cpu.frequency_policies
+        # as cpu.governor judges them: the planned CPUs' policies, else all of them
+        for policy in [p for p in policies if set(p.cpus) & set(cpus)] or policies:
             folder = policy_folder(policy.name)
             where = f"CPUs {format_cpu_list(policy.cpus)}" if policy.cpus else policy.name
             # EPP first, governor second: reverting newest first then restores the governor

@@ -362,6 +362,42 @@ def test_governor_powersave_with_epp_on_policy_folders():
         finding.evidence)
 
 
+def test_governor_sees_a_clock_cap_under_any_governor(tmp_path):
+    """TLP's CPU_SCALING_MAX_FREQ (linrunner/TLP#764: amd-pstate-epp with scaling_max_freq
+    400000 of 4463000) and intel_pstate's max_perf_pct hold the clock down whatever the
+    governor says; the laptop at performance still warns, with the writes to undo it."""
+    root = copy_fixture(LAPTOP, tmp_path)
+    for n in range(20):
+        folder = f"/sys/devices/system/cpu/cpufreq/policy{n}"
+        write(root, folder + "/scaling_governor", "performance\n")
+        write(root, folder + "/energy_performance_preference", "performance\n")
+        write(root, folder + "/cpuinfo_max_freq", "5200000\n")
+        write(root, folder + "/scaling_max_freq", "400000\n" if n < 2 else "5200000\n")
+    found = check(root, "cpu.governor")
+    assert found["cpu.governor"].status == PASS
+    cap = found["cpu.governor:cap"]
+    assert cap.status == WARN and cap.title == "The clock is capped at 0.4 of 5.2 GHz"
+    assert cap.manual[0].endswith(
+        "`echo 5200000 > /sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq; "
+        "echo 5200000 > /sys/devices/system/cpu/cpufreq/policy1/scaling_max_freq`.")
+    for n in range(2):
+        write(root, f"/sys/devices/system/cpu/cpufreq/policy{n}/scaling_max_freq", "5200000\n")
+    write(root, "/sys/devices/system/cpu/intel_pstate/max_perf_pct", "50\n")
+    cap = check(root, "cpu.governor")["cpu.governor:cap"]
+    assert cap.title == "intel_pstate caps every core at 50% of its top clock"
+    write(root, "/sys/devices/system/cpu/intel_pstate/max_perf_pct", "100\n")
+    assert "cpu.governor:cap" not in check(root, "cpu.governor")
+
+
+def test_no_turbo_on_a_cpu_without_turbo_is_a_note(tmp_path):
+    root = copy_fixture(LAPTOP, tmp_path)
+    write(root, "/sys/devices/system/cpu/intel_pstate/no_turbo", "1\n")
+    assert check(root, "cpu.governor")["cpu.governor:boost"].status == WARN
+    write(root, "/sys/devices/system/cpu/intel_pstate/turbo_pct", "0\n")
+    boost = check(root, "cpu.governor")["cpu.governor:boost"]
+    assert boost.status == INFO and boost.fixes == []
+
+
 def test_governor_tigerlake_balance_power():
     finding = one(TIGERLAKE, "cpu.governor")
     assert finding.status == WARN

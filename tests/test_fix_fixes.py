@@ -239,6 +239,35 @@ def test_boost_on_through_cpufreq_boost(tmp_path):
     assert [o.after for o in outcomes] == ["1"]
 
 
+def test_boost_already_on_plans_no_boot_file(tmp_path):
+    """No runtime change, no tmpfiles.d line: as the governor fix, only what is changed is
+    kept at boot (the cpufreq sweep: every intel_pstate machine with no_turbo = 0)."""
+    root = full_root(tmp_path / "root")
+    write(root, "sys/devices/system/cpu/intel_pstate/no_turbo", "0\n")
+    _, _, fix = only_fix(root, "cpu.boost")
+    assert [c.target.kind for c in fix.changes] == ["sysfs"]
+
+
+def test_boost_on_a_cpu_without_turbo_is_unavailable(tmp_path):
+    """konkor/cpufreq#45: an i3-2375M (no Turbo Boost) with no_turbo = 1; intel_pstate's
+    turbo_pct is 0 and the kernel refuses no_turbo = 0 (EPERM)."""
+    root = full_root(tmp_path / "root")
+    write(root, "sys/devices/system/cpu/intel_pstate/no_turbo", "1\n")
+    write(root, "sys/devices/system/cpu/intel_pstate/turbo_pct", "0\n")
+    _, _, fix = only_fix(root, "cpu.boost")
+    assert fix.status == "unavailable" and "no turbo range" in fix.reason
+
+
+def test_governor_fix_follows_the_check_where_no_cpu_is_planned(tmp_path):
+    """prometheus/procfs's tree has no /proc/cpuinfo: the CPU plan is empty, cpu.governor
+    judges every policy, and the fix sets them all, rather than nothing and "(already
+    applied)"."""
+    root = fixture_root(tmp_path, "procfs-prometheus-mixed")
+    _, _, fix = only_fix(root, "cpu.governor")
+    assert [c.target.path.rsplit("/", 1)[1] for c in fix.changes if c.target.kind == "sysfs"
+            ] == ["scaling_governor"]
+
+
 def test_numa_balancing_off_now_and_at_boot(tmp_path):
     root = full_root(tmp_path / "root")
     write(root, "proc/sys/kernel/numa_balancing", "1\n")

@@ -105,6 +105,7 @@ class FrequencyPolicy(Struct):
     available_governors: list[str]
     epp: str | None  # energy_performance_preference, where the driver has one
     max_freq_khz: int | None = None  # cpuinfo_max_freq: the hardware's top clock
+    scaling_max_khz: int | None = None  # scaling_max_freq: the top the kernel allows now
 
 
 class CoreClass(Struct):
@@ -163,6 +164,8 @@ class CpuFacts(Struct):
     nohz_full_cpus: list[int] = field(default_factory=list)
     isa: dict[str, bool | None] = field(default_factory=dict)
     no_turbo: bool | None = None  # intel_pstate/no_turbo
+    turbo_pct: int | None = None  # intel_pstate/turbo_pct: 0 on a CPU without turbo
+    max_perf_pct: int | None = None  # intel_pstate/max_perf_pct: a cap on every core
     boost: bool | None = None  # cpufreq/boost (acpi-cpufreq, amd-pstate)
     pstate_status: str | None = None  # intel_pstate or amd_pstate mode: active, passive, guided
     platform_profile: str | None = None  # ACPI platform profile: low-power, balanced, performance
@@ -281,6 +284,14 @@ def _isa(arch: str | None, flag_sets: list[set[str]]) -> tuple[dict[str, bool | 
 
 
 # -- cpufreq --------------------------------------------------------------------------------
+def policy_folder(name: str) -> str:
+    """A frequency policy's sysfs folder: policyN, or cpuN/cpufreq on kernels with
+    per-CPU cpufreq folders only."""
+    if name.startswith("policy"):
+        return f"{CPU_ROOT}/cpufreq/{name}"
+    return f"{CPU_ROOT}/{name}/cpufreq"
+
+
 def _policies(host: Host) -> list[FrequencyPolicy]:
     folders = host.glob(CPU_ROOT + "/cpufreq/policy*")
     if not folders:  # older kernels expose cpufreq only per CPU
@@ -308,6 +319,7 @@ def _policies(host: Host) -> list[FrequencyPolicy]:
             available_governors=(host.cat(folder + "/scaling_available_governors") or "").split(),
             epp=host.cat(folder + "/energy_performance_preference"),
             max_freq_khz=_int(host, folder + "/cpuinfo_max_freq"),
+            scaling_max_khz=_int(host, folder + "/scaling_max_freq"),
         ))
     return policies
 
@@ -774,7 +786,7 @@ def gather(host: Host, options: Options, facts: Facts) -> CpuFacts:
     boost_text = _text(host, CPU_ROOT + "/cpufreq/boost")
     status = (_text(host, CPU_ROOT + "/intel_pstate/status")
               or _text(host, CPU_ROOT + "/amd_pstate/status"))
-    basis["no_turbo"] = CPU_ROOT + "/intel_pstate/no_turbo"
+    basis["no_turbo"] = CPU_ROOT + "/intel_pstate/no_turbo, turbo_pct, max_perf_pct"
     basis["boost"] = CPU_ROOT + "/cpufreq/boost"
     basis["pstate_status"] = CPU_ROOT + "/intel_pstate/status, else amd_pstate/status"
     managers, listed = _running_managers(host)
@@ -812,6 +824,8 @@ def gather(host: Host, options: Options, facts: Facts) -> CpuFacts:
         nohz_full_cpus=nohz,
         isa=isa,
         no_turbo=None if no_turbo_text not in ("0", "1") else no_turbo_text == "1",
+        turbo_pct=_int(host, CPU_ROOT + "/intel_pstate/turbo_pct"),
+        max_perf_pct=_int(host, CPU_ROOT + "/intel_pstate/max_perf_pct"),
         boost=None if boost_text not in ("0", "1") else boost_text == "1",
         pstate_status=status or None,
         platform_profile=_text(host, PLATFORM_PROFILE) or None,
