@@ -7,12 +7,15 @@ from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts.model import server_arg
 from q3cn_doctor.host.base import UNLIMITED
-from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, placement
+from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, cgroup_memory_limit, placement
 from q3cn_doctor.units import gib
 
 from .memlock import memlock_limit
 
 SWAPPINESS_LIMIT = 10
+# How launch can hold the model where no swap can take it
+SAFE = {"locked": "launch locks it", "pinned": "launch pins it",
+        "none": "launch keeps it on the GPU"}
 
 
 def _describe(devices) -> str:
@@ -39,9 +42,8 @@ def swappiness(ctx: Context):
             impact="zram costs CPU time, not disk reads, so it does not stall token generation.")
     held, how = _held(ctx)
     observed += f"; {how}"
-    if held in ("locked", "pinned", "none"):
-        return ctx.finding(PASS, f"Swappiness {value} cannot page the model out: launch "
-                                 f"{'keeps it on the GPU' if held == 'none' else held + ' it'}",
+    if held in SAFE:
+        return ctx.finding(PASS, f"Swappiness {value} cannot page the model out: {SAFE[held]}",
                            observed=observed)
     if held == "mapped":
         if value > SWAPPINESS_LIMIT:
@@ -92,6 +94,9 @@ def _held(ctx: Context) -> tuple[str, str]:
         return "anonymous", "your arguments read it into unlocked memory (--no-mmap)"
     if total is not None and total < part + OS_HEADROOM_BYTES:
         return "mapped", f"RAM cannot hold its {gib(part)}: launch maps it"
+    cgroup = cgroup_memory_limit(ctx.facts)
+    if cgroup is not None and cgroup < part + OS_HEADROOM_BYTES:
+        return "mapped", f"its cgroup's memory limit cannot hold its {gib(part)}: launch maps it"
     limit, exempt, _ = memlock_limit(ctx)
     if exempt or limit is None or limit == UNLIMITED or limit >= part:
         return "locked", f"launch locks its {gib(part)} in RAM"

@@ -89,7 +89,7 @@ def test_swappiness_60_with_the_model_in_unlocked_memory_warns_and_offers_the_fi
     assert finding.title == "Swappiness 60 lets the kernel page the model out to disk"
     assert finding.fixes == ["sysctl.swappiness"] and "vm.swappiness=0" in finding.recommended
     locked = one(LAPTOP, "memory.swappiness", server_args=["--no-mmap", "--mlock"])
-    assert locked.status == PASS and locked.title.endswith("launch locked it")
+    assert locked.status == PASS and locked.title.endswith("launch locks it")
 
 
 def test_swappiness_100_with_zram_only_is_information():

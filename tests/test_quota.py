@@ -115,6 +115,12 @@ def test_launch_does_not_lock_a_model_the_cgroup_limit_cannot_hold(tmp_path):
     (root / "snapshot.json").write_text(json.dumps(meta))
     memlock = snapshot_findings(root, "memory.memlock")["memory.memlock"]
     assert memlock.status == "info" and "its cgroup's memory limit cannot hold" in memlock.title
+    # and swappiness judges the model as mapped, as launch will hold it
+    write_fs(root, "/proc/sys/vm/swappiness", "60\n")
+    write_fs(root, "/proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n"
+                                  "/dev/nvme0n1p3 partition\t16777212\t0\t-2\n")
+    swappiness = snapshot_findings(root, "memory.swappiness")["memory.swappiness"]
+    assert "its cgroup's memory limit cannot hold its 38.5 GiB" in swappiness.observed
 
 
 def test_no_quota_and_no_limit_pass(tmp_path):
