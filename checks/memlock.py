@@ -7,7 +7,7 @@ from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.host.base import UNLIMITED
 from q3cn_doctor.parsers.procfs import bounded_int
-from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, cgroup_memory_limit, placement
+from q3cn_doctor.plan.placement import no_room_to_lock, placement
 from q3cn_doctor.units import gib
 
 CAP_IPC_LOCK = 14  # mlock without limit
@@ -144,10 +144,9 @@ def memlock(ctx: Context):
     if exempt or limit == UNLIMITED or limit >= part:
         return ctx.finding(PASS, f"llama-server may lock the model's {gib(part)} in RAM",
                            observed=observed)
-    cgroup = cgroup_memory_limit(ctx.facts)
-    room, what = ((cgroup, "its cgroup's memory limit") if cgroup is not None
-                  and cgroup < memory.total_bytes else (memory.total_bytes, "RAM"))
-    if room < part + OS_HEADROOM_BYTES:
+    short = no_room_to_lock(ctx.facts, part)
+    if short is not None:
+        what = short[0]
         return ctx.finding(
             INFO, f"Memlock limit {_show(limit)}: moot, as {what} cannot hold the model's "
                   f"{gib(part)} to lock", observed=observed,

@@ -7,7 +7,7 @@ from q3cn_doctor.checking.findings import INFO, PASS, SKIP, WARN
 from q3cn_doctor.checking.registry import check
 from q3cn_doctor.facts.model import server_arg
 from q3cn_doctor.host.base import UNLIMITED
-from q3cn_doctor.plan.placement import OS_HEADROOM_BYTES, cgroup_memory_limit, placement
+from q3cn_doctor.plan.placement import no_room_to_lock, placement
 from q3cn_doctor.units import gib
 
 from .memlock import memlock_limit
@@ -79,7 +79,7 @@ def _held(ctx: Context) -> tuple[str, str]:
     pinned host buffers), "mapped" (mmap: file pages, never swapped) or "anonymous" (your
     --no-mmap or --load-mode none without mlock on a build that cannot pin: swappable)."""
     plan = placement(ctx.facts)
-    part, total = plan.ram_bytes, ctx.facts.memory.total_bytes
+    part = plan.ram_bytes
     if part == 0:
         return "none", "the model is all on the GPU"
     args = list(ctx.options.server_args)
@@ -92,11 +92,9 @@ def _held(ctx: Context) -> tuple[str, str]:
         if cuda:
             return "pinned", "your --no-mmap reads it into pinned CUDA host buffers"
         return "anonymous", "your arguments read it into unlocked memory (--no-mmap)"
-    if total is not None and total < part + OS_HEADROOM_BYTES:
-        return "mapped", f"RAM cannot hold its {gib(part)}: launch maps it"
-    cgroup = cgroup_memory_limit(ctx.facts)
-    if cgroup is not None and cgroup < part + OS_HEADROOM_BYTES:
-        return "mapped", f"its cgroup's memory limit cannot hold its {gib(part)}: launch maps it"
+    short = no_room_to_lock(ctx.facts, part)
+    if short is not None:
+        return "mapped", f"{short[0]} cannot hold its {gib(part)}: launch maps it"
     limit, exempt, _ = memlock_limit(ctx)
     if exempt or limit is None or limit == UNLIMITED or limit >= part:
         return "locked", f"launch locks its {gib(part)} in RAM"

@@ -26,9 +26,8 @@ from q3cn_doctor.options import Options
 from q3cn_doctor.parsers.server_help import Intents, translate
 from q3cn_doctor.plan.cpu import PRIO_HIGH, PRIO_HIGH_RTPRIO
 from q3cn_doctor.plan.placement import (
-    OS_HEADROOM_BYTES,
-    cgroup_memory_limit,
     hidden_gpus,
+    no_room_to_lock,
     placement,
     usable_gpus,
 )
@@ -371,19 +370,14 @@ def _lock_decision(facts: Facts, need: int, limits: dict, rlimits: dict,
     limit to the hard one where that is enough). ``as_user``: root plans for the user it
     drops to, who keeps root's limits but none of its capabilities; with CAP_SYS_RESOURCE
     root raises RLIMIT_MEMLOCK to unlimited first (what LimitMEMLOCK=infinity does)."""
-    try:
-        total = facts.memory.total_bytes
-    except FactsError:
-        total = None
-
-    if total is not None and need + OS_HEADROOM_BYTES > total:
+    short = no_room_to_lock(facts, need)
+    if short is not None and short[0] == "RAM":
         return False, (f"Model not locked in RAM: its RAM part ({need / GIB:.1f} GiB) and "
-                       f"the OS headroom exceed RAM ({total / GIB:.1f} GiB); mmap lets the "
+                       f"the OS headroom exceed RAM ({short[1] / GIB:.1f} GiB); mmap lets the "
                        "kernel page it instead.")
-    limit = cgroup_memory_limit(facts)
-    if limit is not None and need + OS_HEADROOM_BYTES > limit:
+    if short is not None:
         return False, (f"Model not locked in RAM: its RAM part ({need / GIB:.1f} GiB) and "
-                       f"the headroom exceed the cgroup's memory limit ({limit / GIB:.1f} "
+                       f"the headroom exceed the cgroup's memory limit ({short[1] / GIB:.1f} "
                        "GiB, see cpu.quota:memory), where locked pages would have the "
                        "out-of-memory killer end the load; mmap lets the kernel page it.")
     if as_user and _capable(facts, CAP_SYS_RESOURCE):

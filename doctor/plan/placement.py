@@ -132,6 +132,19 @@ def cgroup_memory_limit(facts: Facts) -> int | None:
     return getattr(own, "memory_max_bytes", None)
 
 
+def no_room_to_lock(facts: Facts, part: int) -> tuple[str, int] | None:
+    """What cannot hold ``part`` bytes of the model locked beside the OS headroom, and its
+    size: ("RAM", MemTotal) or ("its cgroup's memory limit", the limit). Launch maps the
+    model there; None where both hold it (or are unknown)."""
+    total = getattr(facts.get("memory"), "total_bytes", None)
+    if total is not None and part + OS_HEADROOM_BYTES > total:
+        return "RAM", total
+    limit = cgroup_memory_limit(facts)
+    if limit is not None and part + OS_HEADROOM_BYTES > limit:
+        return "its cgroup's memory limit", limit
+    return None
+
+
 def hidden_gpus(facts: Facts) -> list[dict]:
     """The NVIDIA GPUs llama-server's CUDA runtime has no kernels for (older than its
     CUDA builds for): no plan counts them, and launch hides them from it."""
