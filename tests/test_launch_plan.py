@@ -196,6 +196,21 @@ def test_a_gpu_the_build_has_no_kernels_for_is_hidden(tmp_path, p40_first):
     assert placement(facts).gpus == 1
 
 
+def test_no_gpu_the_build_can_run_on_hides_them_all(tmp_path):
+    """The P40 alone under the CUDA 13 build: CUDA_VISIBLE_DEVICES is empty, so
+    llama-server runs on the CPU, as the speed model plans it, rather than stopping at
+    the P40's first kernel."""
+    root = _beside_a_p40(guide_machine(tmp_path / "g"), p40_first=True)
+    nvml = json.loads((root / "nvml.json").read_text())
+    nvml["devices"] = nvml["devices"][:1]
+    (root / "nvml.json").write_text(json.dumps(nvml))
+    code, out, err = launch("--json", "--snapshot", str(root), "--model", QWEN_PATH)
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert any("so llama-server runs on the CPU" in n for n in plan["notes"])
+
+
 def test_build_without_cpu_flags_takes_the_affinity_itself(tmp_path):
     root = guide_machine(tmp_path / "g")
     stripped = "\n".join(line for line in help_text("2026-10").splitlines()
